@@ -1,0 +1,36 @@
+# driftnet: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean help
+
+help:
+	@echo "make demo   run the whole pipeline on generated traffic and print analyses"
+	@echo "make test   install what tests need and run lint, types and the whole suite"
+	@echo "make bench  measure collector, loader and latency (needs wrk)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftnet needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/driftnet demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check schemas ingest analytics driftnet tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

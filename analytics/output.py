@@ -1,0 +1,94 @@
+"""Query results out: table, csv, json or parquet, streamed in Arrow batches."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import shutil
+import sys
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from analytics.errors import AnalyticsError
+
+Format = Literal["table", "csv", "json", "parquet"]
+FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
+BATCH_ROWS = 65_536
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _reader(rel: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
+    return rel.to_arrow_reader(BATCH_ROWS)
+
+
+def write_result(
+    rel: duckdb.DuckDBPyRelation,
+    fmt: Format,
+    out: BinaryIO | None = None,
+    output: Path | None = None,
+    max_rows: int = 100,
+) -> int:
+    """Write a query result; return the number of rows written (table: rows shown)."""
+    if fmt == "table":
+        head = rel.limit(max_rows + 1).to_arrow_table()
+        shown = head.slice(0, max_rows)
+        # Render with DuckDB's box drawing, on a private connection (no lake access needed).
+        with duckdb.connect() as render:
+            render.from_arrow(shown).show(max_rows=max_rows,
+                                          max_width=shutil.get_terminal_size().columns)
+        if head.num_rows > max_rows:
+            print(f"(more than {max_rows} rows; raise --max-rows or use --format "
+                  "csv/json/parquet for all)")
+        return int(shown.num_rows)
+    if output is not None:
+        with open(output, "wb") as fh:
+            written: int = write_result(rel, fmt, fh)
+            return written
+    stream = out or sys.stdout.buffer
+    if fmt == "parquet":
+        if out is None and sys.stdout.isatty():
+            raise AnalyticsError("parquet output needs --output FILE (or a pipe)")
+        reader = _reader(rel)
+        rows = 0
+        with pq.ParquetWriter(stream, reader.schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return rows
+    if fmt == "csv":
+        reader = _reader(rel)
+        rows = 0
+        with pacsv.CSVWriter(stream, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return rows
+    if fmt == "json":
+        rows = 0
+        stream.write(b"[")
+        for batch in _reader(rel):
+            for row in batch.to_pylist():
+                stream.write(b",\n" if rows else b"\n")
+                stream.write(orjson.dumps(row, default=_json_default,
+                                          option=orjson.OPT_NON_STR_KEYS))
+                rows += 1
+        stream.write(b"\n]\n" if rows else b"]\n")
+        stream.flush()
+        return rows
+    raise AnalyticsError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

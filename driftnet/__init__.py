@@ -1,0 +1,1 @@
+"""The ``driftnet`` command: a thin dispatcher over ingest and analytics."""

@@ -1,0 +1,5 @@
+"""``python -m driftnet`` runs the command line."""
+
+from driftnet.cli import main
+
+main()

@@ -1,0 +1,305 @@
+"""The ``driftnet`` command line: thin wrappers over ingest and analytics.
+
+Every command has ``--help`` with an example. Errors print one line and exit non-zero;
+``driftnet --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from schemas.errors import DriftnetError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Group(click.Group):
+    """Turns DriftnetError into a one-line message (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DriftnetError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"driftnet: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="driftnet")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """driftnet: collect shopper events, land them in a Parquet lake, query them with SQL.
+
+    \b
+    Quickstart:
+      driftnet up --tenants examples/tenants.toml --lake ./lake --port 8080
+      driftnet simulate --url http://localhost:8080 --tenants examples/tenants.toml
+      driftnet sql --lake ./lake --tenant acme "select event_name, count(*) from events group by 1"
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING if not debug else logging.INFO)
+
+
+# -- shared options -----------------------------------------------------------------------
+
+def _tenants_option(required: bool = True) -> Callable[[F], F]:
+    return click.option(
+        "--tenants", "tenants_path", type=click.Path(dir_okay=False, path_type=Path),
+        required=required, help="Tenants TOML file (ids, write keys, allowed origins).",
+    )
+
+
+_lake_option = click.option(
+    "--lake", type=click.Path(file_okay=False, path_type=Path), required=True,
+    help="Lake root directory.",
+)
+_config_option = click.option(
+    "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="TOML settings file ([collector], [loader], [embedded], [kafka]).",
+)
+_log_option = click.option(
+    "--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Embedded log file (default .driftnet/log.sqlite; ignored with Kafka).",
+)
+
+
+def _collector_options(f: F) -> F:
+    f = click.option("--host", default=None, help="Interface to listen on [127.0.0.1].")(f)
+    f = click.option("--port", type=int, default=None, help="TCP port [8080].")(f)
+    return f
+
+
+def _settings(config: Path | None, *, host: str | None = None, port: int | None = None,
+              lake: Path | None = None, log_path: Path | None = None,
+              flush_interval: float | None = None) -> Any:
+    from ingest.settings import load_settings
+
+    collector = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    loader: dict[str, Any] = {}
+    if lake is not None:
+        loader["lake"] = lake
+    if flush_interval is not None:
+        loader["flush_interval_s"] = flush_interval
+    embedded = {"path": log_path} if log_path is not None else {}
+    return load_settings(config, collector=collector, loader=loader, embedded=embedded)
+
+
+_flush_option = click.option(
+    "--flush-interval", type=float, default=None,
+    help="Seconds after which the loader flushes a batch [1.0].",
+)
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+@main.command()
+@_tenants_option()
+@_lake_option
+@_collector_options
+@_log_option
+@_flush_option
+@_config_option
+def up(tenants_path: Path, lake: Path, host: str | None, port: int | None,
+       log_path: Path | None, flush_interval: float | None, config: Path | None) -> None:
+    """Run collector and loader in one process (embedded log unless Kafka is configured).
+
+    \b
+    Example:
+      driftnet up --tenants examples/tenants.toml --lake ./lake --port 8080
+    """
+    from driftnet.runner import run_up
+    from schemas.tenants import load_tenants
+
+    tenants = load_tenants(tenants_path)
+    settings = _settings(config, host=host, port=port, lake=lake, log_path=log_path,
+                         flush_interval=flush_interval)
+    sys.exit(run_up(settings, tenants))
+
+
+@main.command()
+@_tenants_option()
+@_collector_options
+@_log_option
+@_config_option
+def collector(tenants_path: Path, host: str | None, port: int | None, log_path: Path | None,
+              config: Path | None) -> None:
+    """Run only the collector (HTTP endpoints -> transport).
+
+    \b
+    Example:
+      DRIFTNET_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 \\
+        driftnet collector --tenants examples/tenants.toml --port 8080
+    """
+    from driftnet.runner import run_collector
+    from schemas.tenants import load_tenants
+
+    tenants = load_tenants(tenants_path)
+    sys.exit(run_collector(_settings(config, host=host, port=port, log_path=log_path), tenants))
+
+
+@main.command()
+@_tenants_option()
+@_lake_option
+@_log_option
+@_flush_option
+@_config_option
+def loader(tenants_path: Path, lake: Path, log_path: Path | None,
+           flush_interval: float | None, config: Path | None) -> None:
+    """Run only the loader (transport -> lake).
+
+    \b
+    Example:
+      DRIFTNET_KAFKA__BOOTSTRAP_SERVERS=kafka:9092 \\
+        driftnet loader --tenants examples/tenants.toml --lake ./lake
+    """
+    from driftnet.runner import run_loader
+    from schemas.tenants import load_tenants
+
+    load_tenants(tenants_path)  # fail early on a bad file, as the collector does
+    sys.exit(run_loader(_settings(config, lake=lake, log_path=log_path,
+                                  flush_interval=flush_interval)))
+
+
+@main.command()
+@click.option("--url", required=True, help="Collector base URL, e.g. http://localhost:8080.")
+@_tenants_option()
+@click.option("--sessions", type=int, default=200, show_default=True,
+              help="Shopper sessions to simulate (spread over the tenants).")
+@click.option("--tenant", "only_tenants", multiple=True,
+              help="Simulate only these tenant ids (repeatable).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
+@click.option("--concurrency", type=int, default=32, show_default=True,
+              help="Requests in flight.")
+@click.option("--duplicate-rate", type=float, default=0.03, show_default=True,
+              help="Share of requests sent twice (tracker retries).")
+@click.option("--malformed-rate", type=float, default=0.05, show_default=True,
+              help="Share of sessions that also send one malformed hit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[str, ...],
+             seed: int, concurrency: int, duplicate_rate: float, malformed_rate: float,
+             as_json: bool) -> None:
+    """Send realistic shopper sessions to a collector over HTTP.
+
+    Page views, product lists, searches, product views, add-to-cart, checkouts and
+    purchases, with skewed product popularity, returning visitors, bots, tracker retries
+    and a share of malformed hits.
+
+    \b
+    Example:
+      driftnet simulate --url http://localhost:8080 --tenants examples/tenants.toml --sessions 2000
+    """
+    import orjson
+
+    from driftnet.simulate import SimulationConfig, run_simulation
+    from schemas.tenants import load_tenants
+
+    tenants = load_tenants(tenants_path)
+    report = run_simulation(SimulationConfig(
+        url=url, tenants=tenants, sessions=sessions, only_tenants=only_tenants, seed=seed,
+        concurrency=concurrency, duplicate_rate=duplicate_rate, malformed_rate=malformed_rate,
+    ))
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(report.summary())
+
+
+@main.command()
+@click.option("--sessions", type=int, default=2000, show_default=True,
+              help="Shopper sessions to simulate.")
+@click.option("--tenants", "tenants_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("examples/tenants.toml"), show_default=True,
+              help="Tenants file (its first three tenants are used).")
+@click.option("--keep", is_flag=True, help="Keep the temporary lake and print its path.")
+def demo(sessions: int, tenants_path: Path, keep: bool) -> None:
+    """Run the whole pipeline on a temporary lake and print real analyses.
+
+    Starts `driftnet up` on a free port, simulates shoppers of three tenants, waits until
+    every acknowledged hit is in the lake, prints queries, and shuts down.
+
+    \b
+    Example:
+      driftnet demo --sessions 2000
+    """
+    from driftnet.demo import run_demo
+
+    sys.exit(run_demo(tenants_path, sessions, keep))
+
+
+# -- analytics -----------------------------------------------------------------------------
+
+@main.command()
+@_lake_option
+@click.option("--tenant", default=None, help="Tenant whose data the session may read.")
+@click.option("--all-tenants", is_flag=True, help="Operators: read every tenant's data.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the result to this file instead of standard output.")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="Named query parameter, used as $NAME in the query (repeatable).")
+@click.option("--max-rows", type=int, default=100, show_default=True,
+              help="Rows shown by --format table.")
+@click.argument("query", required=False)
+def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
+        params: tuple[str, ...], max_rows: int, query: str | None) -> None:
+    """Run SQL over one tenant's views: events, raw, quarantine. No QUERY: interactive shell.
+
+    \b
+    Examples:
+      driftnet sql --lake ./lake --tenant acme --format json \\
+        "select event_name, count(*) from events group by 1"
+      driftnet sql --lake ./lake --tenant acme -p name='Product Viewed' \\
+        "select count(*) from events where event_name = $name"
+      driftnet sql --lake ./lake --tenant acme        # interactive
+    """
+    import duckdb
+
+    from analytics import connect
+    from analytics.errors import AnalyticsError
+    from analytics.output import write_result
+    from analytics.repl import run_repl
+
+    if all_tenants == (tenant is not None):
+        raise click.UsageError("give --tenant T, or --all-tenants (operators)")
+    values: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--param wants NAME=VALUE, got {item!r}")
+        values[name] = value
+
+    def open_connection() -> duckdb.DuckDBPyConnection:
+        return connect(lake, tenant, all_tenants=all_tenants)
+
+    if query is None:
+        if not sys.stdin.isatty():
+            query = sys.stdin.read()
+        else:
+            scope = tenant or "all tenants"
+            run_repl(open_connection, fmt if fmt != "parquet" else "table",  # type: ignore[arg-type]
+                     f"driftnet sql: {scope} in {lake}. .help for commands, Ctrl-D to leave.")
+            return
+    con = open_connection()
+    try:
+        rel = con.sql(query, params=values or None)
+        if rel is not None:
+            write_result(rel, fmt, output=output, max_rows=max_rows)  # type: ignore[arg-type]
+    except duckdb.Error as exc:
+        raise AnalyticsError(f"query failed: {exc}") from exc
+    finally:
+        con.close()

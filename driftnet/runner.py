@@ -1,0 +1,122 @@
+"""Run the collector, the loader, or both in one process (``driftnet up``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import uvicorn
+
+from ingest.collector import CollectorApp
+from ingest.loader.loop import Loader
+from ingest.settings import DriftnetSettings
+from ingest.transport import open_consumer, open_producer
+from ingest.transport.base import Consumer, RebalanceListener
+from schemas.errors import DriftnetError
+from schemas.tenants import Tenants
+
+log = logging.getLogger("driftnet")
+
+
+def build_app(settings: DriftnetSettings, tenants: Tenants) -> CollectorApp:
+    """The collector app on the configured transport."""
+    return CollectorApp(
+        tenants, settings.collector, lambda: open_producer(settings.embedded, settings.kafka)
+    )
+
+
+def build_loader(settings: DriftnetSettings) -> Loader:
+    """A loader on the configured transport."""
+
+    def consumer(listener: RebalanceListener) -> Consumer:
+        return open_consumer(settings.embedded, settings.kafka, listener)
+
+    Path(settings.loader.lake).mkdir(parents=True, exist_ok=True)
+    return Loader(consumer, settings.loader)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that logs the bound address (port 0 picks one)."""
+
+    async def startup(self, sockets: list[object] | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets=sockets)  # type: ignore[arg-type]
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                log.info("collector listening on http://%s:%d", host, port)
+
+
+def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
+    config = uvicorn.Config(
+        app, host=settings.collector.host, port=settings.collector.port, loop="uvloop",
+        http="httptools", lifespan="on", access_log=False, log_level="warning",
+        timeout_graceful_shutdown=10, server_header=False,
+    )
+    return _Server(config)
+
+
+def transport_name(settings: DriftnetSettings) -> str:
+    """Human description of the transport in use."""
+    if settings.uses_kafka:
+        return f"kafka {settings.kafka.bootstrap_servers} topic {settings.kafka.raw_topic}"
+    return f"embedded log {settings.embedded.path}"
+
+
+def run_collector(settings: DriftnetSettings, tenants: Tenants) -> int:
+    """Serve the collector until SIGINT/SIGTERM."""
+    log.info("collector for %d tenants on %s", len(tenants), transport_name(settings))
+    server = _server(settings, build_app(settings, tenants))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # see run_up: exit cleanly after uvicorn
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    return 0 if server.started else 1
+
+
+def run_loader(settings: DriftnetSettings, stop: threading.Event | None = None) -> int:
+    """Load until SIGINT/SIGTERM (or ``stop``)."""
+    stop = stop or threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("loader into %s from %s", settings.loader.lake, transport_name(settings))
+    loader = build_loader(settings)
+    loader.run(stop)
+    log.info("loader stopped: %s", loader.stats)
+    return 0
+
+
+def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
+    """Collector and loader in one process; both stop cleanly on SIGINT/SIGTERM."""
+    log.info("driftnet up: %d tenants, lake %s, %s", len(tenants), settings.loader.lake,
+             transport_name(settings))
+    server = _server(settings, build_app(settings, tenants))
+    loader = build_loader(settings)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            loader.run(stop)
+        except BaseException as exc:  # the process must not keep acking without a loader
+            failure.append(exc)
+            log.exception("loader failed; shutting down")
+            server.should_exit = True
+
+    thread = threading.Thread(target=load, name="loader", daemon=True)
+    thread.start()
+    # uvicorn handles SIGINT/SIGTERM while serving and re-raises them afterwards; these
+    # handlers turn that re-raise into a clean loader stop instead of an abrupt exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server.run()
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    log.info("driftnet up stopped: %s", loader.stats)
+    if failure:
+        if isinstance(failure[0], DriftnetError):
+            raise failure[0]
+        return 1
+    return 0 if server.started else 1

@@ -1,0 +1,1 @@
+"""Ingest: collector -> transport -> loader (protocols -> enrich -> lake writer)."""

@@ -1,0 +1,283 @@
+"""The collector's ASGI app: route, authenticate, check limits and CORS, envelope, ack when durable.
+
+Raw ASGI rather than a framework: the collector's per-request work is small and on the hot
+path, and bench/ measures it against a bare ASGI app (see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ingest.collector.answers import error_body
+from ingest.collector.config import CollectorSettings
+from ingest.collector.errors import HttpError
+from ingest.collector.group_commit import GroupCommitter
+from ingest.collector.hit import Hit
+from ingest.collector.routes import Route, find_route
+from ingest.transport.base import Producer
+from schemas.envelope import ENVELOPE_VERSION, encode_frame
+from schemas.errors import DriftnetError
+from schemas.tenants import Tenants
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+KEPT_HEADERS = frozenset({
+    "user-agent", "referer", "origin", "content-type", "content-encoding", "accept-language",
+    "sp-anonymous", "x-forwarded-for", "host", "dnt", "sec-ch-ua", "sec-ch-ua-mobile",
+    "sec-ch-ua-platform", "sec-ch-ua-platform-version", "sec-ch-ua-model",
+    "sec-ch-ua-full-version-list", "sec-gpc",
+})
+"""Request headers copied into the envelope. Authorization is never kept."""
+
+_JSON = (b"content-type", b"application/json")
+
+
+class CollectorApp:
+    """ASGI application of the collector.
+
+    ``producer_factory`` opens the transport at startup (lifespan); the app answers
+    ``/healthz`` with 200 only once it can accept hits.
+    """
+
+    def __init__(
+        self,
+        tenants: Tenants,
+        settings: CollectorSettings,
+        producer_factory: Callable[[], Producer],
+    ) -> None:
+        self.tenants = tenants
+        self.settings = settings
+        self._producer_factory = producer_factory
+        self._producer: Producer | None = None
+        self.committer: GroupCommitter | None = None
+        self._kept_cookies = tuple(f"{c}=" for c in settings.kept_cookies)
+        self.counts: dict[str, int] = {"accepted": 0, "rejected": 0}
+
+    # -- ASGI entry point
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except DriftnetError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Open the transport and start the group-commit writer."""
+        self._producer = self._producer_factory()
+        self.committer = GroupCommitter(self._producer, self.settings.max_bundle_bytes)
+        self.committer.start()
+
+    async def shutdown(self) -> None:
+        """Commit what is queued, then close the transport."""
+        if self.committer is not None:
+            await self.committer.close()
+        if self._producer is not None:
+            self._producer.close()
+
+    # -- HTTP
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        headers: dict[str, str] = {}
+        auth = cookie = None
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if name in KEPT_HEADERS:
+                headers[name] = raw_value.decode("latin-1")
+            elif name == "authorization":
+                auth = raw_value.decode("latin-1")
+            elif name == "cookie":
+                cookie = raw_value.decode("latin-1")
+            elif name == "content-length":
+                headers[name] = raw_value.decode("latin-1")
+        origin = headers.get("origin")
+        try:
+            if path == "/healthz":
+                await self._healthz(send)
+                return
+            route = find_route(path)
+            if route is None:
+                raise HttpError(404, f"no collector endpoint at {path}")
+            if method == "OPTIONS":
+                await self._preflight(scope, origin, send)
+                return
+            if method not in route.methods:
+                raise HttpError(405, f"{method} is not accepted on {path}; "
+                                f"use {', '.join(sorted(route.methods))}")
+            answer = await self._collect(scope, receive, route, method, path, headers, auth,
+                                         cookie, origin)
+        except HttpError as exc:
+            self.counts["rejected"] += 1
+            await self._send_error(send, exc, origin, method)
+            return
+        except DriftnetError as exc:  # transport trouble: the client should retry
+            self.counts["rejected"] += 1
+            await self._send_error(send, HttpError(503, f"not accepted, retry: {exc}", 1),
+                                   origin, method)
+            return
+        self.counts["accepted"] += 1
+        response_headers = list(answer.headers)
+        if origin is not None:
+            response_headers += _cors_headers(origin)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": response_headers})
+        await send({"type": "http.response.body",
+                    "body": b"" if method == "HEAD" else answer.body})
+
+    async def _collect(
+        self, scope: Scope, receive: Receive, route: Route, method: str, path: str,
+        headers: dict[str, str], auth: str | None, cookie: str | None, origin: str | None,
+    ) -> Any:
+        limit = (self.settings.max_event_bytes if route.single_event
+                 else self.settings.max_request_bytes)
+        declared = headers.pop("content-length", None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
+        body = await _read_body(receive, limit)
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
+            if body:
+                body = _decompress(body, encoding, limit)
+            # The envelope holds the inflated body; say so instead of claiming it is gzip.
+            headers["x-driftnet-inflated"] = headers.pop("content-encoding")
+        if auth is not None:
+            headers["authorization"] = auth  # read by the key finder, removed below
+        hit = Hit(method, path, scope.get("query_string", b""), headers, body)
+        key = route.find_key(hit)
+        headers.pop("authorization", None)
+        tenant = self.tenants.by_key(key)
+        if tenant is None:
+            raise HttpError(401, "unknown write key")
+        if origin is not None and not tenant.origin_allowed(origin):
+            raise HttpError(403, f"origin {origin} is not allowed for this write key")
+        if cookie and self._kept_cookies:
+            kept = "; ".join(
+                c.strip() for c in cookie.split(";") if c.strip().startswith(self._kept_cookies)
+            )
+            if kept:
+                headers["cookie"] = kept
+        ip = self._client_ip(scope, headers)
+        header = {
+            "v": ENVELOPE_VERSION,
+            "tenant": tenant.id,
+            "received_at": time.time_ns() // 1000,
+            "protocol": route.protocol,
+            "method": method,
+            "path": path,
+            "query": hit.query_string.decode("latin-1"),
+            "headers": headers,
+            "ip": ip,
+        }
+        assert self.committer is not None
+        await self.committer.submit(encode_frame(header, body))
+        return route.answer
+
+    def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
+        if self.settings.trust_forwarded_for:
+            forwarded = headers.get("x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        client = scope.get("client")
+        return str(client[0]) if client else None
+
+    async def _healthz(self, send: Send) -> None:
+        ok = self.committer is not None and self.committer.running
+        status = 200 if ok else 503
+        body = b'{"status":"ok"}' if ok else b'{"status":"starting"}'
+        await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _preflight(self, scope: Scope, origin: str | None, send: Send) -> None:
+        if origin is None:
+            raise HttpError(400, "preflight without an Origin header")
+        if not self.tenants.any_origin_allowed(origin):
+            raise HttpError(403, f"origin {origin} is not allowed for any tenant")
+        requested = b"content-type"
+        for name, value in scope["headers"]:
+            if name == b"access-control-request-headers":
+                requested = value
+        headers = [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
+            (b"access-control-allow-headers", requested),
+            (b"access-control-max-age", str(self.settings.cors_max_age_s).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_error(self, send: Send, exc: HttpError, origin: str | None,
+                          method: str) -> None:
+        headers = [_JSON]
+        if origin is not None and self.tenants.any_origin_allowed(origin):
+            headers += _cors_headers(origin)
+        if exc.retry_after_s is not None:
+            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        body = b"" if method == "HEAD" else error_body(exc.status, exc.reason)
+        await send({"type": "http.response.body", "body": body})
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    ]
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpError(400, "client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate a gzip/deflate body, refusing anything that inflates past ``limit`` (bombs)."""
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise HttpError(415, f"Content-Encoding {encoding} is not supported; use gzip")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise HttpError(400, f"body is not valid {encoding}: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise HttpError(413, f"decompressed body exceeds the {limit}-byte limit")
+    return out

@@ -1,0 +1,27 @@
+"""Collector settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CollectorSettings(BaseModel):
+    """How the collector listens and what it accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    max_event_bytes: int = Field(32 * 1024, ge=1, description="Largest single event body, bytes.")
+    max_request_bytes: int = Field(500 * 1024, ge=1, description="Largest request body, bytes "
+                                   "(after decompression).")
+    max_batch_items: int = Field(2_500, ge=1, description="Most events one batch hit may carry; "
+                                 "a bigger batch is quarantined whole with reason 'size'.")
+    max_bundle_bytes: int = Field(900_000, ge=1024, description="Largest transport record the "
+                                  "group commit builds (Kafka's default message limit is 1 MB).")
+    trust_forwarded_for: bool = Field(False, description="Take the client IP from "
+                                      "X-Forwarded-For (only behind a trusted proxy).")
+    kept_cookies: tuple[str, ...] = Field(("sp",), description="Cookies copied into the envelope "
+                                          "(others are never stored).")
+    cors_max_age_s: int = Field(86_400, ge=0, description="Access-Control-Max-Age of preflights.")
+    server: str = Field("uvicorn", description="ASGI server: uvicorn (uvloop + httptools).")

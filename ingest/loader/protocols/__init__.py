@@ -1,0 +1,51 @@
+"""Protocol adapters: a noun per wire protocol, each turning hits into canonical events.
+
+An adapter receives the name of a DuckDB relation holding the batch's hits of its protocols
+(raw archive columns) and returns two Arrow tables: canonical events (EVENT_SCHEMA) and
+quarantine rows (QUARANTINE_SCHEMA). Every hit yields at least one row in one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits the adapters enforce item by item."""
+
+    max_event_bytes: int
+    max_batch_items: int
+
+
+@dataclass
+class Parsed:
+    """What an adapter made of its hits."""
+
+    events: pa.Table
+    quarantine: pa.Table
+
+
+class Adapter(Protocol):
+    """A protocol adapter."""
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The envelope ``protocol`` values it parses."""
+        ...
+
+    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+        """Parse the hits in relation ``hits``."""
+        ...
+
+
+def adapters() -> list[Adapter]:
+    """Every adapter, in dispatch order."""
+    from ingest.loader.protocols.pixel import PixelAdapter
+    from ingest.loader.protocols.segment import SegmentAdapter
+
+    return [SegmentAdapter(), PixelAdapter()]

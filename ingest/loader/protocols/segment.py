@@ -1,0 +1,313 @@
+"""Segment spec (HTTP tracking API and analytics.js), vectorised in DuckDB.
+
+Single-event endpoints carry one message; batch endpoints ``{"batch": [...], "context",
+"sentAt"}`` carry many, the top-level context merged under each item's. Every hit ends up as
+events or quarantine rows (an empty batch is quarantined, so each hit is accounted for).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import orjson
+
+from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case
+from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from schemas.version import PIPELINE_VERSION
+
+BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import")
+PATH_TYPES = {
+    "/v1/track": "track", "/v1/t": "track", "/v1/page": "page", "/v1/p": "page",
+    "/v1/identify": "identify", "/v1/i": "identify", "/v1/screen": "screen", "/v1/s": "screen",
+    "/v1/group": "group", "/v1/g": "group", "/v1/alias": "alias", "/v1/a": "alias",
+}
+TYPES = ("track", "page", "identify", "screen", "group", "alias")
+
+# Top-level message fields that map to columns; every other field goes to `extra`.
+# writeKey is a credential: it stays in the raw archive only.
+MAPPED_FIELDS = (
+    "type", "event", "messageId", "anonymousId", "userId", "timestamp", "originalTimestamp",
+    "sentAt", "properties", "traits", "context", "writeKey", "receivedAt",
+)
+
+_ITEM_SPEC = orjson.dumps({
+    "type": "VARCHAR", "event": "VARCHAR", "name": "VARCHAR", "messageId": "VARCHAR",
+    "anonymousId": "VARCHAR", "userId": "VARCHAR", "timestamp": "VARCHAR",
+    "originalTimestamp": "VARCHAR", "sentAt": "VARCHAR", "properties": "JSON",
+    "traits": "JSON", "context": "JSON",
+}).decode()
+# json_type() of these paths, checked before trusting the values above.
+_TYPED = ("type", "event", "messageId", "anonymousId", "userId", "timestamp",
+          "originalTimestamp", "sentAt", "properties", "traits", "context", "groupId",
+          "previousId")
+_T = {name: i + 1 for i, name in enumerate(_TYPED)}  # 1-based list index
+_PATHS = "[" + ", ".join(quote(f"$.{n}") for n in _TYPED) + "]"
+
+_CONTEXT_SPEC = orjson.dumps({
+    "page": {"url": "VARCHAR", "title": "VARCHAR", "path": "VARCHAR", "referrer": "VARCHAR"},
+    "userAgent": "VARCHAR", "locale": "VARCHAR", "timezone": "VARCHAR", "ip": "VARCHAR",
+    "campaign": {"source": "VARCHAR", "medium": "VARCHAR", "name": "VARCHAR",
+                 "term": "VARCHAR", "content": "VARCHAR"},
+    "screen": {"width": "BIGINT", "height": "BIGINT", "innerWidth": "BIGINT",
+               "innerHeight": "BIGINT"},
+    "sessionId": "VARCHAR", "sessionStart": "VARCHAR",
+}).decode()
+_PRODUCT = {"product_id": "VARCHAR", "sku": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR",
+            "category": "VARCHAR", "price": "DOUBLE", "quantity": "DOUBLE"}
+_PROPS_SPEC = orjson.dumps({
+    **_PRODUCT, "currency": "VARCHAR", "order_id": "VARCHAR", "revenue": "DOUBLE",
+    "total": "DOUBLE", "query": "VARCHAR", "url": "VARCHAR", "title": "VARCHAR",
+    "path": "VARCHAR", "referrer": "VARCHAR", "products": [_PRODUCT],
+}).decode()
+_DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
+
+_SCALAR_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+_OBJECT_OR_NULL = "('OBJECT', 'NULL')"
+
+
+def _q(reason: str, detail: str) -> str:
+    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
+
+
+def _lit(text: str) -> str:
+    return quote(text)
+
+
+def _present(field: str) -> str:
+    return f"coalesce(t[{_T[field]}], 'NULL') <> 'NULL'"
+
+
+def _bad_time(field: str) -> str:
+    return (f"({_present(field)} AND (t[{_T[field]}] <> 'VARCHAR' "
+            f"OR try_cast(e.{quote_ident(field)} AS TIMESTAMPTZ) IS NULL))")
+
+
+def quote_ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _validation() -> str:
+    """CASE yielding {reason, detail} for an invalid message, NULL for a valid one."""
+    checks = [
+        ("item_json_type IS DISTINCT FROM 'OBJECT'",
+         _q("schema_violation", "'event is a JSON ' || lower(coalesce(item_json_type, "
+            "'nothing')) || ', not an object'")),
+        ("strlen(item) > @max_event_bytes@",
+         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the "
+            "@max_event_bytes@-byte limit'")),
+        (f"{_present('type')} AND t[{_T['type']}] <> 'VARCHAR'",
+         _q("schema_violation", _lit("type must be a string"))),
+        ("etype IS NULL", _q("protocol_violation", _lit("message has no type"))),
+        (f"etype NOT IN ({', '.join(quote(x) for x in TYPES)})",
+         _q("protocol_violation", "'unknown type ' || etype")),
+        (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {_SCALAR_ID}",
+         _q("schema_violation", _lit("anonymousId must be a string"))),
+        (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {_SCALAR_ID}",
+         _q("schema_violation", _lit("userId must be a string"))),
+        ("coalesce(e.anonymousId, '') = '' AND coalesce(e.userId, '') = ''",
+         _q("protocol_violation", _lit("anonymousId or userId is required"))),
+        (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {_SCALAR_ID}",
+         _q("schema_violation", _lit("messageId must be a string"))),
+        (f"etype = 'track' AND NOT {_present('event')}",
+         _q("protocol_violation", _lit("track message has no event name"))),
+        (f"etype = 'track' AND (t[{_T['event']}] <> 'VARCHAR' OR e.event = '')",
+         _q("schema_violation", _lit("event must be a non-empty string"))),
+        (f"coalesce(t[{_T['properties']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
+         _q("schema_violation", f"'properties must be an object, not ' || "
+            f"lower(t[{_T['properties']}])")),
+        (f"coalesce(t[{_T['traits']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
+         _q("schema_violation", f"'traits must be an object, not ' || lower(t[{_T['traits']}])")),
+        (f"coalesce(t[{_T['context']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
+         _q("schema_violation", f"'context must be an object, not ' || "
+            f"lower(t[{_T['context']}])")),
+        (_bad_time("timestamp"),
+         _q("schema_violation", "'timestamp is not an ISO-8601 date: ' || "
+            "coalesce(e.timestamp, '?')")),
+        (_bad_time("originalTimestamp"),
+         _q("schema_violation", "'originalTimestamp is not an ISO-8601 date: ' || "
+            "coalesce(e.originalTimestamp, '?')")),
+        (_bad_time("sentAt"),
+         _q("schema_violation", "'sentAt is not an ISO-8601 date: ' || coalesce(e.sentAt, '?')")),
+        (f"etype = 'alias' AND NOT {_present('previousId')}",
+         _q("protocol_violation", _lit("alias message has no previousId"))),
+        (f"etype = 'group' AND NOT {_present('groupId')}",
+         _q("protocol_violation", _lit("group message has no groupId"))),
+    ]
+    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
+    return f"CASE\n      {whens}\n    END"
+
+
+_PATH_TYPE_CASE = "CASE path " + " ".join(
+    f"WHEN {quote(p)} THEN {quote(t)}" for p, t in PATH_TYPES.items()
+) + " END"
+_BATCH_PATHS = ", ".join(quote(p) for p in BATCH_PATHS)
+_HIT_COLS = ("tenant, received_at, protocol, path, headers, ip, body, source, source_partition, "
+             "source_offset, source_index")
+
+_STAGES = f"""
+CREATE OR REPLACE TEMP TABLE seg_hits AS
+SELECT {_HIT_COLS}, text,
+  CASE
+    WHEN text IS NULL THEN {_q("payload_format", _lit("body is not valid UTF-8"))}
+    WHEN trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
+    WHEN NOT json_valid(text) THEN {_q("payload_format", _lit("body is not valid JSON"))}
+    WHEN json_type(text) <> 'OBJECT' THEN
+      {_q("protocol_violation", "'body is a JSON ' || lower(json_type(text)) || ', not an object'")}
+  END AS hit_q
+FROM (SELECT *, try(decode(body)) AS text FROM @hits@);
+
+CREATE OR REPLACE TEMP TABLE seg_batches AS
+SELECT *,
+  CASE
+    WHEN batch_type IS DISTINCT FROM 'ARRAY' THEN
+      {_q("protocol_violation", "'batch must be an array, not ' || "
+          "lower(coalesce(batch_type, 'missing'))")}
+    WHEN json_array_length(text, '$.batch') = 0 THEN
+      {_q("protocol_violation", _lit("batch holds no events"))}
+    WHEN json_array_length(text, '$.batch') > @max_batch_items@ THEN
+      {_q("size", "'batch of ' || json_array_length(text, '$.batch') || ' events exceeds the "
+          "@max_batch_items@-event limit'")}
+  END AS batch_q
+FROM (
+  SELECT *, json_type(text, '$.batch') AS batch_type FROM seg_hits
+  WHERE hit_q IS NULL AND (path IN ({_BATCH_PATHS}) OR json_exists(text, '$.batch'))
+);
+
+CREATE OR REPLACE TEMP TABLE seg_items AS
+SELECT {_HIT_COLS}, text AS item, 0 AS item_index, NULL::JSON AS batch_ctx,
+       NULL::VARCHAR AS batch_sent, {_PATH_TYPE_CASE} AS path_type
+FROM seg_hits
+WHERE hit_q IS NULL AND NOT (path IN ({_BATCH_PATHS}) OR json_exists(text, '$.batch'))
+UNION ALL
+SELECT {_HIT_COLS}, unnest(b.batch) AS item, unnest(range(len(b.batch))) AS item_index,
+       CASE WHEN json_type(b.context) = 'OBJECT' THEN b.context END AS batch_ctx,
+       b.sentAt AS batch_sent, NULL AS path_type
+FROM (SELECT *,
+        json_transform(text, '{{"batch":["JSON"],"context":"JSON","sentAt":"VARCHAR"}}') AS b
+      FROM seg_batches WHERE batch_q IS NULL);
+
+CREATE OR REPLACE TEMP TABLE seg_parsed AS
+SELECT *, {_validation()} AS q
+FROM (
+  SELECT *, coalesce(e.type, path_type) AS etype
+  FROM (
+    SELECT *,
+      CASE WHEN item_json_type = 'OBJECT' THEN json_transform(item, {quote(_ITEM_SPEC)}) END AS e,
+      CASE WHEN item_json_type = 'OBJECT' THEN json_type(item, {_PATHS}) END AS t
+    FROM (SELECT *, try(json_type(item)) AS item_json_type FROM seg_items)
+  )
+);
+
+CREATE OR REPLACE TEMP TABLE seg_ok AS
+SELECT *,
+  json_transform(ctx, {quote(_CONTEXT_SPEC)}) AS c,
+  json_transform(e.properties, {quote(_PROPS_SPEC)}) AS p
+FROM (
+  SELECT *,
+    CASE WHEN batch_ctx IS NOT NULL
+         THEN json_merge_patch(batch_ctx, coalesce(e.context, '{{}}'))
+         ELSE e.context END AS ctx
+  FROM seg_parsed WHERE q IS NULL
+);
+"""
+
+_EVENTS = {
+    "tenant": "tenant",
+    "event_id": "coalesce(e.messageId, 'dn:' || md5(item))",
+    "event_type": "etype",
+    "event_name": "CASE etype WHEN 'track' THEN e.event WHEN 'page' THEN 'page_view' "
+                  "WHEN 'screen' THEN 'screen_view' ELSE etype END",
+    "protocol": "protocol",
+    "platform": "CASE WHEN path IN ('/v1/t', '/v1/p', '/v1/i', '/v1/s', '/v1/g', '/v1/a', "
+                "'/v1/b') THEN 'web' END",
+    "client_ts": "try_cast(coalesce(e.timestamp, e.originalTimestamp) AS TIMESTAMPTZ)",
+    "sent_ts": "try_cast(coalesce(e.sentAt, batch_sent) AS TIMESTAMPTZ)",
+    "received_at": "received_at",
+    "derived_ts": "received_at",
+    "anonymous_id": "nullif(e.anonymousId, '')",
+    "user_id": "nullif(e.userId, '')",
+    "session_id": "c.sessionId",
+    "page_url": "coalesce(c.page.url, CASE WHEN etype = 'page' THEN p.url END)",
+    "page_path": "coalesce(c.page.path, CASE WHEN etype = 'page' THEN p.path END)",
+    "page_title": "coalesce(c.page.title, CASE WHEN etype = 'page' THEN p.title END)",
+    "referrer": "nullif(coalesce(c.page.referrer, CASE WHEN etype = 'page' THEN p.referrer END), "
+                "'')",
+    "utm_source": "c.campaign.source",
+    "utm_medium": "c.campaign.medium",
+    "utm_campaign": "c.campaign.name",
+    "utm_term": "c.campaign.term",
+    "utm_content": "c.campaign.content",
+    "user_agent": "coalesce(c.userAgent, headers->>'user-agent')",
+    "screen": "CASE WHEN c.screen.width IS NOT NULL THEN c.screen.width || 'x' || "
+              "c.screen.height END",
+    "viewport": "CASE WHEN c.screen.innerWidth IS NOT NULL THEN c.screen.innerWidth || 'x' || "
+                "c.screen.innerHeight END",
+    "language": "c.locale",
+    "timezone": "c.timezone",
+    "ip": "coalesce(c.ip, ip)",
+    "product_id": "coalesce(p.product_id, p.sku, p.id)",
+    "product_name": "p.name",
+    "product_category": "p.category",
+    "product_action": action_case("CASE WHEN etype = 'track' THEN e.event END", SEGMENT_ACTIONS),
+    "price": "p.price",
+    "currency": "p.currency",
+    "quantity": "p.quantity",
+    "order_id": "p.order_id",
+    "revenue": "coalesce(p.revenue, p.total)",
+    "items": "CASE WHEN p.products IS NOT NULL THEN to_json(list_transform(p.products, "
+             "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
+             "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END",
+    "search_query": "p.query",
+    "properties": "e.properties",
+    "traits": "e.traits",
+    "context": "ctx",
+    "extra": f"nullif(json_merge_patch(item, {quote(_DROP_MAPPED)}), '{{}}')",
+    **LINEAGE,
+    "item_index": "item_index",
+    "pipeline_version": quote(PIPELINE_VERSION),
+}
+
+_QUARANTINE_COMMON = {
+    "tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
+    "pipeline_version": quote(PIPELINE_VERSION),
+}
+
+
+def _quarantine_sql() -> str:
+    hit_level = select_quarantine({
+        **_QUARANTINE_COMMON, "reason": "hit_q.reason", "detail": "hit_q.detail",
+        "payload": "body",
+    })
+    batch_level = select_quarantine({
+        **_QUARANTINE_COMMON, "reason": "batch_q.reason", "detail": "batch_q.detail",
+        "payload": "body",
+    })
+    item_level = select_quarantine({
+        **_QUARANTINE_COMMON, "reason": "q.reason", "detail": "q.detail",
+        "payload": "encode(item)", "item_index": "item_index",
+        "event_id": "CASE WHEN item_json_type = 'OBJECT' THEN e.messageId END",
+    })
+    return (f"SELECT {hit_level} FROM seg_hits WHERE hit_q IS NOT NULL\n"
+            f"UNION ALL SELECT {batch_level} FROM seg_batches WHERE batch_q IS NOT NULL\n"
+            f"UNION ALL SELECT {item_level} FROM seg_parsed WHERE q IS NOT NULL")
+
+
+_QUARANTINE = _quarantine_sql()
+_EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM seg_ok"
+
+
+class SegmentAdapter:
+    """Segment HTTP API, analytics.js, and the Segment-spec JSON of RudderStack and Jitsu."""
+
+    protocols: tuple[str, ...] = ("segment",)
+
+    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+        """Parse Segment hits in relation ``hits``."""
+        sql = (_STAGES.replace("@hits@", hits)
+               .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
+               .replace("@max_batch_items@", str(int(limits.max_batch_items))))
+        con.execute(sql)
+        events = con.sql(_EVENTS_SQL).to_arrow_table()
+        quarantine = con.sql(_QUARANTINE).to_arrow_table()
+        return Parsed(events, quarantine)

@@ -1,0 +1,53 @@
+"""Helpers to build the loader's DuckDB SQL from the schema models (one source of truth)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from schemas.columns import sql_type
+from schemas.event import EVENT_SCHEMA
+from schemas.quarantine import QUARANTINE_SCHEMA
+from schemas.raw import RAW_SCHEMA
+
+
+def quote(value: str) -> str:
+    """A SQL string literal (for constants from our own code, never for user data)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def select_columns(schema: pa.Schema, exprs: Mapping[str, str]) -> str:
+    """``expr::TYPE AS col, ...`` for every column of ``schema``, NULL where ``exprs`` has none."""
+    unknown = set(exprs) - set(schema.names)
+    if unknown:
+        raise KeyError(f"not columns of the schema: {sorted(unknown)}")
+    parts = []
+    for f in schema:
+        expr = exprs.get(f.name, "NULL")
+        parts.append(f"CAST({expr} AS {sql_type(f.type)}) AS {f.name}")
+    return ",\n       ".join(parts)
+
+
+def select_events(exprs: Mapping[str, str]) -> str:
+    """Select list producing canonical event columns."""
+    return select_columns(EVENT_SCHEMA, exprs)
+
+
+def select_quarantine(exprs: Mapping[str, str]) -> str:
+    """Select list producing quarantine columns."""
+    return select_columns(QUARANTINE_SCHEMA, exprs)
+
+
+def select_raw(exprs: Mapping[str, str]) -> str:
+    """Select list producing raw archive columns."""
+    return select_columns(RAW_SCHEMA, exprs)
+
+
+LINEAGE = {
+    "source": "source",
+    "source_partition": "source_partition",
+    "source_offset": "source_offset",
+    "source_index": "source_index",
+}
+"""Lineage columns, copied from the hit the row came from."""

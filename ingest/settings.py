@@ -1,0 +1,75 @@
+"""driftnet's settings: one typed class per component, from flags, env, a TOML file, defaults.
+
+Precedence: command-line flags > environment (``DRIFTNET_<SECTION>__<KEY>``, e.g.
+``DRIFTNET_KAFKA__BOOTSTRAP_SERVERS``) > the ``--config`` TOML file (``[kafka]``,
+``[collector]``, ...) > defaults. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ingest.collector.config import CollectorSettings
+from ingest.loader.config import LoaderSettings
+from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
+from schemas.errors import ConfigError
+
+
+class DriftnetSettings(BaseSettings):
+    """All settings of a driftnet process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTNET_", env_nested_delimiter="__", extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+    _toml_path: ClassVar[Path | None] = None
+
+    collector: CollectorSettings = Field(default_factory=CollectorSettings)
+    loader: LoaderSettings = Field(default_factory=LoaderSettings)
+    embedded: EmbeddedLogSettings = Field(default_factory=EmbeddedLogSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags, then environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        return tuple(sources)
+
+    @property
+    def uses_kafka(self) -> bool:
+        """True when Kafka bootstrap servers are configured (else the embedded log)."""
+        return bool(self.kafka.bootstrap_servers)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> DriftnetSettings:
+    """Settings from flags (``overrides``, nested dicts per section), env and ``config``."""
+    if config is not None and not Path(config).is_file():
+        raise ConfigError("config file not found", path=str(config))
+    DriftnetSettings._toml_path = Path(config) if config is not None else None
+    try:
+        return DriftnetSettings(**{k: v for k, v in overrides.items() if v})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+    finally:
+        DriftnetSettings._toml_path = None

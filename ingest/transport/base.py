@@ -1,0 +1,90 @@
+"""The transport interface: durable, ordered, offset-addressed records between collector and loader.
+
+Two implementations: the embedded SQLite log (one machine) and Kafka. Both give Kafka's
+semantics: a record has a partition and an offset; a consumer group commits the *next*
+offset to read per partition; a producer's ``produce`` returns only once every record is
+durable, so the collector can acknowledge the hits inside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One transport record: a bundle of envelopes (see schemas.envelope)."""
+
+    partition: int
+    offset: int
+    value: bytes
+    key: bytes | None = None
+
+
+class Producer(Protocol):
+    """Appends records durably."""
+
+    @property
+    def source(self) -> str:
+        """Name of the stream written to (``log`` or the Kafka topic)."""
+        ...
+
+    def produce(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Append ``(key, value)`` records; return only when all are durable.
+
+        Raises TransportError when they could not be made durable; then none may be
+        acknowledged (some may still have been written: consumers see them, and the
+        client retries, which dedupe absorbs).
+        """
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        ...
+
+
+class RebalanceListener(Protocol):
+    """Told when partitions are taken from or given to a consumer (Kafka group rebalance)."""
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        """Partitions about to be taken away: flush and commit, or abandon, their work."""
+        ...
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """Partitions just given: recover any uncommitted batch before consuming."""
+        ...
+
+
+class Consumer(Protocol):
+    """Reads records of a consumer group, at least once, in offset order per partition."""
+
+    @property
+    def source(self) -> str:
+        """Name of the stream read from."""
+        ...
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records past the current position; empty after ``timeout_s``."""
+        ...
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        """Commit, per partition, the next offset to read. Raises TransportError on failure."""
+        ...
+
+    def rewind(self, partition: int) -> None:
+        """Read ``partition`` again from its committed offset (after an abandoned batch)."""
+        ...
+
+    def committed(self, partition: int) -> int | None:
+        """The committed next offset of a partition, None when nothing was committed."""
+        ...
+
+    def lag(self) -> int:
+        """Records produced but not yet committed by this group, over assigned partitions."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group and release resources (does not commit)."""
+        ...

@@ -1,0 +1,43 @@
+"""The one exception root of driftnet.
+
+Every error keeps the values that explain it and says whether retrying can help
+(``transient``). Edges convert them: HTTP -> 4xx/503 with a reason, CLI -> one line and a
+non-zero exit, loader -> a quarantine row with a typed reason code.
+"""
+
+from __future__ import annotations
+
+
+class DriftnetError(Exception):
+    """Root of every error driftnet raises on purpose."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.values = values
+
+    def __str__(self) -> str:
+        if not self.values:
+            return self.message
+        details = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"{self.message} ({details})"
+
+
+class ConfigError(DriftnetError):
+    """A configuration file or setting is missing or invalid; fix the config and restart."""
+
+
+class TransientError(DriftnetError):
+    """A dependency is temporarily unavailable (disk busy, broker down); retry later."""
+
+    transient = True
+
+
+class TransportError(TransientError):
+    """The transport could not durably accept or deliver records."""
+
+
+class LakeError(DriftnetError):
+    """The lake could not be read or written as laid out in schemas.lake."""

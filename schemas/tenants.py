@@ -1,0 +1,161 @@
+"""Tenants: who may send events, from where, and how their data is treated.
+
+The tenants file is TOML::
+
+    [[tenant]]
+    id = "acme"
+    write_keys = ["acme-live-3f9c1e"]
+    allowed_origins = ["https://shop.acme.example", "https://*.acme.example"]
+    ip_mode = "truncate"        # truncate | hash | none
+    retention_days = 400
+
+A write key is also accepted as a Snowplow app id (``aid``) and a GA4 measurement id
+(``tid``): whatever identifies the sender maps to exactly one tenant.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from schemas.errors import ConfigError
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+
+IpMode = Literal["truncate", "hash", "none"]
+"""How client IPs are stored: ``truncate`` (IPv4 /24, IPv6 /48), ``hash`` (keyed), or
+``none`` (as is)."""
+
+
+class Tenant(BaseModel):
+    """One business customer. Tenants never see each other's data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
+    """Tenant id; names the lake partition ``tenant=<id>``."""
+    write_keys: Annotated[tuple[SecretStr, ...], Field(min_length=1)]
+    """Keys that authenticate hits as this tenant (also Snowplow app ids, GA4 measurement ids)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed to send with this tenant's keys: exact ``https://shop.example``,
+    a subdomain wildcard ``https://*.shop.example``, or ``*`` for any origin."""
+    ip_mode: IpMode = "truncate"
+    """How the client IP is anonymised before anything is written to the lake."""
+    ip_salt: SecretStr | None = None
+    """Secret salt for ``ip_mode = "hash"``; required in that mode."""
+    retention_days: Annotated[int, Field(ge=1)] = 400
+    """Days of data kept in the lake for this tenant."""
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d+)?", origin):
+                raise ValueError(
+                    f"origin {origin!r} must look like https://host[:port], "
+                    "https://*.host or '*'"
+                )
+        return tuple(o.lower() for o in origins)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """True when a browser ``Origin`` header may send with this tenant's keys."""
+        origin = origin.lower()
+        for allowed in self.allowed_origins:
+            if allowed in ("*", origin):
+                return True
+            if "://*." in allowed:
+                scheme, _, suffix = allowed.partition("://*.")
+                if origin.startswith(scheme + "://") and origin.endswith("." + suffix):
+                    return True
+        return False
+
+
+class TenantsFile(BaseModel):
+    """The whole tenants file: a list of ``[[tenant]]`` tables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: Annotated[tuple[Tenant, ...], Field(min_length=1)]
+
+    @field_validator("tenant")
+    @classmethod
+    def _unique(cls, tenants: tuple[Tenant, ...]) -> tuple[Tenant, ...]:
+        seen_ids: set[str] = set()
+        seen_keys: dict[str, str] = {}
+        for t in tenants:
+            if t.id in seen_ids:
+                raise ValueError(f"tenant id {t.id!r} appears twice")
+            seen_ids.add(t.id)
+            for key in t.write_keys:
+                owner = seen_keys.setdefault(key.get_secret_value(), t.id)
+                if owner != t.id:
+                    # Print the owners, never the key itself.
+                    raise ValueError(f"a write key is shared by tenants {owner!r} and {t.id!r}")
+            if t.ip_mode == "hash" and t.ip_salt is None:
+                raise ValueError(f"tenant {t.id!r}: ip_mode 'hash' needs ip_salt")
+        return tenants
+
+
+class Tenants:
+    """Lookup over a validated tenants file: key -> tenant, id -> tenant."""
+
+    def __init__(self, tenants: Iterable[Tenant]) -> None:
+        self._by_id: dict[str, Tenant] = {}
+        self._by_key: dict[str, Tenant] = {}
+        for t in tenants:
+            self._by_id[t.id] = t
+            for key in t.write_keys:
+                self._by_key[key.get_secret_value()] = t
+
+    def __iter__(self) -> Iterator[Tenant]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def ids(self) -> list[str]:
+        """Tenant ids in file order."""
+        return list(self._by_id)
+
+    def by_key(self, key: str) -> Tenant | None:
+        """The tenant owning a write key (or app id / measurement id), else None."""
+        return self._by_key.get(key)
+
+    def by_id(self, tenant_id: str) -> Tenant | None:
+        """The tenant with this id, else None."""
+        return self._by_id.get(tenant_id)
+
+    def any_origin_allowed(self, origin: str) -> bool:
+        """True when some tenant allows this origin (CORS preflights carry no key)."""
+        return any(t.origin_allowed(origin) for t in self._by_id.values())
+
+
+def is_tenant_id(value: str) -> bool:
+    """True when ``value`` is a syntactically valid tenant id."""
+    return bool(_TENANT_ID.match(value))
+
+
+def load_tenants(path: str | Path) -> Tenants:
+    """Read and validate a tenants TOML file; raise ConfigError naming what is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError("tenants file not found", path=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"tenants file is not valid TOML: {exc}", path=str(path)) from exc
+    try:
+        parsed = TenantsFile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid tenants file: {problems}", path=str(path)) from exc
+    return Tenants(parsed.tenant)

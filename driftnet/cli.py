@@ -169,9 +169,9 @@ def loader(tenants_path: Path, lake: Path, log_path: Path | None,
     from driftnet.runner import run_loader
     from schemas.tenants import load_tenants
 
-    load_tenants(tenants_path)  # fail early on a bad file, as the collector does
+    tenants = load_tenants(tenants_path)
     sys.exit(run_loader(_settings(config, lake=lake, log_path=log_path,
-                                  flush_interval=flush_interval)))
+                                  flush_interval=flush_interval), tenants))
 
 
 @main.command()

@@ -27,14 +27,14 @@ def build_app(settings: DriftnetSettings, tenants: Tenants) -> CollectorApp:
     )
 
 
-def build_loader(settings: DriftnetSettings) -> Loader:
+def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None) -> Loader:
     """A loader on the configured transport."""
 
     def consumer(listener: RebalanceListener) -> Consumer:
         return open_consumer(settings.embedded, settings.kafka, listener)
 
     Path(settings.loader.lake).mkdir(parents=True, exist_ok=True)
-    return Loader(consumer, settings.loader)
+    return Loader(consumer, settings.loader, tenants)
 
 
 class _Server(uvicorn.Server):
@@ -74,13 +74,14 @@ def run_collector(settings: DriftnetSettings, tenants: Tenants) -> int:
     return 0 if server.started else 1
 
 
-def run_loader(settings: DriftnetSettings, stop: threading.Event | None = None) -> int:
+def run_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
+               stop: threading.Event | None = None) -> int:
     """Load until SIGINT/SIGTERM (or ``stop``)."""
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.info("loader into %s from %s", settings.loader.lake, transport_name(settings))
-    loader = build_loader(settings)
+    loader = build_loader(settings, tenants)
     loader.run(stop)
     log.info("loader stopped: %s", loader.stats)
     return 0
@@ -91,7 +92,7 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
     log.info("driftnet up: %d tenants, lake %s, %s", len(tenants), settings.loader.lake,
              transport_name(settings))
     server = _server(settings, build_app(settings, tenants))
-    loader = build_loader(settings)
+    loader = build_loader(settings, tenants)
     stop = threading.Event()
     failure: list[BaseException] = []
 

@@ -27,6 +27,7 @@ from schemas.errors import ConfigError
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
+_ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:(\d+|\*))?")
 
 IpMode = Literal["truncate", "hash", "none"]
 """How client IPs are stored: ``truncate`` (IPv4 /24, IPv6 /48), ``hash`` (keyed), or
@@ -44,7 +45,8 @@ class Tenant(BaseModel):
     """Keys that authenticate hits as this tenant (also Snowplow app ids, GA4 measurement ids)."""
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to send with this tenant's keys: exact ``https://shop.example``,
-    a subdomain wildcard ``https://*.shop.example``, or ``*`` for any origin."""
+    a subdomain wildcard ``https://*.shop.example``, any port ``http://localhost:*``, or
+    ``*`` for any origin."""
     ip_mode: IpMode = "truncate"
     """How the client IP is anonymised before anything is written to the lake."""
     ip_salt: SecretStr | None = None
@@ -56,10 +58,10 @@ class Tenant(BaseModel):
     @classmethod
     def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
         for origin in origins:
-            if origin != "*" and not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9.-]+(:\d+)?", origin):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"origin {origin!r} must look like https://host[:port], "
-                    "https://*.host or '*'"
+                    "https://*.host, http://host:* or '*'"
                 )
         return tuple(o.lower() for o in origins)
 
@@ -69,7 +71,11 @@ class Tenant(BaseModel):
         for allowed in self.allowed_origins:
             if allowed in ("*", origin):
                 return True
-            if "://*." in allowed:
+            if allowed.endswith(":*"):
+                prefix = allowed[:-1]
+                if origin.startswith(prefix) and origin[len(prefix):].isdigit():
+                    return True
+            elif "://*." in allowed:
                 scheme, _, suffix = allowed.partition("://*.")
                 if origin.startswith(scheme + "://") and origin.endswith("." + suffix):
                     return True

@@ -21,6 +21,7 @@ from ingest.loader.pipeline import Pipeline
 from ingest.loader.writer import LakeWriter
 from ingest.transport.base import Consumer, RebalanceListener, Record
 from schemas.errors import TransportError
+from schemas.tenants import Tenants
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ class Loader:
     """Consumes the transport and writes the lake until stopped."""
 
     def __init__(self, consumer_factory: ConsumerFactory, settings: LoaderSettings,
-                 pipeline: Pipeline | None = None, writer: LakeWriter | None = None) -> None:
+                 tenants: Tenants | None = None, pipeline: Pipeline | None = None,
+                 writer: LakeWriter | None = None) -> None:
         self.settings = settings
-        self.pipeline = pipeline or Pipeline(settings)
+        self.pipeline = pipeline or Pipeline(settings, tenants)
         self.writer = writer or LakeWriter(Path(settings.lake), settings.zstd_level)
         self._consumer_factory = consumer_factory
         self._consumer: Consumer | None = None

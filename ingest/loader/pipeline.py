@@ -26,7 +26,7 @@ from schemas.event import EVENT_SCHEMA
 from schemas.lake import UNATTRIBUTED_TENANT
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.raw import RAW_SCHEMA
-from schemas.tenants import TENANT_ID_PATTERN
+from schemas.tenants import TENANT_ID_PATTERN, Tenants
 from schemas.version import PIPELINE_VERSION
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 class Pipeline:
     """Turns transport records into lake tables. Not thread-safe: one per loader."""
 
-    def __init__(self, settings: LoaderSettings, chain: Chain | None = None,
-                 adapter_list: list[Adapter] | None = None) -> None:
+    def __init__(self, settings: LoaderSettings, tenants: Tenants | None = None,
+                 chain: Chain | None = None, adapter_list: list[Adapter] | None = None) -> None:
+        self.tenants = tenants
         self.limits = Limits(settings.max_event_bytes, settings.max_batch_items)
         self.chain = chain or default_chain()
         self.adapters = adapter_list if adapter_list is not None else adapters()

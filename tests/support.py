@@ -1,0 +1,148 @@
+"""Test support: a real `driftnet up` process on loopback, and helpers to talk to it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from ingest.transport.config import EmbeddedLogSettings
+from ingest.transport.embedded import log_lag
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_TENANTS = ROOT / "examples" / "tenants.toml"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+TEST_TENANTS = """
+[[tenant]]
+id = "acme"
+write_keys = ["acme-key"]
+allowed_origins = ["https://shop.acme.example", "http://127.0.0.1:*"]
+ip_mode = "none"
+
+[[tenant]]
+id = "globex"
+write_keys = ["globex-key"]
+allowed_origins = ["https://www.globex.example"]
+ip_mode = "none"
+
+[[tenant]]
+id = "initech"
+write_keys = ["initech-key"]
+allowed_origins = ["*"]
+ip_mode = "none"
+"""
+KEYS = {"acme": "acme-key", "globex": "globex-key", "initech": "initech-key"}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def basic(key: str) -> str:
+    """Authorization header value for a write key."""
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+@dataclass
+class Server:
+    """A `driftnet up` subprocess."""
+
+    workdir: Path
+    tenants: Path
+    port: int = field(default_factory=free_port)
+    flush_interval: float = 0.1
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def lake(self) -> Path:
+        return self.workdir / "lake"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "log.sqlite"
+
+    @property
+    def output(self) -> Path:
+        return self.workdir / "up.log"
+
+    def start(self, timeout_s: float = 30.0) -> Server:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "driftnet", "up", "--tenants", str(self.tenants),
+                 "--lake", str(self.lake), "--port", str(self.port), "--log", str(self.log),
+                 "--flush-interval", str(self.flush_interval), *self.extra_args],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"driftnet up exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"driftnet up not healthy:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """kill -9."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def wait_loaded(self, timeout_s: float = 30.0) -> None:
+        """Wait until the loader committed everything in the embedded log."""
+        settings = EmbeddedLogSettings(path=self.log)
+        deadline = time.monotonic() + timeout_s
+        while log_lag(settings) > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not loaded after {timeout_s}s:\n{self.logs()[-3000:]}")
+            time.sleep(0.02)
+
+    def post(self, path: str, body: Any, key: str | None = None,
+             headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """POST JSON (or bytes) to the collector."""
+        h = dict(headers or {})
+        if key is not None:
+            h["Authorization"] = basic(key)
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+        return httpx.post(f"{self.url}{path}", content=content, headers=h, timeout=10)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as dt
 import decimal
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -74,7 +76,12 @@ def write_result(
     if fmt == "csv":
         reader = _reader(rel)
         rows = 0
-        with pacsv.CSVWriter(stream, reader.schema) as writer:
+        # pyarrow quotes every header name; write the header as the csv module would.
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\n").writerow(reader.schema.names)
+        stream.write(header.getvalue().encode())
+        options = pacsv.WriteOptions(include_header=False)
+        with pacsv.CSVWriter(stream, reader.schema, write_options=options) as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows

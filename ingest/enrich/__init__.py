@@ -42,6 +42,6 @@ def replace_columns(
 ) -> str:
     """Create ``output`` as ``relation`` with some columns recomputed by SQL expressions."""
     replaced = ", ".join(f"{expr} AS {col}" for col, expr in exprs.items())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {output} AS "
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {output} AS "
                 f"SELECT * REPLACE ({replaced}) FROM {relation}")
     return output

@@ -142,50 +142,57 @@ _PATH_TYPE_CASE = "CASE path " + " ".join(
     f"WHEN {quote(p)} THEN {quote(t)}" for p, t in PATH_TYPES.items()
 ) + " END"
 _BATCH_PATHS = ", ".join(quote(p) for p in BATCH_PATHS)
-_HIT_COLS = ("tenant, received_at, protocol, path, headers, ip, body, source, source_partition, "
-             "source_offset, source_index")
+_ITEM_COLS = ("tenant, received_at, protocol, path, headers, ip, source, source_partition, "
+              "source_offset, source_index")
 
 _STAGES = f"""
+-- Two materialised stages (hits, parsed items); the rest are views or one nested SELECT.
+-- Bodies stay out of item rows: copying a batch body onto each of its items is quadratic.
 CREATE OR REPLACE TEMP TABLE seg_hits AS
-SELECT {_HIT_COLS}, text,
+SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
   CASE
     WHEN text IS NULL THEN {_q("payload_format", _lit("body is not valid UTF-8"))}
-    WHEN trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
-    WHEN NOT json_valid(text) THEN {_q("payload_format", _lit("body is not valid JSON"))}
-    WHEN json_type(text) <> 'OBJECT' THEN
-      {_q("protocol_violation", "'body is a JSON ' || lower(json_type(text)) || ', not an object'")}
+    WHEN kinds IS NULL AND trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
+    WHEN kinds IS NULL THEN {_q("payload_format", _lit("body is not valid JSON"))}
+    WHEN kinds[1] <> 'OBJECT' THEN
+      {_q("protocol_violation", "'body is a JSON ' || lower(kinds[1]) || ', not an object'")}
   END AS hit_q
-FROM (SELECT *, try(decode(body)) AS text FROM @hits@);
+FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
+      FROM (SELECT *, try(decode(body)) AS text FROM @hits@));
 
-CREATE OR REPLACE TEMP TABLE seg_batches AS
+CREATE OR REPLACE TEMP VIEW seg_batches AS
 SELECT *,
   CASE
     WHEN batch_type IS DISTINCT FROM 'ARRAY' THEN
       {_q("protocol_violation", "'batch must be an array, not ' || "
           "lower(coalesce(batch_type, 'missing'))")}
-    WHEN json_array_length(text, '$.batch') = 0 THEN
-      {_q("protocol_violation", _lit("batch holds no events"))}
-    WHEN json_array_length(text, '$.batch') > @max_batch_items@ THEN
-      {_q("size", "'batch of ' || json_array_length(text, '$.batch') || ' events exceeds the "
+    WHEN n_items = 0 THEN {_q("protocol_violation", _lit("batch holds no events"))}
+    WHEN n_items > @max_batch_items@ THEN
+      {_q("size", "'batch of ' || n_items || ' events exceeds the "
           "@max_batch_items@-event limit'")}
   END AS batch_q
 FROM (
-  SELECT *, json_type(text, '$.batch') AS batch_type FROM seg_hits
-  WHERE hit_q IS NULL AND (path IN ({_BATCH_PATHS}) OR json_exists(text, '$.batch'))
+  SELECT *, CASE WHEN batch_type = 'ARRAY' THEN json_array_length(text, '$.batch') END AS n_items
+  FROM seg_hits
+  WHERE hit_q IS NULL AND (path IN ({_BATCH_PATHS}) OR batch_type IS NOT NULL)
 );
 
-CREATE OR REPLACE TEMP TABLE seg_items AS
-SELECT {_HIT_COLS}, text AS item, 0 AS item_index, NULL::JSON AS batch_ctx,
-       NULL::VARCHAR AS batch_sent, {_PATH_TYPE_CASE} AS path_type
+CREATE OR REPLACE TEMP VIEW seg_items AS
+SELECT {_ITEM_COLS}, text AS item, 0 AS item_index, root_type AS item_json_type,
+       NULL::JSON AS batch_ctx, NULL::VARCHAR AS batch_sent, {_PATH_TYPE_CASE} AS path_type
 FROM seg_hits
-WHERE hit_q IS NULL AND NOT (path IN ({_BATCH_PATHS}) OR json_exists(text, '$.batch'))
+WHERE hit_q IS NULL AND NOT (path IN ({_BATCH_PATHS}) OR batch_type IS NOT NULL)
 UNION ALL
-SELECT {_HIT_COLS}, unnest(b.batch) AS item, unnest(range(len(b.batch))) AS item_index,
-       CASE WHEN json_type(b.context) = 'OBJECT' THEN b.context END AS batch_ctx,
-       b.sentAt AS batch_sent, NULL AS path_type
-FROM (SELECT *,
-        json_transform(text, '{{"batch":["JSON"],"context":"JSON","sentAt":"VARCHAR"}}') AS b
-      FROM seg_batches WHERE batch_q IS NULL);
+SELECT {_ITEM_COLS}, item, item_index, try(json_type(item)) AS item_json_type,
+       batch_ctx, batch_sent, NULL AS path_type
+FROM (
+  SELECT {_ITEM_COLS}, unnest(b.batch) AS item, unnest(range(len(b.batch))) AS item_index,
+         CASE WHEN json_type(b.context) = 'OBJECT' THEN b.context END AS batch_ctx,
+         b.sentAt AS batch_sent
+  FROM (SELECT *,
+          json_transform(text, '{{"batch":["JSON"],"context":"JSON","sentAt":"VARCHAR"}}') AS b
+        FROM seg_batches WHERE batch_q IS NULL)
+);
 
 CREATE OR REPLACE TEMP TABLE seg_parsed AS
 SELECT *, {_validation()} AS q
@@ -195,11 +202,11 @@ FROM (
     SELECT *,
       CASE WHEN item_json_type = 'OBJECT' THEN json_transform(item, {quote(_ITEM_SPEC)}) END AS e,
       CASE WHEN item_json_type = 'OBJECT' THEN json_type(item, {_PATHS}) END AS t
-    FROM (SELECT *, try(json_type(item)) AS item_json_type FROM seg_items)
+    FROM seg_items
   )
 );
 
-CREATE OR REPLACE TEMP TABLE seg_ok AS
+CREATE OR REPLACE TEMP VIEW seg_ok AS
 SELECT *,
   json_transform(ctx, {quote(_CONTEXT_SPEC)}) AS c,
   json_transform(e.properties, {quote(_PROPS_SPEC)}) AS p
@@ -277,18 +284,19 @@ _QUARANTINE_COMMON = {
 def _quarantine_sql() -> str:
     hit_level = select_quarantine({
         **_QUARANTINE_COMMON, "reason": "hit_q.reason", "detail": "hit_q.detail",
-        "payload": "body",
+        "payload": "(SELECT body FROM @hits@ b WHERE b.source_partition = h.source_partition "
+                   "AND b.source_offset = h.source_offset AND b.source_index = h.source_index)",
     })
     batch_level = select_quarantine({
         **_QUARANTINE_COMMON, "reason": "batch_q.reason", "detail": "batch_q.detail",
-        "payload": "body",
+        "payload": "encode(text)",
     })
     item_level = select_quarantine({
         **_QUARANTINE_COMMON, "reason": "q.reason", "detail": "q.detail",
         "payload": "encode(item)", "item_index": "item_index",
         "event_id": "CASE WHEN item_json_type = 'OBJECT' THEN e.messageId END",
     })
-    return (f"SELECT {hit_level} FROM seg_hits WHERE hit_q IS NOT NULL\n"
+    return (f"SELECT {hit_level} FROM seg_hits h WHERE hit_q IS NOT NULL\n"
             f"UNION ALL SELECT {batch_level} FROM seg_batches WHERE batch_q IS NOT NULL\n"
             f"UNION ALL SELECT {item_level} FROM seg_parsed WHERE q IS NOT NULL")
 
@@ -309,5 +317,5 @@ class SegmentAdapter:
                .replace("@max_batch_items@", str(int(limits.max_batch_items))))
         con.execute(sql)
         events = con.sql(_EVENTS_SQL).to_arrow_table()
-        quarantine = con.sql(_QUARANTINE).to_arrow_table()
+        quarantine = con.sql(_QUARANTINE.replace("@hits@", hits)).to_arrow_table()
         return Parsed(events, quarantine)

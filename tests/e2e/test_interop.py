@@ -1,0 +1,67 @@
+"""The lake reads the same through DuckDB, pyarrow and fastparquet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import fastparquet
+import pyarrow.dataset as ds
+import pytest
+
+from driftnet.simulate import SimulationConfig, run_simulation
+from schemas.tenants import load_tenants
+from tests.support import Server
+
+COLUMNS = ["event_id", "event_name", "anonymous_id", "received_at", "price", "properties"]
+
+
+@pytest.fixture(scope="module")
+def loaded_lake(shared_server: Server) -> Path:
+    tenants = load_tenants(shared_server.tenants)
+    report = run_simulation(SimulationConfig(url=shared_server.url, tenants=tenants,
+                                             sessions=60, only_tenants=("globex",),
+                                             origin="https://www.globex.example"))
+    assert report.events_acked > 100
+    shared_server.wait_loaded()
+    return shared_server.lake
+
+
+def _normalise(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    out = []
+    for row in rows:
+        fixed = []
+        for value in row:
+            if isinstance(value, dt.datetime):
+                value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+                value = value.astimezone(dt.UTC)
+            if isinstance(value, float) and value != value:
+                value = None
+            fixed.append(value)
+        out.append(tuple(fixed))
+    return sorted(out, key=lambda r: str(r[0]))
+
+
+def test_duckdb_pyarrow_fastparquet_agree(loaded_lake: Path) -> None:
+    root = loaded_lake / "events" / "tenant=globex"
+    files = sorted(str(p) for p in root.rglob("*.parquet"))
+    assert files
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        via_duckdb = con.execute(
+            f"SELECT {', '.join(COLUMNS)}, tenant, date FROM read_parquet("
+            f"'{root}/*/*.parquet', hive_partitioning = true)").fetchall()
+    dataset = ds.dataset(str(loaded_lake / "events"), format="parquet", partitioning="hive")
+    table = dataset.to_table(filter=ds.field("tenant") == "globex")
+    via_arrow = list(zip(*(table.column(c).to_pylist() for c in COLUMNS), strict=True))
+    frame = fastparquet.ParquetFile(files).to_pandas(columns=COLUMNS)
+    via_fastparquet = [tuple(None if v is None or (isinstance(v, float) and v != v) else
+                             (v.to_pydatetime() if hasattr(v, "to_pydatetime") else v)
+                             for v in row) for row in frame.itertuples(index=False)]
+    expected = _normalise([r[: len(COLUMNS)] for r in via_duckdb])
+    assert len(expected) > 100
+    assert _normalise(via_arrow) == expected
+    assert _normalise(via_fastparquet) == expected
+    assert {r[-2] for r in via_duckdb} == {"globex"}
+    assert all(isinstance(r[-1], dt.date) for r in via_duckdb)

@@ -1,0 +1,133 @@
+"""The Segment adapter, through the loader pipeline, on crafted transport records."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from ingest.loader.config import LoaderSettings
+from ingest.loader.pipeline import BatchTables, Pipeline
+from ingest.transport.base import Record
+from schemas.envelope import encode_bundle, encode_frame
+
+
+def hit(body: Any, path: str = "/v1/track", tenant: str = "acme", **headers: str) -> bytes:
+    header = {"v": 1, "tenant": tenant, "received_at": time.time_ns() // 1000,
+              "protocol": "segment", "method": "POST", "path": path, "query": "",
+              "headers": headers, "ip": "203.0.113.7"}
+    return encode_frame(header, body if isinstance(body, bytes) else orjson.dumps(body))
+
+
+def run(*frames: bytes) -> BatchTables:
+    pipeline = Pipeline(LoaderSettings())
+    try:
+        return pipeline.process([Record(0, 1, encode_bundle(list(frames)))], "log")
+    finally:
+        pipeline.close()
+
+
+def only(table: pa.Table) -> dict[str, Any]:
+    rows = table.to_pylist()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_track_maps_to_columns() -> None:
+    message = {
+        "type": "track", "event": "Product Added", "messageId": "m1", "anonymousId": "a1",
+        "userId": 42, "timestamp": "2026-11-26T10:00:00.250Z", "sentAt": "2026-11-26T10:00:02Z",
+        "properties": {"product_id": "sku-1", "name": "Shoe", "category": "shoes",
+                       "price": "12.50", "quantity": 2, "currency": "EUR", "x": [1]},
+        "context": {"page": {"url": "https://s.example/p/1?utm_source=news&utm_medium=email",
+                             "title": "Shoe", "referrer": "https://www.google.com/"},
+                    "userAgent": "UA", "locale": "de-DE", "timezone": "Europe/Berlin",
+                    "screen": {"width": 390, "height": 844}, "ip": "198.51.100.1"},
+        "integrations": {"All": True},
+    }
+    out = run(hit(message))
+    e = only(out.events)
+    assert (e["event_id"], e["event_type"], e["event_name"]) == ("m1", "track", "Product Added")
+    assert (e["anonymous_id"], e["user_id"]) == ("a1", "42")
+    assert (e["product_id"], e["product_name"], e["product_category"]) == ("sku-1", "Shoe",
+                                                                           "shoes")
+    assert (e["product_action"], e["price"], e["quantity"], e["currency"]) == ("add", 12.5, 2,
+                                                                               "EUR")
+    assert (e["page_host"], e["page_path"], e["page_title"]) == ("s.example", "/p/1", "Shoe")
+    assert (e["utm_source"], e["utm_medium"]) == ("news", "email")
+    assert (e["language"], e["timezone"], e["screen"]) == ("de-DE", "Europe/Berlin", "390x844")
+    assert e["ip"] == "198.51.100.1"
+    assert e["sent_ts"] - e["client_ts"] == e["received_at"] - e["derived_ts"]
+    assert orjson.loads(e["properties"]) == message["properties"]
+    assert orjson.loads(e["extra"]) == {"integrations": {"All": True}}
+    assert out.quarantine.num_rows == 0
+    assert out.raw.num_rows == 1
+
+
+def test_order_completed_items() -> None:
+    message = {"type": "track", "event": "Order Completed", "anonymousId": "a",
+               "properties": {"order_id": "o1", "revenue": 30, "currency": "USD",
+                              "products": [{"product_id": "p1", "price": 10, "quantity": 1},
+                                           {"sku": "p2", "price": 20, "quantity": 1}]}}
+    e = only(run(hit(message)).events)
+    assert (e["order_id"], e["revenue"], e["product_action"]) == ("o1", 30.0, "purchase")
+    assert [i["product_id"] for i in orjson.loads(e["items"])] == ["p1", "p2"]
+
+
+def test_missing_message_id_gets_a_content_hash_so_retries_dedupe() -> None:
+    message = {"type": "track", "event": "E", "anonymousId": "a"}
+    out = run(hit(message), hit(message))
+    ids = out.events.column("event_id").to_pylist()
+    assert ids[0] == ids[1] and ids[0].startswith("dn:")
+
+
+def test_user_agent_and_ip_fall_back_to_the_envelope() -> None:
+    e = only(run(hit({"type": "page", "anonymousId": "a"}, **{"user-agent": "HeaderUA"})).events)
+    assert (e["user_agent"], e["ip"], e["event_name"]) == ("HeaderUA", "203.0.113.7", "page_view")
+
+
+def test_batch_context_merges_under_item_context() -> None:
+    body = {"batch": [{"type": "track", "event": "E", "anonymousId": "a",
+                       "context": {"locale": "fr-FR"}},
+                      {"type": "identify", "userId": "u", "traits": {"plan": "pro"}}],
+            "context": {"locale": "en-US", "timezone": "UTC"}, "sentAt": "2026-01-01T00:00:00Z"}
+    out = run(hit(body, path="/v1/batch"))
+    rows = sorted(out.events.to_pylist(), key=lambda r: r["item_index"])
+    assert [r["language"] for r in rows] == ["fr-FR", "en-US"]
+    assert [r["timezone"] for r in rows] == ["UTC", "UTC"]
+    assert orjson.loads(rows[1]["traits"]) == {"plan": "pro"}
+    assert all(r["sent_ts"] is not None for r in rows)
+
+
+def test_one_bad_item_does_not_cost_the_batch() -> None:
+    body = {"batch": [{"type": "track", "event": "Good", "anonymousId": "a"},
+                      {"type": "track", "event": "Bad"},
+                      "not an object"]}
+    out = run(hit(body, path="/v1/batch"))
+    assert out.events.column("event_name").to_pylist() == ["Good"]
+    q = sorted(out.quarantine.to_pylist(), key=lambda r: r["item_index"])
+    assert [(r["item_index"], r["reason"]) for r in q] == [(1, "protocol_violation"),
+                                                            (2, "schema_violation")]
+    assert orjson.loads(q[0]["payload"]) == {"type": "track", "event": "Bad"}
+
+
+def test_every_hit_is_accounted_for() -> None:
+    frames = [hit(b"garbage"), hit({"batch": []}, path="/v1/batch"), hit(b"\xff"),
+              hit({"type": "track", "event": "E", "userId": "u"})]
+    out = run(*frames)
+    keys = {(r["source_offset"], r["source_index"]) for r in out.events.to_pylist()}
+    keys |= {(r["source_offset"], r["source_index"]) for r in out.quarantine.to_pylist()}
+    assert keys == {(1, i) for i in range(len(frames))}
+    hit_level = [r for r in out.quarantine.to_pylist() if r["item_index"] is None]
+    assert {r["payload"] for r in hit_level} >= {b"garbage", b"\xff"}
+
+
+def test_corrupt_record_is_quarantined_unattributed() -> None:
+    pipeline = Pipeline(LoaderSettings())
+    out = pipeline.process([Record(0, 5, b"not a bundle")], "log")
+    q = only(out.quarantine)
+    assert (q["tenant"], q["reason"], q["payload"]) == ("_unattributed", "transport",
+                                                        b"not a bundle")

@@ -136,6 +136,11 @@ class CanonicalEvent(BaseModel):
     context: J = Field(None, description="JSON object of the event's context as sent.")
     extra: J = Field(None, description="JSON object of top-level fields that have no column.")
 
+    # -- data quality
+    is_duplicate: bool | None = Field(None, description="True when an earlier row of this tenant "
+                                      "has the same event_id (a tracker retry). The `events` "
+                                      "view hides these rows; `events_all` shows them.")
+
     # -- lineage
     source: str = Field(description="Transport the hit came through: `log` or the Kafka topic.")
     source_partition: Annotated[int, INT32] = Field(description="Transport partition.")

@@ -22,6 +22,9 @@ class LoaderSettings(BaseModel):
     max_event_bytes: int = Field(32 * 1024, ge=1, description="Largest event of a batch; "
                                  "bigger ones are quarantined with reason 'size'.")
     max_batch_items: int = Field(2_500, ge=1, description="Most events one hit may carry.")
+    dedupe_window_hours: float = Field(48.0, ge=0, description="Events whose tenant and event id "
+                                       "were written this recently are flagged is_duplicate "
+                                       "(0 turns dedupe off).")
     duckdb_threads: int = Field(1, ge=1, description="Threads DuckDB may use for a batch.")
     zstd_level: int = Field(3, ge=1, le=22, description="zstd level of the Parquet files.")
     poll_timeout_s: float = Field(0.1, gt=0, description="Longest wait of one transport poll.")

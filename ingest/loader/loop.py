@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from ingest.loader.config import LoaderSettings
 from ingest.loader.errors import LakeWriteError
 from ingest.loader.pipeline import Pipeline
@@ -42,6 +44,7 @@ class LoaderStats:
     records: int = 0
     hits: int = 0
     events: int = 0
+    duplicates: int = 0
     quarantined: int = 0
     files: int = 0
     flushes: int = 0
@@ -67,8 +70,12 @@ class Loader:
     def on_assigned(self, partitions: set[int]) -> None:
         """Remove files of batches that never committed before reading these partitions."""
         assert self._consumer is not None
+        source = self._consumer.source
         for p in sorted(partitions):
-            self.writer.recover(self._consumer.source, p, self._consumer.committed(p))
+            committed = self._consumer.committed(p)
+            # Events about to be deleted must not count as seen when the batch is re-read.
+            self.pipeline.forget(self.writer.uncommitted_files(source, p, committed))
+            self.writer.recover(source, p, committed)
 
     def on_revoked(self, partitions: set[int]) -> None:
         """Flush and commit what we hold of partitions being taken away."""
@@ -83,6 +90,7 @@ class Loader:
     # -- loop
     def run(self, stop: threading.Event) -> None:
         """Poll and load until ``stop`` is set; then flush what is buffered and close."""
+        self.pipeline.seed_dedupe(Path(self.settings.lake))
         self._consumer = self._consumer_factory(self)
         self.ready.set()
         try:
@@ -157,9 +165,11 @@ class Loader:
             self._buffers.pop(partition, None)
             raise
         self._buffers.pop(partition, None)
+        self.pipeline.remember(tables)
         self.stats.flushes += 1
         self.stats.hits += tables.raw.num_rows
         self.stats.events += tables.events.num_rows
+        self.stats.duplicates += int(pc.sum(tables.events["is_duplicate"]).as_py() or 0)
         self.stats.quarantined += tables.quarantine.num_rows
         self.stats.files += len(files)
         log.debug("flushed %s p%d %d..%d: %d hits, %d events, %d quarantined, %d files",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -18,6 +19,7 @@ import pyarrow as pa
 
 from ingest.enrich import Chain, default_chain
 from ingest.loader.config import LoaderSettings
+from ingest.loader.dedupe import Deduper
 from ingest.loader.decode import decode_records
 from ingest.loader.protocols import Adapter, Limits, Parsed, adapters
 from ingest.loader.sql import quote, select_quarantine, select_raw
@@ -89,6 +91,8 @@ class BatchTables:
     raw: pa.Table
     events: pa.Table
     quarantine: pa.Table
+    dedupe_keys: pa.Table | None = None
+    """Keys to add to the dedupe window once the batch is durable (Pipeline.remember)."""
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -107,13 +111,27 @@ class Pipeline:
         self.adapters = adapter_list if adapter_list is not None else adapters()
         self.con = duckdb.connect(config={"threads": settings.duckdb_threads})
         self.con.execute("SET TimeZone = 'UTC'")
+        self.deduper = Deduper(self.con, settings.dedupe_window_hours)
 
     def close(self) -> None:
         """Close the DuckDB connection."""
         self.con.close()
 
+    def seed_dedupe(self, lake: Path) -> int:
+        """Load the dedupe window from the lake (once, before the first batch)."""
+        return self.deduper.seed(lake)
+
+    def forget(self, files: list[Path]) -> None:
+        """Dedupe: drop the keys of lake files that are about to be deleted (recovery)."""
+        self.deduper.forget([str(f) for f in files if f.parent.parent.parent.name == "events"])
+
+    def remember(self, tables: BatchTables) -> None:
+        """Tell dedupe that a batch is durable: its events now count as seen."""
+        if tables.dedupe_keys is not None:
+            self.deduper.remember(tables.dedupe_keys)
+
     def process(self, records: list[Record], source: str) -> BatchTables:
-        """Parse, validate and enrich one batch."""
+        """Decode, parse, validate, enrich and dedupe one batch of transport records."""
         con = self.con
         decoded = decode_records(records, source)
         con.register("hits", decoded.hits)
@@ -126,11 +144,17 @@ class Pipeline:
                           params=params).to_arrow_table()
         finally:
             con.unregister("hits")
-        con.register("raw_batch", raw)
-        events: list[pa.Table] = []
         quarantine: list[pa.Table] = [bad]
         if decoded.corrupt:
             quarantine.append(pa.Table.from_pylist(decoded.corrupt, schema=QUARANTINE_SCHEMA))
+        return self.process_raw(conform(raw, RAW_SCHEMA), quarantine)
+
+    def process_raw(self, raw: pa.Table, quarantine: list[pa.Table] | None = None) -> BatchTables:
+        """Parse, validate, enrich and dedupe hits of the raw archive (replay starts here)."""
+        con = self.con
+        quarantine = list(quarantine or [])
+        con.register("raw_batch", raw)
+        events: list[pa.Table] = []
         handled: list[str] = []
         try:
             for adapter in self.adapters:
@@ -149,11 +173,13 @@ class Pipeline:
         finally:
             con.unregister("raw_batch")
         all_events = pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table()
+        flagged, keys = self._dedupe(self._enrich(all_events))
         return BatchTables(
-            raw=conform(raw, RAW_SCHEMA),
-            events=self._enrich(all_events),
+            raw=raw,
+            events=flagged,
             quarantine=conform(pa.concat_tables(
                 [conform(q, QUARANTINE_SCHEMA) for q in quarantine]), QUARANTINE_SCHEMA),
+            dedupe_keys=keys,
         )
 
     def _parse(self, adapter: Adapter, relation: str) -> Parsed:
@@ -191,6 +217,18 @@ class Pipeline:
         finally:
             self.con.unregister("parsed_events")
         return conform(out, EVENT_SCHEMA)
+
+
+    def _dedupe(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        if events.num_rows == 0:
+            return events, None
+        self.con.register("enriched_events", events)
+        try:
+            out = self.con.sql(
+                f"SELECT * FROM {self.deduper.flag('enriched_events')}").to_arrow_table()
+        finally:
+            self.con.unregister("enriched_events")
+        return conform(out, EVENT_SCHEMA), self.deduper.new_keys(out)
 
 
 def _parser_error(hit: dict[str, Any], exc: Exception) -> pa.Table:

@@ -104,6 +104,13 @@ class LakeWriter:
             return None
         return Intent(doc["first"], doc["last"], doc["writer"], tuple(doc["files"]))
 
+    def uncommitted_files(self, source: str, partition: int, committed: int | None) -> list[Path]:
+        """Existing files of ``partition``'s last batch when its offsets were never committed."""
+        intent = self.read_intent(source, partition)
+        if intent is None or (committed is not None and intent.first < committed):
+            return []
+        return [self.lake / rel for rel in intent.files if (self.lake / rel).exists()]
+
     def recover(self, source: str, partition: int, committed: int | None) -> list[Path]:
         """Delete the files of an uncommitted batch of ``partition``; return what was deleted."""
         intent = self.read_intent(source, partition)

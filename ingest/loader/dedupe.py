@@ -1,0 +1,126 @@
+"""Dedupe: flag every event whose (tenant, event_id) the lake already holds.
+
+Trackers retry (Snowplow on most non-2xx, analytics.js on timeouts), so the same event can
+arrive twice, seconds to hours apart. The loader keeps the keys of the events written in
+the last ``dedupe_window_hours`` in an in-memory DuckDB table, seeded from the lake's recent
+``events`` partitions on start. A row whose key is already there, or that repeats a key
+earlier in its own batch, gets ``is_duplicate = true``: it stays in the lake (nothing is
+lost, retry rates stay measurable through ``events_all``) and the ``events`` view hides it,
+at the cost of one boolean filter instead of a query-time dedupe of every row.
+
+Keys are the 128-bit md5 of ``tenant \\0 event_id`` (two UBIGINT halves). Keys are remembered only once their batch
+is durable (``remember`` after the commit), so an abandoned batch leaves no trace. Limits,
+documented in docs/ARCHITECTURE.md: a retry arriving after the window, or handled by another
+loader process started earlier, is not flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.lake import all_tenants_glob
+
+log = logging.getLogger(__name__)
+
+_KEY_INPUT = "tenant || chr(0) || event_id"
+KEY_SQL = f"md5_number_upper({_KEY_INPUT}) AS k_hi, md5_number_lower({_KEY_INPUT}) AS k_lo"
+_ORDER = "received_at, source, source_partition, source_offset, source_index, item_index"
+
+
+class Deduper:
+    """Window of recently written event keys, in the pipeline's DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, window_hours: float) -> None:
+        self.con = con
+        self.window = dt.timedelta(hours=window_hours)
+        self.enabled = window_hours > 0
+        self._last_prune = time.monotonic()
+        con.execute("CREATE TABLE IF NOT EXISTS dedupe_seen "
+                    "(k_hi UBIGINT, k_lo UBIGINT, received_at TIMESTAMPTZ)")
+
+    def seed(self, lake: Path) -> int:
+        """Load the keys of events written within the window (run once, on start)."""
+        if not self.enabled:
+            return 0
+        files = self._recent_files(lake)
+        if not files:
+            return 0
+        started = time.monotonic()
+        since = dt.datetime.now(dt.UTC) - self.window
+        self.con.execute(
+            f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
+            "union_by_name = true) WHERE received_at >= ?", [files, since])
+        count = int(self.con.sql("SELECT count(*) FROM dedupe_seen").fetchall()[0][0])
+        log.info("dedupe window seeded with %d event keys from %d files in %.1fs", count,
+                 len(files), time.monotonic() - started)
+        return count
+
+    def _recent_files(self, lake: Path) -> list[str]:
+        oldest = (dt.datetime.now(dt.UTC) - self.window).date()
+        files = []
+        for path in Path(lake).glob(all_tenants_glob(Path(""), "events")):
+            date = path.parent.name.removeprefix("date=")
+            try:
+                if dt.date.fromisoformat(date) >= oldest:
+                    files.append(str(lake / path))
+            except ValueError:
+                continue
+        return sorted(files)
+
+    def flag(self, relation: str) -> str:
+        """A relation like ``relation`` with ``is_duplicate`` set and the key columns added."""
+        if not self.enabled:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW dedupe_out AS SELECT * REPLACE "
+                             f"(false AS is_duplicate) FROM {relation}")
+            return "dedupe_out"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE dedupe_batch AS "
+                         f"SELECT *, {KEY_SQL} FROM {relation}")
+        # Probe the window with the batch's keys: the batch is the small, build side.
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE dedupe_hits AS SELECT DISTINCT s.k_hi, s.k_lo "
+            "FROM dedupe_seen s SEMI JOIN (SELECT DISTINCT k_hi, k_lo FROM dedupe_batch) b "
+            "ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo")
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW dedupe_out AS "
+            f"SELECT b.* REPLACE (coalesce(b.is_duplicate, false) OR h.k_hi IS NOT NULL "
+            f"OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
+            f"AS is_duplicate) "
+            f"FROM dedupe_batch b LEFT JOIN dedupe_hits h "
+            f"ON b.k_hi = h.k_hi AND b.k_lo = h.k_lo")
+        return "dedupe_out"
+
+    def new_keys(self, events: pa.Table) -> pa.Table:
+        """The keys a written batch adds to the window (its non-duplicate rows)."""
+        if "k_hi" not in events.column_names or not self.enabled:
+            return pa.table({})
+        return events.filter(pc.invert(events["is_duplicate"])).select(
+            ["k_hi", "k_lo", "received_at"])
+
+    def forget(self, files: list[str]) -> None:
+        """Drop the keys of events in ``files`` (an uncommitted batch about to be deleted)."""
+        if self.enabled and files:
+            self.con.execute(f"DELETE FROM dedupe_seen WHERE (k_hi, k_lo) IN (SELECT (k_hi, k_lo) "
+                             f"FROM (SELECT {KEY_SQL} FROM read_parquet(?, union_by_name = true)))",
+                             [files])
+
+    def remember(self, keys: pa.Table) -> None:
+        """Add the keys of a batch that is now durable; prune keys older than the window."""
+        if not self.enabled or keys.num_rows == 0:
+            return
+        self.con.register("dedupe_new", keys)
+        try:
+            self.con.execute("INSERT INTO dedupe_seen SELECT k_hi, k_lo, received_at "
+                             "FROM dedupe_new")
+        finally:
+            self.con.unregister("dedupe_new")
+        if time.monotonic() - self._last_prune > 600:
+            self._last_prune = time.monotonic()
+            self.con.execute("DELETE FROM dedupe_seen WHERE received_at < ?",
+                             [dt.datetime.now(dt.UTC) - self.window])

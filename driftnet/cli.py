@@ -240,6 +240,44 @@ def demo(sessions: int, tenants_path: Path, keep: bool) -> None:
     sys.exit(run_demo(tenants_path, sessions, keep))
 
 
+@main.command()
+@click.option("--tenant", required=True, help="Tenant whose days are rebuilt.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First UTC day to rebuild (YYYY-MM-DD).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last UTC day to rebuild, inclusive.")
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lake root directory [the loader's lake setting, default ./lake].")
+@_tenants_option(required=False)
+@click.option("--force", is_flag=True,
+              help="Also replay today's UTC date (only when no loader is running).")
+@_config_option
+def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: Path | None,
+           force: bool, config: Path | None) -> None:
+    """Rebuild events and quarantine days from the raw archive with the current code.
+
+    Each day is swapped in atomically; rows carry the pipeline version that made them, so a
+    fixed parser recovers hits that were quarantined.
+
+    \b
+    Example:
+      driftnet replay --lake ./lake --tenant acme --from 2026-11-01 --to 2026-11-25
+    """
+    from ingest.loader.replay import replay as run_replay
+    from schemas.tenants import load_tenants
+
+    settings = _settings(config, lake=lake)
+    tenants = load_tenants(tenants_path) if tenants_path is not None else None
+    report = run_replay(
+        Path(settings.loader.lake), tenant, start.date(), end.date(), settings.loader, tenants,
+        force=force,
+        progress=lambda d: click.echo(
+            f"{d.date}: {d.hits} hits -> {d.events_after} events (was {d.events_before}), "
+            f"{d.quarantined_after} quarantined (was {d.quarantined_before})"),
+    )
+    click.echo(f"replayed {len(report.days)} days of {tenant}")
+
+
 # -- analytics -----------------------------------------------------------------------------
 
 @main.command()

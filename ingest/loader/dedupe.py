@@ -8,10 +8,10 @@ earlier in its own batch, gets ``is_duplicate = true``: it stays in the lake (no
 lost, retry rates stay measurable through ``events_all``) and the ``events`` view hides it,
 at the cost of one boolean filter instead of a query-time dedupe of every row.
 
-Keys are the 128-bit md5 of ``tenant \\0 event_id`` (two UBIGINT halves). Keys are remembered only once their batch
-is durable (``remember`` after the commit), so an abandoned batch leaves no trace. Limits,
-documented in docs/ARCHITECTURE.md: a retry arriving after the window, or handled by another
-loader process started earlier, is not flagged.
+Keys are the 128-bit md5 of ``tenant \\0 event_id`` (two UBIGINT halves). Keys are
+remembered only once their batch is durable (``remember`` after the commit), so an
+abandoned batch leaves no trace. Limits, documented in docs/ARCHITECTURE.md: a retry arriving
+after the window, or handled by another loader process started earlier, is not flagged.
 """
 
 from __future__ import annotations
@@ -49,11 +49,15 @@ class Deduper:
         """Load the keys of events written within the window (run once, on start)."""
         if not self.enabled:
             return 0
-        files = self._recent_files(lake)
-        if not files:
+        return self.seed_files(self._recent_files(lake))
+
+    def seed_files(self, files: list[str], until: dt.datetime | None = None) -> int:
+        """Load the keys of the events in ``files`` received in the window before ``until``
+        (default now)."""
+        if not self.enabled or not files:
             return 0
         started = time.monotonic()
-        since = dt.datetime.now(dt.UTC) - self.window
+        since = (until or dt.datetime.now(dt.UTC)) - self.window
         self.con.execute(
             f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
             "union_by_name = true) WHERE received_at >= ?", [files, since])
@@ -122,5 +126,6 @@ class Deduper:
             self.con.unregister("dedupe_new")
         if time.monotonic() - self._last_prune > 600:
             self._last_prune = time.monotonic()
-            self.con.execute("DELETE FROM dedupe_seen WHERE received_at < ?",
-                             [dt.datetime.now(dt.UTC) - self.window])
+            # Relative to the newest key, not the clock, so a replay of old days keeps its window.
+            self.con.execute("DELETE FROM dedupe_seen WHERE received_at < "
+                             "(SELECT max(received_at) FROM dedupe_seen) - ?", [self.window])

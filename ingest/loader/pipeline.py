@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from ingest.enrich import Chain, default_chain
 from ingest.loader.config import LoaderSettings
-from ingest.loader.dedupe import Deduper
 from ingest.loader.decode import decode_records
+from ingest.loader.dedupe import Deduper
 from ingest.loader.protocols import Adapter, Limits, Parsed, adapters
 from ingest.loader.sql import quote, select_quarantine, select_raw
 from ingest.transport.base import Record

@@ -31,14 +31,15 @@ def loaded_lake(shared_server: Server) -> Path:
 def _normalise(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
     out = []
     for row in rows:
-        fixed = []
+        fixed: list[object] = []
         for value in row:
             if isinstance(value, dt.datetime):
-                value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-                value = value.astimezone(dt.UTC)
-            if isinstance(value, float) and value != value:
-                value = None
-            fixed.append(value)
+                aware = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+                fixed.append(aware.astimezone(dt.UTC))
+            elif isinstance(value, float) and value != value:
+                fixed.append(None)
+            else:
+                fixed.append(value)
         out.append(tuple(fixed))
     return sorted(out, key=lambda r: str(r[0]))
 

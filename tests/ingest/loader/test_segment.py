@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pytest
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline

@@ -1,0 +1,267 @@
+"""Walking-pipeline bench: collector vs a bare ASGI app, loader throughput, beacon latency.
+
+    .venv/bin/python bench/pipeline.py [--seconds 10] [--connections 64]
+
+Figures (all measured in this run, on this machine):
+- collector requests/s with durable acks (embedded log, synchronous=FULL) as a ratio of a
+  bare uvicorn ASGI app that parses the same body and answers 204 (bench/bare_app.py);
+- the same for 50-event batch bodies, as events/s;
+- loader events/s on one core (DuckDB threads=1) draining a pre-filled embedded log;
+- beacon-to-queryable latency p50/p95 through `driftnet up` (flush interval 1 s).
+Needs wrk (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from driftnet.simulate import SimulationConfig, build_requests  # noqa: E402
+from ingest.loader.config import LoaderSettings  # noqa: E402
+from ingest.loader.loop import Loader  # noqa: E402
+from ingest.transport.config import EmbeddedLogSettings  # noqa: E402
+from ingest.transport.embedded import EmbeddedConsumer, EmbeddedProducer, log_lag  # noqa: E402
+from schemas.envelope import encode_bundle, encode_frame  # noqa: E402
+from schemas.tenants import load_tenants  # noqa: E402
+
+TENANTS = ROOT / "examples" / "tenants.toml"
+KEY = "acme-live-3f9c1e7a"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not open")
+
+
+def event(i: int) -> dict[str, object]:
+    return {
+        "type": "track", "event": "Product Viewed", "messageId": str(uuid.uuid4()),
+        "anonymousId": f"anon-{i % 5000}", "timestamp": "2026-11-26T10:00:00.123Z",
+        "sentAt": "2026-11-26T10:00:01.000Z",
+        "properties": {"product_id": f"sku-{i % 800}", "name": "Trail Running Shoe",
+                       "price": 89.9, "currency": "EUR", "quantity": 1, "category": "shoes"},
+        "context": {"page": {"url": "https://shop.acme.example/p/sku-1?utm_source=news",
+                             "title": "Trail Running Shoe", "referrer": "https://www.google.com/",
+                             "path": "/p/sku-1"},
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                                 "(KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+                    "locale": "en-US", "timezone": "Europe/Berlin"},
+    }
+
+
+def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> float:
+    body_file = workdir / f"body-{len(body)}.json"
+    body_file.write_bytes(body)
+    env = {**os.environ, "BODY_FILE": str(body_file),
+           "AUTH": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
+         str(ROOT / "bench" / "wrk" / "post.lua"), url],
+        capture_output=True, text=True, env=env, check=True)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed requests:\n{out.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    assert match, out.stdout
+    return float(match.group(1))
+
+
+def serve(args: list[str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    log = open(workdir / f"server-{port}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    wait_port(port)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def bench_collector(seconds: int, connections: int, workdir: Path) -> dict[str, float]:
+    single = orjson.dumps(event(1))
+    batch = orjson.dumps({"batch": [event(i) for i in range(50)]})
+    results: dict[str, float] = {"single_body_bytes": len(single), "batch_body_bytes": len(batch)}
+    port = free_port()
+    bare = serve([sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"),
+                  "bare_app:app", "--port", str(port), "--loop", "uvloop", "--http",
+                  "httptools", "--no-access-log", "--log-level", "warning"], port, workdir)
+    try:
+        results["bare_single_rps"] = wrk(f"http://127.0.0.1:{port}/v1/track", single, seconds,
+                                         connections, workdir)
+        results["bare_batch_rps"] = wrk(f"http://127.0.0.1:{port}/v1/batch", batch, seconds,
+                                        connections, workdir)
+    finally:
+        stop(bare)
+    port = free_port()
+    collector = serve([sys.executable, "-m", "driftnet", "collector", "--tenants", str(TENANTS),
+                       "--port", str(port), "--log", str(workdir / "bench-log.sqlite")],
+                      port, workdir)
+    try:
+        results["collector_single_rps"] = wrk(f"http://127.0.0.1:{port}/v1/track", single,
+                                              seconds, connections, workdir)
+        results["collector_batch_rps"] = wrk(f"http://127.0.0.1:{port}/v1/batch", batch,
+                                             seconds, connections, workdir)
+    finally:
+        stop(collector)
+    results["single_ratio"] = results["collector_single_rps"] / results["bare_single_rps"]
+    results["batch_ratio"] = results["collector_batch_rps"] / results["bare_batch_rps"]
+    results["collector_batch_events_per_s"] = results["collector_batch_rps"] * 50
+    results["bare_batch_events_per_s"] = results["bare_batch_rps"] * 50
+    return results
+
+
+def bench_loader(sessions: int, workdir: Path) -> dict[str, float]:
+    """Fill an embedded log with simulated traffic as the collector would, then drain it."""
+    tenants = load_tenants(TENANTS)
+    requests = build_requests(SimulationConfig(url="-", tenants=tenants, sessions=sessions,
+                                               malformed_rate=0.02))
+    frames = []
+    events = 0
+    now = time.time_ns() // 1000
+    for r in requests:
+        if r.path == "/p.gif" or not r.body:
+            continue
+        header = {"v": 1, "tenant": r.tenant, "received_at": now, "protocol": "segment",
+                  "method": "POST", "path": r.path, "query": "", "ip": "203.0.113.9",
+                  "headers": {k.lower(): v for k, v in r.headers.items()
+                              if k.lower() != "authorization"}}
+        frames.append(encode_frame(header, r.body))
+        events += r.events
+    log = EmbeddedLogSettings(path=workdir / "loader-log.sqlite")
+    producer = EmbeddedProducer(log)
+    for i in range(0, len(frames), 40):  # ~40 hits per group commit, as under load
+        producer.produce([(None, encode_bundle(frames[i:i + 40]))])
+    producer.close()
+    settings = LoaderSettings(lake=workdir / "loader-lake", duckdb_threads=1,
+                              max_batch_records=1000, flush_interval_s=0.2)
+    loader = Loader(lambda listener: EmbeddedConsumer(log, listener=listener), settings,
+                    tenants)
+    stop_event = threading.Event()
+    thread = threading.Thread(target=loader.run, args=(stop_event,))
+    started = time.perf_counter()
+    thread.start()
+    while log_lag(log) > 0:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    stop_event.set()
+    thread.join()
+    return {"loader_hits": len(frames), "loader_events": events,
+            "loader_seconds": elapsed, "loader_events_per_s": events / elapsed,
+            "loader_hits_per_s": len(frames) / elapsed}
+
+
+def bench_latency(beacons: int, rate: float, workdir: Path) -> dict[str, float]:
+    port = free_port()
+    lake = workdir / "latency-lake"
+    server = serve([sys.executable, "-m", "driftnet", "up", "--tenants", str(TENANTS),
+                    "--lake", str(lake), "--port", str(port), "--log",
+                    str(workdir / "latency-log.sqlite")], port, workdir)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        glob = str(lake / "events" / "tenant=acme" / "*" / "*.parquet")
+        with duckdb.connect() as con:
+            while not done.is_set() or len(seen) < len(sent):
+                if any(lake.glob("events/tenant=acme/*/*.parquet")):
+                    now = time.perf_counter()
+                    for (event_id,) in con.execute(
+                            f"SELECT event_id FROM read_parquet('{glob}')").fetchall():
+                        seen.setdefault(event_id, now)
+                if done.is_set() and time.perf_counter() - last_send > 30:
+                    break
+                time.sleep(0.02)
+
+    last_send = time.perf_counter()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            auth = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+            for i in range(beacons):
+                message = event(i)
+                sent[str(message["messageId"])] = time.perf_counter()
+                client.post("/v1/track", content=orjson.dumps(message), headers=auth)
+                last_send = time.perf_counter()
+                time.sleep(max(0.0, 1 / rate - (time.perf_counter() - last_send)))
+        done.set()
+        watcher.join()
+    finally:
+        stop(server)
+    latencies = sorted(seen[k] - t for k, t in sent.items() if k in seen)
+    if len(latencies) != len(sent):
+        raise RuntimeError(f"{len(sent) - len(latencies)} beacons never became queryable")
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+
+    return {"latency_beacons": len(latencies), "latency_p50_s": pct(0.5),
+            "latency_p95_s": pct(0.95), "latency_max_s": latencies[-1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--sessions", type=int, default=20000)
+    parser.add_argument("--beacons", type=int, default=300)
+    parser.add_argument("--only", choices=["collector", "loader", "latency"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None and args.only in (None, "collector"):
+        sys.exit("bench needs wrk: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="driftnet-bench-"))
+    results: dict[str, float] = {}
+    try:
+        if args.only in (None, "collector"):
+            results.update(bench_collector(args.seconds, args.connections, workdir))
+        if args.only in (None, "loader"):
+            results.update(bench_loader(args.sessions, workdir))
+        if args.only in (None, "latency"):
+            results.update(bench_latency(args.beacons, 100.0, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "pipeline.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

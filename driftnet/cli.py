@@ -278,6 +278,30 @@ def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: P
     click.echo(f"replayed {len(report.days)} days of {tenant}")
 
 
+@main.command()
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Lake root directory.")
+@click.option("--tenant", default=None, help="Only this tenant [all].")
+@click.option("--before", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Compact days before this UTC date [today: yesterday and older].")
+@click.option("--force", is_flag=True,
+              help="Allow --before after today (only when no loader is running).")
+def compact(lake: Path, tenant: str | None, before: Any, force: bool) -> None:
+    """Merge each closed day's small files into one file per table, atomically.
+
+    \b
+    Example:
+      driftnet compact --lake ./lake --before 2026-11-26
+    """
+    from ingest.loader.compact import compact as run_compact
+
+    days = run_compact(lake, tenant, before.date() if before else None, force=force,
+                       progress=lambda d: click.echo(
+                           f"{d.table} {d.tenant} {d.date}: {d.files_before} files -> 1 "
+                           f"({d.rows} rows)"))
+    click.echo(f"compacted {len(days)} table-days")
+
+
 # -- analytics -----------------------------------------------------------------------------
 
 @main.command()

@@ -165,6 +165,7 @@ class Loader:
             self._buffers.pop(partition, None)
             raise
         self._buffers.pop(partition, None)
+        self.writer.committed(source, partition)
         self.pipeline.remember(tables)
         self.stats.flushes += 1
         self.stats.hits += tables.raw.num_rows

@@ -14,11 +14,8 @@ raw files changed while it was being rebuilt.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime as dt
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Callable
@@ -29,15 +26,12 @@ import pyarrow.parquet as pq
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import Pipeline
+from ingest.loader.swap import swap_in
 from schemas.errors import DriftnetError
 from schemas.lake import LOADER_STATE_DIR, Table, partition_dir
 from schemas.tenants import Tenants
 
 log = logging.getLogger(__name__)
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
 
 class ReplayError(DriftnetError):
     """A day could not be replayed; nothing of that day was changed."""
@@ -62,15 +56,6 @@ class ReplayReport:
 
     tenant: str
     days: list[DayReport] = field(default_factory=list)
-
-
-def _exchange(a: Path, b: Path) -> None:
-    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    rc = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"renameat2 exchange failed: {os.strerror(err)}", str(a))
 
 
 def _count_rows(directory: Path) -> int:
@@ -163,16 +148,7 @@ def _replay_day(pipeline: Pipeline, lake: Path, tenant: str, day: dt.date,
             raise ReplayError("raw files of the day changed during the replay (a loader is "
                               "still writing it); nothing was swapped", date=str(day))
         for table, directory in targets.items():
-            new = staged[table]
-            new.mkdir(parents=True, exist_ok=True)
-            for f in new.glob("*.parquet"):
-                _fsync(f)
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            if directory.exists():
-                _exchange(new, directory)
-            else:
-                os.replace(new, directory)
-            _fsync_dir(directory.parent)
+            swap_in(staged[table], directory)
             if table == "events":
                 report.events_after = _count_rows(directory)
             else:
@@ -183,14 +159,3 @@ def _replay_day(pipeline: Pipeline, lake: Path, tenant: str, day: dt.date,
              tenant, day, report.hits, report.events_after, report.events_before,
              report.quarantined_after, report.quarantined_before)
     return report
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_fsync_dir = _fsync

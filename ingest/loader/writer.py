@@ -167,6 +167,16 @@ class LakeWriter:
         self.files_written += len(plan)
         return [path for path, _ in plan]
 
+    def committed(self, source: str, partition: int) -> None:
+        """The batch's offsets are committed: its intent is no longer needed.
+
+        Removing it tells compaction the files are final; a crash before this call only
+        leaves an intent that ``recover`` recognises as committed and removes.
+        """
+        intent = self.read_intent(source, partition)
+        if intent is not None and intent.writer == self.token:
+            self._intent_path(source, partition).unlink(missing_ok=True)
+
     def abandon(self, source: str, partition: int, files: list[Path]) -> None:
         """Delete files of a batch whose commit failed, and our intent if it is still ours."""
         for path in files:

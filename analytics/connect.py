@@ -1,7 +1,7 @@
 """Tenant-scoped DuckDB connections over the lake.
 
 A connection for tenant ``t`` has views ``events``, ``raw`` and ``quarantine`` over exactly
-``t``'s partitions, and is then locked: DuckDB may only read ``t``'s directories, external
+``t``'s partitions (``events`` without the rows dedupe flagged; ``events_all`` with them), and is then locked: DuckDB may only read ``t``'s directories, external
 access (other files, COPY, ATTACH, INSTALL, http) is off, and the configuration cannot be
 changed back. So no SQL a session runs can read another tenant's rows.
 ``all_tenants=True`` (operators) spans every tenant instead.
@@ -29,7 +29,7 @@ from schemas.tenants import is_tenant_id
 SCHEMAS: dict[Table, pa.Schema] = {
     "events": EVENT_SCHEMA, "raw": RAW_SCHEMA, "quarantine": QUARANTINE_SCHEMA,
 }
-VIEWS: tuple[str, ...] = TABLES
+VIEWS: tuple[str, ...] = (*TABLES, "events_all")
 
 
 def _sql_str(value: str) -> str:
@@ -86,7 +86,9 @@ def connect(
             glob = all_tenants_glob(root, table)
         allowed.append(str(directory) + "/")
         body = _parquet_view(glob) if _has_files(directory) else _empty_view(SCHEMAS[table])
-        con.execute(f"CREATE VIEW {table} AS {body}")
+        con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
+    # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
+    con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")
     con.execute("SET allowed_directories = " + "[" + ", ".join(map(_sql_str, allowed)) + "]")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean help
+.PHONY: demo test test-deps lint typecheck unit bench clean help
 
 help:
 	@echo "make demo   run the whole pipeline on generated traffic and print analyses"
@@ -26,7 +26,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check schemas ingest analytics driftnet tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint
+# The browser suite (tests/browser) needs the pinned tracker builds and Debian's Chromium;
+# Playwright drives that Chromium and never downloads a browser of its own.
+NODE_STAMP := node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
+
+test-deps: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+test: test-deps lint
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

@@ -270,7 +270,7 @@ def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: P
     tenants = load_tenants(tenants_path) if tenants_path is not None else None
     report = run_replay(
         Path(settings.loader.lake), tenant, start.date(), end.date(), settings.loader, tenants,
-        force=force,
+        force=force, enrich=settings.enrich,
         progress=lambda d: click.echo(
             f"{d.date}: {d.hits} hits -> {d.events_after} events (was {d.events_before}), "
             f"{d.quarantined_after} quarantined (was {d.quarantined_before})"),

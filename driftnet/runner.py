@@ -11,6 +11,7 @@ import uvicorn
 
 from ingest.collector import CollectorApp
 from ingest.loader.loop import Loader
+from ingest.loader.pipeline import Pipeline
 from ingest.settings import DriftnetSettings
 from ingest.transport import open_consumer, open_producer
 from ingest.transport.base import Consumer, RebalanceListener
@@ -34,7 +35,8 @@ def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None) -> 
         return open_consumer(settings.embedded, settings.kafka, listener)
 
     Path(settings.loader.lake).mkdir(parents=True, exist_ok=True)
-    return Loader(consumer, settings.loader, tenants)
+    pipeline = Pipeline(settings.loader, tenants, enrich=settings.enrich)
+    return Loader(consumer, settings.loader, tenants, pipeline=pipeline)
 
 
 class _Server(uvicorn.Server):

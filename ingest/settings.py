@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from ingest.collector.config import CollectorSettings
+from ingest.enrich.config import EnrichSettings
 from ingest.loader.config import LoaderSettings
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
 from schemas.errors import ConfigError
@@ -37,6 +38,7 @@ class DriftnetSettings(BaseSettings):
     loader: LoaderSettings = Field(default_factory=LoaderSettings)
     embedded: EmbeddedLogSettings = Field(default_factory=EmbeddedLogSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)
 
     @classmethod
     def settings_customise_sources(

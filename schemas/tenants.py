@@ -33,6 +33,31 @@ IpMode = Literal["truncate", "hash", "none"]
 """How client IPs are stored: ``truncate`` (IPv4 /24, IPv6 /48), ``hash`` (keyed), or
 ``none`` (as is)."""
 
+EnrichStep = Literal["parse_campaign", "parse_referrer", "parse_user_agent", "detect_bot",
+                     "geolocate", "sessionize"]
+"""Enrichment steps a tenant may skip (anonymize_ip and derive_timestamps always run)."""
+
+
+class TenantEnrich(BaseModel):
+    """Per-tenant enrichment overrides (``[tenant.enrich]``); unset means the loader's setting.
+
+    ::
+
+        [tenant.enrich]
+        skip = ["geolocate"]
+        session_timeout_minutes = 60
+        internal_hosts = ["checkout.acme.example", "paypal.com"]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    skip: tuple[EnrichStep, ...] = ()
+    """Steps not run on this tenant's events (their columns stay as the protocol set them)."""
+    session_timeout_minutes: Annotated[float, Field(gt=0)] | None = None
+    """Inactivity that ends a server-side session, instead of the loader's default."""
+    internal_hosts: tuple[str, ...] = ()
+    """Hosts whose referrers count as internal, besides the page's own host."""
+
 
 class Tenant(BaseModel):
     """One business customer. Tenants never see each other's data."""
@@ -53,6 +78,8 @@ class Tenant(BaseModel):
     """Secret salt for ``ip_mode = "hash"``; required in that mode."""
     retention_days: Annotated[int, Field(ge=1)] = 400
     """Days of data kept in the lake for this tenant."""
+    enrich: TenantEnrich = TenantEnrich()
+    """Enrichment overrides for this tenant."""
 
     @field_validator("allowed_origins")
     @classmethod

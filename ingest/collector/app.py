@@ -37,8 +37,20 @@ KEPT_HEADERS = frozenset({
     "sec-ch-ua-full-version-list", "sec-gpc",
 })
 """Request headers copied into the envelope. Authorization is never kept."""
+SECRET_HEADERS = frozenset({"authorization", "x-write-key"})
+"""Headers carrying keys: the key finder reads them, the envelope never keeps them."""
 
 _JSON = (b"content-type", b"application/json")
+
+# Header name (as the server hands it, lower-case bytes) -> (kind, str name); one dict lookup
+# per header on the hot path instead of decoding every name.
+_KEEP, _SECRET, _COOKIE, _LENGTH = range(4)
+_HEADER_KINDS: dict[bytes, tuple[int, str]] = {
+    **{n.encode(): (_KEEP, n) for n in KEPT_HEADERS},
+    **{n.encode(): (_SECRET, n) for n in SECRET_HEADERS},
+    b"cookie": (_COOKIE, "cookie"),
+    b"content-length": (_LENGTH, "content-length"),
+}
 
 
 class CollectorApp:
@@ -103,16 +115,19 @@ class CollectorApp:
         path: str = scope["path"]
         method: str = scope["method"]
         headers: dict[str, str] = {}
-        auth = cookie = None
+        secrets: dict[str, str] = {}
+        cookie = None
+        kinds = _HEADER_KINDS
         for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1")
-            if name in KEPT_HEADERS:
-                headers[name] = raw_value.decode("latin-1")
-            elif name == "authorization":
-                auth = raw_value.decode("latin-1")
-            elif name == "cookie":
+            found = kinds.get(raw_name)
+            if found is None:
+                continue
+            kind, name = found
+            if kind == _SECRET:
+                secrets[name] = raw_value.decode("latin-1")
+            elif kind == _COOKIE:
                 cookie = raw_value.decode("latin-1")
-            elif name == "content-length":
+            else:
                 headers[name] = raw_value.decode("latin-1")
         origin = headers.get("origin")
         try:
@@ -128,7 +143,7 @@ class CollectorApp:
             if method not in route.methods:
                 raise HttpError(405, f"{method} is not accepted on {path}; "
                                 f"use {', '.join(sorted(route.methods))}")
-            answer = await self._collect(scope, receive, route, method, path, headers, auth,
+            answer = await self._collect(scope, receive, route, method, path, headers, secrets,
                                          cookie, origin)
         except HttpError as exc:
             self.counts["rejected"] += 1
@@ -150,7 +165,7 @@ class CollectorApp:
 
     async def _collect(
         self, scope: Scope, receive: Receive, route: Route, method: str, path: str,
-        headers: dict[str, str], auth: str | None, cookie: str | None, origin: str | None,
+        headers: dict[str, str], secrets: dict[str, str], cookie: str | None, origin: str | None,
     ) -> Any:
         limit = (self.settings.max_event_bytes if route.single_event
                  else self.settings.max_request_bytes)
@@ -164,23 +179,31 @@ class CollectorApp:
                 body = _decompress(body, encoding, limit)
             # The envelope holds the inflated body; say so instead of claiming it is gzip.
             headers["x-driftnet-inflated"] = headers.pop("content-encoding")
-        if auth is not None:
-            headers["authorization"] = auth  # read by the key finder, removed below
-        hit = Hit(method, path, scope.get("query_string", b""), headers, body)
+        if secrets:
+            headers.update(secrets)  # read by the key finder, removed below
+        hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
+        if route.choose is not None:
+            route = route.choose(hit)
         key = route.find_key(hit)
-        headers.pop("authorization", None)
+        for name in secrets:
+            headers.pop(name, None)
         tenant = self.tenants.by_key(key)
         if tenant is None:
             raise HttpError(401, "unknown write key")
         if origin is not None and not tenant.origin_allowed(origin):
             raise HttpError(403, f"origin {origin} is not allowed for this write key")
-        if cookie and self._kept_cookies:
+        # SP-Anonymous (Snowplow's server-side anonymisation): keep no IP and no cookie.
+        anonymous = "sp-anonymous" in headers
+        if cookie and self._kept_cookies and not anonymous:
             kept = "; ".join(
                 c.strip() for c in cookie.split(";") if c.strip().startswith(self._kept_cookies)
             )
             if kept:
                 headers["cookie"] = kept
-        ip = self._client_ip(scope, headers)
+        ip = None if anonymous else self._client_ip(scope, headers)
+        if anonymous:
+            headers.pop("x-forwarded-for", None)
+        answer = route.answer if route.respond is None else route.respond(hit, cookie)
         header = {
             "v": ENVELOPE_VERSION,
             "tenant": tenant.id,
@@ -193,8 +216,9 @@ class CollectorApp:
             "ip": ip,
         }
         assert self.committer is not None
-        await self.committer.submit(encode_frame(header, body))
-        return route.answer
+        # hit.body: a key finder that had to decode the body (PostHog) left the decoded one.
+        await self.committer.submit(encode_frame(header, hit.body))
+        return answer
 
     def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
         if self.settings.trust_forwarded_for:

@@ -20,19 +20,26 @@ log = logging.getLogger(__name__)
 
 
 class _Group:
-    __slots__ = ("frames", "future", "nbytes")
+    """Frames waiting for the next durable write, and one future per waiting request.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    Each request waits on its own future: a client that disconnects cancels only its own
+    wait, never the group's write.
+    """
+
+    __slots__ = ("frames", "nbytes", "waiters")
+
+    def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.nbytes = 0
-        self.future: asyncio.Future[None] = loop.create_future()
-        # A group whose waiters all went away must not log "exception never retrieved".
-        self.future.add_done_callback(_consume_exception)
+        self.waiters: list[asyncio.Future[None]] = []
 
-
-def _consume_exception(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+    def resolve(self, error: BaseException | None) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
 
 
 def split_bundles(frames: list[bytes], max_bytes: int) -> list[tuple[bytes | None, bytes]]:
@@ -69,7 +76,7 @@ class GroupCommitter:
     def start(self) -> None:
         """Start the writer task on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._open = _Group(self._loop)
+        self._open = _Group()
         self._task = self._loop.create_task(self._run(), name="group-commit")
 
     @property
@@ -80,13 +87,14 @@ class GroupCommitter:
     async def submit(self, frame: bytes) -> None:
         """Queue ``frame`` in the open group and wait until the group is durable."""
         group = self._open
-        if group is None or self._closing:
+        if group is None or self._closing or self._loop is None:
             raise TransportError("collector is shutting down")
+        waiter = self._loop.create_future()
         group.frames.append(frame)
         group.nbytes += len(frame)
+        group.waiters.append(waiter)
         self._wake.set()
-        # shield: a client that disconnects must not cancel the group everyone waits on.
-        await asyncio.shield(group.future)
+        await waiter
 
     async def _run(self) -> None:
         assert self._loop is not None
@@ -98,19 +106,19 @@ class GroupCommitter:
                 if self._closing:
                     return
                 continue
-            self._open = _Group(self._loop)
+            self._open = _Group()
             try:
                 await self._loop.run_in_executor(self._executor, self._write, group.frames)
             except DriftnetError as exc:
                 log.warning("group commit of %d hits failed: %s", len(group.frames), exc)
-                group.future.set_exception(exc)
+                group.resolve(exc)
             except Exception as exc:  # a bug in a transport must not hang every request
                 log.exception("group commit crashed")
-                group.future.set_exception(TransportError(f"transport failure: {exc!r}"))
+                group.resolve(TransportError(f"transport failure: {exc!r}"))
             else:
                 self.groups_committed += 1
                 self.frames_committed += len(group.frames)
-                group.future.set_result(None)
+                group.resolve(None)
             if self._open.frames:
                 self._wake.set()
 

@@ -12,21 +12,27 @@ import orjson
 from ingest.collector.errors import HttpError
 
 _UNSET: Any = object()
+_BASIC_CACHE: dict[str, str] = {}
+_BASIC_CACHE_SIZE = 4096
 
 
 class Hit:
     """Method, path, query, the kept headers and the body bytes of one request."""
 
-    __slots__ = ("_json", "_query", "body", "headers", "method", "path", "query_string")
+    __slots__ = ("_json", "_query", "body", "headers", "limit", "method", "path", "query_string")
 
     def __init__(
-        self, method: str, path: str, query_string: bytes, headers: dict[str, str], body: bytes
+        self, method: str, path: str, query_string: bytes, headers: dict[str, str], body: bytes,
+        limit: int = 0,
     ) -> None:
         self.method = method
         self.path = path
         self.query_string = query_string
         self.headers = headers
         self.body = body
+        self.limit = limit
+        """Largest body the route accepts, bytes; a key finder that decodes the body keeps to
+        it (the decoded body replaces ``body`` in the envelope)."""
         self._json: Any = _UNSET
         self._query: dict[str, list[str]] | None = None
 
@@ -50,11 +56,23 @@ class Hit:
 
     def basic_auth_user(self) -> str | None:
         """The user part of ``Authorization: Basic base64(user:password)``."""
+        credentials = self.basic_auth()
+        return credentials.partition(":")[0] or None if credentials is not None else None
+
+    def basic_auth(self) -> str | None:
+        """The decoded ``user:password`` of ``Authorization: Basic ...``, else None."""
         auth = self.headers.get("authorization")
         if not auth or auth[:6].lower() != "basic ":
             return None
-        try:
-            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise HttpError(401, "Authorization header is not valid Basic credentials") from exc
-        return decoded.partition(":")[0] or None
+        # Servers send the same few headers again and again; decode each once.
+        credentials = _BASIC_CACHE.get(auth)
+        if credentials is None:
+            try:
+                credentials = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise HttpError(401, "Authorization header is not valid Basic "
+                                "credentials") from exc
+            if len(_BASIC_CACHE) >= _BASIC_CACHE_SIZE:
+                _BASIC_CACHE.clear()
+            _BASIC_CACHE[auth] = credentials
+        return credentials

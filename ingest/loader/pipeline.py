@@ -18,6 +18,9 @@ import orjson
 import pyarrow as pa
 
 from ingest.enrich import Chain, default_chain
+from ingest.enrich.anonymize_ip import IpAnonymizer
+from ingest.enrich.config import EnrichSettings
+from ingest.enrich.scrub_payloads import scrub_payloads
 from ingest.loader.config import LoaderSettings
 from ingest.loader.decode import decode_records
 from ingest.loader.dedupe import Deduper
@@ -104,17 +107,22 @@ class Pipeline:
     """Turns transport records into lake tables. Not thread-safe: one per loader."""
 
     def __init__(self, settings: LoaderSettings, tenants: Tenants | None = None,
-                 chain: Chain | None = None, adapter_list: list[Adapter] | None = None) -> None:
+                 chain: Chain | None = None, adapter_list: list[Adapter] | None = None,
+                 enrich: EnrichSettings | None = None) -> None:
         self.tenants = tenants
         self.limits = Limits(settings.max_event_bytes, settings.max_batch_items)
-        self.chain = chain or default_chain()
+        self.chain = chain or default_chain(enrich, tenants, settings.lake)
+        # Raw is anonymised even when the chain has no anonymize_ip; else share its cache.
+        self.ip = next((s for _, s in self.chain.steps if isinstance(s, IpAnonymizer)),
+                       IpAnonymizer(tenants))
         self.adapters = adapter_list if adapter_list is not None else adapters()
         self.con = duckdb.connect(config={"threads": settings.duckdb_threads})
         self.con.execute("SET TimeZone = 'UTC'")
         self.deduper = Deduper(self.con, settings.dedupe_window_hours)
 
     def close(self) -> None:
-        """Close the DuckDB connection."""
+        """Close the DuckDB connection and what the enrichment chain holds open."""
+        self.chain.close()
         self.con.close()
 
     def seed_dedupe(self, lake: Path) -> int:
@@ -173,12 +181,19 @@ class Pipeline:
         finally:
             con.unregister("raw_batch")
         all_events = pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table()
-        flagged, keys = self._dedupe(self._enrich(all_events))
+        enriched, failed = self._enrich(all_events, raw)
+        quarantine.append(failed)
+        flagged, keys = self._dedupe(enriched)
+        # After parsing: geolocate needed the full IP. Idempotent, so replays are safe.
+        anonymized = scrub_payloads(con, self.ip, self.ip.anonymize_raw(con, raw), all_events,
+                                    raw, ("body", "query"))
+        quarantined = conform(pa.concat_tables(
+            [conform(q, QUARANTINE_SCHEMA) for q in quarantine]), QUARANTINE_SCHEMA)
         return BatchTables(
-            raw=raw,
+            raw=conform(anonymized, RAW_SCHEMA),
             events=flagged,
-            quarantine=conform(pa.concat_tables(
-                [conform(q, QUARANTINE_SCHEMA) for q in quarantine]), QUARANTINE_SCHEMA),
+            quarantine=scrub_payloads(con, self.ip, quarantined, all_events, raw,
+                                      ("payload", "detail")),
             dedupe_keys=keys,
         )
 
@@ -207,16 +222,18 @@ class Pipeline:
             pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table(),
         )
 
-    def _enrich(self, events: pa.Table) -> pa.Table:
+    def _enrich(self, events: pa.Table, raw: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """Enriched events, and quarantine rows for events a step failed on."""
         if events.num_rows == 0:
-            return events
+            return events, QUARANTINE_SCHEMA.empty_table()
         self.con.register("parsed_events", events)
+        self.con.register("enrich_hits", raw)  # request headers (client hints) by lineage
         try:
-            relation = self.chain.apply(self.con, "parsed_events")
-            out = self.con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+            enriched = self.chain.run(self.con, "parsed_events", hits="enrich_hits")
         finally:
             self.con.unregister("parsed_events")
-        return conform(out, EVENT_SCHEMA)
+            self.con.unregister("enrich_hits")
+        return conform(enriched.events, EVENT_SCHEMA), enriched.quarantine
 
 
     def _dedupe(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ingest.enrich import default_chain
+from ingest.enrich.config import EnrichSettings
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import Pipeline
 from ingest.loader.swap import swap_in
@@ -75,8 +77,13 @@ def replay(
     tenants: Tenants | None = None,
     force: bool = False,
     progress: Callable[[DayReport], None] | None = None,
+    enrich: EnrichSettings | None = None,
 ) -> ReplayReport:
-    """Rebuild ``tenant``'s events and quarantine for every day from ``start`` to ``end``."""
+    """Rebuild ``tenant``'s events and quarantine for every day from ``start`` to ``end``.
+
+    Sessions are assigned with state kept in memory (never the live loader's session
+    store), so session indexes count from the replay's first day.
+    """
     if end < start:
         raise ReplayError("--to is before --from", start=str(start), end=str(end))
     today = dt.datetime.now(dt.UTC).date()
@@ -85,7 +92,11 @@ def replay(
                           "it; replay closed days, or pass --force when no loader runs",
                           end=str(end))
     lake = Path(lake)
-    pipeline = Pipeline(settings, tenants)
+    enrich = enrich or EnrichSettings()
+    enrich = enrich.model_copy(update={"sessions": enrich.sessions.model_copy(
+        update={"state": None})})
+    pipeline = Pipeline(settings, tenants, chain=default_chain(enrich, tenants, lake=None),
+                        enrich=enrich)
     try:
         _seed_before(pipeline, lake, tenant, start, settings.dedupe_window_hours)
         report = ReplayReport(tenant)

@@ -45,7 +45,12 @@ class Adapter(Protocol):
 
 def adapters() -> list[Adapter]:
     """Every adapter, in dispatch order."""
+    from ingest.loader.protocols.ga4 import GA4Adapter
+    from ingest.loader.protocols.ga_universal import UniversalAnalyticsAdapter
     from ingest.loader.protocols.pixel import PixelAdapter
+    from ingest.loader.protocols.posthog import PostHogAdapter
     from ingest.loader.protocols.segment import SegmentAdapter
+    from ingest.loader.protocols.snowplow import SnowplowAdapter
 
-    return [SegmentAdapter(), PixelAdapter()]
+    return [SegmentAdapter(), PixelAdapter(), SnowplowAdapter(), GA4Adapter(),
+            UniversalAnalyticsAdapter(), PostHogAdapter()]

@@ -20,6 +20,44 @@ SEGMENT_ACTIONS: Mapping[str, str] = {
 }
 """Segment e-commerce spec v2 event names (case-insensitive), also used by RudderStack."""
 
+SNOWPLOW_ACTIONS: Mapping[str, str] = {
+    "list_view": "list_view",
+    "list_click": "click",
+    "product_view": "view",
+    "add_to_cart": "add",
+    "remove_from_cart": "remove",
+    "checkout_step": "checkout",
+    "transaction": "purchase",
+    "refund": "refund",
+}
+"""``type`` of Snowplow's snowplow_ecommerce_action event (browser-plugin-snowplow-ecommerce)."""
+
+GA4_ACTIONS: Mapping[str, str] = {
+    "view_item_list": "list_view",
+    "select_item": "click",
+    "view_item": "view",
+    "add_to_cart": "add",
+    "remove_from_cart": "remove",
+    "begin_checkout": "checkout",
+    "purchase": "purchase",
+    "refund": "refund",
+    "search": "search",
+    "view_search_results": "search",
+}
+"""GA4 recommended e-commerce event names (gtag ``en``, Measurement Protocol ``name``)."""
+
+UA_ACTIONS: Mapping[str, str] = {
+    "detail": "view",
+    "click": "click",
+    "add": "add",
+    "remove": "remove",
+    "checkout": "checkout",
+    "checkout_option": "checkout",
+    "purchase": "purchase",
+    "refund": "refund",
+}
+"""Universal Analytics enhanced e-commerce product actions (``pa``)."""
+
 
 def action_case(name_expr: str, table: Mapping[str, str]) -> str:
     """SQL CASE mapping ``lower(name_expr)`` through ``table``; NULL for other names."""

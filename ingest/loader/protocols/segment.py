@@ -12,16 +12,20 @@ import orjson
 
 from ingest.loader.protocols import Limits, Parsed
 from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case
+from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
 
-BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import")
+BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
 PATH_TYPES = {
     "/v1/track": "track", "/v1/t": "track", "/v1/page": "page", "/v1/p": "page",
     "/v1/identify": "identify", "/v1/i": "identify", "/v1/screen": "screen", "/v1/s": "screen",
     "/v1/group": "group", "/v1/g": "group", "/v1/alias": "alias", "/v1/a": "alias",
 }
 TYPES = ("track", "page", "identify", "screen", "group", "alias")
+# RudderStack's pixel API and Jitsu's ingest API name the type in the path too.
+PATH_TYPES.update({"/pixel/v1/track": "track", "/pixel/v1/page": "page"})
+PATH_TYPES.update({f"{api}{t}": t for api in ("/api/s/", "/api/s/s2s/") for t in TYPES})
 
 # Top-level message fields that map to columns; every other field goes to `extra`.
 # writeKey is a credential: it stays in the raw archive only.
@@ -151,6 +155,8 @@ _STAGES = f"""
 CREATE OR REPLACE TEMP TABLE seg_hits AS
 SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
   CASE
+    WHEN text IS NULL AND method = 'GET' THEN
+      {_q("payload_format", _lit("query string is not percent-encoded UTF-8"))}
     WHEN text IS NULL THEN {_q("payload_format", _lit("body is not valid UTF-8"))}
     WHEN kinds IS NULL AND trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
     WHEN kinds IS NULL THEN {_q("payload_format", _lit("body is not valid JSON"))}
@@ -158,7 +164,11 @@ SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
       {_q("protocol_violation", "'body is a JSON ' || lower(kinds[1]) || ', not an object'")}
   END AS hit_q
 FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
-      FROM (SELECT *, try(decode(body)) AS text FROM @hits@));
+      -- A GET is a RudderStack pixel: its query string, as the message it stands for.
+      FROM (SELECT *, CASE WHEN method <> 'GET' THEN try(decode(body))
+                           WHEN {valid("query")}
+                           THEN CAST({nested_json("query", ("writeKey",))} AS VARCHAR)
+                      END AS text FROM @hits@));
 
 CREATE OR REPLACE TEMP VIEW seg_batches AS
 SELECT *,
@@ -293,7 +303,7 @@ def _quarantine_sql() -> str:
     })
     item_level = select_quarantine({
         **_QUARANTINE_COMMON, "reason": "q.reason", "detail": "q.detail",
-        "payload": "encode(item)", "item_index": "item_index",
+        "payload": "encode(coalesce(item, 'null'))", "item_index": "item_index",
         "event_id": "CASE WHEN item_json_type = 'OBJECT' THEN e.messageId END",
     })
     return (f"SELECT {hit_level} FROM seg_hits h WHERE hit_q IS NOT NULL\n"
@@ -308,7 +318,7 @@ _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM seg_ok"
 class SegmentAdapter:
     """Segment HTTP API, analytics.js, and the Segment-spec JSON of RudderStack and Jitsu."""
 
-    protocols: tuple[str, ...] = ("segment",)
+    protocols: tuple[str, ...] = ("segment", "rudderstack", "jitsu")
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse Segment hits in relation ``hits``."""

@@ -7,11 +7,13 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+from pydantic import SecretStr
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
 from ingest.transport.base import Record
 from schemas.envelope import encode_bundle, encode_frame
+from schemas.tenants import Tenant, Tenants
 
 
 def hit(body: Any, path: str = "/v1/track", tenant: str = "acme", **headers: str) -> bytes:
@@ -21,8 +23,11 @@ def hit(body: Any, path: str = "/v1/track", tenant: str = "acme", **headers: str
     return encode_frame(header, body if isinstance(body, bytes) else orjson.dumps(body))
 
 
+TENANTS = Tenants([Tenant(id="acme", write_keys=(SecretStr("k"),), ip_mode="none")])
+
+
 def run(*frames: bytes) -> BatchTables:
-    pipeline = Pipeline(LoaderSettings())
+    pipeline = Pipeline(LoaderSettings(), TENANTS)
     try:
         return pipeline.process([Record(0, 1, encode_bundle(list(frames)))], "log")
     finally:

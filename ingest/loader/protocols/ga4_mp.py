@@ -1,0 +1,207 @@
+"""GA4 Measurement Protocol: ``POST /mp/collect?measurement_id=G-...`` with a JSON body.
+
+``{"client_id", "user_id", "timestamp_micros", "user_properties", "events": [{"name",
+"params", "timestamp_micros"}, ...]}``, at most 25 events (the protocol's own limit); apps
+send ``app_instance_id`` and ``firebase_app_id`` instead. Event parameters go to
+``properties`` as sent, user properties to ``traits``; the recommended parameters that have
+a column (page, session, campaign, e-commerce) fill it too. Part of the GA4 adapter.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import orjson
+
+from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
+from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items, first_item
+from ingest.loader.protocols.urlencoded import decode
+from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from schemas.version import PIPELINE_VERSION
+
+MAX_EVENTS = 25
+"""Events one Measurement Protocol request may carry."""
+
+_TOP = ("client_id", "app_instance_id", "user_id", "timestamp_micros", "user_properties",
+        "events")
+_TOP_SPEC = orjson.dumps({**dict.fromkeys(_TOP[:4], "VARCHAR"), "ip_override": "VARCHAR",
+                          "user_properties": "JSON"}).decode()
+_EVENT_SPEC = orjson.dumps({"name": "VARCHAR", "params": "JSON",
+                            "timestamp_micros": "VARCHAR"}).decode()
+_PARAMS = ("page_location", "page_title", "page_referrer", "session_id", "ga_session_number",
+           "currency", "value", "transaction_id", "search_term", "language",
+           "screen_resolution", "source", "medium", "campaign", "term", "content")
+_PARAMS_SPEC = orjson.dumps({**dict.fromkeys(_PARAMS, "VARCHAR"), "items": "JSON"}).decode()
+_DROP_TOP = orjson.dumps(dict.fromkeys(_TOP)).decode()
+_DROP_EVENT = orjson.dumps(dict.fromkeys(("name", "params", "timestamp_micros"))).decode()
+_HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
+             "source_offset, source_index")
+_SCALAR = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def _q(reason: str, detail: str) -> str:
+    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
+
+
+def _absent(kind: str) -> str:
+    return f"coalesce({kind}, 'NULL') = 'NULL'"
+
+
+_MICROS_OK = "try_cast({x} AS BIGINT) IS NOT NULL AND NOT contains({x}, '.')"
+
+_STAGES = f"""
+CREATE OR REPLACE TEMP TABLE mp_hits AS
+SELECT {_HIT_COLS}, query, text, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS bad_body,
+  CASE WHEN hit_q IS NULL THEN json_transform(text, {quote(_TOP_SPEC)}) END AS top,
+  CASE WHEN hit_q IS NULL THEN json_merge_patch(text, {quote(_DROP_TOP)}) END AS top_extra
+FROM (
+  SELECT *,
+    CASE
+      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN k IS NULL AND trim(text) = '' THEN {_q("payload_format", "'body is empty'")}
+      WHEN k IS NULL THEN {_q("payload_format", "'body is not valid JSON'")}
+      WHEN k[1] <> 'OBJECT' THEN
+        {_q("protocol_violation", "'body is a JSON ' || lower(k[1]) || ', not an object'")}
+      WHEN k[2] IS DISTINCT FROM 'ARRAY' THEN
+        {_q("protocol_violation", "'body has no events array'")}
+      WHEN n_events = 0 THEN {_q("protocol_violation", "'events holds no events'")}
+      WHEN n_events > least({MAX_EVENTS}, @max_batch_items@) THEN
+        {_q("size", "'request of ' || n_events || ' events exceeds the Measurement "
+            f"Protocol''s ' || least({MAX_EVENTS}, @max_batch_items@) || '-event limit'")}
+      WHEN {_absent('k[3]')} AND {_absent('k[4]')} THEN
+        {_q("protocol_violation", "'client_id (or app_instance_id) is required'")}
+      WHEN NOT ({_absent('k[3]')} OR k[3] IN {_SCALAR}) THEN
+        {_q("schema_violation", "'client_id must be a string'")}
+      WHEN NOT ({_absent('k[5]')} OR k[5] IN {_SCALAR}) THEN
+        {_q("schema_violation", "'user_id must be a string'")}
+      WHEN NOT ({_absent('k[6]')} OR (k[6] IN ('BIGINT', 'UBIGINT', 'VARCHAR')
+                AND {_MICROS_OK.format(x="(text->>'$.timestamp_micros')")})) THEN
+        {_q("schema_violation", "'timestamp_micros is not an integer'")}
+      WHEN NOT ({_absent('k[7]')} OR k[7] = 'OBJECT') THEN
+        {_q("schema_violation", "'user_properties must be an object'")}
+    END AS hit_q
+  FROM (
+    SELECT *, CASE WHEN k[2] = 'ARRAY' THEN json_array_length(text, '$.events') END AS n_events
+    FROM (
+      SELECT *, try(json_type(text, ['$', '$.events', '$.client_id', '$.app_instance_id',
+                                     '$.user_id', '$.timestamp_micros', '$.user_properties']))
+                  AS k
+      FROM (SELECT *, try(decode(body)) AS text FROM @hits@ WHERE path = '/mp/collect')
+    )
+  )
+);
+
+CREATE OR REPLACE TEMP TABLE mp_parsed AS
+SELECT *,
+  CASE
+    WHEN t IS NULL OR t[1] <> 'OBJECT' THEN
+      {_q("schema_violation", "'event is a JSON ' || lower(coalesce(t[1], 'nothing')) || "
+          "', not an object'")}
+    WHEN strlen(item) > @max_event_bytes@ THEN
+      {_q("size", "'event of ' || strlen(item) || ' bytes exceeds the @max_event_bytes@-byte "
+          "limit'")}
+    WHEN {_absent('t[2]')} THEN {_q("protocol_violation", "'event has no name'")}
+    WHEN t[2] <> 'VARCHAR' OR e.name = '' THEN
+      {_q("schema_violation", "'name must be a non-empty string'")}
+    WHEN NOT ({_absent('t[3]')} OR t[3] = 'OBJECT') THEN
+      {_q("schema_violation", "'params must be an object'")}
+    WHEN NOT ({_absent('t[4]')} OR (t[4] IN ('BIGINT', 'UBIGINT', 'VARCHAR')
+              AND {_MICROS_OK.format(x='e.timestamp_micros')})) THEN
+      {_q("schema_violation", "'timestamp_micros is not an integer'")}
+    WHEN NOT ({_absent('t[5]')} OR t[5] = 'ARRAY') THEN
+      {_q("schema_violation", "'params.items must be a list'")}
+  END AS q
+FROM (
+  SELECT *,
+    CASE WHEN t[1] = 'OBJECT' THEN json_transform(item, {quote(_EVENT_SPEC)}) END AS e,
+    CASE WHEN t[3] = 'OBJECT' THEN json_transform(item->'$.params', {quote(_PARAMS_SPEC)})
+    END AS p
+  FROM (
+    SELECT *, try(json_type(item, ['$', '$.name', '$.params', '$.timestamp_micros',
+                                   '$.params.items'])) AS t
+    FROM (
+      SELECT {_HIT_COLS}, query, top, top_extra, unnest(d.events) AS item,
+             unnest(range(len(d.events))) AS item_index
+      FROM (SELECT *, json_transform(text, '{{"events": ["JSON"]}}') AS d
+            FROM mp_hits WHERE hit_q IS NULL)
+    )
+  )
+);
+
+CREATE OR REPLACE TEMP VIEW mp_ok AS
+SELECT *, {action_case('e.name', GA4_ACTIONS)} AS action,
+  CASE WHEN json_array_length(p.items) > 0 THEN p.items END AS items
+FROM mp_parsed WHERE q IS NULL;
+"""
+
+_MEASUREMENT_ID = decode(
+    "regexp_extract(query, '(?:^|&)(?:measurement_id|firebase_app_id)=([^&]*)', 1)")
+_ONE = first_item("items", GA4_CANONICAL)
+_EVENTS = {
+    "tenant": "tenant",
+    "event_id": "'dn:' || md5(concat_ws(chr(10), coalesce(top.client_id, top.app_instance_id, "
+                "''), coalesce(top.timestamp_micros, ''), item_index, item))",
+    "event_type": "CASE WHEN e.name = 'page_view' THEN 'page' ELSE 'track' END",
+    "event_name": "e.name",
+    "protocol": "protocol",
+    "app_id": f"nullif({_MEASUREMENT_ID}, '')",
+    "platform": "CASE WHEN top.app_instance_id IS NOT NULL THEN 'mobile' ELSE 'server' END",
+    "client_ts": "try(make_timestamp(try_cast(coalesce(e.timestamp_micros, top.timestamp_micros)"
+                 " AS BIGINT)))::TIMESTAMPTZ",
+    "received_at": "received_at",
+    "derived_ts": "received_at",
+    "anonymous_id": "nullif(coalesce(top.client_id, top.app_instance_id), '')",
+    "user_id": "nullif(top.user_id, '')",
+    "session_id": "nullif(p.session_id, '')",
+    "session_index": "try_cast(p.ga_session_number AS INTEGER)",
+    "page_url": "nullif(p.page_location, '')",
+    "page_title": "nullif(p.page_title, '')",
+    "referrer": "nullif(p.page_referrer, '')",
+    "utm_source": "nullif(p.source, '')",
+    "utm_medium": "nullif(p.medium, '')",
+    "utm_campaign": "nullif(p.campaign, '')",
+    "utm_term": "nullif(p.term, '')",
+    "utm_content": "nullif(p.content, '')",
+    "user_agent": "headers->>'user-agent'",
+    "screen": "nullif(p.screen_resolution, '')",
+    "language": "nullif(p.language, '')",
+    "ip": "coalesce(nullif(top.ip_override, ''), ip)",
+    "product_id": f"({_ONE}).item_id",
+    "product_name": f"({_ONE}).item_name",
+    "product_category": f"({_ONE}).item_category",
+    "product_action": "action",
+    "price": f"try_cast(({_ONE}).price AS DOUBLE)",
+    "quantity": f"try_cast(({_ONE}).quantity AS DOUBLE)",
+    "currency": "nullif(p.currency, '')",
+    "order_id": "nullif(p.transaction_id, '')",
+    "revenue": "CASE WHEN action IN ('purchase', 'refund') THEN try_cast(p.value AS DOUBLE) END",
+    "items": canonical_items("items", GA4_CANONICAL),
+    "search_query": "nullif(p.search_term, '')",
+    "properties": "item->'$.params'",
+    "traits": "top.user_properties",
+    "extra": f"nullif(json_merge_patch(top_extra, json_merge_patch(item, "
+             f"{quote(_DROP_EVENT)})), '{{}}')",
+    **LINEAGE,
+    "item_index": "item_index",
+    "pipeline_version": quote(PIPELINE_VERSION),
+}
+
+_COMMON = {"tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
+           "pipeline_version": quote(PIPELINE_VERSION)}
+_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
+                                     "detail": "hit_q.detail", "payload": "bad_body"})
+_EVENT_QUARANTINE = select_quarantine({
+    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+    "payload": "encode(coalesce(item, 'null'))",  # a JSON null in a list is SQL NULL
+})
+_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM mp_hits WHERE hit_q IS NOT NULL "
+               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM mp_parsed WHERE q IS NOT NULL")
+_EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM mp_ok"
+
+
+def mp_parse(con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+    """Parse the ``/mp/collect`` hits of relation ``hits``."""
+    con.execute(_STAGES.replace("@hits@", hits)
+                .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
+                .replace("@max_batch_items@", str(int(limits.max_batch_items))))
+    return Parsed(con.sql(_EVENTS_SQL).to_arrow_table(), con.sql(_QUARANTINE).to_arrow_table())

@@ -1,0 +1,96 @@
+"""E-commerce items of Google Analytics hits -> JSON lists of item objects.
+
+GA4 sends an item as one parameter, ``pr1=idSKU_1~nmShoe~pr10.5~qt2~k0size~v042``:
+two-letter field codes with their values, and custom item parameters as ``k<N>`` (name)
+/ ``v<N>`` (value) pairs. Universal Analytics spreads it over parameters
+(``pr1id=SKU_1&pr1nm=Shoe``). Both arrive here as one row per field, ``(ev, n, pos, code,
+value)``: event key, item number, position, field code, decoded value. Only events with
+items get here, so a few set-at-a-time aggregations are cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ingest.loader.protocols.urlencoded import number_json
+from ingest.loader.sql import quote
+
+GA4_ITEM_FIELDS: Mapping[str, str] = {
+    "id": "item_id", "nm": "item_name", "br": "item_brand", "ca": "item_category",
+    "c2": "item_category2", "c3": "item_category3", "c4": "item_category4",
+    "c5": "item_category5", "va": "item_variant", "pr": "price", "qt": "quantity",
+    "cp": "coupon", "ds": "discount", "ln": "item_list_name", "li": "item_list_id",
+    "lp": "index", "af": "affiliation", "lo": "location_id", "cn": "creative_name",
+    "cs": "creative_slot", "pi": "promotion_id", "pn": "promotion_name",
+}
+"""GA4 item field codes -> the item keys of gtag's ``items`` (as a site passes them)."""
+GA4_ITEM_NUMBERS = ("pr", "qt", "ds", "lp")
+
+UA_ITEM_FIELDS: Mapping[str, str] = {
+    "id": "id", "nm": "name", "br": "brand", "ca": "category", "va": "variant",
+    "pr": "price", "qt": "quantity", "cc": "coupon", "ps": "position",
+}
+"""Universal Analytics product codes (``pr<N><code>``) -> analytics.js ``ec:addProduct`` keys."""
+UA_ITEM_NUMBERS = ("pr", "qt", "ps")
+
+GA4_CANONICAL = ("item_id", "item_name", "item_category", "price", "quantity")
+UA_CANONICAL = ("id", "name", "category", "price", "quantity")
+
+
+def items_sql(parts: str, names: Mapping[str, str], numbers: Iterable[str],
+              custom_pairs: bool) -> str:
+    """SQL selecting ``(ev, items)``: per event, a JSON list of item objects ordered by ``n``.
+
+    Codes are renamed through ``names`` (others keep their code); ``numbers`` codes become
+    JSON numbers when numeric. With ``custom_pairs`` (GA4) a ``k<N>``/``v<N>`` pair becomes
+    one key; an unpaired one keeps its code. Repeated fields keep their first value.
+    """
+    rename = "CASE code " + " ".join(
+        f"WHEN {quote(c)} THEN {quote(n)}" for c, n in names.items()) + " ELSE code END"
+    number_codes = ", ".join(quote(c) for c in numbers)
+    value = (f"CASE WHEN code IN ({number_codes}) THEN coalesce({number_json('value')}, "
+             f"to_json(value)) ELSE to_json(value) END")
+    pair = "regexp_full_match(code, '[kv][0-9]')"
+    fields = f"SELECT ev, n, pos, {rename} AS name, {value} AS val FROM {parts}"
+    if custom_pairs:
+        fields += f"""
+      WHERE NOT {pair}
+    UNION ALL
+    SELECT k.ev, k.n, k.pos, k.value, to_json(v.value)
+    FROM {parts} k JOIN {parts} v
+      ON k.ev = v.ev AND k.n = v.n AND v.code = 'v' || k.code[2:]
+    WHERE regexp_full_match(k.code, 'k[0-9]') AND k.value <> ''
+    UNION ALL
+    SELECT p.ev, p.n, p.pos, p.code, to_json(p.value) FROM {parts} p
+    WHERE regexp_full_match(p.code, '[kv][0-9]') AND NOT EXISTS (
+      SELECT 1 FROM {parts} o WHERE o.ev = p.ev AND o.n = p.n
+        AND o.code = CASE WHEN p.code[1] = 'k' THEN 'v' ELSE 'k' END || p.code[2:]
+        AND CASE WHEN p.code[1] = 'k' THEN p.value ELSE o.value END <> '')"""
+    return f"""
+SELECT ev, ('[' || string_agg(obj, ',' ORDER BY n) || ']')::JSON AS items
+FROM (
+  SELECT ev, n, '{{' || string_agg(to_json(name) || ':' || val, ',' ORDER BY name) || '}}' AS obj
+  FROM (SELECT ev, n, name, arg_min(val, pos) AS val FROM ({fields}) GROUP BY ev, n, name)
+  GROUP BY ev, n
+)
+GROUP BY ev"""
+
+
+def canonical_items(items: str, keys: tuple[str, ...]) -> str:
+    """SQL: the ``items`` column (``[{product_id, name, category, price, quantity}]``) from a
+    JSON list of item objects whose id/name/category/price/quantity keys are ``keys``."""
+    spec = "[{" + ", ".join(f'"{k}": "VARCHAR"' for k in keys) + "}]"
+    product, name, category, price, quantity = keys
+    return (f"CASE WHEN {items} IS NOT NULL THEN to_json(list_transform("
+            f"json_transform({items}, {quote(spec)}), lambda i_: {{"
+            f"'product_id': i_.{product}, 'name': i_.{name}, 'category': i_.{category}, "
+            f"'price': try_cast(i_.{price} AS DOUBLE), "
+            f"'quantity': try_cast(i_.{quantity} AS DOUBLE)}})) END")
+
+
+def first_item(items: str, keys: tuple[str, ...]) -> str:
+    """SQL: a struct of the only item's id/name/category/price/quantity; NULL unless the list
+    holds exactly one item (then the event is about that product)."""
+    spec = "{" + ", ".join(f'"{k}": "VARCHAR"' for k in keys) + "}"
+    return (f"CASE WHEN json_array_length({items}) = 1 "
+            f"THEN json_transform({items}->0, {quote(spec)}) END")

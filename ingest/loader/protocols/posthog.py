@@ -1,0 +1,257 @@
+"""PostHog's capture API (posthog-js, server SDKs): ``/e``, ``/i/v0/e``, ``/capture``, ``/batch``.
+
+The collector has already undone gzip, lz64, base64 and form encodings (``x-driftnet-decoded``
+says which), so a body is JSON: a list of events (posthog-js), a ``{"api_key", "batch": [...],
+"sent_at"}`` object (``/batch``), or one event. An event is ``{"event", "properties",
+"distinct_id", "timestamp" | "offset", "uuid", "$set", "$set_once"}``; posthog-js sends most
+of what it knows as ``$``-properties. Vectorised in DuckDB.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import orjson
+
+from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case
+from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from schemas.version import PIPELINE_VERSION
+
+EVENT_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify",
+               "$groupidentify": "group", "$create_alias": "alias"}
+"""PostHog's own events -> event_type (their event_name: page_view, screen_view, identify,
+group, alias); every other event is a ``track`` named as sent."""
+MOBILE_LIBS = ("posthog-ios", "posthog-android", "posthog-react-native", "posthog-flutter")
+
+_EVENT_SPEC = orjson.dumps({
+    "event": "VARCHAR", "uuid": "VARCHAR", "timestamp": "VARCHAR", "offset": "DOUBLE",
+    "distinct_id": "VARCHAR", "$distinct_id": "VARCHAR", "$set": "JSON", "$set_once": "JSON",
+}).decode()
+_PRODUCT = {"product_id": "VARCHAR", "sku": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR",
+            "category": "VARCHAR", "price": "DOUBLE", "quantity": "DOUBLE"}
+_PROPS_SPEC = orjson.dumps({
+    **dict.fromkeys(("distinct_id", "$device_id", "$user_id", "$session_id", "$current_url",
+                     "$pathname", "$title", "title", "$referrer", "$browser_language",
+                     "$timezone", "$raw_user_agent", "$ip", "$lib", "utm_source", "utm_medium",
+                     "utm_campaign", "utm_term", "utm_content", "currency", "order_id",
+                     "query"), "VARCHAR"),
+    **dict.fromkeys(("$screen_width", "$screen_height", "$viewport_width",
+                     "$viewport_height"), "BIGINT"),
+    "$time": "DOUBLE", "$set": "JSON", "$set_once": "JSON", "$group_set": "JSON",
+    "revenue": "DOUBLE", "total": "DOUBLE", "products": [_PRODUCT], **_PRODUCT,
+}).decode()
+# Kinds checked before the values above are trusted (1-based positions in `t`); values of
+# other types are NULL in `e`/`p` (json_transform) and stay as sent in `properties`.
+_DOLLAR_ID = '$."$distinct_id"'
+_KINDS = ("$", "$.event", "$.properties", "$.timestamp", "$.offset", "$.distinct_id",
+          _DOLLAR_ID, "$.properties.distinct_id", "$.uuid")
+_T = {path: i + 1 for i, path in enumerate(_KINDS)}
+_PATHS = "[" + ", ".join(quote(k) for k in _KINDS) + "]"
+_TOKENS = orjson.dumps(dict.fromkeys(("token", "$token", "api_key"))).decode()
+_DROP_TOP = orjson.dumps(dict.fromkeys((
+    "event", "properties", "uuid", "timestamp", "offset", "distinct_id", "$distinct_id",
+    "token", "$token", "api_key"))).decode()
+_HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
+             "source_offset, source_index")
+_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def _q(reason: str, detail: str) -> str:
+    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
+
+
+def _kind(path: str) -> str:
+    return f"t[{_T[path]}]"
+
+
+def _present(path: str) -> str:
+    return f"coalesce({_kind(path)}, 'NULL') <> 'NULL'"
+
+
+def _validation() -> str:
+    checks = [
+        ("t IS NULL OR t[1] <> 'OBJECT'",
+         _q("schema_violation", "'event is a JSON ' || lower(coalesce(t[1], 'nothing')) || "
+            "', not an object'")),
+        ("strlen(item) > @max_event_bytes@",
+         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the @max_event_bytes@-byte "
+            "limit'")),
+        (f"NOT {_present('$.event')}", _q("protocol_violation", "'event has no name (event)'")),
+        (f"{_kind('$.event')} <> 'VARCHAR' OR e.event = ''",
+         _q("schema_violation", "'event must be a non-empty string'")),
+        (f"{_present('$.properties')} AND {_kind('$.properties')} <> 'OBJECT'",
+         _q("schema_violation", f"'properties must be an object, not ' || "
+            f"lower({_kind('$.properties')})")),
+        (f"NOT (coalesce({_kind('$.distinct_id')}, 'NULL') IN {_ID} "
+         f"OR coalesce({_kind(_DOLLAR_ID)}, 'NULL') IN {_ID} "
+         f"OR coalesce({_kind('$.properties.distinct_id')}, 'NULL') IN {_ID}) "
+         f"OR coalesce(distinct_id, '') = ''",
+         _q("protocol_violation", "'distinct_id is required'")),
+        (f"{_present('$.timestamp')} AND ({_kind('$.timestamp')} <> 'VARCHAR' "
+         "OR try_cast(e.timestamp AS TIMESTAMPTZ) IS NULL)",
+         _q("schema_violation", "'timestamp is not an ISO-8601 date: ' || "
+            "coalesce(e.timestamp, '?')")),
+        (f"{_present('$.offset')} AND {_kind('$.offset')} NOT IN {_NUMBER}",
+         _q("schema_violation", "'offset must be a number of milliseconds'")),
+        (f"{_present('$.uuid')} AND {_kind('$.uuid')} <> 'VARCHAR'",
+         _q("schema_violation", "'uuid must be a string'")),
+    ]
+    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
+    return f"CASE\n      {whens}\n    END"
+
+
+_TYPE_WHENS = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in EVENT_TYPES.items())
+_SENT_MS = "try_cast(regexp_extract(query, '(?:^|&)_=([0-9]{1,15})(?:&|$)', 1) AS BIGINT)"
+
+_STAGES = f"""
+CREATE OR REPLACE TEMP TABLE ph_hits AS
+SELECT {_HIT_COLS}, text, k, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS bad_body,
+  coalesce(try_cast(CASE WHEN k[3] = 'VARCHAR' THEN text->>'$.sent_at' END AS TIMESTAMPTZ),
+           -- posthog-js's _=<ms>; smaller numbers are seconds from old SDKs: ignored
+           CASE WHEN {_SENT_MS} > 1577836800000 THEN make_timestamp({_SENT_MS} * 1000)::TIMESTAMPTZ
+           END) AS sent
+FROM (
+  SELECT *,
+    CASE
+      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN k IS NULL AND trim(text) = '' THEN {_q("payload_format", "'body is empty'")}
+      WHEN k IS NULL THEN {_q("payload_format", "'body is not valid JSON'")}
+      WHEN k[1] NOT IN ('OBJECT', 'ARRAY') THEN
+        {_q("protocol_violation", "'body is a JSON ' || lower(k[1]) || ', not an event, a "
+            "list of events or a batch'")}
+      WHEN k[1] = 'OBJECT' AND k[2] IS NOT NULL AND k[2] <> 'ARRAY' THEN
+        {_q("protocol_violation", "'batch must be a list, not ' || lower(k[2])")}
+      WHEN n_items = 0 THEN {_q("protocol_violation", "'request holds no events'")}
+      WHEN n_items > @max_batch_items@ THEN
+        {_q("size", "'request of ' || n_items || ' events exceeds the @max_batch_items@-event "
+            "limit'")}
+    END AS hit_q
+  FROM (
+    SELECT *, CASE WHEN k[1] = 'ARRAY' THEN json_array_length(text)
+                   WHEN k[2] = 'ARRAY' THEN json_array_length(text, '$.batch')
+                   WHEN k[1] = 'OBJECT' THEN 1 END AS n_items
+    FROM (SELECT *, try(json_type(text, ['$', '$.batch', '$.sent_at'])) AS k
+          FROM (SELECT *, coalesce(query, '') AS query, try(decode(body)) AS text FROM @hits@))
+  )
+);
+
+CREATE OR REPLACE TEMP TABLE ph_parsed AS
+SELECT *, {_validation()} AS q
+FROM (
+  SELECT *, coalesce(e.distinct_id, e."$distinct_id", p.distinct_id) AS distinct_id,
+    coalesce(p."$title", CASE WHEN e.event = '$pageview' THEN p.title END) AS title
+  FROM (
+    SELECT *,
+      CASE WHEN t[1] = 'OBJECT' THEN json_transform(item, {quote(_EVENT_SPEC)}) END AS e,
+      CASE WHEN t[3] = 'OBJECT' THEN json_transform(item->'$.properties', {quote(_PROPS_SPEC)})
+      END AS p
+    FROM (
+      SELECT *, try(json_type(item, {_PATHS})) AS t
+      FROM (
+        SELECT {_HIT_COLS}, sent, text AS item, 0 AS item_index
+        FROM ph_hits WHERE hit_q IS NULL AND k[1] = 'OBJECT' AND k[2] IS NULL
+        UNION ALL
+        SELECT {_HIT_COLS}, sent, unnest(items) AS item, unnest(range(len(items))) AS item_index
+        FROM (SELECT *, CASE WHEN k[1] = 'ARRAY' THEN json_transform(text, '["JSON"]')
+                        ELSE json_transform(text, '{{"batch": ["JSON"]}}').batch END AS items
+              FROM ph_hits WHERE hit_q IS NULL AND (k[1] = 'ARRAY' OR k[2] = 'ARRAY'))
+      )
+    )
+  )
+);
+
+CREATE OR REPLACE TEMP VIEW ph_ok AS
+SELECT *, CASE e.event {_TYPE_WHENS} ELSE 'track' END AS etype
+FROM ph_parsed WHERE q IS NULL;
+"""
+
+_SET = ("CASE WHEN coalesce(e.\"$set\", p.\"$set\") IS NULL THEN coalesce(e.\"$set_once\", "
+        "p.\"$set_once\") ELSE json_merge_patch(coalesce(e.\"$set_once\", p.\"$set_once\", '{}'), "
+        "coalesce(e.\"$set\", p.\"$set\")) END")
+_EVENTS = {
+    "tenant": "tenant",
+    "event_id": "coalesce(nullif(e.uuid, ''), 'dn:' || md5(item))",
+    "event_type": "etype",
+    "event_name": "CASE etype WHEN 'page' THEN 'page_view' WHEN 'screen' THEN 'screen_view' "
+                  "WHEN 'track' THEN e.event ELSE etype END",
+    "protocol": "protocol",
+    "platform": f"CASE WHEN p.\"$lib\" = 'web' THEN 'web' WHEN p.\"$lib\" IN "
+                f"({', '.join(quote(m) for m in MOBILE_LIBS)}) THEN 'mobile' "
+                f"WHEN p.\"$lib\" IS NOT NULL THEN 'server' END",
+    "client_ts": "coalesce(try_cast(e.timestamp AS TIMESTAMPTZ), "
+                 "CASE WHEN sent IS NOT NULL AND isfinite(e.offset) AND abs(e.offset) < 1e12 "
+                 "THEN sent - to_milliseconds(CAST(e.offset AS BIGINT)) END, "
+                 "CASE WHEN p.\"$time\" BETWEEN 0 AND 253402300799 "
+                 "THEN to_timestamp(p.\"$time\") END)",
+    "sent_ts": "sent",
+    "received_at": "received_at",
+    "derived_ts": "received_at",
+    "anonymous_id": "coalesce(nullif(p.\"$device_id\", ''), distinct_id)",
+    "user_id": "coalesce(nullif(p.\"$user_id\", ''), CASE WHEN coalesce(p.\"$device_id\", '') "
+               "NOT IN ('', distinct_id) THEN distinct_id END)",
+    "session_id": "nullif(p.\"$session_id\", '')",
+    "page_url": "nullif(p.\"$current_url\", '')",
+    "page_path": "nullif(p.\"$pathname\", '')",
+    "page_title": "nullif(title, '')",
+    "referrer": "CASE WHEN p.\"$referrer\" NOT IN ('', '$direct') THEN p.\"$referrer\" END",
+    "utm_source": "p.utm_source",
+    "utm_medium": "p.utm_medium",
+    "utm_campaign": "p.utm_campaign",
+    "utm_term": "p.utm_term",
+    "utm_content": "p.utm_content",
+    "user_agent": "coalesce(p.\"$raw_user_agent\", headers->>'user-agent')",
+    "screen": "CASE WHEN p.\"$screen_width\" IS NOT NULL THEN p.\"$screen_width\" || 'x' || "
+              "p.\"$screen_height\" END",
+    "viewport": "CASE WHEN p.\"$viewport_width\" IS NOT NULL THEN p.\"$viewport_width\" || 'x' "
+                "|| p.\"$viewport_height\" END",
+    "language": "nullif(p.\"$browser_language\", '')",
+    "timezone": "nullif(p.\"$timezone\", '')",
+    "ip": "coalesce(nullif(p.\"$ip\", ''), ip)",
+    "product_id": "coalesce(p.product_id, p.sku, p.id)",
+    "product_name": "p.name",
+    "product_category": "p.category",
+    "product_action": action_case("CASE WHEN etype = 'track' THEN e.event END",
+                                  SEGMENT_ACTIONS),
+    "price": "p.price",
+    "currency": "p.currency",
+    "quantity": "p.quantity",
+    "order_id": "p.order_id",
+    "revenue": "coalesce(p.revenue, p.total)",
+    "items": "CASE WHEN p.products IS NOT NULL THEN to_json(list_transform(p.products, "
+             "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
+             "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END",
+    "search_query": "p.query",
+    "properties": f"nullif(json_merge_patch(item->'$.properties', {quote(_TOKENS)}), '{{}}')",
+    "traits": f"nullif(CASE WHEN etype = 'group' THEN p.\"$group_set\" ELSE {_SET} END, '{{}}')",
+    "extra": f"nullif(json_merge_patch(item, {quote(_DROP_TOP)}), '{{}}')",
+    **LINEAGE,
+    "item_index": "item_index",
+    "pipeline_version": quote(PIPELINE_VERSION),
+}
+
+_COMMON = {"tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
+           "pipeline_version": quote(PIPELINE_VERSION)}
+_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
+                                     "detail": "hit_q.detail", "payload": "bad_body"})
+_EVENT_QUARANTINE = select_quarantine({
+    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+    "payload": "encode(coalesce(item, 'null'))",  # a JSON null in a list is SQL NULL
+    "event_id": "CASE WHEN t[1] = 'OBJECT' AND t[9] = 'VARCHAR' THEN e.uuid END",
+})
+_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM ph_hits WHERE hit_q IS NOT NULL "
+               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM ph_parsed WHERE q IS NOT NULL")
+_EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ph_ok"
+
+
+class PostHogAdapter:
+    """PostHog capture requests (bodies decoded to JSON by the collector)."""
+
+    protocols: tuple[str, ...] = ("posthog",)
+
+    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+        """Parse PostHog hits in relation ``hits``."""
+        con.execute(_STAGES.replace("@hits@", hits)
+                    .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
+                    .replace("@max_batch_items@", str(int(limits.max_batch_items))))
+        return Parsed(con.sql(_EVENTS_SQL).to_arrow_table(), con.sql(_QUARANTINE).to_arrow_table())

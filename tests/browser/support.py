@@ -1,0 +1,134 @@
+"""Browser test support: a static page server, Debian's Chromium, and a wire recorder.
+
+The pages in tests/browser/pages load the real tracker builds from node_modules (installed by
+``npm ci`` from the pinned package-lock.json), unmodified, and send to a `driftnet up` on
+another loopback port: every hit is cross-origin, as on a shop's site.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.support import ROOT, free_port
+
+PAGES = Path(__file__).resolve().parent / "pages"
+NODE_MODULES = ROOT / "node_modules"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
+]
+
+# URL prefix -> directory. analytics-next lazy-loads chunks from <cdn>/analytics-next/bundles/:
+# the pages point its CDN at /segment-cdn, served from the package's own dist/umd.
+MOUNTS = {
+    "/pages/": PAGES,
+    "/vendor/": NODE_MODULES,
+    "/segment-cdn/analytics-next/bundles/": NODE_MODULES / "@segment/analytics-next/dist/umd",
+}
+
+TENANTS = {"snowshop": "snowshop-app", "segshop": "segshop-key"}
+"""Browser-suite tenants and their keys (Snowplow app id, Segment write key)."""
+
+
+def tenants_toml(page_origin: str) -> str:
+    """A tenants file whose tenants accept only the page server's origin."""
+    return "".join(
+        f'[[tenant]]\nid = "{tid}"\nwrite_keys = ["{key}"]\n'
+        f'allowed_origins = ["{page_origin}"]\nip_mode = "none"\n\n'
+        for tid, key in TENANTS.items()
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        for prefix, directory in MOUNTS.items():
+            if path.startswith(prefix):
+                target = (directory / path[len(prefix):]).resolve()
+                if target.is_relative_to(directory.resolve()) and target.is_file():
+                    body = target.read_bytes()
+                    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+                    self.send_response(200)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+        self.send_error(404)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def page_server() -> Iterator[str]:
+    """Serve pages and node_modules on a loopback port; yields the origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass
+class Exchange:
+    """One request a page sent to the collector, and the collector's answer."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str | None
+    status: int
+    response_headers: dict[str, str]
+
+
+@dataclass
+class Wire:
+    """Records, without touching them, the requests a page sends: to the collector, elsewhere."""
+
+    collector: str
+    exchanges: list[Exchange] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> None:
+        page.on("request", self._request)
+        page.on("requestfinished", self._finished)
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.method} {r.url}: {r.failure}"))
+
+    def _request(self, request: Any) -> None:
+        if urlsplit(request.url).hostname not in ("127.0.0.1", None):
+            self.foreign.append(request.url)
+
+    def _finished(self, request: Any) -> None:
+        if not request.url.startswith(self.collector) or request.method == "OPTIONS":
+            return
+        response = request.response()
+        self.exchanges.append(Exchange(
+            request.method, request.url, request.all_headers(), request.post_data,
+            response.status, response.all_headers()))
+
+    def wait(self, page: Any, done: Callable[[list[Exchange]], bool],
+             timeout_s: float = 15.0) -> list[Exchange]:
+        """Pump the page's events until ``done(exchanges)``; fail on failed requests."""
+        deadline = time.monotonic() + timeout_s
+        while not done(self.exchanges):
+            assert not self.failed, self.failed
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"page sent {len(self.exchanges)} requests: {self.exchanges}")
+            page.wait_for_timeout(25)
+        return self.exchanges

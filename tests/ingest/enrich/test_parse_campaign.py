@@ -1,0 +1,37 @@
+"""parse_campaign: page host and path, UTM fields and click ids from the page URL."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.enrich.parse_campaign import CLICK_IDS, parse_campaign
+from tests.ingest.enrich.helpers import event, run_step
+
+
+def test_utm_fields_host_and_path() -> None:
+    url = ("https://Shop.Acme.example:8443/p/42?utm_source=google&utm_medium=cpc&"
+           "utm_campaign=Black+Friday&utm_term=rain%20jacket&utm_content=ad-1#top")
+    (row,) = run_step("parse_campaign", parse_campaign, [event(page_url=url)])
+    assert (row["page_host"], row["page_path"]) == ("shop.acme.example", "/p/42")
+    assert (row["utm_source"], row["utm_medium"], row["utm_campaign"], row["utm_term"],
+            row["utm_content"]) == ("google", "cpc", "Black Friday", "rain jacket", "ad-1")
+
+
+def test_sent_campaign_fields_win() -> None:
+    (row,) = run_step("parse_campaign", parse_campaign, [
+        event(page_url="https://s.example/?utm_source=url", utm_source="context")])
+    assert row["utm_source"] == "context"
+
+
+@pytest.mark.parametrize("name", CLICK_IDS)
+def test_click_ids(name: str) -> None:
+    url = f"https://s.example/p/1?utm_source=x&{name}=Cj0KCQiA%2Dabc_123&b=2"
+    (row,) = run_step("parse_campaign", parse_campaign, [event(page_url=url)])
+    assert (row["click_id_type"], row["click_id"]) == (name, "Cj0KCQiA-abc_123")
+
+
+def test_no_click_id_and_no_url() -> None:
+    out = run_step("parse_campaign", parse_campaign, [
+        event(0, page_url="https://s.example/?q=shoes&notgclid=1"), event(1)])
+    assert [(r["click_id_type"], r["click_id"]) for r in out] == [(None, None), (None, None)]
+    assert out[1]["page_host"] is None and out[1]["utm_source"] is None

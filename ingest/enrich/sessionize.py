@@ -125,8 +125,9 @@ class Sessionize:
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW enrich_sessions AS
             SELECT e.* REPLACE (coalesce(e.session_id, a.sid) AS session_id,
-                                CASE WHEN e.session_id IS NULL THEN a.idx::INTEGER
-                                     ELSE e.session_index END AS session_index)
+                                -- a tracker's own session count wins (Snowplow vid)
+                                coalesce(e.session_index, CASE WHEN e.session_id IS NULL
+                                         THEN a.idx::INTEGER END) AS session_index)
             FROM {relation} e LEFT JOIN enrich_sess_assign a ON {on}""")
         return "enrich_sessions"
 

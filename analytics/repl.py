@@ -14,8 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from analytics.connect import VIEWS
+from analytics.errors import TenantScopeError
 from analytics.output import FORMATS, Format, write_result
+from analytics.readonly import check_read_only
 
 try:  # readline is absent on some platforms; the shell still works without it
     import readline
@@ -27,7 +28,7 @@ KEYWORDS = ("select", "from", "where", "group", "by", "order", "limit", "count",
             "having", "join", "with", "as", "and", "or", "not", "null", "desc", "asc",
             "describe", "summarize", "json_extract_string", "date_trunc")
 HELP = """\
-.tables               list the views (events, raw, quarantine, ...)
+.tables               list the views (events, sessions, session_events, raw, ...)
 .schema [view]        columns of a view
 .format table|csv|json  output format
 .refresh              reconnect (see files that landed since the session began)
@@ -42,13 +43,20 @@ class Shell:
         self._connect = connect
         self.con = connect()
         self.fmt: Format = fmt
+        self.views: list[str] = []
         self.words = self._completion_words()
 
     def _completion_words(self) -> list[str]:
-        words = set(KEYWORDS) | set(VIEWS)
-        for view in VIEWS:
-            with contextlib.suppress(duckdb.Error):
-                words.update(r[0] for r in self.con.sql(f"DESCRIBE {view}").fetchall())
+        """Keywords plus the views and columns the connection really has (one catalog
+        query, so views added later, e.g. ``events_all``, complete without code changes)."""
+        rows = self.con.sql(
+            "SELECT table_name, list(column_name ORDER BY column_index) FROM duckdb_columns() "
+            "WHERE NOT internal AND schema_name = 'main' GROUP BY table_name ORDER BY table_name"
+        ).fetchall()
+        self.views = [str(r[0]) for r in rows]
+        words = set(KEYWORDS) | set(self.views)
+        for _, columns in rows:
+            words.update(str(c) for c in columns)
         return sorted(words)
 
     def complete(self, text: str, state: int) -> str | None:
@@ -65,9 +73,9 @@ class Shell:
         if cmd == ".help":
             print(HELP)
         elif cmd == ".tables":
-            print("\n".join(VIEWS))
+            print("\n".join(self.views))
         elif cmd == ".schema":
-            for view in [arg] if arg else VIEWS:
+            for view in [arg] if arg else self.views:
                 print(f"-- {view}")
                 self.run(f"DESCRIBE {view}", fmt="table")
         elif cmd == ".format":
@@ -87,10 +95,11 @@ class Shell:
     def run(self, sql: str, fmt: Format | None = None) -> None:
         """Run one statement and print its result; errors are printed, not raised."""
         try:
+            check_read_only(self.con, sql)
             rel = self.con.sql(sql)
             if rel is not None:
                 write_result(rel, fmt or self.fmt)
-        except duckdb.Error as exc:
+        except (duckdb.Error, TenantScopeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
 
 

@@ -334,6 +334,7 @@ def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Pat
     from analytics import connect
     from analytics.errors import AnalyticsError
     from analytics.output import write_result
+    from analytics.readonly import check_read_only
     from analytics.repl import run_repl
 
     if all_tenants == (tenant is not None):
@@ -358,6 +359,7 @@ def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Pat
             return
     con = open_connection()
     try:
+        check_read_only(con, query)
         rel = con.sql(query, params=values or None)
         if rel is not None:
             write_result(rel, fmt, output=output, max_rows=max_rows)  # type: ignore[arg-type]
@@ -365,3 +367,147 @@ def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Pat
         raise AnalyticsError(f"query failed: {exc}") from exc
     finally:
         con.close()
+
+
+_analytics_tenant_option = click.option(
+    "--tenant", required=True, help="Tenant whose data is read (one tenant per run).")
+
+
+def _write_text(text: str, output: Path | None) -> None:
+    """Shared output of discover/export reports: a file with --output, else stdout."""
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@_lake_option
+@_analytics_tenant_option
+@click.option("--event", default=None, help="Only events with this event_name.")
+@click.option("--since", default=None,
+              help="Only events received since: 30d, 12h, 2w, or an ISO date.")
+@click.option("--target", default=None,
+              help="Event name or product_action (e.g. purchase): rank session features "
+                   "by the information they carry about it, with lift per value.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
+              show_default=True, help="Output format (html: self-contained report).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+@click.option("--top", "top_k", type=int, default=5, show_default=True,
+              help="Top values shown per field.")
+@click.option("--memory-limit", default=None,
+              help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
+def discover(lake: Path, tenant: str, event: str | None, since: str | None, target: str | None,
+             fmt: str, output: Path | None, top_k: int, memory_limit: str | None) -> None:
+    """Catalog every field ever logged (columns and JSON paths), and what predicts a target.
+
+    For each column and each path inside items, properties, traits, context and extra:
+    types seen, fill rate, distinct count, top values, first and last seen, overall and
+    by event name. With --target, session-level lift and mutual information.
+
+    \b
+    Examples:
+      driftnet discover --lake ./lake --tenant acme --since 30d
+      driftnet discover --lake ./lake --tenant acme --target purchase \\
+        --format html --output report.html
+    """
+    from analytics import connect
+    from analytics.discover import DiscoverOptions, parse_since
+    from analytics.discover import discover as run_discover
+    from analytics.discover.report_html import render_html
+    from analytics.discover.report_table import render_text
+
+    opts = DiscoverOptions(event=event, since=parse_since(since) if since else None,
+                           target=target, top_k=top_k)
+    con = connect(lake, tenant, memory_limit=memory_limit)
+    try:
+        report = run_discover(con, opts, tenant=tenant)
+    finally:
+        con.close()
+    if fmt == "json":
+        _write_text(report.model_dump_json(indent=2) + "\n", output)
+    elif fmt == "html":
+        _write_text(render_html(report), output)
+    else:
+        _write_text(render_text(report), output)
+
+
+@main.command()
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lake root directory (with --from-manifest: default the manifest's).")
+@click.option("--tenant", default=None, help="Tenant whose data is exported.")
+@click.option("--recipe", type=click.Choice(["sessions", "intent", "sql"]), default=None,
+              help="sessions: item sequences per session; intent: session prefixes labelled "
+                   "by a later purchase; sql: any query over the views (--query).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Output directory (one file per split + manifest.json).")
+@click.option("--train-end", default=None,
+              help="Sessions starting before go to train (ISO date/time, UTC).")
+@click.option("--valid-end", default=None,
+              help="Sessions starting in [train-end, valid-end) go to valid; later ones to test.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "jsonl"]),
+              default="parquet", show_default=True, help="Output file format.")
+@click.option("--query", default=None, help="SQL over the views (recipe sql).")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="Named query parameter for --query, used as $NAME (repeatable).")
+@click.option("--max-prefix", type=int, default=20, show_default=True,
+              help="Longest session prefix (recipe intent).")
+@click.option("--from-manifest", "manifest", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Reproduce an earlier export byte for byte from its manifest.")
+@click.option("--overwrite", is_flag=True, help="Allow a non-empty --out directory.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bars on standard error [on when it is a terminal].")
+@click.option("--memory-limit", default=None,
+              help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
+def export(lake: Path | None, tenant: str | None, recipe: str | None, out_dir: Path,
+           train_end: str | None, valid_end: str | None, fmt: str, query: str | None,
+           params: tuple[str, ...], max_prefix: int, manifest: Path | None, overwrite: bool,
+           progress: bool | None, memory_limit: str | None) -> None:
+    """Export a training set of one tenant, split by time without leakage, with a manifest.
+
+    A session belongs to the split its first event falls in, and no event at or after a
+    split's end is read for it. manifest.json lists the lake files read (with SHA-256),
+    parameters, row counts and code versions; --from-manifest re-reads exactly those files
+    and fails if one changed or an output byte differs.
+
+    \b
+    Examples:
+      driftnet export --lake ./lake --tenant acme --recipe sessions --out ./ds \\
+        --train-end 2026-03-01 --valid-end 2026-03-15
+      driftnet export --lake ./lake --tenant acme --recipe sql --out ./ds --format csv \\
+        --query "select * from sessions where device = \\$d" -p d=mobile
+      driftnet export --from-manifest ./ds/manifest.json --out ./ds-again
+    """
+    from analytics.export import ExportSpec
+    from analytics.export.progress import Progress
+    from analytics.export.run import reproduce, run_export
+
+    bars = Progress(progress)
+    if manifest is not None:
+        given = [name for name, value in [("--tenant", tenant), ("--recipe", recipe),
+                                          ("--train-end", train_end), ("--valid-end", valid_end),
+                                          ("--query", query)] if value is not None]
+        if given or params:
+            raise click.UsageError(f"--from-manifest takes its parameters from the manifest; "
+                                   f"drop {', '.join(given) or '--param'}")
+        result = reproduce(manifest, out_dir, lake=lake, overwrite=overwrite, progress=bars,
+                           memory_limit=memory_limit)
+        click.echo(f"reproduced {len(result.outputs)} file(s) identical to {manifest}", err=True)
+        return
+    if lake is None or tenant is None or recipe is None:
+        raise click.UsageError("give --lake, --tenant and --recipe (or --from-manifest)")
+    values: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--param wants NAME=VALUE, got {item!r}")
+        values[name] = value
+    spec = ExportSpec(tenant=tenant, recipe=recipe, format=fmt, train_end=train_end,
+                      valid_end=valid_end, query=query, params=values, max_prefix=max_prefix)
+    result = run_export(lake, spec, out_dir, overwrite=overwrite, progress=bars,
+                        memory_limit=memory_limit)
+    for out in result.outputs:
+        click.echo(f"{out.split}: {out.rows} rows -> {out_dir / out.file}", err=True)
+    click.echo(f"manifest: {out_dir / 'manifest.json'}", err=True)

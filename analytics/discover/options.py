@@ -1,0 +1,65 @@
+"""What a ``discover`` run looks at: the event scope, the time window, the target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.errors import AnalyticsError
+
+_RELATIVE = re.compile(r"^(\d+)\s*([hdw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``30d``, ``12h``, ``2w`` (before ``now``) or an ISO date/time (UTC when naive)."""
+    value = text.strip()
+    m = _RELATIVE.match(value)
+    if m:
+        now = now or dt.datetime.now(dt.UTC)
+        return now - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise AnalyticsError("--since wants 30d, 12h, 2w or an ISO date", since=text) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class DiscoverOptions(BaseModel):
+    """Parameters of one discover run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str | None = Field(None, description="Only events with this event_name.")
+    since: dt.datetime | None = Field(None, description="Only events received at or after.")
+    target: str | None = Field(None, description="Event name or product_action whose "
+                               "occurrence in a session is the target of the lift analysis.")
+    top_k: int = Field(5, ge=1, le=100, description="Top values kept per field.")
+    top_values_max_distinct: int = Field(
+        100_000, ge=1, description="Fields with more distinct values, or with more than one "
+        "distinct value per two events (ids, timestamps), get no top values: counting them "
+        "costs a hash table entry per value and says nothing.")
+    top_values_sample_rows: int = Field(
+        1_000_000, ge=1, description="Past this many events, top values are counted on a "
+        "random sample of about this size (counts scaled back; shares stay accurate).")
+    lift_values: int = Field(20, ge=2, le=200, description="Values per feature in the lift "
+                             "analysis; rarer values are pooled as `(other)`.")
+    max_features: int = Field(100, ge=1, description="Most features ranked against the target "
+                              "(the best-filled ones).")
+
+    def where(self, alias: str = "") -> tuple[str, dict[str, Any]]:
+        """SQL condition and parameters selecting the events in scope."""
+        p = f"{alias}." if alias else ""
+        conds = ["true"]
+        params: dict[str, Any] = {}
+        if self.since is not None:
+            # `date` is the partition column: the first condition prunes whole files.
+            conds += [f"{p}date >= $since_date", f"{p}received_at >= $since"]
+            params |= {"since": self.since, "since_date": self.since.astimezone(dt.UTC).date()}
+        if self.event is not None:
+            conds.append(f"{p}event_name = $event")
+            params["event"] = self.event
+        return " AND ".join(conds), params

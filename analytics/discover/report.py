@@ -1,0 +1,118 @@
+"""The discover report: a field catalog and, with a target, what predicts it.
+
+Plain pydantic models, so the JSON output is ``Report.model_dump_json()`` and the terminal
+and HTML renderers read the same structure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Source = Literal["column", "items", "properties", "traits", "context", "extra"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ValueCount(_Model):
+    """One frequent value of a field."""
+
+    value: str | None
+    count: int
+    share: float = Field(description="count / events that have the field.")
+
+
+class FieldStats(_Model):
+    """What was logged in one field, over all events (event_name None) or one event name."""
+
+    field: str = Field(description="Column name, or `<json column>.<path>` "
+                       "(e.g. `properties.category`, `items[*].price`).")
+    source: Source
+    path: str | None = Field(None, description="JSON path inside the column ($.a.b[*].c).")
+    event_name: str | None = Field(description="None: all events in scope.")
+    types: dict[str, int] = Field(description="Types seen (SQL type of a column; JSON types "
+                                  "string, integer, number, boolean, null of a path) and how "
+                                  "often.")
+    events: int = Field(description="Events in scope (of this event name).")
+    filled: int = Field(description="Of those, events where the field is not null. For a "
+                        "path inside an array: events whose first element has it.")
+    fill_rate: float
+    distinct: int = Field(description="Approximate count of distinct values (HyperLogLog).")
+    top_values: list[ValueCount] = Field(default_factory=list, description="Most frequent "
+                                         "values; on large scopes counted on a sample and "
+                                         "scaled (see DiscoverOptions.top_values_sample_rows).")
+    first_seen: dt.datetime | None = Field(description="First received_at with a value.")
+    last_seen: dt.datetime | None = Field(description="Last received_at with a value.")
+
+
+class FillPoint(_Model):
+    """Fill rate of a field on one day (all events in scope)."""
+
+    date: dt.date
+    events: int
+    filled: int
+
+
+class Catalog(_Model):
+    """Every field logged in scope: columns and JSON paths, overall and by event name."""
+
+    events: int
+    first_event: dt.datetime | None
+    last_event: dt.datetime | None
+    event_names: dict[str, int] = Field(description="Events in scope per event name.")
+    fields: list[FieldStats]
+    fill_over_time: dict[str, list[FillPoint]] = Field(
+        description="Per field (overall), events and filled events per day.")
+
+    def overall(self) -> list[FieldStats]:
+        """The all-events rows, in catalog order."""
+        return [f for f in self.fields if f.event_name is None]
+
+
+class LiftValue(_Model):
+    """Sessions having one value of a feature, and how often they reach the target."""
+
+    value: str
+    sessions: int
+    positives: int
+    rate: float = Field(description="positives / sessions.")
+    lift: float = Field(description="rate / base rate of all sessions.")
+
+
+class FeatureScore(_Model):
+    """A session-level feature ranked by the information it carries about the target."""
+
+    field: str
+    source: Source
+    mutual_information: float = Field(description="I(feature; target) in bits.")
+    uncertainty_coefficient: float = Field(description="I / H(target): share of the "
+                                           "target's entropy the feature explains, 0..1.")
+    distinct: int = Field(description="Distinct session values before pooling.")
+    coverage: float = Field(description="Share of sessions where the feature has a value.")
+    values: list[LiftValue]
+
+
+class TargetReport(_Model):
+    """Lift and information ranking against a session-level target."""
+
+    target: str
+    sessions: int
+    positives: int
+    base_rate: float
+    entropy: float = Field(description="H(target) in bits.")
+    features: list[FeatureScore] = Field(description="Best first.")
+    method: str = Field(description="How session features and the target are defined.")
+
+
+class Report(_Model):
+    """Output of ``driftnet discover``."""
+
+    tenant: str | None
+    event: str | None
+    since: dt.datetime | None
+    catalog: Catalog
+    target: TargetReport | None = None

@@ -1,0 +1,173 @@
+"""Running an export: pin the inputs, query each split, write files and the manifest.
+
+The same code path serves a fresh export (inputs = the tenant's files now, checksummed)
+and ``--from-manifest`` (inputs = the manifest's list, verified first): in both cases the
+DuckDB views are bound to exactly that file list, never to a glob, so files landing in
+the lake meanwhile change nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from analytics.connect import connect
+from analytics.export.errors import ExportError, NotReproducedError
+from analytics.export.manifest import (
+    InputFile,
+    Manifest,
+    OutputFile,
+    current_code,
+    list_inputs,
+    read_manifest,
+    tables_read,
+    verify_inputs,
+    write_manifest,
+)
+from analytics.export.progress import Progress
+from analytics.export.recipes import Query, recipe_query
+from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
+from analytics.export.writers import write_batches
+from analytics.readonly import check_read_only
+
+BATCH_ROWS = 65_536
+_NESTED = ("[]", "STRUCT", "MAP", "UNION")
+
+
+def _iso(value: object) -> str | None:
+    return None if value is None else value.isoformat()  # type: ignore[attr-defined]
+
+
+def open_pinned(lake: Path, spec: ExportSpec, inputs: list[InputFile],
+                memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A tenant connection whose views read exactly ``inputs``."""
+    files: dict[str, list[str]] = {}
+    for f in inputs:
+        files.setdefault(f.table, []).append(f.path)
+    return connect(lake, spec.tenant, files=files,  # type: ignore[arg-type]
+                   memory_limit=memory_limit)
+
+
+def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | None) -> str:
+    """The split's SQL, totally ordered, shaped for ``fmt`` (None: Arrow, as for parquet)."""
+    base = f"SELECT * FROM ({query.sql}) AS x"
+    order = query.order_by
+    if fmt == "jsonl":
+        # ORDER BY ALL over one JSON text column is still a total order of the rows.
+        keys = "line" if order == "ALL" else ", ".join(f"x.{k.strip()}" for k in order.split(","))
+        return f"SELECT to_json(x)::VARCHAR AS line FROM ({query.sql}) AS x ORDER BY {keys}"
+    if fmt == "csv":
+        rel = con.sql(base, params=query.params or None)
+        nested = [c for c, t in zip(rel.columns, rel.types, strict=True)
+                  if any(n in str(t) for n in _NESTED)]
+        if nested:
+            repl = ", ".join(f'to_json("{c}")::VARCHAR AS "{c}"' for c in nested)
+            base = f"SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x"
+    return f"{base} ORDER BY {order}"
+
+
+def split_tables(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> dict[str, pa.Table]:
+    """Each split's rows as an Arrow table (the rows of the Parquet export)."""
+    out = {}
+    for split in spec.splits():
+        q = recipe_query(spec, split)
+        out[split.name] = con.sql(formatted(con, q, None),
+                                  params=q.params or None).to_arrow_table()
+    return out
+
+
+def _prepare(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError("output directory is not empty (use --overwrite)", out=str(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_split(con: duckdb.DuckDBPyConnection, spec: ExportSpec, split: Split, out_dir: Path,
+                 progress: Progress) -> OutputFile:
+    q = recipe_query(spec, split)
+    path = out_dir / f"{split.name}{EXTENSIONS[spec.format]}"
+
+    def work(on_rows: object) -> OutputFile:
+        sql = formatted(con, q, spec.format)
+        reader = con.sql(sql, params=q.params or None).to_arrow_reader(BATCH_ROWS)
+        written = write_batches(reader, spec.format, path, on_rows)
+        return OutputFile(split=split.name, file=path.name, start=_iso(split.start),
+                          end=_iso(split.end), rows=written.rows, bytes=written.bytes,
+                          sha256=written.sha256)
+
+    try:
+        return progress.run_query(con, f"{spec.recipe}/{split.name}", work)
+    except duckdb.Error as exc:
+        raise ExportError(f"export query failed: {exc}", recipe=spec.recipe,
+                          split=split.name) from exc
+
+
+def run_export(lake: Path, spec: ExportSpec, out_dir: Path, *,
+               inputs: list[InputFile] | None = None, overwrite: bool = False,
+               progress: Progress | None = None, memory_limit: str | None = None) -> Manifest:
+    """Export ``spec`` from ``lake`` into ``out_dir``; return (and write) the manifest.
+
+    ``memory_limit`` (DuckDB syntax, e.g. ``4GB``) makes DuckDB spill earlier; it does not
+    change the output, so it is not part of the spec.
+    """
+    lake = Path(lake).resolve()
+    progress = progress or Progress()
+    _prepare(out_dir, overwrite)
+    if inputs is None:
+        tables = tables_read(spec)
+        total = sum(p.stat().st_size for t in tables
+                    for p in (lake / t / f"tenant={spec.tenant}").glob("date=*/*.parquet"))
+        with progress.bytes_bar("checksum inputs", total) as bar:
+            inputs = list_inputs(lake, spec.tenant, tables, bar.update)
+    con = open_pinned(lake, spec, inputs, memory_limit)
+    try:
+        if spec.query is not None:
+            check_read_only(con, spec.query)
+        outputs = [_write_split(con, spec, split, out_dir, progress) for split in spec.splits()]
+    finally:
+        con.close()
+    manifest = Manifest(tenant=spec.tenant, recipe=spec.recipe, parameters=spec, lake=str(lake),
+                        inputs=inputs, outputs=outputs, code=current_code())
+    write_manifest(manifest, out_dir)
+    return manifest
+
+
+def reproduce(manifest_path: Path, out_dir: Path, *, lake: Path | None = None,
+              overwrite: bool = False, progress: Progress | None = None,
+              memory_limit: str | None = None) -> Manifest:
+    """Re-run a manifest; raise unless the inputs are unchanged and the outputs identical."""
+    old = read_manifest(manifest_path)
+    root = Path(lake or old.lake).resolve()
+    progress = progress or Progress()
+    with progress.bytes_bar("verify inputs", sum(f.bytes for f in old.inputs)) as bar:
+        verify_inputs(root, old.inputs, bar.update)
+    code = current_code()
+    if code != old.code:
+        print(f"driftnet: warning: code versions differ from the manifest ({old.code} now "
+              f"{code}); the bytes may differ", file=sys.stderr)
+    new = run_export(root, old.parameters, out_dir, inputs=old.inputs, overwrite=overwrite,
+                     progress=progress, memory_limit=memory_limit)
+    before = {o.split: o for o in old.outputs}
+    for out in new.outputs:
+        was = before.get(out.split)
+        if was is None or (was.sha256, was.rows) != (out.sha256, out.rows):
+            raise NotReproducedError("reproduced file differs from the manifest",
+                                     split=out.split, file=str(out_dir / out.file),
+                                     expected_sha256=was.sha256 if was else None,
+                                     actual_sha256=out.sha256)
+    return new
+
+
+def tables_of_manifest(manifest_path: Path, lake: Path | None = None) -> dict[str, pa.Table]:
+    """The splits recorded by a manifest, re-read from its verified inputs, as Arrow tables."""
+    old = read_manifest(manifest_path)
+    root = Path(lake or old.lake).resolve()
+    verify_inputs(root, old.inputs)
+    con = open_pinned(root, old.parameters, old.inputs)
+    try:
+        return split_tables(con, old.parameters)
+    finally:
+        con.close()

@@ -1,0 +1,42 @@
+"""Refuse SQL statements that write files, before they reach a tenant-scoped connection.
+
+A tenant connection may *read* its own lake directories, and DuckDB's
+``allowed_directories`` grants writing there too: ``COPY ... TO``, ``ATTACH`` (creates a
+database file) and ``EXPORT DATABASE`` would succeed inside the tenant's own partitions
+and plant files in the lake. Every SQL entry point (``driftnet sql``, the REPL, the
+``sql`` export recipe) therefore parses the text with DuckDB and rejects these statement
+types. Objects created in the session (temp tables, views, macros) stay in memory and are
+allowed. Python code holding the connection runs with the user's own file permissions
+anyway; this guard is about SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from analytics.errors import TenantScopeError
+
+DENIED_STATEMENTS = frozenset({
+    "COPY", "COPY_DATABASE", "ATTACH", "DETACH", "EXPORT", "LOAD", "UPDATE_EXTENSIONS",
+})
+"""Statement types that write files, attach databases or load code."""
+
+# IMPORT DATABASE parses as a PRAGMA; it runs the SQL files of a directory.
+_IMPORT = re.compile(r"\bimport[\s_]+database\b", re.IGNORECASE)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise TenantScopeError if ``sql`` holds a statement that could write or load files."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error:
+        return  # not parseable: executing it fails with DuckDB's own message
+    for statement in statements:
+        kind = str(statement.type).rsplit(".", 1)[-1]
+        text = str(statement.query)
+        if kind in DENIED_STATEMENTS or (kind == "PRAGMA" and _IMPORT.search(text)):
+            raise TenantScopeError("statement not allowed in an analytics session: the lake is "
+                                   "read-only from SQL", statement=kind,
+                                   sql=text.strip()[:120])

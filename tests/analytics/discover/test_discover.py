@@ -1,0 +1,169 @@
+"""discover on a real lake: the field catalog, the target ranking, and the three outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from analytics import connect
+from analytics.discover import DiscoverOptions, Report, discover, parse_since
+from analytics.discover.report import FieldStats
+from analytics.discover.report_html import render_html
+from analytics.errors import AnalyticsError
+from driftnet.cli import main
+from tests.analytics.lakes import T0, event, write_events
+
+
+def _shop_rows() -> list[dict[str, Any]]:
+    """40 sessions: Berlin ones buy, Paris ones do not; a property only purchases carry."""
+    rows = []
+    for i in range(40):
+        city = "Berlin" if i % 2 == 0 else "Paris"
+        variant = "B" if i % 4 in (0, 1) else "A"   # uninformative: half of each city
+        day = i % 4                                  # four days
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}", "geo_city": city,
+             "ua_device": "mobile"}
+        m = day * 24 * 60 + i
+        rows.append(event(minute=m, event_type="page", event_name="page_view",
+                          properties=json.dumps({"path": "/", "variant": variant}), **s))
+        rows.append(event(minute=m + 1, product_id=f"p{i % 3}", product_action="view",
+                          properties=json.dumps({"product_id": f"p{i % 3}", "price": 9.5,
+                                                 "tags": ["a", "b"]}),
+                          context=json.dumps({"page": {"url": "https://x/p"}, "ab": None}),
+                          **s))
+        if city == "Berlin":
+            rows.append(event(minute=m + 2, event_name="Order Completed",
+                              product_action="purchase", order_id=f"o{i}",
+                              properties=json.dumps({"order_id": f"o{i}", "coupon": "X"}),
+                              items=json.dumps([{"product_id": f"p{i % 3}", "price": 9.5}]),
+                              **s))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    write_events(root, _shop_rows())
+    write_events(root, [event("globex", minute=0, properties=json.dumps({"secret": 1}))])
+    return root
+
+
+def _run(lake: Path, **opts: Any) -> Report:
+    with connect(lake, "acme") as con:
+        return discover(con, DiscoverOptions(**opts), tenant="acme")
+
+
+def _field(report: Report, name: str, event_name: str | None = None) -> FieldStats:
+    return next(f for f in report.catalog.fields
+                if f.field == name and f.event_name == event_name)
+
+
+def test_catalog_lists_columns_and_every_json_path(lake: Path) -> None:
+    report = _run(lake)
+    cat = report.catalog
+    assert cat.events == 100 and cat.event_names == {
+        "page_view": 40, "Product Viewed": 40, "Order Completed": 20}
+    names = {f.field for f in cat.overall()}
+    assert {"properties.variant", "properties.path", "properties.product_id",
+            "properties.price", "properties.tags[*]", "properties.coupon",
+            "context.page.url", "context.ab", "items[*].product_id", "items[*].price",
+            "geo_city", "session_id"} <= names
+    assert not any("secret" in n for n in names)            # globex's property
+    variant = _field(report, "properties.variant")
+    assert (variant.filled, variant.events, variant.fill_rate) == (40, 100, 0.4)
+    assert variant.types == {"string": 40} and variant.distinct == 2
+    assert {v.value: v.count for v in variant.top_values} == {"A": 20, "B": 20}
+    assert variant.first_seen == T0
+    tags = _field(report, "properties.tags[*]")
+    assert tags.filled == 40                                # once per event, not per element
+    assert {v.value: v.count for v in tags.top_values} == {"a": 40, "b": 40}
+    ab = _field(report, "context.ab")
+    assert ab.filled == 0 and ab.types == {"null": 40}     # seen, but always null
+    price = _field(report, "properties.price", "Product Viewed")
+    assert price.types == {"number": 40} and price.fill_rate == 1.0
+    city = _field(report, "geo_city")
+    assert city.types == {"VARCHAR": 100} and city.distinct == 2
+    coupon = _field(report, "properties.coupon", "Order Completed")
+    assert coupon.fill_rate == 1.0 and coupon.events == 20
+    assert not [f for f in cat.fields if f.field == "properties.coupon"
+                and f.event_name == "page_view"]
+    days = cat.fill_over_time["properties.variant"]
+    # day d holds sessions i % 4 == d: even days are Berlin's (3 events), odd Paris's (2)
+    assert [(p.date, p.events, p.filled) for p in days] == [
+        (T0.date() + dt.timedelta(days=d), 30 if d % 2 == 0 else 20, 10) for d in range(4)]
+
+
+def test_event_and_since_narrow_the_scope(lake: Path) -> None:
+    only = _run(lake, event="Order Completed")
+    assert only.catalog.events == 20 and list(only.catalog.event_names) == ["Order Completed"]
+    assert "properties.variant" not in {f.field for f in only.catalog.fields}
+    late = _run(lake, since=T0 + dt.timedelta(days=2))
+    assert late.catalog.events == 50
+    assert parse_since("30d", now=T0) == T0 - dt.timedelta(days=30)
+    assert parse_since("2026-03-01") == dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    with pytest.raises(AnalyticsError):
+        parse_since("last tuesday")
+
+
+def test_target_ranks_the_informative_field_first(lake: Path) -> None:
+    report = _run(lake, target="purchase")
+    t = report.target
+    assert t is not None
+    assert (t.sessions, t.positives, t.base_rate) == (40, 20, 0.5)
+    assert t.entropy == pytest.approx(1.0)
+    best = t.features[0]
+    assert best.field == "geo_city"
+    assert best.mutual_information == pytest.approx(1.0)
+    assert {v.value: (v.sessions, v.positives, v.lift) for v in best.values} == {
+        "Berlin": (20, 20, 2.0), "Paris": (20, 0, 0.0)}
+    scores = {s.field: s for s in t.features}
+    assert scores["properties.variant"].mutual_information == pytest.approx(0.0, abs=1e-9)
+    # sent only with the purchase itself: never a value before the target
+    assert "properties.coupon" not in scores or scores["properties.coupon"].coverage == 0.0
+    assert "order_id" not in scores and "session_id" not in scores
+
+
+def test_target_by_event_name(lake: Path) -> None:
+    t = _run(lake, target="Order Completed").target
+    assert t is not None and t.positives == 20 and t.features[0].field == "geo_city"
+
+
+def test_json_and_html_outputs(lake: Path, tmp_path: Path) -> None:
+    report = _run(lake, target="purchase")
+    assert Report.model_validate_json(report.model_dump_json()) == report
+    html = render_html(report)
+    assert html.startswith("<!doctype html>") and html.count("<svg") > 20
+    # viewable offline: nothing is loaded from anywhere
+    assert not re.search(r"<script|<link|<img|src=|@import|url\(", html, re.IGNORECASE)
+    assert "geo_city" in html and "Berlin" in html
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "html"])
+def test_cli(lake: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"report.{fmt}"
+    result = CliRunner().invoke(main, ["discover", "--lake", str(lake), "--tenant", "acme",
+                                       "--target", "purchase", "--format", fmt, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    if fmt == "json":
+        assert json.loads(text)["target"]["features"][0]["field"] == "geo_city"
+    elif fmt == "table":
+        assert "properties.variant" in text and "geo_city" in text
+        assert re.search(r"1\s+geo_city", text)
+    else:
+        assert "<svg" in text
+
+
+def test_tenant_without_data(lake: Path) -> None:
+    with connect(lake, "initech") as con:
+        report = discover(con, DiscoverOptions(target="purchase"))
+    assert report.catalog.events == 0 and report.target is not None
+    assert report.target.sessions == 0
+    assert "0 events" in CliRunner().invoke(
+        main, ["discover", "--lake", str(lake), "--tenant", "initech"]).output

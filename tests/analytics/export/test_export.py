@@ -1,0 +1,208 @@
+"""export on a real lake: recipes, leak-free splits, manifests, byte-identical reproduction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from analytics.errors import TenantScopeError
+from analytics.export import (
+    ExportSpec,
+    export_tables,
+    export_to_dir,
+    reproduce_from_manifest,
+    tables_from_manifest,
+)
+from analytics.export.errors import ExportSpecError, InputChangedError
+from analytics.export.manifest import read_manifest
+from driftnet.cli import main
+from schemas.version import PIPELINE_VERSION
+from tests.analytics.lakes import at, event, write_events
+
+T1 = at(60)    # train_end
+T2 = at(120)   # valid_end
+
+
+def _view(s: str, minute: float, item: str, **kw: Any) -> dict[str, Any]:
+    return event(minute=minute, session_id=s, product_id=item, product_action="view", **kw)
+
+
+def _rows() -> list[dict[str, Any]]:
+    return [
+        # train session that runs past T1: its events after T1 must not be read
+        _view("s1", 0, "i1", ua_device="mobile"),
+        event(minute=1, session_id="s1", event_type="page", event_name="page_view"),
+        _view("s1", 2, "i2"),
+        event(minute=3, session_id="s1", event_name="Product Added", product_id="i2",
+              product_action="add"),
+        _view("s1", 61, "LATE"),
+        event(minute=62, session_id="s1", event_name="Order Completed",
+              product_action="purchase", items=json.dumps([{"product_id": "i2"}])),
+        # train session that buys before T1: a multi-item order, then nothing
+        _view("s2", 10, "i3", anonymous_id="a2"),
+        event(minute=11, session_id="s2", anonymous_id="a2", event_name="Order Completed",
+              product_action="purchase", order_id="o2",
+              items=json.dumps([{"product_id": "i3"}, {"product_id": "i4"}])),
+        # valid session
+        _view("s3", 70, "i5", anonymous_id="a3"),
+        # test session, no session id: inferred by inactivity
+        _view(None, 130, "i6", anonymous_id="a4"),  # type: ignore[arg-type]
+        _view(None, 131, "i7", anonymous_id="a4"),  # type: ignore[arg-type]
+    ]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    root = tmp_path / "lake"
+    write_events(root, _rows())
+    write_events(root, [event("globex", minute=5, session_id="g", product_id="secret",
+                              product_action="view")])
+    return root
+
+
+def _spec(recipe: str = "sessions", **kw: Any) -> ExportSpec:
+    return ExportSpec(tenant="acme", recipe=recipe, train_end=T1, valid_end=T2, **kw)  # type: ignore[arg-type]
+
+
+def test_sessions_recipe_splits_by_session_start_without_leakage(lake: Path) -> None:
+    splits = export_tables(lake, _spec())
+    assert list(splits) == ["train", "valid", "test"]
+    train = {r["session_id"]: r for r in splits["train"].to_pylist()}
+    assert train["s1"]["items"] == ["i1", "i2", "i2"]          # LATE and the purchase cut
+    assert train["s1"]["actions"] == ["view", "view", "add"]
+    assert train["s1"]["timestamps"] == [at(0), at(2), at(3)]
+    assert train["s2"]["items"] == ["i3", "i3", "i4"]          # order items in their order
+    assert train["s2"]["actions"] == ["view", "purchase", "purchase"]
+    assert train["s2"]["anonymous_id"] == "a2" and train["s2"]["length"] == 3
+    assert [r["session_id"] for r in splits["valid"].to_pylist()] == ["s3"]
+    (test,) = splits["test"].to_pylist()
+    assert test["items"] == ["i6", "i7"] and test["session_id"].startswith("gap30:a4:")
+    everything = json.dumps([t.to_pylist() for t in splits.values()], default=str)
+    assert "secret" not in everything and "LATE" not in json.dumps(
+        splits["train"].to_pylist(), default=str)
+
+
+def test_intent_recipe_labels_prefixes_before_the_purchase(lake: Path) -> None:
+    rows = export_tables(lake, _spec("intent"))["train"].to_pylist()
+    by = {(r["session_id"], r["prefix_length"]): r for r in rows}
+    # s1 purchases only after T1: within train it never purchased
+    assert [by[("s1", k)]["purchased"] for k in (1, 2, 3)] == [False] * 3
+    assert ("s1", 5) not in by and ("s1", 4) in by   # 4 events before T1
+    assert by[("s1", 3)]["actions"] == ["view", "page_view", "view"]
+    assert by[("s1", 4)]["adds"] == 1 and by[("s1", 4)]["views"] == 2
+    assert by[("s1", 1)]["device"] == "mobile"
+    # s2: one browsing event, then the purchase (never part of a prefix)
+    assert [k for (s, k) in by if s == "s2"] == [1]
+    assert by[("s2", 1)]["purchased"] is True and by[("s2", 1)]["actions"] == ["view"]
+    assert [(r["session_id"], r["prefix_length"]) for r in rows] == sorted(
+        by, key=lambda key: (by[key]["start"], key[0], key[1]))
+    capped = export_tables(lake, _spec("intent", max_prefix=2))["train"].to_pylist()
+    assert max(r["prefix_length"] for r in capped) == 2
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_manifest_and_byte_identical_reproduction(lake: Path, tmp_path: Path, fmt: str) -> None:
+    spec = _spec(format=fmt)
+    manifest = export_to_dir(lake, spec, tmp_path / "a")
+    assert manifest.tenant == "acme" and manifest.recipe == "sessions"
+    assert manifest.parameters == spec
+    assert manifest.code.pipeline_version == PIPELINE_VERSION and manifest.code.driftnet
+    assert [f.path for f in manifest.inputs] == sorted(
+        p.relative_to(lake).as_posix() for p in (lake / "events/tenant=acme").rglob("*.parquet"))
+    assert all(len(f.sha256) == 64 and f.bytes > 0 for f in manifest.inputs)
+    assert [(o.split, o.rows) for o in manifest.outputs] == [("train", 2), ("valid", 1),
+                                                             ("test", 1)]
+    # data landing later does not change a reproduction: it reads the manifest's files only
+    write_events(lake, [_view("s9", 5, "NEW")], writer="later")
+    again = reproduce_from_manifest(tmp_path / "a" / "manifest.json", tmp_path / "b")
+    for out in manifest.outputs:
+        assert (tmp_path / "a" / out.file).read_bytes() == (tmp_path / "b" / out.file).read_bytes()
+    manifests = [(tmp_path / d / "manifest.json").read_bytes() for d in "ab"]
+    assert manifests[0] == manifests[1]
+    assert again.outputs == manifest.outputs
+    # a fresh export does see the new file
+    fresh = export_to_dir(lake, spec, tmp_path / "c")
+    assert len(fresh.inputs) == len(manifest.inputs) + 1
+
+
+def test_reproduction_fails_loudly_when_an_input_changed(lake: Path, tmp_path: Path) -> None:
+    manifest = export_to_dir(lake, _spec(), tmp_path / "a")
+    victim = lake / manifest.inputs[0].path
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(InputChangedError) as err:
+        reproduce_from_manifest(tmp_path / "a/manifest.json", tmp_path / "b")
+    assert manifest.inputs[0].path in str(err.value)
+    victim.unlink()
+    with pytest.raises(InputChangedError, match="missing"):
+        reproduce_from_manifest(tmp_path / "a/manifest.json", tmp_path / "c")
+
+
+def test_api_tables_equal_the_parquet_files(lake: Path, tmp_path: Path) -> None:
+    spec = _spec("intent")
+    export_to_dir(lake, spec, tmp_path / "a")
+    tables = export_tables(lake, spec)
+    for name, table in tables.items():
+        assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(table)
+    assert tables_from_manifest(tmp_path / "a/manifest.json") == tables
+
+
+def test_sql_recipe(lake: Path, tmp_path: Path) -> None:
+    query = ("SELECT session_id, events, purchased FROM sessions WHERE ($split_start IS NULL "
+             "OR start >= $split_start) AND ($split_end IS NULL OR start < $split_end)")
+    splits = export_tables(lake, _spec("sql", query=query))
+    assert [r["session_id"] for r in splits["train"].to_pylist()] == ["s1", "s2"]
+    whole = export_tables(lake, ExportSpec(tenant="acme", recipe="sql",
+                                           query="SELECT * FROM events WHERE product_id = $p",
+                                           params={"p": "i1"}))
+    assert whole["all"].num_rows == 1
+    manifest = export_to_dir(lake, ExportSpec(tenant="acme", recipe="sql",
+                                              query="SELECT count(*) FROM quarantine"),
+                             tmp_path / "q")
+    assert manifest.inputs == []           # quarantine has no files; events were not read
+    with pytest.raises(ExportSpecError, match="split_start"):
+        _spec("sql", query="SELECT * FROM sessions")
+    with pytest.raises(TenantScopeError):
+        export_to_dir(lake, ExportSpec(tenant="acme", recipe="sql",
+                                       query=f"COPY (SELECT 1) TO '{lake}/events/x.csv'"),
+                      tmp_path / "w")
+
+
+def test_cli_export_and_from_manifest(lake: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "ds"
+    result = runner.invoke(main, ["export", "--lake", str(lake), "--tenant", "acme",
+                                  "--recipe", "sessions", "--out", str(out),
+                                  "--train-end", T1.isoformat(), "--valid-end", T2.isoformat(),
+                                  "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert read_manifest(out / "manifest.json").outputs[0].rows == 2
+    again = runner.invoke(main, ["export", "--from-manifest", str(out / "manifest.json"),
+                                 "--out", str(tmp_path / "ds2"), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert (out / "train.parquet").read_bytes() == (tmp_path / "ds2/train.parquet").read_bytes()
+    refused = runner.invoke(main, ["export", "--lake", str(lake), "--tenant", "acme",
+                                   "--recipe", "sessions", "--out", str(out)])
+    assert refused.exit_code != 0 and "not empty" in refused.output
+
+
+def test_bad_specs_fail_before_reading_anything(lake: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportSpecError, match="tenant"):
+        ExportSpec(tenant="../globex", recipe="sessions")
+    with pytest.raises(ExportSpecError, match="--train-end"):
+        ExportSpec(tenant="acme", recipe="sessions", valid_end=T2)
+    with pytest.raises(ExportSpecError, match="after"):
+        ExportSpec(tenant="acme", recipe="sessions", train_end=T2, valid_end=T1)
+    with pytest.raises(ExportSpecError, match="--query"):
+        ExportSpec(tenant="acme", recipe="sessions", query="SELECT 1")
+
+
+def test_tenant_without_data_exports_empty_typed_files(lake: Path, tmp_path: Path) -> None:
+    manifest = export_to_dir(lake, ExportSpec(tenant="initech", recipe="sessions"),
+                             tmp_path / "e")
+    assert manifest.inputs == [] and manifest.outputs[0].rows == 0
+    assert "items" in pq.read_schema(tmp_path / "e/all.parquet").names

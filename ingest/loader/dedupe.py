@@ -78,34 +78,40 @@ class Deduper:
                 continue
         return sorted(files)
 
-    def flag(self, relation: str) -> str:
-        """A relation like ``relation`` with ``is_duplicate`` set and the key columns added."""
-        if not self.enabled:
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW dedupe_out AS SELECT * REPLACE "
-                             f"(false AS is_duplicate) FROM {relation}")
-            return "dedupe_out"
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE dedupe_batch AS "
-                         f"SELECT *, {KEY_SQL} FROM {relation}")
-        # Probe the window with the batch's keys: the batch is the small, build side.
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE dedupe_hits AS SELECT DISTINCT s.k_hi, s.k_lo "
-            "FROM dedupe_seen s SEMI JOIN (SELECT DISTINCT k_hi, k_lo FROM dedupe_batch) b "
-            "ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo")
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW dedupe_out AS "
-            f"SELECT b.* REPLACE (coalesce(b.is_duplicate, false) OR h.k_hi IS NOT NULL "
-            f"OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
-            f"AS is_duplicate) "
-            f"FROM dedupe_batch b LEFT JOIN dedupe_hits h "
-            f"ON b.k_hi = h.k_hi AND b.k_lo = h.k_lo")
-        return "dedupe_out"
+    def flag(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+        """``events`` with ``is_duplicate`` set, and the keys it adds once durable.
 
-    def new_keys(self, events: pa.Table) -> pa.Table:
-        """The keys a written batch adds to the window (its non-duplicate rows)."""
-        if "k_hi" not in events.column_names or not self.enabled:
-            return pa.table({})
-        return events.filter(pc.invert(events["is_duplicate"])).select(
-            ["k_hi", "k_lo", "received_at"])
+        Only the key and ordering columns go through DuckDB; the flags come back in row
+        order and replace one column of ``events`` (no copy of the wide table).
+        """
+        if events.num_rows == 0:
+            return events, None
+        index = events.schema.get_field_index("is_duplicate")
+        if not self.enabled:
+            return events.set_column(index, "is_duplicate",
+                                     pa.array([False] * events.num_rows)), None
+        narrow = events.select(["tenant", "event_id", "is_duplicate", *_ORDER.split(", ")])
+        narrow = narrow.append_column("_row", pa.array(range(events.num_rows), pa.int64()))
+        self.con.register("dedupe_narrow", narrow)
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE dedupe_batch AS "
+                             f"SELECT *, {KEY_SQL} FROM dedupe_narrow")
+        finally:
+            self.con.unregister("dedupe_narrow")
+        # Probe the window with the batch's keys: the batch is the small, build side.
+        out = self.con.sql(
+            f"WITH hits AS (SELECT DISTINCT s.k_hi, s.k_lo FROM dedupe_seen s "
+            f"  SEMI JOIN (SELECT DISTINCT k_hi, k_lo FROM dedupe_batch) b "
+            f"  ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo) "
+            f"SELECT b._row, b.k_hi, b.k_lo, b.received_at, "
+            f"  coalesce(b.is_duplicate, false) OR h.k_hi IS NOT NULL "
+            f"  OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
+            f"  AS is_duplicate "
+            f"FROM dedupe_batch b LEFT JOIN hits h ON b.k_hi = h.k_hi AND b.k_lo = h.k_lo "
+            f"ORDER BY b._row").to_arrow_table()
+        flags = out["is_duplicate"]
+        keys = out.filter(pc.invert(flags)).select(["k_hi", "k_lo", "received_at"])
+        return events.set_column(index, "is_duplicate", flags), keys
 
     def forget(self, files: list[str]) -> None:
         """Drop the keys of events in ``files`` (an uncommitted batch about to be deleted)."""

@@ -237,15 +237,7 @@ class Pipeline:
 
 
     def _dedupe(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:
-        if events.num_rows == 0:
-            return events, None
-        self.con.register("enriched_events", events)
-        try:
-            out = self.con.sql(
-                f"SELECT * FROM {self.deduper.flag('enriched_events')}").to_arrow_table()
-        finally:
-            self.con.unregister("enriched_events")
-        return conform(out, EVENT_SCHEMA), self.deduper.new_keys(out)
+        return self.deduper.flag(events)
 
 
 def _parser_error(hit: dict[str, Any], exc: Exception) -> pa.Table:

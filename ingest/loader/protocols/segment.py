@@ -34,18 +34,32 @@ MAPPED_FIELDS = (
     "sentAt", "properties", "traits", "context", "writeKey", "receivedAt",
 )
 
-_ITEM_SPEC = orjson.dumps({
-    "type": "VARCHAR", "event": "VARCHAR", "name": "VARCHAR", "messageId": "VARCHAR",
-    "anonymousId": "VARCHAR", "userId": "VARCHAR", "timestamp": "VARCHAR",
-    "originalTimestamp": "VARCHAR", "sentAt": "VARCHAR", "properties": "JSON",
-    "traits": "JSON", "context": "JSON",
-}).decode()
-# json_type() of these paths, checked before trusting the values above.
+# Fields whose JSON type is checked before their value is trusted. The item is parsed once,
+# into JSON text per field: its first character gives the type, and strings are unquoted.
 _TYPED = ("type", "event", "messageId", "anonymousId", "userId", "timestamp",
           "originalTimestamp", "sentAt", "properties", "traits", "context", "groupId",
           "previousId")
 _T = {name: i + 1 for i, name in enumerate(_TYPED)}  # 1-based list index
-_PATHS = "[" + ", ".join(quote(f"$.{n}") for n in _TYPED) + "]"
+_OBJECTS = ("properties", "traits", "context")
+_ITEM_SPEC = orjson.dumps({"name": "VARCHAR", **dict.fromkeys(_TYPED, "JSON")}).decode()
+
+
+def _kind(x: str) -> str:
+    """SQL: the JSON type name of JSON text ``x`` (NULL and missing are 'NULL')."""
+    return (f"CASE WHEN {x} IS NULL THEN 'NULL' ELSE CASE left({x}, 1) WHEN '\"' THEN "
+            f"'VARCHAR' WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' WHEN 't' THEN 'BOOLEAN' "
+            f"WHEN 'f' THEN 'BOOLEAN' ELSE 'DOUBLE' END END")
+
+
+def _text(x: str) -> str:
+    """SQL: JSON text ``x`` as a string value (strings unquoted, other values as written)."""
+    return (f"CASE WHEN starts_with({x}, '\"') THEN json_extract_string({x}, '$') "
+            f"ELSE {x}::VARCHAR END")
+
+
+_E = "struct_pack(name := j.name, " + ", ".join(
+    f"{f} := j.{f}" if f in _OBJECTS else f"{f} := {_text('j.' + f)}" for f in _TYPED) + ")"
+_KINDS = "[" + ", ".join(_kind("j." + f) for f in _TYPED) + "]"
 
 _CONTEXT_SPEC = orjson.dumps({
     "page": {"url": "VARCHAR", "title": "VARCHAR", "path": "VARCHAR", "referrer": "VARCHAR"},
@@ -209,10 +223,11 @@ SELECT *, {_validation()} AS q
 FROM (
   SELECT *, coalesce(e.type, path_type) AS etype
   FROM (
-    SELECT *,
-      CASE WHEN item_json_type = 'OBJECT' THEN json_transform(item, {quote(_ITEM_SPEC)}) END AS e,
-      CASE WHEN item_json_type = 'OBJECT' THEN json_type(item, {_PATHS}) END AS t
-    FROM seg_items
+    SELECT * EXCLUDE (j), CASE WHEN j IS NOT NULL THEN {_E} END AS e,
+      CASE WHEN j IS NOT NULL THEN {_KINDS} END AS t
+    FROM (SELECT *, CASE WHEN item_json_type = 'OBJECT'
+                         THEN json_transform(item, {quote(_ITEM_SPEC)}) END AS j
+          FROM seg_items)
   )
 );
 

@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test test-deps lint typecheck unit bench clean help
 
@@ -12,17 +13,24 @@ help:
 	@echo "make test   install what tests need and run lint, types and the whole suite"
 	@echo "make bench  measure collector, loader and latency (needs wrk)"
 
-$(STAMP): pyproject.toml
+$(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "driftnet needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]'
-	@touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs only the runtime dependencies; tests add the dev extras.
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	@touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $(RUN_STAMP) $(DEV_STAMP)
+
+demo: $(RUN_STAMP)
 	$(VENV)/bin/driftnet demo
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check schemas ingest analytics driftnet tests bench
 	$(VENV)/bin/mypy
 
@@ -31,7 +39,7 @@ lint: $(STAMP)
 NODE_STAMP := node_modules/.package-lock.json
 CHROMIUM := /usr/bin/chromium
 
-test-deps: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+test-deps: $(DEV_STAMP) $(NODE_STAMP) $(CHROMIUM)
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -43,7 +51,8 @@ $(CHROMIUM):
 test: test-deps lint
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(PY) bench/run.py
 
 clean:

@@ -93,14 +93,30 @@ class Loader:
         self.pipeline.seed_dedupe(Path(self.settings.lake))
         self._consumer = self._consumer_factory(self)
         self.ready.set()
+        next_stats = time.monotonic() + self.settings.stats_interval_s
         try:
             while not stop.is_set():
                 self._step()
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.settings.stats_interval_s
+                    self._log_stats()
             for p in list(self._buffers):
                 self._flush_with_retry(p)
         finally:
             self._consumer.close()
             self.pipeline.close()
+
+    def _log_stats(self) -> None:
+        """One INFO line of counters and the consumer lag (metrics before /metrics exists)."""
+        assert self._consumer is not None
+        try:
+            lag: int | str = self._consumer.lag()
+        except TransportError as exc:
+            lag = f"unknown ({exc})"
+        s = self.stats
+        log.info("loader %s: records=%d hits=%d events=%d quarantined=%d files=%d flushes=%d "
+                 "commits_failed=%d lag=%s", self._consumer.source, s.records, s.hits, s.events,
+                 s.quarantined, s.files, s.flushes, s.commits_failed, lag)
 
     def _step(self) -> None:
         assert self._consumer is not None

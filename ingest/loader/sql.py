@@ -10,6 +10,7 @@ from schemas.columns import sql_type
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
 from schemas.raw import RAW_SCHEMA
+from schemas.version import PIPELINE_VERSION
 
 
 def quote(value: str) -> str:
@@ -51,3 +52,9 @@ LINEAGE = {
     "source_index": "source_index",
 }
 """Lineage columns, copied from the hit the row came from."""
+
+QUARANTINE_FROM_HIT: dict[str, str] = {
+    "tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
+    "pipeline_version": quote(PIPELINE_VERSION),
+}
+"""Quarantine columns every adapter copies from the hit."""

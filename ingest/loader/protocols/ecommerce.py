@@ -59,6 +59,14 @@ UA_ACTIONS: Mapping[str, str] = {
 """Universal Analytics enhanced e-commerce product actions (``pa``)."""
 
 
+def items_json(products: str) -> str:
+    """SQL: JSON list of normalised items from a list of product structs (Segment spec
+    fields product_id | sku | id, name, category, price, quantity)."""
+    return (f"CASE WHEN {products} IS NOT NULL THEN to_json(list_transform({products}, "
+            "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
+            "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END")
+
+
 def action_case(name_expr: str, table: Mapping[str, str]) -> str:
     """SQL CASE mapping ``lower(name_expr)`` through ``table``; NULL for other names."""
     whens = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in table.items())

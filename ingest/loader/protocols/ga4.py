@@ -37,7 +37,7 @@ from ingest.loader.protocols.urlencoded import (
     unprefixed,
     valid,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
 from schemas.version import PIPELINE_VERSION
@@ -221,8 +221,7 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = {"tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
-           "pipeline_version": quote(PIPELINE_VERSION)}
+_COMMON = QUARANTINE_FROM_HIT
 _HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
                                      "detail": "hit_q.detail", "payload": "bad_body"})
 _EVENT_QUARANTINE = select_quarantine({

@@ -16,7 +16,7 @@ from ingest.loader.protocols import Limits, Parsed
 from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
 from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items, first_item
 from ingest.loader.protocols.urlencoded import decode
-from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
 
 MAX_EVENTS = 25
@@ -186,8 +186,7 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = {"tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
-           "pipeline_version": quote(PIPELINE_VERSION)}
+_COMMON = QUARANTINE_FROM_HIT
 _HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
                                      "detail": "hit_q.detail", "payload": "bad_body"})
 _EVENT_QUARANTINE = select_quarantine({

@@ -13,8 +13,8 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed
-from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case
-from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify",
@@ -218,9 +218,7 @@ _EVENTS = {
     "quantity": "p.quantity",
     "order_id": "p.order_id",
     "revenue": "coalesce(p.revenue, p.total)",
-    "items": "CASE WHEN p.products IS NOT NULL THEN to_json(list_transform(p.products, "
-             "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
-             "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END",
+    "items": items_json("p.products"),
     "search_query": "p.query",
     "properties": f"nullif(json_merge_patch(item->'$.properties', {quote(_TOKENS)}), '{{}}')",
     "traits": f"nullif(CASE WHEN etype = 'group' THEN p.\"$group_set\" ELSE {_SET} END, '{{}}')",
@@ -230,8 +228,7 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = {"tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
-           "pipeline_version": quote(PIPELINE_VERSION)}
+_COMMON = QUARANTINE_FROM_HIT
 _HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
                                      "detail": "hit_q.detail", "payload": "bad_body"})
 _EVENT_QUARANTINE = select_quarantine({

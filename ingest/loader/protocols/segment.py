@@ -11,9 +11,9 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed
-from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case
+from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
 from ingest.loader.protocols.urlencoded import nested_json, valid
-from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
 
 BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
@@ -287,9 +287,7 @@ _EVENTS = {
     "quantity": "p.quantity",
     "order_id": "p.order_id",
     "revenue": "coalesce(p.revenue, p.total)",
-    "items": "CASE WHEN p.products IS NOT NULL THEN to_json(list_transform(p.products, "
-             "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
-             "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END",
+    "items": items_json("p.products"),
     "search_query": "p.query",
     "properties": "e.properties",
     "traits": "e.traits",
@@ -300,10 +298,7 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_QUARANTINE_COMMON = {
-    "tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
-    "pipeline_version": quote(PIPELINE_VERSION),
-}
+_QUARANTINE_COMMON = QUARANTINE_FROM_HIT
 
 
 def _quarantine_sql() -> str:

@@ -16,7 +16,7 @@ import orjson
 
 from ingest.loader.protocols import Limits, Parsed
 from ingest.loader.protocols.ecommerce import SNOWPLOW_ACTIONS, action_case
-from ingest.loader.sql import LINEAGE, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {
@@ -349,10 +349,7 @@ def _event_columns() -> dict[str, str]:
     }
 
 
-_COMMON = {
-    "tenant": "tenant", "received_at": "received_at", "protocol": "protocol", **LINEAGE,
-    "pipeline_version": quote(PIPELINE_VERSION),
-}
+_COMMON = QUARANTINE_FROM_HIT
 _HIT_QUARANTINE = select_quarantine({
     **_COMMON, "reason": "hit_q.reason", "detail": "hit_q.detail",
     "payload": "CASE WHEN is_post THEN bad_body ELSE encode(coalesce(query, '')) END",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from ingest.transport.base import Producer
@@ -17,6 +18,8 @@ from schemas.envelope import encode_bundle
 from schemas.errors import DriftnetError, TransportError
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.0002
 
 
 class _Group:
@@ -59,76 +62,94 @@ def split_bundles(frames: list[bytes], max_bytes: int) -> list[tuple[bytes | Non
 
 
 class GroupCommitter:
-    """Makes envelope frames durable in groups; ``submit`` returns once its frame is durable."""
+    """Makes envelope frames durable in groups; ``submit`` returns once its frame is durable.
+
+    No task and no event per group: the first submission of an idle loop iteration schedules
+    a write with ``call_soon`` (so every request parsed in that iteration joins the group),
+    and the end of a write starts the next one at once if frames queued up meanwhile.
+    """
 
     def __init__(self, producer: Producer, max_bundle_bytes: int) -> None:
         self._producer = producer
         self._max_bundle_bytes = max_bundle_bytes
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._open: _Group | None = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._open = _Group()
+        self._writing = False
+        self._scheduled = False
         self._closing = False
+        self._idle: asyncio.Event | None = None
         self.groups_committed = 0
         self.frames_committed = 0
 
     def start(self) -> None:
-        """Start the writer task on the running loop."""
+        """Bind to the running loop."""
+        # The event loop thread holds the GIL while it serves requests; with the default 5 ms
+        # switch interval the writer thread could wait that long to start each durable write,
+        # and every in-flight request with it. A short interval hands it over promptly.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._loop = asyncio.get_running_loop()
-        self._open = _Group()
-        self._task = self._loop.create_task(self._run(), name="group-commit")
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def running(self) -> bool:
         """True while the writer accepts frames."""
-        return self._task is not None and not self._task.done() and not self._closing
+        return self._loop is not None and not self._closing
 
     async def submit(self, frame: bytes) -> None:
         """Queue ``frame`` in the open group and wait until the group is durable."""
-        group = self._open
-        if group is None or self._closing or self._loop is None:
+        loop = self._loop
+        if loop is None or self._closing:
             raise TransportError("collector is shutting down")
-        waiter = self._loop.create_future()
+        waiter = loop.create_future()
+        group = self._open
         group.frames.append(frame)
         group.nbytes += len(frame)
         group.waiters.append(waiter)
-        self._wake.set()
+        if not self._writing and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._begin)
         await waiter
 
-    async def _run(self) -> None:
-        assert self._loop is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            group = self._open
-            if group is None or not group.frames:
-                if self._closing:
-                    return
-                continue
-            self._open = _Group()
-            try:
-                await self._loop.run_in_executor(self._executor, self._write, group.frames)
-            except DriftnetError as exc:
-                log.warning("group commit of %d hits failed: %s", len(group.frames), exc)
-                group.resolve(exc)
-            except Exception as exc:  # a bug in a transport must not hang every request
-                log.exception("group commit crashed")
-                group.resolve(TransportError(f"transport failure: {exc!r}"))
-            else:
-                self.groups_committed += 1
-                self.frames_committed += len(group.frames)
-                group.resolve(None)
-            if self._open.frames:
-                self._wake.set()
+    def _begin(self) -> None:
+        self._scheduled = False
+        group = self._open
+        if self._writing or not group.frames:
+            return
+        assert self._loop is not None and self._idle is not None
+        self._open = _Group()
+        self._writing = True
+        self._idle.clear()
+        # Bundles are built here, on the loop thread that holds the GIL anyway: the writer
+        # thread should only wait on I/O, not on the GIL.
+        records = split_bundles(group.frames, self._max_bundle_bytes)
+        future = self._loop.run_in_executor(self._executor, self._producer.produce, records)
+        future.add_done_callback(lambda done: self._finish(group, done))
 
-    def _write(self, frames: list[bytes]) -> None:
-        self._producer.produce(split_bundles(frames, self._max_bundle_bytes))
+    def _finish(self, group: _Group, done: asyncio.Future[None]) -> None:
+        self._writing = False
+        error = done.exception() if not done.cancelled() else TransportError("write cancelled")
+        if error is None:
+            self.groups_committed += 1
+            self.frames_committed += len(group.frames)
+            group.resolve(None)
+        elif isinstance(error, DriftnetError):
+            log.warning("group commit of %d hits failed: %s", len(group.frames), error)
+            group.resolve(error)
+        else:  # a bug in a transport must not hang every request
+            log.error("group commit crashed: %r", error)
+            group.resolve(TransportError(f"transport failure: {error!r}"))
+        if self._open.frames:
+            self._begin()
+        elif self._idle is not None:
+            self._idle.set()
 
     async def close(self) -> None:
-        """Commit what is queued, stop the writer, release the thread."""
+        """Commit what is queued, stop accepting, release the thread."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        if self._open.frames and not self._writing:
+            self._begin()
+        while self._idle is not None and (self._writing or self._open.frames):
+            await self._idle.wait()
         self._executor.shutdown(wait=True)

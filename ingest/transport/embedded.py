@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 """
 
 
+_INSERT = "INSERT INTO records (key, value, produced_at_ms) VALUES (?, ?, ?)"
+
+
 def _connect(settings: EmbeddedLogSettings) -> sqlite3.Connection:
     path = Path(settings.path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,12 +81,16 @@ class EmbeddedProducer:
         """Append ``records`` in one durable transaction."""
         now = int(time.time() * 1000)
         with self._lock:
+            if len(records) == 1:  # the usual group: one statement, one transaction, one fsync
+                key, value = records[0]
+                try:
+                    self._conn.execute(_INSERT, (key, value, now))
+                except sqlite3.Error as exc:
+                    raise TransportError(f"embedded log write failed: {exc}") from exc
+                return
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "INSERT INTO records (key, value, produced_at_ms) VALUES (?, ?, ?)",
-                    [(k, v, now) for k, v in records],
-                )
+                self._conn.executemany(_INSERT, [(k, v, now) for k, v in records])
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

@@ -100,7 +100,10 @@ class BatchTables:
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns, order and types."""
-    return table.select(schema.names).cast(schema)
+    table = table.select(schema.names)
+    if table.schema.equals(schema):  # most hand-offs already conform: skip the cast
+        return table
+    return table.cast(schema)
 
 
 class Pipeline:

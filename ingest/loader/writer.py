@@ -74,9 +74,14 @@ def split_by_partition(table: pa.Table) -> Iterable[tuple[str, dt.date, pa.Table
     """Slices of ``table`` per (tenant, UTC date of received_at)."""
     if table.num_rows == 0:
         return
-    dates = pc.cast(pc.cast(table["received_at"], pa.timestamp("us")), pa.date32())
+    # UTC day number by integer division: casting tz-aware timestamps converts per value.
+    micros = pc.cast(table["received_at"], pa.int64())
+    dates = pc.cast(pc.cast(pc.divide(micros, 86_400_000_000), pa.int32()), pa.date32())
     keys = pa.table({"tenant": table["tenant"], "date": dates})
     groups = keys.group_by(["tenant", "date"], use_threads=False).aggregate([])
+    if groups.num_rows == 1:  # the common case: one tenant-day, no filtering at all
+        yield groups["tenant"][0].as_py(), groups["date"][0].as_py(), table
+        return
     for tenant, date in zip(groups["tenant"].to_pylist(), groups["date"].to_pylist(),
                             strict=True):
         mask = pc.and_(pc.equal(keys["tenant"], tenant), pc.equal(keys["date"], date))

@@ -3,8 +3,8 @@
 1. starts ``driftnet up`` (collector + loader on the embedded log) on a free port;
 2. simulates shopper sessions for three tenants over HTTP;
 3. waits until the loader has committed every acknowledged hit;
-4. prints events per tenant and type, a conversion funnel, top products and quarantine
-   reasons, all through the same tenant-scoped DuckDB views a data scientist uses;
+4. prints events per tenant and type, a conversion funnel, acquisition, top products and
+   quarantine reasons, all through the same tenant-scoped DuckDB views a data scientist uses;
 5. stops the server with SIGTERM and checks it shut down cleanly.
 """
 
@@ -70,26 +70,22 @@ ANALYSES = [
     ("Events by type and name",
      "SELECT event_type, event_name, count(*) AS events, count(DISTINCT anonymous_id) AS visitors "
      "FROM events GROUP BY ALL ORDER BY events DESC"),
-    ("Conversion funnel (visitors reaching each step)",
-     "SELECT count(DISTINCT anonymous_id) FILTER (WHERE product_action = 'view') AS viewed, "
-     "count(DISTINCT anonymous_id) FILTER (WHERE product_action = 'add') AS added_to_cart, "
-     "count(DISTINCT anonymous_id) FILTER (WHERE product_action = 'checkout') AS checked_out, "
-     "count(DISTINCT anonymous_id) FILTER (WHERE product_action = 'purchase') AS purchased, "
-     "round(100.0 * purchased / nullif(viewed, 0), 1) AS conversion_pct FROM events"),
+    ("Conversion funnel by device (sessions view; bots left out)",
+     "SELECT device, count(*) AS sessions, count(*) FILTER (WHERE products_viewed > 0) AS viewed, "
+     "count(*) FILTER (WHERE products_added > 0) AS added, "
+     "count(*) FILTER (WHERE purchased) AS purchased, "
+     "round(100.0 * count(*) FILTER (WHERE purchased) / count(*), 1) AS conversion_pct "
+     "FROM sessions WHERE NOT is_bot GROUP BY 1 ORDER BY sessions DESC"),
+    ("Acquisition: where sessions came from, and what they brought",
+     "SELECT referrer_class, coalesce(utm_medium, '-') AS utm_medium, count(*) AS sessions, "
+     "round(avg(pages), 1) AS pages_per_session, count(*) FILTER (WHERE purchased) AS orders, "
+     "round(sum(revenue), 2) AS revenue FROM sessions GROUP BY ALL ORDER BY sessions DESC"),
     ("Top products (views, adds, and the add rate)",
      "SELECT product_id, any_value(product_name) AS name, "
      "count(*) FILTER (WHERE product_action = 'view') AS views, "
      "count(*) FILTER (WHERE product_action = 'add') AS adds, "
      "round(adds / nullif(views, 0), 2) AS add_rate "
      "FROM events WHERE product_id IS NOT NULL GROUP BY 1 ORDER BY views DESC LIMIT 5"),
-    ("Acquisition: first touch of each visitor, and what it brought",
-     "WITH touch AS (SELECT anonymous_id, arg_min(coalesce(utm_medium, CASE WHEN referrer IS NULL "
-     "THEN 'direct' ELSE 'referral' END), derived_ts) AS medium, "
-     "count(*) FILTER (WHERE product_action = 'purchase') AS orders, sum(revenue) AS revenue "
-     "FROM events GROUP BY 1) "
-     "SELECT medium, count(*) AS visitors, sum(orders) AS orders, "
-     "round(sum(revenue), 2) AS revenue, round(sum(orders) / count(*), 3) AS orders_per_visitor "
-     "FROM touch GROUP BY 1 ORDER BY visitors DESC"),
     ("Quarantine: what could not be loaded, and why",
      "SELECT reason, detail, count(*) AS hits FROM quarantine GROUP BY ALL ORDER BY hits DESC"),
 ]

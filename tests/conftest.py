@@ -10,6 +10,8 @@ import pytest
 from schemas.tenants import Tenants, load_tenants
 from tests.support import TEST_TENANTS, Server
 
+pytest_plugins = ["tests.kafka_broker"]  # the test Kafka broker fixtures
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:

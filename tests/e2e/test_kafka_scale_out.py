@@ -1,0 +1,52 @@
+"""Collector -> Kafka -> two loader processes in one consumer group -> every event exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from schemas.lake import FileName
+from tests.kafka_broker import (
+    Driftnet,
+    Traffic,
+    kafka_env,
+    kafka_test_settings,
+    lake_event_ids,
+    stop_all,
+    wait_lake,
+)
+
+
+def test_two_loaders_in_one_group_land_every_event_exactly_once(
+        kafka_bootstrap: str, tmp_path: Path, tenants_file: Path) -> None:
+    settings = kafka_test_settings(kafka_bootstrap, tmp_path, partitions=4,
+                                   max_poll_interval_ms=2_000, session_timeout_ms=6_000,
+                                   heartbeat_interval_ms=1_000)
+    env = kafka_env(settings)
+    lake = tmp_path / "lake"
+    collector = Driftnet("collector", tmp_path / "collector", tenants_file, env)
+    loaders = [Driftnet("loader", tmp_path / name, tenants_file,
+                        {**env, "DRIFTNET_KAFKA__CLIENT_ID": name}, lake=lake, name=name)
+               for name in ("loader-a", "loader-b")]
+    try:
+        for process in (collector, *loaders):
+            process.start()
+        for loader in loaders:
+            loader.wait_log("assigned partitions")
+        traffic = Traffic(collector.url).send(240)
+        assert traffic.refused == []
+        hits, events, distinct = wait_lake(lake, traffic.accepted_requests)
+    finally:
+        codes = stop_all(*loaders, collector)
+    assert codes == [0, 0, 0], "\n".join(p.logs()[-2000:] for p in (*loaders, collector))
+    assert hits == traffic.accepted_requests == 240
+    assert Counter(lake_event_ids(lake)) == Counter(traffic.accepted_ids)
+    assert events == distinct == 240 * traffic.events_per_request
+    # both loaders wrote, each its own partitions
+    writers: dict[str, set[int]] = {}
+    for path in (lake / "raw").glob("*/*/*.parquet"):
+        name = FileName.parse(path.name)
+        assert name is not None and name.source == settings.raw_topic
+        writers.setdefault(name.writer, set()).add(name.partition)
+    assert len(writers) == 2, writers
+    assert set.union(*writers.values()) == {0, 1, 2, 3}

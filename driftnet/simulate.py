@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import datetime as dt
 import random
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -446,12 +448,21 @@ async def send_requests(url: str, requests: list[Request], concurrency: int,
 
 
 def run_simulation(config: SimulationConfig) -> SimulationReport:
-    """Build and send a simulation; return its report."""
-    import time
+    """Build and send a simulation; return its report.
 
+    Usable from code that already runs an event loop (a notebook, Playwright's sync API):
+    the simulation then gets a loop of its own in a worker thread.
+    """
     report = SimulationReport(sessions=config.sessions)
     requests = build_requests(config)
     started = time.perf_counter()
-    asyncio.run(send_requests(config.url.rstrip("/"), requests, config.concurrency, report))
+    work = send_requests(config.url.rstrip("/"), requests, config.concurrency, report)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(work)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, work).result()
     report.seconds = time.perf_counter() - started
     return report

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.enrich import Chain, default_chain
 from ingest.enrich.anonymize_ip import IpAnonymizer
@@ -167,14 +168,15 @@ class Pipeline:
         con.register("raw_batch", raw)
         events: list[pa.Table] = []
         handled: list[str] = []
+        present = set(pc.unique(raw["protocol"]).to_pylist())
         try:
             for adapter in self.adapters:
                 handled.extend(adapter.protocols)
+                if not present.intersection(adapter.protocols):
+                    continue
                 where = " OR ".join(f"protocol = {quote(p)}" for p in adapter.protocols)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW adapter_hits AS "
                             f"SELECT * FROM raw_batch WHERE {where}")
-                if not con.sql("SELECT count(*) FROM adapter_hits").fetchall()[0][0]:
-                    continue
                 parsed = self._parse(adapter, "adapter_hits")
                 events.append(conform(parsed.events, EVENT_SCHEMA))
                 quarantine.append(conform(parsed.quarantine, QUARANTINE_SCHEMA))

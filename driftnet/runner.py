@@ -54,6 +54,7 @@ def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
     config = uvicorn.Config(
         app, host=settings.collector.host, port=settings.collector.port, loop="uvloop",
         http="httptools", lifespan="on", access_log=False, log_level="warning",
+        proxy_headers=False,  # X-Forwarded-For is ours to trust or not (trust_forwarded_for)
         timeout_graceful_shutdown=10, server_header=False,
     )
     return _Server(config)

@@ -58,3 +58,19 @@ QUARANTINE_FROM_HIT: dict[str, str] = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 """Quarantine columns every adapter copies from the hit."""
+
+
+def select_rejected(hits: str, parsed: str, hit_payload: str,
+                    event: Mapping[str, str]) -> str:
+    """The quarantine rows of an adapter's two stages.
+
+    Hits rejected whole (``hit_q`` set on a row of ``hits``, the payload ``hit_payload``),
+    then events rejected one by one (``q`` set on a row of ``parsed``; ``event`` gives at
+    least the payload, and may give the event id).
+    """
+    hit = select_quarantine({**QUARANTINE_FROM_HIT, "reason": "hit_q.reason",
+                             "detail": "hit_q.detail", "payload": hit_payload})
+    one = select_quarantine({**QUARANTINE_FROM_HIT, "reason": "q.reason", "detail": "q.detail",
+                             "item_index": "item_index", **event})
+    return (f"SELECT {hit} FROM {hits} WHERE hit_q IS NOT NULL\n"
+            f"UNION ALL SELECT {one} FROM {parsed} WHERE q IS NOT NULL")

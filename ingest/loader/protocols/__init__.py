@@ -30,6 +30,20 @@ class Parsed:
     quarantine: pa.Table
 
 
+def run_stages(con: duckdb.DuckDBPyConnection, stages: str, hits: str, limits: Limits,
+               events: str, quarantine: str) -> Parsed:
+    """Run an adapter's SQL: ``stages`` (a script that reads relation ``@hits@`` and may use
+    ``@max_event_bytes@`` / ``@max_batch_items@``), then its events and quarantine selects."""
+    def bind(sql: str) -> str:
+        return (sql.replace("@hits@", hits)
+                .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
+                .replace("@max_batch_items@", str(int(limits.max_batch_items))))
+
+    con.execute(bind(stages))
+    return Parsed(con.sql(bind(events)).to_arrow_table(),
+                  con.sql(bind(quarantine)).to_arrow_table())
+
+
 class Adapter(Protocol):
     """A protocol adapter."""
 

@@ -14,7 +14,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
 from ingest.loader.protocols.ga4_mp import mp_parse
 from ingest.loader.protocols.ga_items import (
@@ -37,7 +37,7 @@ from ingest.loader.protocols.urlencoded import (
     unprefixed,
     valid,
 )
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
 from schemas.version import PIPELINE_VERSION
@@ -221,16 +221,10 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = QUARANTINE_FROM_HIT
-_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
-                                     "detail": "hit_q.detail", "payload": "bad_body"})
-_EVENT_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+_QUARANTINE = select_rejected("ga_hits", "ga_parsed", "bad_body", {
     # the event as a self-contained hit: shared parameters, then its line
     "payload": "encode(CASE WHEN line = '' THEN query ELSE query || chr(10) || line END)",
 })
-_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM ga_hits WHERE hit_q IS NOT NULL "
-               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM ga_parsed WHERE q IS NOT NULL")
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ga_ok"
 
 
@@ -241,15 +235,10 @@ class GA4Adapter:
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse GA4 hits in relation ``hits``."""
-        con.execute(_STAGES.replace("@hits@", hits)
-                    .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-                    .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-        events = [con.sql(_EVENTS_SQL).to_arrow_table()]
-        quarantine = [con.sql(_QUARANTINE).to_arrow_table()]
+        gtag = run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
         mp = mp_parse(con, hits, limits)
-        events.append(mp.events)
-        quarantine.append(mp.quarantine)
         return Parsed(
-            pa.concat_tables([t.cast(EVENT_SCHEMA) for t in events]),
-            pa.concat_tables([t.cast(QUARANTINE_SCHEMA) for t in quarantine]),
+            pa.concat_tables([t.cast(EVENT_SCHEMA) for t in (gtag.events, mp.events)]),
+            pa.concat_tables([t.cast(QUARANTINE_SCHEMA) for t in (gtag.quarantine,
+                                                                   mp.quarantine)]),
         )

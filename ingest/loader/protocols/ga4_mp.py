@@ -12,11 +12,11 @@ from __future__ import annotations
 import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
 from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items, first_item
 from ingest.loader.protocols.urlencoded import decode
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
 MAX_EVENTS = 25
@@ -186,21 +186,12 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = QUARANTINE_FROM_HIT
-_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
-                                     "detail": "hit_q.detail", "payload": "bad_body"})
-_EVENT_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+_QUARANTINE = select_rejected("mp_hits", "mp_parsed", "bad_body", {
     "payload": "encode(coalesce(item, 'null'))",  # a JSON null in a list is SQL NULL
 })
-_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM mp_hits WHERE hit_q IS NOT NULL "
-               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM mp_parsed WHERE q IS NOT NULL")
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM mp_ok"
 
 
 def mp_parse(con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
     """Parse the ``/mp/collect`` hits of relation ``hits``."""
-    con.execute(_STAGES.replace("@hits@", hits)
-                .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-                .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-    return Parsed(con.sql(_EVENTS_SQL).to_arrow_table(), con.sql(_QUARANTINE).to_arrow_table())
+    return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)

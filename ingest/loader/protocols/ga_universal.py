@@ -13,7 +13,7 @@ from __future__ import annotations
 import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import UA_ACTIONS, action_case
 from ingest.loader.protocols.ga_items import (
     UA_CANONICAL,
@@ -34,7 +34,7 @@ from ingest.loader.protocols.urlencoded import (
     object_json,
     valid,
 )
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
 HIT_TYPES = {
@@ -219,16 +219,10 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = QUARANTINE_FROM_HIT
-_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
-                                     "detail": "hit_q.detail", "payload": "bad_body"})
-_EVENT_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+_QUARANTINE = select_rejected("ua_hits", "ua_parsed", "bad_body", {
     "payload": "encode(CASE WHEN line = '' THEN query WHEN query = '' THEN line "
                "ELSE query || chr(10) || line END)",
 })
-_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM ua_hits WHERE hit_q IS NOT NULL "
-               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM ua_parsed WHERE q IS NOT NULL")
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ua_ok"
 
 
@@ -239,7 +233,4 @@ class UniversalAnalyticsAdapter:
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse Universal Analytics hits in relation ``hits``."""
-        con.execute(_STAGES.replace("@hits@", hits)
-                    .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-                    .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-        return Parsed(con.sql(_EVENTS_SQL).to_arrow_table(), con.sql(_QUARANTINE).to_arrow_table())
+        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)

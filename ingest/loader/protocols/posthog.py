@@ -12,9 +12,9 @@ from __future__ import annotations
 import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify",
@@ -228,16 +228,10 @@ _EVENTS = {
     "pipeline_version": quote(PIPELINE_VERSION),
 }
 
-_COMMON = QUARANTINE_FROM_HIT
-_HIT_QUARANTINE = select_quarantine({**_COMMON, "reason": "hit_q.reason",
-                                     "detail": "hit_q.detail", "payload": "bad_body"})
-_EVENT_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
+_QUARANTINE = select_rejected("ph_hits", "ph_parsed", "bad_body", {
     "payload": "encode(coalesce(item, 'null'))",  # a JSON null in a list is SQL NULL
     "event_id": "CASE WHEN t[1] = 'OBJECT' AND t[9] = 'VARCHAR' THEN e.uuid END",
 })
-_QUARANTINE = (f"SELECT {_HIT_QUARANTINE} FROM ph_hits WHERE hit_q IS NOT NULL "
-               f"UNION ALL SELECT {_EVENT_QUARANTINE} FROM ph_parsed WHERE q IS NOT NULL")
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ph_ok"
 
 
@@ -248,7 +242,4 @@ class PostHogAdapter:
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse PostHog hits in relation ``hits``."""
-        con.execute(_STAGES.replace("@hits@", hits)
-                    .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-                    .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-        return Parsed(con.sql(_EVENTS_SQL).to_arrow_table(), con.sql(_QUARANTINE).to_arrow_table())
+        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
 from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
@@ -332,10 +332,4 @@ class SegmentAdapter:
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse Segment hits in relation ``hits``."""
-        sql = (_STAGES.replace("@hits@", hits)
-               .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-               .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-        con.execute(sql)
-        events = con.sql(_EVENTS_SQL).to_arrow_table()
-        quarantine = con.sql(_QUARANTINE.replace("@hits@", hits)).to_arrow_table()
-        return Parsed(events, quarantine)
+        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols import Limits, Parsed, run_stages
 from ingest.loader.protocols.ecommerce import SNOWPLOW_ACTIONS, action_case
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {
@@ -349,20 +349,12 @@ def _event_columns() -> dict[str, str]:
     }
 
 
-_COMMON = QUARANTINE_FROM_HIT
-_HIT_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "hit_q.reason", "detail": "hit_q.detail",
-    "payload": "CASE WHEN is_post THEN bad_body ELSE encode(coalesce(query, '')) END",
-})
-_ITEM_QUARANTINE = select_quarantine({
-    **_COMMON, "reason": "q.reason", "detail": "q.detail", "item_index": "item_index",
-    "payload": "coalesce(encode(query), encode(item))",
-    "event_id": "CASE WHEN item_type = 'OBJECT' THEN f.eid END",
-})
-_QUARANTINE = (
-    f"SELECT {_HIT_QUARANTINE} FROM sp_hits WHERE hit_q IS NOT NULL\n"
-    f"UNION ALL SELECT {_ITEM_QUARANTINE} FROM sp_parsed WHERE q IS NOT NULL"
-)
+_QUARANTINE = select_rejected(
+    "sp_hits", "sp_parsed",
+    "CASE WHEN is_post THEN bad_body ELSE encode(coalesce(query, '')) END", {
+        "payload": "coalesce(encode(query), encode(item))",
+        "event_id": "CASE WHEN item_type = 'OBJECT' THEN f.eid END",
+    })
 _EVENTS = f"SELECT {select_events(_event_columns())} FROM sp_ok"
 
 
@@ -373,10 +365,4 @@ class SnowplowAdapter:
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse Snowplow hits in relation ``hits``."""
-        sql = (_STAGES.replace("@hits@", hits)
-               .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-               .replace("@max_batch_items@", str(int(limits.max_batch_items))))
-        con.execute(sql)
-        events = con.sql(_EVENTS).to_arrow_table()
-        quarantine = con.sql(_QUARANTINE).to_arrow_table()
-        return Parsed(events, quarantine)
+        return run_stages(con, _STAGES, hits, limits, _EVENTS, _QUARANTINE)

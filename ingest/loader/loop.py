@@ -1,9 +1,13 @@
 """The loader loop: poll, batch per transport partition, flush on size or age, commit after.
 
-A partition's batch is flushed when it holds ``max_batch_records`` records or
+A partition's batch is due when it holds ``max_batch_records`` records or
 ``max_batch_bytes`` bytes, or ``flush_interval_s`` after its first record arrived, so an
-event is queryable about a second after its beacon. Offsets are committed only once the
-batch's files are durable (see writer.py for why a crash cannot duplicate or lose rows).
+event is queryable about a second after its beacon. When one is due, the batches of every
+partition the loader holds records of go through the pipeline together: a pipeline pass
+has a fixed cost (binding its SQL) that one pass per partition would pay once per
+partition. Files are then written, and offsets committed, partition by partition: offsets
+are committed only once that partition's files are durable (see writer.py for why a crash
+cannot duplicate or lose rows), and a partition whose commit fails costs only its own files.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pyarrow.compute as pc
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.errors import LakeWriteError
-from ingest.loader.pipeline import Pipeline
+from ingest.loader.pipeline import BatchTables, Pipeline
 from ingest.loader.writer import LakeWriter
 from ingest.transport.base import Consumer, RebalanceListener, Record
 from schemas.errors import TransportError
@@ -79,13 +83,15 @@ class Loader:
 
     def on_revoked(self, partitions: set[int]) -> None:
         """Flush and commit what we hold of partitions being taken away."""
-        for p in sorted(partitions):
-            if p in self._buffers:
-                try:
-                    self._flush(p)
-                except (TransportError, LakeWriteError) as exc:
-                    log.warning("abandoning batch of revoked partition %d: %s", p, exc)
-                self._buffers.pop(p, None)
+        held = sorted(p for p in partitions if p in self._buffers)
+        if not held:
+            return
+        try:
+            self._flush(held)
+        except LakeWriteError as exc:
+            log.warning("abandoning batches of revoked partitions %s: %s", held, exc)
+        for p in held:
+            self._buffers.pop(p, None)
 
     # -- loop
     def run(self, stop: threading.Event) -> None:
@@ -100,8 +106,8 @@ class Loader:
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.settings.stats_interval_s
                     self._log_stats()
-            for p in list(self._buffers):
-                self._flush_with_retry(p)
+            if self._buffers:
+                self._flush_with_retry(sorted(self._buffers))
         finally:
             self._consumer.close()
             self.pipeline.close()
@@ -133,39 +139,53 @@ class Loader:
             buf.records.append(record)
             buf.nbytes += len(record.value)
         self.stats.records += len(records)
-        for p, buf in list(self._buffers.items()):
-            if (len(buf.records) >= self.settings.max_batch_records
-                    or buf.nbytes >= self.settings.max_batch_bytes
-                    or now - buf.since >= self.settings.flush_interval_s):
-                self._flush_with_retry(p)
+        if any(len(buf.records) >= self.settings.max_batch_records
+               or buf.nbytes >= self.settings.max_batch_bytes
+               or now - buf.since >= self.settings.flush_interval_s
+               for buf in self._buffers.values()):
+            self._flush_with_retry(sorted(self._buffers))
 
-    def _flush_with_retry(self, partition: int) -> None:
+    def _flush_with_retry(self, partitions: list[int]) -> None:
         assert self._consumer is not None
         delay = 0.5
         while True:
             try:
-                self._flush(partition)
-                return
+                abandoned = self._flush(partitions)
+                break
             except LakeWriteError as exc:
+                # Partitions committed before the failure are no longer buffered.
                 log.error("lake write failed, retrying in %.1fs: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-            except TransportError:
-                # The batch was abandoned; read it again from the committed offset.
-                time.sleep(delay)
-                self._consumer.rewind(partition)
-                return
+        if abandoned:
+            # Those batches were abandoned: read them again from the committed offset.
+            time.sleep(delay)
+            for p in abandoned:
+                self._consumer.rewind(p)
 
-    def _flush(self, partition: int) -> None:
+    def _flush(self, partitions: list[int]) -> list[int]:
+        """Load the buffered batches of ``partitions``; return those abandoned at commit."""
         assert self._consumer is not None
-        buf = self._buffers.get(partition)
-        if buf is None or not buf.records:
-            self._buffers.pop(partition, None)
-            return
-        records = buf.records
-        first, last = records[0].offset, records[-1].offset
+        buffers = {p: self._buffers[p] for p in partitions if p in self._buffers}
+        for p in [p for p, buf in buffers.items() if not buf.records]:
+            del buffers[p], self._buffers[p]
+        if not buffers:
+            return []
         source = self._consumer.source
-        tables = self.pipeline.process(records, source)
+        tables = self.pipeline.process([r for buf in buffers.values() for r in buf.records],
+                                       source)
+        abandoned: list[int] = []
+        for p, buf in buffers.items():
+            part = tables if len(buffers) == 1 else tables.for_partition(p)
+            if not self._write_and_commit(source, p, buf.records[0].offset,
+                                          buf.records[-1].offset, part):
+                abandoned.append(p)
+        return abandoned
+
+    def _write_and_commit(self, source: str, partition: int, first: int, last: int,
+                          tables: BatchTables) -> bool:
+        """Write one partition's batch, then commit it; False when it had to be abandoned."""
+        assert self._consumer is not None
         files = self.writer.write_batch(source, partition, first, last, {
             "raw": tables.raw, "events": tables.events, "quarantine": tables.quarantine,
         })
@@ -179,7 +199,7 @@ class Loader:
                         source, partition, last, exc)
             self.writer.abandon(source, partition, files)
             self._buffers.pop(partition, None)
-            raise
+            return False
         self._buffers.pop(partition, None)
         self.writer.committed(source, partition)
         self.pipeline.remember(tables)
@@ -192,3 +212,4 @@ class Loader:
         log.debug("flushed %s p%d %d..%d: %d hits, %d events, %d quarantined, %d files",
                   source, partition, first, last, tables.raw.num_rows, tables.events.num_rows,
                   tables.quarantine.num_rows, len(files))
+        return True

@@ -98,6 +98,14 @@ class BatchTables:
     dedupe_keys: pa.Table | None = None
     """Keys to add to the dedupe window once the batch is durable (Pipeline.remember)."""
 
+    def for_partition(self, partition: int) -> BatchTables:
+        """The rows of one transport partition."""
+        def rows(table: pa.Table) -> pa.Table:
+            return table.filter(pc.equal(table["source_partition"], partition))
+
+        return BatchTables(rows(self.raw), rows(self.events), rows(self.quarantine),
+                           None if self.dedupe_keys is None else rows(self.dedupe_keys))
+
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns, order and types."""

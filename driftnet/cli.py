@@ -319,7 +319,7 @@ def compact(lake: Path, tenant: str | None, before: Any, force: bool) -> None:
 @click.argument("query", required=False)
 def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
         params: tuple[str, ...], max_rows: int, query: str | None) -> None:
-    """Run SQL over one tenant's views: events, raw, quarantine. No QUERY: interactive shell.
+    """Run SQL over one tenant's views (events, sessions, quarantine, raw...). No QUERY: a shell.
 
     \b
     Examples:

@@ -25,6 +25,7 @@ from ingest.loader.protocols.ga_items import (
     first_item,
     items_sql,
 )
+from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
 from ingest.loader.protocols.urlencoded import (
     decode,
     entries,
@@ -112,9 +113,7 @@ FROM (
     CASE WHEN query_ok THEN {entries('query', ITEM_KEY)} END AS qe
   FROM (
     SELECT *, {valid('query')} AS query_ok,
-      CASE WHEN regexp_full_match(text, '\\s*') THEN [''] ELSE list_filter(
-                string_split_regex(text, '\\r?\\n'),
-                lambda l_: NOT regexp_full_match(l_, '\\s*')) END AS lines
+      {body_lines('text')} AS lines
     FROM (SELECT *, coalesce(query, '') AS query, try(decode(body)) AS text
           FROM @hits@ WHERE path <> '/mp/collect')
   )
@@ -137,17 +136,7 @@ SELECT *,
 FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad
   FROM (
-    SELECT * {_parts("le", "l_")}
-    FROM (
-      SELECT * REPLACE ({first_wins('le')} AS le)
-      FROM (
-        SELECT *, CASE WHEN line_ok THEN {entries('line', ITEM_KEY)} ELSE [] END AS le
-        FROM (SELECT *, row_number() OVER () AS ev, {valid('line')} AS line_ok
-              FROM (SELECT * EXCLUDE (lines, hit_q, bad_body), unnest(lines) AS line,
-                           unnest(range(len(lines))) AS item_index
-                    FROM ga_hits WHERE hit_q IS NULL))
-      )
-    )
+    {events_of_lines("ga_hits", ITEM_KEY, _parts)}
   )
 );
 
@@ -158,8 +147,7 @@ FROM (
   SELECT ev, n, {decode('unnest(parts)')} AS part, unnest(range(len(parts))) AS pos
   FROM (
     SELECT ev, try_cast(e_.key[3:] AS INTEGER) AS n, string_split(e_.value, '~') AS parts
-    FROM (SELECT ev, unnest(list_concat(l_items, list_filter(q_items, lambda e_: NOT
-                   list_contains(list_transform(l_items, lambda f_: f_.key), e_.key)))) AS e_
+    FROM (SELECT ev, {ITEM_ENTRIES} AS e_
           FROM ga_parsed WHERE q IS NULL AND len(l_items) + len(q_items) > 0)
   )
 )

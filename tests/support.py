@@ -58,8 +58,65 @@ def basic(key: str) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
 
+class DriftnetProcess:
+    """What every driftnet subprocess of the tests shares: start, health, logs, stop, kill.
+
+    Subclasses (dataclasses) provide ``proc``, ``url`` and ``output`` (its log file).
+    """
+
+    proc: subprocess.Popen[bytes] | None
+    url: str
+    output: Path
+
+    def spawn(self, args: list[str], cwd: Path, env: Mapping[str, str]) -> None:
+        """Start ``python -m driftnet <args>``, its output appended to ``output``."""
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "driftnet", *args],
+                                         stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                                         cwd=cwd)
+
+    def wait_healthy(self, what: str, timeout_s: float = 30.0) -> None:
+        """Wait until ``/healthz`` answers 200; fail early if the process exits."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{what} exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{what} not healthy:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0, signalled: bool = False) -> int:
+        """SIGTERM (unless ``signalled`` already: a second one would cut its shutdown short)
+        and wait; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            if not signalled:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def kill(self) -> None:
+        """kill -9."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
 @dataclass
-class Server:
+class Server(DriftnetProcess):
     """A `driftnet up` subprocess."""
 
     workdir: Path
@@ -87,46 +144,11 @@ class Server:
         return self.workdir / "up.log"
 
     def start(self, timeout_s: float = 30.0) -> Server:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
-        with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "driftnet", "up", "--tenants", str(self.tenants),
-                 "--lake", str(self.lake), "--port", str(self.port), "--log", str(self.log),
-                 "--flush-interval", str(self.flush_interval), *self.extra_args],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"driftnet up exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"driftnet up not healthy:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
-
-    def stop(self, timeout_s: float = 30.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
-
-    def kill(self) -> None:
-        """kill -9."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
+        self.spawn(["up", "--tenants", str(self.tenants), "--lake", str(self.lake), "--port",
+                    str(self.port), "--log", str(self.log), "--flush-interval",
+                    str(self.flush_interval), *self.extra_args], self.workdir, self.extra_env)
+        self.wait_healthy("driftnet up", timeout_s)
+        return self
 
     def wait_loaded(self, timeout_s: float = 30.0) -> None:
         """Wait until the loader committed everything in the embedded log."""

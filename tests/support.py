@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from analytics import connect
 from ingest.transport.config import EmbeddedLogSettings
 from ingest.transport.embedded import log_lag
 
@@ -56,6 +58,15 @@ def free_port() -> int:
 def basic(key: str) -> str:
     """Authorization header value for a write key."""
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+@contextmanager
+def serving(workdir: Path, tenants_toml: str) -> Iterator[Server]:
+    """`driftnet up` for the tenants of ``tenants_toml``; stopped after, and it must exit 0."""
+    (workdir / "tenants.toml").write_text(tenants_toml)
+    server = Server(workdir, workdir / "tenants.toml").start()
+    yield server
+    assert server.stop() == 0, server.logs()[-3000:]
 
 
 class DriftnetProcess:
@@ -149,6 +160,13 @@ class Server(DriftnetProcess):
                     str(self.flush_interval), *self.extra_args], self.workdir, self.extra_env)
         self.wait_healthy("driftnet up", timeout_s)
         return self
+
+    def query(self, tenant: str, sql: str,
+              params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Wait until everything sent is loaded, then run ``sql`` over ``tenant``'s views."""
+        self.wait_loaded()
+        with connect(self.lake, tenant) as con:
+            return con.execute(sql, params or []).fetchall()
 
     def wait_loaded(self, timeout_s: float = 30.0) -> None:
         """Wait until the loader committed everything in the embedded log."""

@@ -20,16 +20,11 @@ def _track(**extra: Any) -> dict[str, Any]:
 
 
 def _events(server: Server, tenant: str, where: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, tenant) as con:
-        return con.execute(f"SELECT event_id, event_name FROM events WHERE {where}",
-                           params).fetchall()
+    return server.query(tenant, f"SELECT event_id, event_name FROM events WHERE {where}", params)
 
 
 def _quarantine(server: Server, tenant: str) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, tenant) as con:
-        return con.execute("SELECT reason, detail, try(decode(payload)) FROM quarantine").fetchall()
+    return server.query(tenant, "SELECT reason, detail, try(decode(payload)) FROM quarantine")
 
 
 def test_healthz(shared_server: Server) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import connect
-from tests.support import Server
+from tests.support import Server, serving
 
 TENANTS = """
 [[tenant]]
@@ -66,17 +64,12 @@ LINES = ("en=page_view&_ee=1&tfd=565&ep.content_group=product\r\n"
 
 @pytest.fixture(scope="module")
 def ga(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("ga4")
-    (workdir / "tenants.toml").write_text(TENANTS)
-    srv = Server(workdir, workdir / "tenants.toml").start()
-    yield srv
-    assert srv.stop() == 0, srv.logs()[-3000:]
+    with serving(tmp_path_factory.mktemp("ga4"), TENANTS) as srv:
+        yield srv
 
 
 def rows(server: Server, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, "gshop") as con:
-        return con.execute(sql, params or []).fetchall()
+    return server.query("gshop", sql, params)
 
 
 def test_real_purchase_hit(ga: Server) -> None:

@@ -8,15 +8,13 @@ with PostHog: URL-encoded hit lines go to Universal Analytics, JSON to PostHog.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from analytics import connect
-from tests.support import Server
+from tests.support import Server, serving
 
 TENANTS = """
 [[tenant]]
@@ -37,17 +35,12 @@ PURCHASE = ("v=1&tid=UA-XXXXX-Y&cid=555&t=pageview&dh=mydemo.com&dp=%2Freceipt&d
 
 @pytest.fixture(scope="module")
 def ua(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("ua")
-    (workdir / "tenants.toml").write_text(TENANTS)
-    srv = Server(workdir, workdir / "tenants.toml").start()
-    yield srv
-    assert srv.stop() == 0, srv.logs()[-3000:]
+    with serving(tmp_path_factory.mktemp("ua"), TENANTS) as srv:
+        yield srv
 
 
 def rows(server: Server, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, "uashop") as con:
-        return con.execute(sql, params or []).fetchall()
+    return server.query("uashop", sql, params)
 
 
 def test_get_collect_pageview(ua: Server) -> None:

@@ -8,15 +8,13 @@ in the ``X-Write-Key`` header, JSON content type (so browsers preflight).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from analytics import connect
-from tests.support import Server
+from tests.support import Server, serving
 
 KEY = "clx9jitsukey:s3cret"
 TENANTS = f"""
@@ -48,17 +46,12 @@ def jitsu_event(kind: str, message_id: str, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def js(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("jitsu")
-    (workdir / "tenants.toml").write_text(TENANTS)
-    srv = Server(workdir, workdir / "tenants.toml").start()
-    yield srv
-    assert srv.stop() == 0, srv.logs()[-3000:]
+    with serving(tmp_path_factory.mktemp("jitsu"), TENANTS) as srv:
+        yield srv
 
 
 def rows(server: Server, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, "jshop") as con:
-        return con.execute(sql, params or []).fetchall()
+    return server.query("jshop", sql, params)
 
 
 def test_preflight_allows_the_write_key_header(js: Server) -> None:

@@ -11,7 +11,6 @@ import base64
 import datetime as dt
 import gzip
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import connect
-from tests.support import Server
+from tests.support import Server, serving
 
 TOKEN = "phc_qgUFp5wz2BjC4RsFjMGpQ3PGDrsi6Q0CG0CP4NAac0I"
 TENANTS = f"""
@@ -93,18 +91,13 @@ GZIP_UUIDS = ["018a981f-aaf5-7ff0-9ffd-8f5e1f85717f", "018a981f-aafa-79e8-abf4-4
 
 @pytest.fixture(scope="module")
 def hog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("posthog")
-    (workdir / "tenants.toml").write_text(TENANTS)
-    srv = Server(workdir, workdir / "tenants.toml").start()
-    yield srv
-    assert srv.stop() == 0, srv.logs()[-3000:]
+    with serving(tmp_path_factory.mktemp("posthog"), TENANTS) as srv:
+        yield srv
 
 
 def rows(server: Server, sql: str, params: list[Any] | None = None,
          tenant: str = "hogshop") -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, tenant) as con:
-        return con.execute(sql, params or []).fetchall()
+    return server.query(tenant, sql, params)
 
 
 def event(uuid: str, name: str = "clicked", token: str = TOKEN, **props: Any) -> dict[str, Any]:

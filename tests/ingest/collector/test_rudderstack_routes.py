@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from analytics import connect
-from tests.support import Server
+from tests.support import Server, serving
 
 KEY = "2PBW0Y6Jm5sWd4XmKlJiFvFgkGq"
 TENANTS = f"""
@@ -55,17 +53,12 @@ def rudder_event(kind: str = "track", **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir: Path = tmp_path_factory.mktemp("rudder")
-    (workdir / "tenants.toml").write_text(TENANTS)
-    srv = Server(workdir, workdir / "tenants.toml").start()
-    yield srv
-    assert srv.stop() == 0, srv.logs()[-3000:]
+    with serving(tmp_path_factory.mktemp("rudder"), TENANTS) as srv:
+        yield srv
 
 
 def rows(server: Server, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    server.wait_loaded()
-    with connect(server.lake, "rudder") as con:
-        return con.execute(sql, params or []).fetchall()
+    return server.query("rudder", sql, params)
 
 
 def test_sdk_track_on_segment_path(rs: Server) -> None:

@@ -10,7 +10,6 @@ import httpx
 import orjson
 import pytest
 
-from analytics import connect
 from tests.support import Server
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
@@ -29,9 +28,7 @@ def body(*events: dict[str, Any]) -> bytes:
 
 
 def lake(server: Server, sql: str, params: list[Any], table: str = "events") -> list[Any]:
-    server.wait_loaded()
-    with connect(server.lake, "acme") as con:
-        return con.execute(sql.replace("@t", table), params).fetchall()
+    return server.query("acme", sql.replace("@t", table), params)
 
 
 @pytest.mark.parametrize("path", ["/i", "/ice.png", "/com.snowplowanalytics.snowplow/i",

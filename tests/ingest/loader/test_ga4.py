@@ -4,54 +4,23 @@ loader pipeline, on crafted transport records; Hypothesis fuzzing at the end."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
-from collections.abc import Iterator
-from typing import Any
 
 import orjson
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
-from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
 from schemas.quarantine import ReasonCode
 from tests.ingest.collector.test_ga4_routes import ADD_TO_CART, PURCHASE
-
-_offset = iter(range(1, 10**9))
+from tests.ingest.loader.helpers import envelope, events, only, run
 
 
 def hit(query: str = "", body: bytes | str = b"", path: str = "/g/collect",
         method: str = "POST", **headers: str) -> bytes:
-    header = {"v": 1, "tenant": "acme", "received_at": time.time_ns() // 1000,
-              "protocol": "ga4", "method": method, "path": path, "query": query,
-              "headers": headers, "ip": "203.0.113.7"}
-    return encode_frame(header, body.encode() if isinstance(body, str) else body)
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Iterator[Pipeline]:
-    p = Pipeline(LoaderSettings())
-    yield p
-    p.close()
-
-
-def run(pipeline: Pipeline, *frames: bytes) -> BatchTables:
-    return pipeline.process([Record(0, next(_offset), encode_bundle(list(frames)))], "log")
-
-
-def events(out: BatchTables) -> list[dict[str, Any]]:
-    return sorted(out.events.to_pylist(), key=lambda r: (r["source_index"], r["item_index"]))
-
-
-def only(table: pa.Table) -> dict[str, Any]:
-    rows = table.to_pylist()
-    assert len(rows) == 1, rows
-    return rows[0]
+    return envelope("ga4", body.encode() if isinstance(body, str) else body, path, query,
+                    method, headers)
 
 
 def test_real_purchase_maps_to_columns(pipeline: Pipeline) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -10,15 +9,13 @@ import orjson
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import Pipeline
 from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
+from schemas.envelope import encode_bundle
 from tests.ingest.collector.test_jitsu_routes import jitsu_event
+from tests.ingest.loader.helpers import envelope
 
 
 def hit(path: str, body: Any) -> bytes:
-    header = {"v": 1, "tenant": "acme", "received_at": time.time_ns() // 1000,
-              "protocol": "jitsu", "method": "POST", "path": path, "query": "",
-              "headers": {"user-agent": "Header/1"}, "ip": "203.0.113.7"}
-    return encode_frame(header, orjson.dumps(body))
+    return envelope("jitsu", orjson.dumps(body), path, headers={"user-agent": "Header/1"})
 
 
 def test_jitsu_events_map_like_segment() -> None:

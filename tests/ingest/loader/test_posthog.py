@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -14,36 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.loader.config import LoaderSettings
-from ingest.loader.pipeline import BatchTables, Pipeline
-from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
+from ingest.loader.pipeline import Pipeline
 from schemas.quarantine import ReasonCode
 from tests.ingest.collector.test_posthog_routes import GZIP_BATCH
-
-_offset = iter(range(1, 10**9))
+from tests.ingest.loader.helpers import envelope, events, run
 
 
 def hit(body: Any, query: str = "", path: str = "/e/", **headers: str) -> bytes:
-    header = {"v": 1, "tenant": "acme", "received_at": time.time_ns() // 1000,
-              "protocol": "posthog", "method": "POST", "path": path, "query": query,
-              "headers": headers, "ip": "203.0.113.7"}
-    return encode_frame(header, body if isinstance(body, bytes) else orjson.dumps(body))
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Iterator[Pipeline]:
-    p = Pipeline(LoaderSettings())
-    yield p
-    p.close()
-
-
-def run(pipeline: Pipeline, *frames: bytes) -> BatchTables:
-    return pipeline.process([Record(0, next(_offset), encode_bundle(list(frames)))], "log")
-
-
-def events(out: BatchTables) -> list[dict[str, Any]]:
-    return sorted(out.events.to_pylist(), key=lambda r: (r["source_index"], r["item_index"]))
+    return envelope("posthog", body if isinstance(body, bytes) else orjson.dumps(body), path,
+                    query, headers=headers)
 
 
 def test_real_posthog_js_batch(pipeline: Pipeline) -> None:

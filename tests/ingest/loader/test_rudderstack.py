@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import time
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.loader.config import LoaderSettings
-from ingest.loader.pipeline import BatchTables, Pipeline
-from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
+from ingest.loader.pipeline import Pipeline
 from schemas.quarantine import ReasonCode
 from tests.ingest.collector.test_rudderstack_routes import rudder_event
-
-_offset = iter(range(1, 10**9))
+from tests.ingest.loader.helpers import envelope, run
 
 
 def hit(path: str, body: Any = b"", query: str = "", method: str = "POST") -> bytes:
-    header = {"v": 1, "tenant": "acme", "received_at": time.time_ns() // 1000,
-              "protocol": "rudderstack", "method": method, "path": path, "query": query,
-              "headers": {}, "ip": "203.0.113.7"}
-    return encode_frame(header, body if isinstance(body, bytes) else orjson.dumps(body))
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> Iterator[Pipeline]:
-    p = Pipeline(LoaderSettings())
-    yield p
-    p.close()
-
-
-def run(pipeline: Pipeline, *frames: bytes) -> BatchTables:
-    return pipeline.process([Record(0, next(_offset), encode_bundle(list(frames)))], "log")
+    return envelope("rudderstack", body if isinstance(body, bytes) else orjson.dumps(body),
+                    path, query, method)
 
 
 def test_beacon_batch_keeps_the_protocol(pipeline: Pipeline) -> None:

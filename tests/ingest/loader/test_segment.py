@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
-import pyarrow as pa
 from pydantic import SecretStr
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
 from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
+from schemas.envelope import encode_bundle
 from schemas.tenants import Tenant, Tenants
+from tests.ingest.loader.helpers import envelope, only
 
 
 def hit(body: Any, path: str = "/v1/track", tenant: str = "acme", **headers: str) -> bytes:
-    header = {"v": 1, "tenant": tenant, "received_at": time.time_ns() // 1000,
-              "protocol": "segment", "method": "POST", "path": path, "query": "",
-              "headers": headers, "ip": "203.0.113.7"}
-    return encode_frame(header, body if isinstance(body, bytes) else orjson.dumps(body))
+    return envelope("segment", body if isinstance(body, bytes) else orjson.dumps(body), path,
+                    headers=headers, tenant=tenant)
 
 
 TENANTS = Tenants([Tenant(id="acme", write_keys=(SecretStr("k"),), ip_mode="none")])
@@ -32,12 +29,6 @@ def run(*frames: bytes) -> BatchTables:
         return pipeline.process([Record(0, 1, encode_bundle(list(frames)))], "log")
     finally:
         pipeline.close()
-
-
-def only(table: pa.Table) -> dict[str, Any]:
-    rows = table.to_pylist()
-    assert len(rows) == 1, rows
-    return rows[0]
 
 
 def test_track_maps_to_columns() -> None:

@@ -5,21 +5,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-import time
 import tomllib
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-import pyarrow as pa
 import pytest
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
 from ingest.loader.protocols import snowplow
 from ingest.transport.base import Record
-from schemas.envelope import encode_bundle, encode_frame
+from schemas.envelope import encode_bundle
 from schemas.tenants import Tenants, TenantsFile
+from tests.ingest.loader.helpers import envelope, only
 from tests.support import ROOT, TEST_TENANTS
 
 TP2 = "/com.snowplowanalytics.snowplow/tp2"
@@ -45,10 +44,7 @@ def post(events: Any, path: str = TP2, **headers: str) -> bytes:
 
 
 def _frame(method: str, path: str, query: str, body: bytes, headers: dict[str, str]) -> bytes:
-    header = {"v": 1, "tenant": "acme", "received_at": time.time_ns() // 1000,
-              "protocol": "snowplow", "method": method, "path": path, "query": query,
-              "headers": headers, "ip": "203.0.113.7"}
-    return encode_frame(header, body)
+    return envelope("snowplow", body, path, query, method, headers)
 
 
 # acme keeps client IPs as they are (ip_mode "none"), so the test sees what was sent.
@@ -61,12 +57,6 @@ def run(*frames: bytes) -> BatchTables:
         return pipeline.process([Record(0, 1, encode_bundle(list(frames)))], "log")
     finally:
         pipeline.close()
-
-
-def only(table: pa.Table) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = table.to_pylist()
-    assert len(rows) == 1, rows
-    return rows[0]
 
 
 def b64(doc: Any, alphabet: str = "url", pad: bool = False) -> str:

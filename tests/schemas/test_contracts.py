@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -10,7 +12,14 @@ from hypothesis import strategies as st
 from schemas.columns import docs_table, json_columns
 from schemas.envelope import EnvelopeError, encode_bundle, encode_frame, iter_frames
 from schemas.event import EVENT_SCHEMA, CanonicalEvent
-from schemas.lake import FileName
+from schemas.lake import (
+    ROW_SCHEMAS,
+    TABLES,
+    delta_schema,
+    file_schema,
+    parse_partition,
+    partition_path,
+)
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.raw import RAW_SCHEMA
 from tests.support import ROOT
@@ -69,7 +78,14 @@ def test_corrupt_bundles_raise(value: bytes) -> None:
         list(iter_frames(value))
 
 
-def test_file_names_round_trip() -> None:
-    name = FileName("driftnet.raw", 3, 17, 42, "ab12cd34")
-    assert FileName.parse(str(name)) == name
-    assert FileName.parse(".x.parquet.tmp") is None
+def test_partition_paths_round_trip() -> None:
+    path = partition_path("acme", dt.date(2026, 12, 1)) + "/c-1-ab.parquet"
+    assert parse_partition(path) == ("acme", dt.date(2026, 12, 1))
+    assert parse_partition("_delta_log/00000000000000000001.json") is None
+
+
+def test_delta_schema_is_the_row_schema_plus_the_date_partition() -> None:
+    for table in TABLES:
+        schema = delta_schema(table)
+        assert schema.names == [*ROW_SCHEMAS[table].names, "date"]
+        assert "tenant" not in file_schema(table).names

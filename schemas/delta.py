@@ -1,0 +1,116 @@
+"""Reading the lake's Delta tables: versions and the data files of a snapshot.
+
+A table's content is the set of data files its Delta log lists at a version; files under a
+table directory that the log does not list (superseded by compaction, removed by retention
+or forget, or written by a loader that crashed before committing) are not part of it.
+Readers therefore always start from :func:`table_files` (DuckDB then reads exactly those
+files with its own Parquet reader), never from a glob.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from schemas.errors import LakeError
+from schemas.lake import TABLES, Table
+from schemas.storage import LakeLocation
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a table snapshot."""
+
+    table: Table
+    path: str
+    """Relative to the table root, e.g. ``tenant=acme/date=2026-12-01/x.parquet``."""
+    uri: str
+    """Absolute: a local path, or a URL on object storage."""
+    size: int
+    tenant: str
+    date: dt.date
+    rows: int | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The files of one table at one version (version None: the table does not exist yet)."""
+
+    table: Table
+    version: int | None
+    files: tuple[DataFile, ...]
+
+
+def table_uri(lake: LakeLocation, table: str) -> str:
+    """URI of a table of the lake (what delta-rs opens)."""
+    return lake.join(table)
+
+
+def open_table(lake: LakeLocation, table: str, version: int | None = None
+               ) -> DeltaTable | None:
+    """The Delta table at ``version`` (default: latest), or None when it does not exist."""
+    try:
+        return DeltaTable(table_uri(lake, table), version=version,
+                          storage_options=dict(lake.storage_options) or None)
+    except TableNotFoundError:
+        return None
+    except DeltaError as exc:
+        if version is not None:
+            raise LakeError("that version of the table cannot be read: its log entries were "
+                            "cleaned up, or it never existed", table=table, version=version
+                            ) from exc
+        raise LakeError(f"cannot read the lake: {exc}", lake=lake.uri, table=table) from exc
+    except OSError as exc:
+        raise LakeError(f"cannot read the lake: {exc}", lake=lake.uri, table=table) from exc
+
+
+def snapshot_files(delta: DeltaTable, lake: LakeLocation, table: Table,
+                   tenant: str | None = None) -> list[DataFile]:
+    """Data files of a loaded table (one tenant's, or all), sorted by path."""
+    adds = pa.table(delta.get_add_actions(flatten=True))
+    if adds.num_rows == 0:
+        return []
+    if tenant is not None:
+        adds = adds.filter(pc.equal(adds["partition.tenant"], tenant))
+    root = table_uri(lake, table)
+    rows = adds["num_records"].to_pylist() if "num_records" in adds.column_names else None
+    out = [
+        DataFile(table, path, f"{root}/{path}", size, t, d, rows[i] if rows else None)
+        for i, (path, size, t, d) in enumerate(zip(
+            adds["path"].to_pylist(), adds["size_bytes"].to_pylist(),
+            adds["partition.tenant"].to_pylist(), _dates(adds["partition.date"]), strict=True))
+    ]
+    return sorted(out, key=lambda f: f.path)
+
+
+def _dates(column: pa.ChunkedArray) -> list[dt.date]:
+    if pa.types.is_date(column.type):
+        return list(column.to_pylist())
+    return [dt.date.fromisoformat(v) for v in column.to_pylist()]
+
+
+def table_snapshot(lake: LakeLocation, table: Table, tenant: str | None = None,
+                   version: int | None = None) -> Snapshot:
+    """The files of ``table`` (of one tenant, or all) at ``version`` (default: latest)."""
+    delta = open_table(lake, table, version)
+    if delta is None:
+        return Snapshot(table, None, ())
+    return Snapshot(table, delta.version(), tuple(snapshot_files(delta, lake, table, tenant)))
+
+
+def lake_tenants(lake: LakeLocation) -> list[str]:
+    """Tenant ids that have data in any table."""
+    found: set[str] = set()
+    for table in TABLES:
+        delta = open_table(lake, table)
+        if delta is None:
+            continue
+        adds = pa.table(delta.get_add_actions(flatten=True))
+        if adds.num_rows:
+            found.update(pc.unique(adds["partition.tenant"]).to_pylist())
+    return sorted(found)

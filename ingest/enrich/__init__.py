@@ -159,7 +159,7 @@ class Chain:
 
 
 def default_chain(settings: EnrichSettings | None = None, tenants: Tenants | None = None,
-                  lake: Path | None = None) -> Chain:
+                  lake: str | Path | None = None) -> Chain:
     """The enrichment chain the loader runs, as configured.
 
     ``lake`` locates the session state store (``<lake>/_loader/sessions.sqlite``); without

@@ -17,6 +17,7 @@ from ingest.enrich.parse_user_agent import ParseUserAgent
 from ingest.enrich.session_store import SessionStore
 from ingest.enrich.sessionize import Sessionize
 from schemas.lake import LOADER_STATE_DIR
+from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ SESSIONS_FILE = "sessions.sqlite"
 """Name of the session state store in ``<lake>/_loader/``."""
 
 
-def sessions_path(settings: EnrichSettings, lake: Path | None) -> Path | None:
+def sessions_path(settings: EnrichSettings, lake: str | Path | None) -> Path | None:
     """Where the session store lives: configured, else in the lake, else nowhere (memory).
 
     A lake directory that does not exist (a pipeline built in a test or a notebook) gets no
@@ -33,14 +34,15 @@ def sessions_path(settings: EnrichSettings, lake: Path | None) -> Path | None:
     """
     if settings.sessions.state is not None:
         return settings.sessions.state
-    if lake is None or not Path(lake).is_dir():
+    location = LakeLocation.parse(lake) if lake is not None else None
+    if location is None or not location.is_local or not location.path.is_dir():
         log.info("sessionize: no lake directory, session state kept in memory only")
         return None
-    return Path(lake) / LOADER_STATE_DIR / SESSIONS_FILE
+    return location.path / LOADER_STATE_DIR / SESSIONS_FILE
 
 
 def build_chain(settings: EnrichSettings | None = None, tenants: Tenants | None = None,
-                lake: Path | None = None) -> Chain:
+                lake: str | Path | None = None) -> Chain:
     """The chain ``settings`` and the tenants' overrides describe."""
     s = settings or EnrichSettings()
     tenant_list = list(tenants or ())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class LoaderSettings(BaseModel):
@@ -12,9 +12,19 @@ class LoaderSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lake: Path = Field(Path("lake"), description="Lake root directory.")
+    lake: str = Field("lake", description="Lake root: a directory, or an object-store URL "
+                      "(s3://bucket/prefix, gs://..., az://...).")
     flush_interval_s: float = Field(1.0, gt=0, le=60, description="Flush a partition's batch "
-                                    "at the latest this long after its first record arrived.")
+                                    "at the latest this long after its first record arrived "
+                                    "(the shortest interval; see max_flush_interval_s).")
+    max_flush_interval_s: float = Field(30.0, gt=0, le=600, description="Longest flush "
+                                        "interval: with many tenants the loader flushes less "
+                                        "often, so that the files it adds (one per table and "
+                                        "tenant-day a flush writes) stay near "
+                                        "target_files_per_s.")
+    target_files_per_s: float = Field(20.0, gt=0, description="New data files per second and "
+                                      "table the flush interval aims at (see "
+                                      "max_flush_interval_s).")
     max_batch_records: int = Field(2_000, ge=1, description="Flush once a partition's batch "
                                    "holds this many transport records (bundles).")
     max_batch_bytes: int = Field(64 * 1024 * 1024, ge=1, description="Flush once a partition's "
@@ -30,3 +40,8 @@ class LoaderSettings(BaseModel):
     poll_timeout_s: float = Field(0.1, gt=0, description="Longest wait of one transport poll.")
     stats_interval_s: float = Field(60.0, gt=0, description="Seconds between the loader's "
                                     "INFO lines of counters and consumer lag.")
+
+    @field_validator("lake", mode="before")
+    @classmethod
+    def _lake_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value

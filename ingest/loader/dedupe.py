@@ -19,13 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.lake import all_tenants_glob
+from schemas.delta import table_snapshot
+from schemas.storage import LakeLocation
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,13 @@ class Deduper:
         con.execute("CREATE TABLE IF NOT EXISTS dedupe_seen "
                     "(k_hi UBIGINT, k_lo UBIGINT, received_at TIMESTAMPTZ)")
 
-    def seed(self, lake: Path) -> int:
+    def seed(self, lake: LakeLocation) -> int:
         """Load the keys of events written within the window (run once, on start)."""
         if not self.enabled:
             return 0
-        return self.seed_files(self._recent_files(lake))
+        oldest = (dt.datetime.now(dt.UTC) - self.window).date()
+        files = [f.uri for f in table_snapshot(lake, "events").files if f.date >= oldest]
+        return self.seed_files(files)
 
     def seed_files(self, files: list[str], until: dt.datetime | None = None) -> int:
         """Load the keys of the events in ``files`` received in the window before ``until``
@@ -60,23 +62,12 @@ class Deduper:
         since = (until or dt.datetime.now(dt.UTC)) - self.window
         self.con.execute(
             f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
-            "union_by_name = true) WHERE received_at >= ?", [files, since])
+            "union_by_name = true, hive_partitioning = true) WHERE received_at >= ?",
+            [files, since])
         count = int(self.con.sql("SELECT count(*) FROM dedupe_seen").fetchall()[0][0])
         log.info("dedupe window seeded with %d event keys from %d files in %.1fs", count,
                  len(files), time.monotonic() - started)
         return count
-
-    def _recent_files(self, lake: Path) -> list[str]:
-        oldest = (dt.datetime.now(dt.UTC) - self.window).date()
-        files = []
-        for path in Path(lake).glob(all_tenants_glob(Path(""), "events")):
-            date = path.parent.name.removeprefix("date=")
-            try:
-                if dt.date.fromisoformat(date) >= oldest:
-                    files.append(str(lake / path))
-            except ValueError:
-                continue
-        return sorted(files)
 
     def flag(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:
         """``events`` with ``is_duplicate`` set, and the keys it adds once durable.
@@ -114,12 +105,16 @@ class Deduper:
                                                     "source_partition"])
         return events.set_column(index, "is_duplicate", flags), keys
 
-    def forget(self, files: list[str]) -> None:
-        """Drop the keys of events in ``files`` (an uncommitted batch about to be deleted)."""
-        if self.enabled and files:
-            self.con.execute(f"DELETE FROM dedupe_seen WHERE (k_hi, k_lo) IN (SELECT (k_hi, k_lo) "
-                             f"FROM (SELECT {KEY_SQL} FROM read_parquet(?, union_by_name = true)))",
-                             [files])
+    def forget(self, keys: pa.Table) -> None:
+        """Drop keys (``k_hi``, ``k_lo``) from the window: their events left the lake."""
+        if not self.enabled or keys.num_rows == 0:
+            return
+        self.con.register("dedupe_gone", keys)
+        try:
+            self.con.execute("DELETE FROM dedupe_seen WHERE (k_hi, k_lo) IN "
+                             "(SELECT (k_hi, k_lo) FROM dedupe_gone)")
+        finally:
+            self.con.unregister("dedupe_gone")
 
     def remember(self, keys: pa.Table) -> None:
         """Add the keys of a batch that is now durable; prune keys older than the window."""

@@ -1,13 +1,18 @@
 """The loader loop: poll, batch per transport partition, flush on size or age, commit after.
 
 A partition's batch is due when it holds ``max_batch_records`` records or
-``max_batch_bytes`` bytes, or ``flush_interval_s`` after its first record arrived, so an
-event is queryable about a second after its beacon. When one is due, the batches of every
-partition the loader holds records of go through the pipeline together: a pipeline pass
-has a fixed cost (binding its SQL) that one pass per partition would pay once per
-partition. Files are then written, and offsets committed, partition by partition: offsets
-are committed only once that partition's files are durable (see writer.py for why a crash
-cannot duplicate or lose rows), and a partition whose commit fails costs only its own files.
+``max_batch_bytes`` bytes, or when its first record has waited the flush interval. When
+one is due, the batches of every partition the loader holds records of go through the
+pipeline together (a pipeline pass has a fixed cost, binding its SQL, that one pass per
+partition would pay once per partition) and are appended to the lake in one commit per
+table (ingest/lake/writer.py: exactly once, whatever moment a crash hits). Transport
+offsets are committed afterwards, for lag and log trimming only: on (re)assignment a
+partition resumes from what the lake's raw table says it holds.
+
+The flush interval adapts to the number of tenant-days a flush writes: every flush adds
+one file per table and tenant-day, so a loader serving hundreds of tenants waits longer
+(up to ``max_flush_interval_s``) to keep the rate of new files near ``target_files_per_s``;
+with few tenants it flushes every ``flush_interval_s``.
 """
 
 from __future__ import annotations
@@ -17,16 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow.compute as pc
 
+from ingest.lake.errors import LakeWriteError
+from ingest.lake.writer import AppendResult, LakeWriter
 from ingest.loader.config import LoaderSettings
-from ingest.loader.errors import LakeWriteError
 from ingest.loader.pipeline import BatchTables, Pipeline
-from ingest.loader.writer import LakeWriter
 from ingest.transport.base import Consumer, RebalanceListener, Record
 from schemas.errors import TransportError
+from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,10 @@ class LoaderStats:
     quarantined: int = 0
     files: int = 0
     flushes: int = 0
+    skipped_rows: int = 0
+    """Rows of re-read records that the lake already held (after a crash or rebalance)."""
     commits_failed: int = 0
+    """Transport offset commits that failed (harmless: the lake says where to resume)."""
 
 
 class Loader:
@@ -62,41 +70,46 @@ class Loader:
                  tenants: Tenants | None = None, pipeline: Pipeline | None = None,
                  writer: LakeWriter | None = None) -> None:
         self.settings = settings
+        self.lake = LakeLocation.parse(settings.lake)
         self.pipeline = pipeline or Pipeline(settings, tenants)
-        self.writer = writer or LakeWriter(Path(settings.lake), settings.zstd_level)
+        self.writer = writer or LakeWriter(self.lake, settings.zstd_level)
         self._consumer_factory = consumer_factory
         self._consumer: Consumer | None = None
         self._buffers: dict[int, _Buffer] = {}
+        self._interval = settings.flush_interval_s
+        self._stop = threading.Event()
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
     # -- RebalanceListener
     def on_assigned(self, partitions: set[int]) -> None:
-        """Remove files of batches that never committed before reading these partitions."""
+        """Resume each partition after the last record the lake's raw table holds."""
         assert self._consumer is not None
-        source = self._consumer.source
+        stream = self._consumer.stream_id
         for p in sorted(partitions):
-            committed = self._consumer.committed(p)
-            # Events about to be deleted must not count as seen when the batch is re-read.
-            self.pipeline.forget(self.writer.uncommitted_files(source, p, committed))
-            self.writer.recover(source, p, committed)
+            self._buffers.pop(p, None)
+            resume = self.writer.resume_offset(stream, p)
+            if resume is not None:
+                self._consumer.seek(p, resume)
+                log.info("partition %d of %s resumes at offset %d (from the lake)", p, stream,
+                         resume)
 
     def on_revoked(self, partitions: set[int]) -> None:
-        """Flush and commit what we hold of partitions being taken away."""
+        """Flush what we hold of partitions being taken away."""
         held = sorted(p for p in partitions if p in self._buffers)
         if not held:
             return
         try:
             self._flush(held)
         except LakeWriteError as exc:
-            log.warning("abandoning batches of revoked partitions %s: %s", held, exc)
-        for p in held:
-            self._buffers.pop(p, None)
+            # The next owner resumes from what the lake holds: nothing is lost.
+            log.warning("could not flush revoked partitions %s: %s", held, exc)
 
     # -- loop
     def run(self, stop: threading.Event) -> None:
         """Poll and load until ``stop`` is set; then flush what is buffered and close."""
-        self.pipeline.seed_dedupe(Path(self.settings.lake))
+        self._stop = stop
+        self.pipeline.seed_dedupe(self.lake)
         self._consumer = self._consumer_factory(self)
         self.ready.set()
         next_stats = time.monotonic() + self.settings.stats_interval_s
@@ -107,7 +120,7 @@ class Loader:
                     next_stats = time.monotonic() + self.settings.stats_interval_s
                     self._log_stats()
             if self._buffers:
-                self._flush_with_retry(sorted(self._buffers))
+                self._flush_with_retry(sorted(self._buffers), final=True)
         finally:
             self._consumer.close()
             self.pipeline.close()
@@ -121,15 +134,15 @@ class Loader:
             lag = f"unknown ({exc})"
         s = self.stats
         log.info("loader %s: records=%d hits=%d events=%d quarantined=%d files=%d flushes=%d "
-                 "commits_failed=%d lag=%s", self._consumer.source, s.records, s.hits, s.events,
-                 s.quarantined, s.files, s.flushes, s.commits_failed, lag)
+                 "flush_interval=%.1fs lag=%s", self._consumer.source, s.records, s.hits,
+                 s.events, s.quarantined, s.files, s.flushes, self._interval, lag)
 
     def _step(self) -> None:
         assert self._consumer is not None
         now = time.monotonic()
         timeout = self.settings.poll_timeout_s
         for buf in self._buffers.values():
-            timeout = min(timeout, max(0.0, buf.since + self.settings.flush_interval_s - now))
+            timeout = min(timeout, max(0.0, buf.since + self._interval - now))
         records = self._consumer.poll(self.settings.max_batch_records, timeout)
         now = time.monotonic()
         for record in records:
@@ -141,75 +154,84 @@ class Loader:
         self.stats.records += len(records)
         if any(len(buf.records) >= self.settings.max_batch_records
                or buf.nbytes >= self.settings.max_batch_bytes
-               or now - buf.since >= self.settings.flush_interval_s
+               or now - buf.since >= self._interval
                for buf in self._buffers.values()):
             self._flush_with_retry(sorted(self._buffers))
 
-    def _flush_with_retry(self, partitions: list[int]) -> None:
-        assert self._consumer is not None
+    def _flush_with_retry(self, partitions: list[int], final: bool = False) -> None:
+        """Flush; on a lake write failure retry with backoff until it works or we stop.
+
+        The batch is processed once; only its append is retried (the append skips what an
+        earlier attempt committed). Stopping gives the batch up: the next run reads it again
+        from what the lake holds.
+        """
+        batch = self._process(partitions)
+        if batch is None:
+            return
         delay = 0.5
         while True:
             try:
-                abandoned = self._flush(partitions)
-                break
+                self._write(*batch)
+                return
             except LakeWriteError as exc:
-                # Partitions committed before the failure are no longer buffered.
+                if self._stop.is_set() and not final:
+                    log.error("lake write failed while stopping; the batch will be read again "
+                              "on restart: %s", exc)
+                    return
                 log.error("lake write failed, retrying in %.1fs: %s", delay, exc)
-                time.sleep(delay)
+                if self._stop.wait(delay) and final:
+                    log.error("stopping with an unwritten batch; it will be read again")
+                    return
                 delay = min(delay * 2, 30.0)
-        if abandoned:
-            # Those batches were abandoned: read them again from the committed offset.
-            time.sleep(delay)
-            for p in abandoned:
-                self._consumer.rewind(p)
 
-    def _flush(self, partitions: list[int]) -> list[int]:
-        """Load the buffered batches of ``partitions``; return those abandoned at commit."""
+    def _flush(self, partitions: list[int]) -> None:
+        """Process and write the buffered batches of ``partitions`` once."""
+        batch = self._process(partitions)
+        if batch is not None:
+            self._write(*batch)
+
+    def _process(self, partitions: list[int]) -> tuple[dict[int, int], BatchTables] | None:
+        """Run the buffered records of ``partitions`` through the pipeline; take them out of
+        the buffers. Returns the last offset per partition and the tables, or None."""
         assert self._consumer is not None
-        buffers = {p: self._buffers[p] for p in partitions if p in self._buffers}
-        for p in [p for p, buf in buffers.items() if not buf.records]:
-            del buffers[p], self._buffers[p]
-        if not buffers:
-            return []
+        buffers = {p: self._buffers.pop(p) for p in partitions if p in self._buffers}
+        records = [r for buf in buffers.values() for r in buf.records]
+        if not records:
+            return None
+        tables = self.pipeline.process(records, self._consumer.source)
+        last = {p: buf.records[-1].offset for p, buf in buffers.items() if buf.records}
+        return last, tables
+
+    def _write(self, last: dict[int, int], tables: BatchTables) -> None:
+        """Append a processed batch to the lake, then commit the transport offsets."""
+        assert self._consumer is not None
         source = self._consumer.source
-        tables = self.pipeline.process([r for buf in buffers.values() for r in buf.records],
-                                       source)
-        abandoned: list[int] = []
-        for p, buf in buffers.items():
-            part = tables if len(buffers) == 1 else tables.for_partition(p)
-            if not self._write_and_commit(source, p, buf.records[0].offset,
-                                          buf.records[-1].offset, part):
-                abandoned.append(p)
-        return abandoned
-
-    def _write_and_commit(self, source: str, partition: int, first: int, last: int,
-                          tables: BatchTables) -> bool:
-        """Write one partition's batch, then commit it; False when it had to be abandoned."""
-        assert self._consumer is not None
-        files = self.writer.write_batch(source, partition, first, last, {
+        result = self.writer.append(self._consumer.stream_id, {
             "raw": tables.raw, "events": tables.events, "quarantine": tables.quarantine,
-        })
+        }, last)
         try:
-            self._consumer.commit({partition: last + 1})
+            self._consumer.commit({p: o + 1 for p, o in last.items()})
         except TransportError as exc:
-            # Someone else owns the partition now (or the log is gone): our files must go,
-            # the new owner re-reads the batch from the committed offset.
+            # The lake holds the batch; the transport offset only trails it (lag, trimming).
             self.stats.commits_failed += 1
-            log.warning("commit of %s p%d up to %d failed, abandoning the batch: %s",
-                        source, partition, last, exc)
-            self.writer.abandon(source, partition, files)
-            self._buffers.pop(partition, None)
-            return False
-        self._buffers.pop(partition, None)
-        self.writer.committed(source, partition)
+            log.warning("transport commit of %s up to %s failed (the lake holds the batch): %s",
+                        source, last, exc)
         self.pipeline.remember(tables)
+        self._count(tables, result)
+        self._adapt_interval(result)
+
+    def _count(self, tables: BatchTables, result: AppendResult) -> None:
         self.stats.flushes += 1
-        self.stats.hits += tables.raw.num_rows
-        self.stats.events += tables.events.num_rows
-        self.stats.duplicates += int(pc.sum(tables.events["is_duplicate"]).as_py() or 0)
-        self.stats.quarantined += tables.quarantine.num_rows
-        self.stats.files += len(files)
-        log.debug("flushed %s p%d %d..%d: %d hits, %d events, %d quarantined, %d files",
-                  source, partition, first, last, tables.raw.num_rows, tables.events.num_rows,
-                  tables.quarantine.num_rows, len(files))
-        return True
+        self.stats.hits += result.rows.get("raw", 0)
+        self.stats.events += result.rows.get("events", 0)
+        self.stats.quarantined += result.rows.get("quarantine", 0)
+        self.stats.skipped_rows += sum(result.skipped.values())
+        if tables.events.num_rows:
+            self.stats.duplicates += int(pc.sum(tables.events["is_duplicate"]).as_py() or 0)
+        self.stats.files += result.file_count
+
+    def _adapt_interval(self, result: AppendResult) -> None:
+        s = self.settings
+        tenant_days = max((len(files) for files in result.files.values()), default=0)
+        wanted = tenant_days / s.target_files_per_s
+        self._interval = min(s.max_flush_interval_s, max(s.flush_interval_s, wanted))

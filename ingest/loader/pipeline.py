@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -32,6 +31,7 @@ from schemas.event import EVENT_SCHEMA
 from schemas.lake import UNATTRIBUTED_TENANT
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.raw import RAW_SCHEMA
+from schemas.storage import LakeLocation
 from schemas.tenants import TENANT_ID_PATTERN, Tenants
 from schemas.version import PIPELINE_VERSION
 
@@ -137,13 +137,9 @@ class Pipeline:
         self.chain.close()
         self.con.close()
 
-    def seed_dedupe(self, lake: Path) -> int:
+    def seed_dedupe(self, lake: LakeLocation) -> int:
         """Load the dedupe window from the lake (once, before the first batch)."""
         return self.deduper.seed(lake)
-
-    def forget(self, files: list[Path]) -> None:
-        """Dedupe: drop the keys of lake files that are about to be deleted (recovery)."""
-        self.deduper.forget([str(f) for f in files if f.parent.parent.parent.name == "events"])
 
     def remember(self, tables: BatchTables) -> None:
         """Tell dedupe that a batch is durable: its events now count as seen."""

@@ -2,38 +2,53 @@
 
 The raw archive keeps every hit byte for byte, so a fixed parser (or a changed limit, a new
 enrichment) can recover history: ``driftnet replay --tenant t --from D1 --to D2`` runs the
-current pipeline over ``raw/tenant=t/date=D`` for each day and swaps the rebuilt ``events``
-and ``quarantine`` directories of that day in atomically (Linux ``renameat2`` exchange: a
-reader sees the old day or the new day, never a mix). Rows carry the ``pipeline_version``
-that produced them. Dedupe starts from the events of the days before ``D1`` in the window.
+current pipeline over the day's raw rows (in transport order, as the loader read them) and
+replaces the day's ``events`` and ``quarantine`` files with the rebuilt ones, one Delta
+commit per table: a reader sees the old day or the new day, never a mix. Rows carry the
+``pipeline_version`` that produced them. Dedupe starts from the events of the days before
+``D1`` in the window.
 
-A day still being written must not be replayed (the swap would drop a batch that lands
-during the replay): replay refuses today's UTC date unless forced, and aborts a day whose
-raw files changed while it was being rebuilt.
+A day still being written must not be replayed (a batch landing during the replay would be
+replaced away): replay refuses today's UTC date unless forced, and gives up a day whose raw
+files changed while it was being rebuilt, or that a loader is committing right now. Its
+commits carry the maintenance application id, so they cannot race compaction or forget.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.enrich import default_chain
 from ingest.enrich.config import EnrichSettings
+from ingest.lake.errors import ConcurrentCommitError
+from ingest.lake.files import FileWriter, WrittenFile
+from ingest.lake.maintain import maintenance_commit, remove_action
+from ingest.lake.tables import open_for_write, refresh
+from ingest.lake.writer import split_by_partition
 from ingest.loader.config import LoaderSettings
-from ingest.loader.pipeline import Pipeline
-from ingest.loader.swap import swap_in
+from ingest.loader.pipeline import Pipeline, conform
+from schemas.delta import DataFile, snapshot_files
 from schemas.errors import DriftnetError
-from schemas.lake import LOADER_STATE_DIR, Table, partition_dir
-from schemas.tenants import Tenants
+from schemas.lake import Table
+from schemas.raw import RAW_SCHEMA
+from schemas.storage import LakeLocation
+from schemas.tenants import Tenants, is_tenant_id
 
 log = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 50_000
+_LINEAGE = "source, source_partition, source_offset, source_index"
+_OUTPUTS: tuple[Table, ...] = ("events", "quarantine")
+
 
 class ReplayError(DriftnetError):
     """A day could not be replayed; nothing of that day was changed."""
@@ -60,16 +75,16 @@ class ReplayReport:
     days: list[DayReport] = field(default_factory=list)
 
 
-def _count_rows(directory: Path) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in directory.glob("*.parquet"))
-
-
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def _rows(files: list[DataFile]) -> int:
+    return sum(f.rows or 0 for f in files)
+
+
 def replay(
-    lake: Path,
+    lake: str | Path | LakeLocation,
     tenant: str,
     start: dt.date,
     end: dt.date,
@@ -84,6 +99,8 @@ def replay(
     Sessions are assigned with state kept in memory (never the live loader's session
     store), so session indexes count from the replay's first day.
     """
+    if not is_tenant_id(tenant):
+        raise ReplayError("not a valid tenant id", tenant=tenant)
     if end < start:
         raise ReplayError("--to is before --from", start=str(start), end=str(end))
     today = dt.datetime.now(dt.UTC).date()
@@ -91,17 +108,18 @@ def replay(
         raise ReplayError("refusing to replay today's UTC date while loaders may still write "
                           "it; replay closed days, or pass --force when no loader runs",
                           end=str(end))
-    lake = Path(lake)
+    location = LakeLocation.parse(lake)
     enrich = enrich or EnrichSettings()
     enrich = enrich.model_copy(update={"sessions": enrich.sessions.model_copy(
         update={"state": None})})
     pipeline = Pipeline(settings, tenants, chain=default_chain(enrich, tenants, lake=None),
                         enrich=enrich)
+    day_replay = _DayReplay(location, tenant, pipeline, FileWriter(location, settings.zstd_level))
     try:
-        _seed_before(pipeline, lake, tenant, start, settings.dedupe_window_hours)
+        day_replay.seed(start, settings.dedupe_window_hours)
         report = ReplayReport(tenant)
         for day in _days(start, end):
-            day_report = _replay_day(pipeline, lake, tenant, day, settings.zstd_level)
+            day_report = day_replay.run(day)
             report.days.append(day_report)
             if progress is not None:
                 progress(day_report)
@@ -110,63 +128,98 @@ def replay(
         pipeline.close()
 
 
-def _seed_before(pipeline: Pipeline, lake: Path, tenant: str, start: dt.date,
-                 window_hours: float) -> None:
-    days = int(window_hours // 24) + 1
-    files: list[Path] = []
-    for i in range(1, days + 1):
-        files += partition_dir(lake, "events", tenant, start - dt.timedelta(days=i)).glob(
-            "*.parquet")
-    until = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    pipeline.deduper.seed_files([str(f) for f in sorted(files)], until=until)
+class _DayReplay:
+    def __init__(self, lake: LakeLocation, tenant: str, pipeline: Pipeline,
+                 writer: FileWriter) -> None:
+        self.lake = lake
+        self.tenant = tenant
+        self.pipeline = pipeline
+        self.writer = writer
+        self.tables = {t: open_for_write(lake, t) for t in ("raw", "events", "quarantine")}
 
+    def _files(self, table: Table, day: dt.date) -> list[DataFile]:
+        delta = refresh(self.tables[table])
+        return [f for f in snapshot_files(delta, self.lake, table, self.tenant) if f.date == day]
 
-def _replay_day(pipeline: Pipeline, lake: Path, tenant: str, day: dt.date,
-                zstd_level: int) -> DayReport:
-    report = DayReport(day)
-    raw_dir = partition_dir(lake, "raw", tenant, day)
-    raw_files = sorted(raw_dir.glob("*.parquet")) if raw_dir.is_dir() else []
-    report.raw_files = len(raw_files)
-    targets: dict[Table, Path] = {t: partition_dir(lake, t, tenant, day)
-                                  for t in ("events", "quarantine")}
-    for table, directory in targets.items():
-        if directory.is_dir():
-            count = _count_rows(directory)
-            if table == "events":
-                report.events_before = count
-            else:
-                report.quarantined_before = count
-    if not raw_files:
+    def seed(self, start: dt.date, window_hours: float) -> None:
+        days = int(window_hours // 24) + 1
+        first = start - dt.timedelta(days=days)
+        files = [f.uri for f in snapshot_files(refresh(self.tables["events"]), self.lake,
+                                               "events", self.tenant)
+                 if first <= f.date < start]
+        until = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+        self.pipeline.deduper.seed_files(files, until=until)
+
+    def _raw_chunks(self, files: list[DataFile]) -> Iterator[pa.Table]:
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            reader = con.execute(
+                "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = true, "
+                f"hive_types = {{'tenant': VARCHAR, 'date': DATE}}) ORDER BY {_LINEAGE}",
+                [[f.uri for f in files]]).to_arrow_reader(_CHUNK_ROWS)
+            assert reader is not None
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                yield conform(pa.Table.from_batches([batch]), RAW_SCHEMA)
+        finally:
+            con.close()
+
+    def run(self, day: dt.date) -> DayReport:
+        report = DayReport(day)
+        raw_files = self._files("raw", day)
+        report.raw_files = len(raw_files)
+        before = {t: self._files(t, day) for t in _OUTPUTS}
+        report.events_before = _rows(before["events"])
+        report.quarantined_before = _rows(before["quarantine"])
+        if not raw_files:
+            return report
+        written: dict[Table, list[WrittenFile]] = {t: [] for t in _OUTPUTS}
+        try:
+            for raw in self._raw_chunks(raw_files):
+                tables = self.pipeline.process_raw(raw)
+                report.hits += raw.num_rows
+                outputs: dict[Table, pa.Table] = {"events": tables.events,
+                                                  "quarantine": tables.quarantine}
+                for table, rows in outputs.items():
+                    for tenant, date, part in split_by_partition(rows):
+                        written[table].append(self.writer.write(table, tenant, date, part,
+                                                                kind="r"))
+                self.pipeline.remember(tables)
+            self.writer.sync()
+            self._check_unchanged(day, raw_files)
+            for table in _OUTPUTS:
+                self._swap(table, before[table], written[table])
+        except BaseException:
+            for table, files in written.items():
+                for w in files:
+                    self.writer.delete(table, w.path)
+            raise
+        report.events_after = sum(w.rows for w in written["events"])
+        report.quarantined_after = sum(w.rows for w in written["quarantine"])
+        log.info("replayed %s %s: %d hits -> %d events (was %d), %d quarantined (was %d)",
+                 self.tenant, day, report.hits, report.events_after, report.events_before,
+                 report.quarantined_after, report.quarantined_before)
         return report
-    staging = lake / LOADER_STATE_DIR / "replay" / uuid.uuid4().hex
-    staged = {t: staging / t / f"date={day.isoformat()}" for t in targets}
-    try:
-        # File names sort by transport partition and offset: the order the loader read them,
-        # so dedupe keeps the same first copy.
-        for raw_file in raw_files:
-            raw = pq.read_table(raw_file)
-            tables = pipeline.process_raw(raw)
-            report.hits += raw.num_rows
-            for table in ("events", "quarantine"):
-                part = tables.events if table == "events" else tables.quarantine
-                if part.num_rows:
-                    out = staged[table] / raw_file.name
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    pq.write_table(part, str(out), compression="zstd",
-                                   compression_level=zstd_level)
-            pipeline.remember(tables)
-        if sorted(raw_dir.glob("*.parquet")) != raw_files:
+
+    def _check_unchanged(self, day: dt.date, raw_files: list[DataFile]) -> None:
+        now = self._files("raw", day)
+        if {f.path for f in now} != {f.path for f in raw_files}:
             raise ReplayError("raw files of the day changed during the replay (a loader is "
                               "still writing it); nothing was swapped", date=str(day))
-        for table, directory in targets.items():
-            swap_in(staged[table], directory)
-            if table == "events":
-                report.events_after = _count_rows(directory)
-            else:
-                report.quarantined_after = _count_rows(directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("replayed %s %s: %d hits -> %d events (was %d), %d quarantined (was %d)",
-             tenant, day, report.hits, report.events_after, report.events_before,
-             report.quarantined_after, report.quarantined_before)
-    return report
+
+    def _swap(self, table: Table, old: list[DataFile], new: list[WrittenFile]) -> None:
+        delta: DeltaTable = refresh(self.tables[table])
+        current = {f.path for f in snapshot_files(delta, self.lake, table, self.tenant)}
+        if any(f.path not in current for f in old):
+            raise ReplayError("files of the day were changed by maintenance meanwhile; run "
+                              "the replay again", table=table)
+        actions: list[AddAction | RemoveAction] = [remove_action(f, True) for f in old]
+        actions += [w.add_action(data_change=True) for w in new]
+        try:
+            maintenance_commit(delta, table, actions, "replay")
+        except ConcurrentCommitError as exc:
+            raise ReplayError("maintenance committed meanwhile; run the replay again",
+                              table=table) from exc

@@ -53,7 +53,7 @@ class RebalanceListener(Protocol):
         ...
 
     def on_assigned(self, partitions: set[int]) -> None:
-        """Partitions just given: recover any uncommitted batch before consuming."""
+        """Partitions just given: decide where to resume them (``Consumer.seek``)."""
         ...
 
 
@@ -62,7 +62,13 @@ class Consumer(Protocol):
 
     @property
     def source(self) -> str:
-        """Name of the stream read from."""
+        """Name of the stream read from (the ``source`` column of the lake's rows)."""
+        ...
+
+    @property
+    def stream_id(self) -> str:
+        """Identity of the stream whose offsets the lake records: the Kafka topic, or the
+        embedded log file (a log created anew restarts its offsets, so it is a new stream)."""
         ...
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
@@ -74,7 +80,11 @@ class Consumer(Protocol):
         ...
 
     def rewind(self, partition: int) -> None:
-        """Read ``partition`` again from its committed offset (after an abandoned batch)."""
+        """Read ``partition`` again from its committed offset."""
+        ...
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (the first record kept, if it was trimmed)."""
         ...
 
     def committed(self, partition: int) -> int | None:

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -32,6 +33,10 @@ CREATE TABLE IF NOT EXISTS records (
     key BLOB,
     value BLOB NOT NULL,
     produced_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS group_offsets (
     group_id TEXT NOT NULL,
@@ -57,6 +62,8 @@ def _connect(settings: EmbeddedLogSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous={settings.synchronous}")
         conn.execute(f"PRAGMA busy_timeout={settings.busy_timeout_ms}")
         conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO log_meta VALUES ('log_id', ?)",
+                     (uuid.uuid4().hex[:16],))
     except sqlite3.Error as exc:
         raise TransportError(f"cannot open the embedded log: {exc}", path=str(path)) from exc
     return conn
@@ -128,6 +135,9 @@ class EmbeddedConsumer:
         self._position = committed if committed is not None else self._first_offset()
         self._listener = listener
         self._assigned = False
+        row = self._conn.execute("SELECT value FROM log_meta WHERE key = 'log_id'").fetchone()
+        self.stream_id = f"{SOURCE}-{row[0]}"
+        """Identifies this log file: a new log (offsets from 1 again) is a new stream."""
 
     @staticmethod
     def _take_group_lock(path: Path, group_id: str) -> IO[bytes]:
@@ -176,8 +186,14 @@ class EmbeddedConsumer:
                 return []
             time.sleep(min(self._poll_interval_s, remaining))
 
+    def seek(self, partition: int, offset: int) -> None:
+        """Read from ``offset`` on (from the first record kept, when it was trimmed)."""
+        if partition != PARTITION:
+            raise ValueError(f"the embedded log has only partition {PARTITION}")
+        self._position = max(offset, self._first_offset())
+
     def rewind(self, partition: int) -> None:
-        """Read again from the committed offset (after an abandoned batch)."""
+        """Read again from the committed offset."""
         if partition != PARTITION:
             raise ValueError(f"the embedded log has only partition {PARTITION}")
         committed = self.committed(PARTITION)

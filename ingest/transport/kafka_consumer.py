@@ -82,6 +82,7 @@ class KafkaConsumerTransport:
                  ) -> None:
         self.settings = settings
         self.source = settings.raw_topic
+        self.stream_id = settings.raw_topic
         self.listener = listener
         self.closing = False
         self._timeout_ms = settings.request_timeout_ms
@@ -173,6 +174,12 @@ class KafkaConsumerTransport:
             self._consumer.seek_to_beginning(tp)
         else:
             self._consumer.seek(tp, committed)
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on, if it is assigned to us."""
+        tp = self._tp(partition)
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, offset)
 
     def committed(self, partition: int) -> int | None:
         """The group's committed next offset of ``partition`` (asks the broker)."""

@@ -8,11 +8,10 @@ import time
 import uuid
 from pathlib import Path
 
-import duckdb
 import httpx
 import orjson
 
-from tests.support import Server, basic
+from tests.support import Server, basic, lake_rows
 
 
 class Traffic:
@@ -59,10 +58,7 @@ class Traffic:
 
 
 def _stored_ids(lake: Path) -> list[str]:
-    files = str(lake / "events" / "tenant=acme" / "*" / "*.parquet")
-    with duckdb.connect() as con:
-        return [r[0] for r in con.execute(
-            f"SELECT event_id FROM read_parquet('{files}')").fetchall()]
+    return [r[0] for r in lake_rows(lake, "events", "SELECT event_id FROM t", "acme")]
 
 
 def test_kill_9_while_traffic_flows_loses_and_duplicates_nothing(tmp_path: Path,

@@ -1,4 +1,4 @@
-"""The lake reads the same through DuckDB, pyarrow and fastparquet."""
+"""The lake reads the same through DuckDB, pyarrow, fastparquet and a Delta reader."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import duckdb
 import fastparquet
 import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from driftnet.simulate import SimulationConfig, run_simulation
 from schemas.tenants import load_tenants
-from tests.support import Server
+from tests.support import Server, lake_files
 
 COLUMNS = ["event_id", "event_name", "anonymous_id", "received_at", "price", "properties"]
 
@@ -45,17 +46,21 @@ def _normalise(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
 
 
 def test_duckdb_pyarrow_fastparquet_agree(loaded_lake: Path) -> None:
-    root = loaded_lake / "events" / "tenant=globex"
-    files = sorted(str(p) for p in root.rglob("*.parquet"))
+    files = lake_files(loaded_lake, "events", "globex")
     assert files
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         via_duckdb = con.execute(
-            f"SELECT {', '.join(COLUMNS)}, tenant, date FROM read_parquet("
-            f"'{root}/*/*.parquet', hive_partitioning = true)").fetchall()
-    dataset = ds.dataset(str(loaded_lake / "events"), format="parquet", partitioning="hive")
-    table = dataset.to_table(filter=ds.field("tenant") == "globex")
+            f"SELECT {', '.join(COLUMNS)}, tenant, date FROM read_parquet(?, "
+            f"hive_partitioning = true)", [files]).fetchall()
+    dataset = ds.dataset(files, format="parquet", partitioning="hive",
+                         partition_base_dir=str(loaded_lake / "events"))
+    table = dataset.to_table()
     via_arrow = list(zip(*(table.column(c).to_pylist() for c in COLUMNS), strict=True))
+    assert set(table.column("tenant").to_pylist()) == {"globex"}
+    delta = DeltaTable(str(loaded_lake / "events")).to_pyarrow_table(
+        filters=[("tenant", "=", "globex")], columns=COLUMNS)
+    via_delta = list(zip(*(delta.column(c).to_pylist() for c in COLUMNS), strict=True))
     frame = fastparquet.ParquetFile(files).to_pandas(columns=COLUMNS)
     via_fastparquet = [tuple(None if v is None or (isinstance(v, float) and v != v) else
                              (v.to_pydatetime() if hasattr(v, "to_pydatetime") else v)
@@ -63,6 +68,7 @@ def test_duckdb_pyarrow_fastparquet_agree(loaded_lake: Path) -> None:
     expected = _normalise([r[: len(COLUMNS)] for r in via_duckdb])
     assert len(expected) > 100
     assert _normalise(via_arrow) == expected
+    assert _normalise(via_delta) == expected
     assert _normalise(via_fastparquet) == expected
     assert {r[-2] for r in via_duckdb} == {"globex"}
     assert all(isinstance(r[-1], dt.date) for r in via_duckdb)

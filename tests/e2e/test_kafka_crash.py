@@ -1,9 +1,10 @@
 """kill -9 a loader in the middle of a batch while traffic flows: still exactly once.
 
-"Middle of a batch" is made certain, not left to chance: the test watches the batch intents
-(ingest/loader/writer.py) of the victim's partitions, freezes the victim (SIGSTOP) as soon as
-one changes, and kills it (SIGKILL) only if that batch's offsets are not committed yet;
-otherwise it lets it go on (SIGCONT) and waits for the next batch.
+"Middle of a batch" is made certain, not left to chance: a batch is committed table by table
+(quarantine, events, raw: ingest/lake/writer.py), so the test watches the events table's
+Delta log for a commit of one of the victim's partitions, freezes the victim (SIGSTOP) at
+once, and kills it (SIGKILL) only if raw does not hold that batch yet; otherwise it lets it
+go on (SIGCONT) and waits for the next batch.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient
+from deltalake import DeltaTable
 
 from ingest.transport.config import KafkaSettings
-from schemas.lake import LOADER_STATE_DIR, safe_source
+from schemas.lake import loader_app_id
 from tests.kafka_broker import (
     Driftnet,
     Traffic,
@@ -37,51 +37,50 @@ def _assigned(loader: Driftnet) -> list[int]:
     return [int(p) for p in found[-1].split(",") if p.strip()] if found else []
 
 
-def _committed(settings: KafkaSettings, partition: int) -> int | None:
-    assert settings.bootstrap_servers is not None
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        offsets = admin.list_group_offsets({settings.group_id: None})[settings.group_id]
-    finally:
-        admin.close()
-    for tp, meta in offsets.items():
-        if tp.topic == settings.raw_topic and tp.partition == partition:
-            return int(meta.offset)
-    return None
+def _txns(commit: Path) -> dict[str, int]:
+    out = {}
+    for line in commit.read_bytes().splitlines():
+        action = orjson.loads(line)
+        if "txn" in action:
+            out[action["txn"]["appId"]] = int(action["txn"]["version"])
+    return out
 
 
-def _kill_mid_batch(victim: Driftnet, intents: dict[int, Path], settings: KafkaSettings,
-                    lake: Path, timeout_s: float = 30.0) -> tuple[dict[str, Any], list[Path]]:
-    """SIGKILL ``victim`` once a batch has files in the lake but no committed offsets.
+def _raw_holds(lake: Path, app_id: str) -> int:
+    version = DeltaTable(str(lake / "raw")).transaction_version(app_id)
+    return -1 if version is None else int(version)
 
-    Returns that batch's intent and the files of it that were on disk at the kill.
-    """
+
+def _kill_mid_batch(victim: Driftnet, partitions: list[int], settings: KafkaSettings,
+                    lake: Path, timeout_s: float = 30.0) -> tuple[str, int]:
+    """SIGKILL ``victim`` once events holds a batch of its partitions that raw does not.
+
+    Returns the partition's application id and the offset events held at the kill."""
     assert victim.proc is not None
-    seen = {p: path.stat().st_mtime_ns if path.exists() else 0 for p, path in intents.items()}
+    ids = {loader_app_id(settings.raw_topic, p) for p in partitions}
+    log_dir = lake / "events" / "_delta_log"
+    seen = set(log_dir.glob("*.json")) if log_dir.exists() else set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for p, path in intents.items():
+        new = sorted(set(log_dir.glob("*.json")) - seen) if log_dir.exists() else []
+        for commit in new:
+            seen.add(commit)
             try:
-                mtime = path.stat().st_mtime_ns
-            except FileNotFoundError:
+                txns = {a: v for a, v in _txns(commit).items() if a in ids}
+            except (OSError, orjson.JSONDecodeError):
+                seen.discard(commit)  # still being written
                 continue
-            if mtime == seen[p]:
+            if not txns:
                 continue
-            seen[p] = mtime
-            intent = orjson.loads(path.read_bytes())
-            files = [lake / f for f in intent["files"]]
-            spin_until = time.monotonic() + 1.0  # the batch writes its first file
-            while not any(f.exists() for f in files) and time.monotonic() < spin_until:
-                pass
             os.kill(victim.proc.pid, signal.SIGSTOP)
-            committed = _committed(settings, p)
-            on_disk = [f for f in files if f.exists()]
-            if on_disk and (committed is None or intent["first"] >= committed):
-                victim.kill()
-                return intent, on_disk
-            os.kill(victim.proc.pid, signal.SIGCONT)  # too late: committed; try the next one
+            for app_id, version in txns.items():
+                if _raw_holds(lake, app_id) < version:
+                    victim.kill()
+                    return app_id, version
+            os.kill(victim.proc.pid, signal.SIGCONT)  # too late: raw has it; try the next one
         time.sleep(0.001)
-    raise TimeoutError(f"no uncommitted batch of {victim.name} caught:\n{victim.logs()[-3000:]}")
+    raise TimeoutError(f"no half-committed batch of {victim.name} caught:\n"
+                       f"{victim.logs()[-3000:]}")
 
 
 def test_kill_9_of_a_loader_mid_batch_loses_and_duplicates_nothing(
@@ -108,10 +107,8 @@ def test_kill_9_of_a_loader_mid_batch_loses_and_duplicates_nothing(
             time.sleep(0.05)
         victim_partitions = _assigned(a)
         assert victim_partitions and _assigned(b), a.logs()[-2000:] + b.logs()[-2000:]
-        state = lake / LOADER_STATE_DIR / safe_source(settings.raw_topic)
-        intents = {p: state / f"p{p:04d}.json" for p in victim_partitions}
         traffic.start()
-        intent, on_disk = _kill_mid_batch(a, intents, settings, lake)
+        app_id, held = _kill_mid_batch(a, victim_partitions, settings, lake)
         # b takes the partitions over (after the session timeout) while traffic flows on
         b.wait_log("assigned partitions " + str(sorted({*_assigned(b), *victim_partitions})))
         a2 = loader("loader-a").start()
@@ -129,7 +126,6 @@ def test_kill_9_of_a_loader_mid_batch_loses_and_duplicates_nothing(
     assert codes == [0, 0, 0], b.logs()[-3000:]
     assert hits == traffic.accepted_requests
     assert Counter(lake_event_ids(lake)) == Counter(traffic.accepted_ids)
-    # the killed batch's files were removed by the recovery, not left beside the re-load
-    assert on_disk and not [path for path in on_disk if path.exists()], intent
-    print("killed mid-batch", intent, "files on disk at the kill:", len(on_disk))
-    assert "removed" in b.logs() + a2.logs()
+    # the killed batch was read again, and its events, already held, were not written twice
+    print("killed mid-batch: events held", app_id, "up to", held, "raw did not")
+    assert "already held" in b.logs() + a2.logs()

@@ -1,0 +1,199 @@
+"""The loader's append: a batch's raw, events and quarantine rows, each exactly once.
+
+A batch covers, per transport partition ``p``, the records up to offset ``last[p]``. It is
+committed table by table, quarantine, then events, then raw; each commit adds the batch's
+files of that table and records ``last[p]`` as the Delta application transaction
+``driftnet-loader/<source>/<p>`` (schemas.lake.loader_app_id). So the tables themselves say
+what they hold:
+
+- a table whose transaction for ``p`` is at ``v`` holds every row it should for the
+  records of ``p`` up to ``v``, and none past ``v``;
+- raw is committed last, so a restarted loader resumes after raw's version
+  (:meth:`LakeWriter.resume_offset`); quarantine and events may be ahead of it after a
+  crash between commits, and their rows up to their own version are not written again.
+
+Before each commit the writer re-reads the table's transactions and drops the rows the
+table already holds. Two loaders that both believe they own a partition (a Kafka rebalance
+in flight) therefore cannot both write a batch: the second one either sees the first one's
+transaction, or its commit is refused by Delta because it carries the same application id
+(:class:`~ingest.lake.errors.ConcurrentCommitError`), re-reads, and drops those rows.
+The transport's own committed offset only trails the tables (lag, and trimming of the
+embedded log); it is never what decides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from ingest.lake.errors import ConcurrentCommitError, LakeWriteError
+from ingest.lake.files import FileWriter, WrittenFile
+from ingest.lake.tables import commit, open_all, refresh
+from schemas.lake import Table, loader_app_id
+from schemas.storage import LakeLocation
+
+log = logging.getLogger(__name__)
+
+COMMIT_ORDER: tuple[Table, ...] = ("quarantine", "events", "raw")
+"""Raw last: its transactions are where a restarted loader resumes."""
+
+_MAX_ATTEMPTS = 8
+
+
+def split_by_partition(table: pa.Table) -> Iterable[tuple[str, dt.date, pa.Table]]:
+    """Slices of ``table`` per (tenant, UTC date of received_at)."""
+    if table.num_rows == 0:
+        return
+    # UTC day number by integer division: casting tz-aware timestamps converts per value.
+    micros = pc.cast(table["received_at"], pa.int64())
+    dates = pc.cast(pc.cast(pc.divide(micros, 86_400_000_000), pa.int32()), pa.date32())
+    keys = pa.table({"tenant": table["tenant"], "date": dates})
+    groups = keys.group_by(["tenant", "date"], use_threads=False).aggregate([])
+    if groups.num_rows == 1:  # the common case: one tenant-day, no filtering at all
+        yield groups["tenant"][0].as_py(), groups["date"][0].as_py(), table
+        return
+    for tenant, date in zip(groups["tenant"].to_pylist(), groups["date"].to_pylist(),
+                            strict=True):
+        mask = pc.and_(pc.equal(keys["tenant"], tenant), pc.equal(keys["date"], date))
+        yield tenant, date, table.filter(mask)
+
+
+def _unwritten(rows: pa.Table, done: Mapping[int, int | None]) -> pa.Table:
+    """``rows`` without those of records the table already holds (offset <= done[p])."""
+    held = {p: v for p, v in done.items() if v is not None}
+    if not held or rows.num_rows == 0:
+        return rows
+    partitions, offsets = rows["source_partition"], rows["source_offset"]
+    mask = None
+    for p, v in held.items():
+        cond = pc.and_(pc.equal(partitions, p), pc.less_equal(offsets, v))
+        mask = cond if mask is None else pc.or_(mask, cond)
+    return rows.filter(pc.invert(mask))
+
+
+@dataclass
+class AppendResult:
+    """What one append wrote."""
+
+    files: dict[Table, list[WrittenFile]] = field(default_factory=dict)
+    rows: dict[Table, int] = field(default_factory=dict)
+    skipped: dict[Table, int] = field(default_factory=dict)
+    """Rows not written because the table already held them (a re-read batch)."""
+    versions: dict[Table, int] = field(default_factory=dict)
+    commit_seconds: dict[Table, float] = field(default_factory=dict)
+    """Time each table's Delta commit took (writing the files not included)."""
+
+    @property
+    def file_count(self) -> int:
+        """Data files added by the batch."""
+        return sum(len(f) for f in self.files.values())
+
+
+class LakeWriter:
+    """Appends batches to the lake for one loader (see the module docstring)."""
+
+    def __init__(self, lake: LakeLocation, zstd_level: int = 3, *,
+                 log_retention_days: int = 7, deleted_file_retention_hours: int = 168) -> None:
+        self.lake = lake
+        self.files = FileWriter(lake, zstd_level, row_group_rows=1024 * 1024,
+                                column_statistics=False)
+        self.tables: dict[Table, DeltaTable] = open_all(
+            lake, log_retention_days=log_retention_days,
+            deleted_file_retention_hours=deleted_file_retention_hours)
+        self.files_written = 0
+
+    def held(self, table: Table, source: str, partition: int) -> int | None:
+        """The last offset of ``partition`` whose rows ``table`` holds (None: none yet)."""
+        delta = refresh(self.tables[table])
+        return delta.transaction_version(loader_app_id(source, partition))
+
+    def resume_offset(self, source: str, partition: int) -> int | None:
+        """Where a loader resumes ``partition``: after the last record raw holds."""
+        held = self.held("raw", source, partition)
+        return None if held is None else held + 1
+
+    def append(self, source: str, tables: Mapping[Table, pa.Table],
+               last_offsets: Mapping[int, int]) -> AppendResult:
+        """Write a batch whose records end at ``last_offsets[p]`` per partition."""
+        result = AppendResult()
+        for name in COMMIT_ORDER:
+            self._append_table(name, source, tables[name], last_offsets, result)
+        return result
+
+    def _append_table(self, name: Table, source: str, rows: pa.Table,
+                      last_offsets: Mapping[int, int], result: AppendResult) -> None:
+        for _ in range(_MAX_ATTEMPTS):
+            delta = refresh(self.tables[name])
+            done = {p: delta.transaction_version(loader_app_id(source, p)) for p in last_offsets}
+            todo = {loader_app_id(source, p): last for p, last in last_offsets.items()
+                    if (held := done[p]) is None or held < last}
+            if not todo:
+                result.skipped[name] = result.skipped.get(name, 0) + rows.num_rows
+                log.info("%s already held the batch of partitions %s (%d rows not written "
+                         "again)", name, sorted(last_offsets), rows.num_rows)
+                return
+            fresh = _unwritten(rows, done)
+            skipped = rows.num_rows - fresh.num_rows
+            if skipped:
+                log.info("%s already held %d rows of the batch; writing the other %d", name,
+                         skipped, fresh.num_rows)
+            if fresh.num_rows == 0 and name != "raw":
+                # Nothing to add: the table's older transaction still tells the truth.
+                result.skipped[name] = result.skipped.get(name, 0) + skipped
+                return
+            written = self._write_files(name, fresh)
+            started = time.perf_counter()
+            try:
+                version = commit(delta, name, [w.add_action() for w in written],
+                                 operation="append", app_transactions=todo)
+            except ConcurrentCommitError as exc:
+                log.warning("another loader committed partitions %s of %s first; re-reading "
+                            "(%s)", sorted(last_offsets), name, exc)
+                for w in written:
+                    self.files.delete(name, w.path)
+                continue
+            except BaseException:
+                for w in written:
+                    self.files.delete(name, w.path)
+                raise
+            result.commit_seconds[name] = time.perf_counter() - started
+            self.files_written += len(written)
+            result.files[name] = written
+            result.rows[name] = fresh.num_rows
+            result.skipped[name] = result.skipped.get(name, 0) + skipped
+            result.versions[name] = version
+            return
+        raise LakeWriteError("gave up after repeated concurrent commits", table=name,
+                             partitions=sorted(last_offsets))
+
+    def _write_files(self, name: Table, rows: pa.Table) -> list[WrittenFile]:
+        try:
+            written = [self.files.write(name, tenant, date, part)
+                       for tenant, date, part in split_by_partition(rows)]
+            self.files.sync()
+        except OSError as exc:
+            raise LakeWriteError(f"cannot write the lake: {exc}", lake=self.lake.uri) from exc
+        return written
+
+
+def append_rows(lake: LakeLocation, table: Table, rows: pa.Table, *, zstd_level: int = 3,
+                delta: DeltaTable | None = None) -> list[WrittenFile]:
+    """Append ``rows`` (row schema) to ``table`` in one commit, one file per tenant-day,
+    without transport transactions: for tools, benches and tests that build lakes."""
+    from ingest.lake.tables import open_for_write
+
+    writer = FileWriter(lake, zstd_level, row_group_rows=1024 * 1024)
+    target = delta or open_for_write(lake, table)
+    written = [writer.write(table, tenant, date, part)
+               for tenant, date, part in split_by_partition(rows)]
+    writer.sync()
+    if written:
+        commit(refresh(target), table, [w.add_action() for w in written], operation="append")
+    return written

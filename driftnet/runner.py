@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 
 import uvicorn
 
 from ingest.collector import CollectorApp
+from ingest.lake.maintain import Maintainer
 from ingest.loader.loop import Loader
 from ingest.loader.pipeline import Pipeline
 from ingest.settings import DriftnetSettings
 from ingest.transport import open_consumer, open_producer
 from ingest.transport.base import Consumer, RebalanceListener
 from schemas.errors import DriftnetError
+from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
 log = logging.getLogger("driftnet")
@@ -34,7 +35,9 @@ def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None) -> 
     def consumer(listener: RebalanceListener) -> Consumer:
         return open_consumer(settings.embedded, settings.kafka, listener)
 
-    Path(settings.loader.lake).mkdir(parents=True, exist_ok=True)
+    lake = LakeLocation.parse(settings.loader.lake)
+    if lake.is_local:
+        lake.path.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(settings.loader, tenants, enrich=settings.enrich)
     return Loader(consumer, settings.loader, tenants, pipeline=pipeline)
 
@@ -90,6 +93,30 @@ def run_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
     return 0
 
 
+def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None) -> Maintainer:
+    """The maintenance task of the configured lake."""
+    return Maintainer(LakeLocation.parse(settings.loader.lake), settings.maintain, tenants,
+                      settings.loader.zstd_level)
+
+
+def run_maintain(settings: DriftnetSettings, tenants: Tenants | None, once: bool = False) -> int:
+    """Maintain the lake until SIGINT/SIGTERM (or one pass with ``once``)."""
+    maintainer = build_maintainer(settings, tenants)
+    if once:
+        report = maintainer.run_once(vacuum=True)
+        for name, t in report.tables.items():
+            log.info("%s: %d -> %d files (merged %d, sorted days %d, expired %d, vacuumed %d)",
+                     name, t.files_before, t.files_after, t.merged, t.sorted_days,
+                     t.expired_files, t.vacuumed)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("maintaining %s every %.0fs", settings.loader.lake, settings.maintain.interval_s)
+    maintainer.run(stop, nice=0)
+    return 0
+
+
 def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
     """Collector and loader in one process; both stop cleanly on SIGINT/SIGTERM."""
     log.info("driftnet up: %d tenants, lake %s, %s", len(tenants), settings.loader.lake,
@@ -109,6 +136,12 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
 
     thread = threading.Thread(target=load, name="loader", daemon=True)
     thread.start()
+    maintenance: threading.Thread | None = None
+    if settings.maintain.enabled:
+        maintainer = build_maintainer(settings, tenants)
+        maintenance = threading.Thread(target=maintainer.run, args=(stop,), name="maintain",
+                                       daemon=True)
+        maintenance.start()
     # uvicorn handles SIGINT/SIGTERM while serving and re-raises them afterwards; these
     # handlers turn that re-raise into a clean loader stop instead of an abrupt exit.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -118,6 +151,8 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
     finally:
         stop.set()
         thread.join(timeout=60)
+        if maintenance is not None:
+            maintenance.join(timeout=60)
     log.info("driftnet up stopped: %s", loader.stats)
     if failure:
         if isinstance(failure[0], DriftnetError):

@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from ingest.collector.config import CollectorSettings
 from ingest.enrich.config import EnrichSettings
+from ingest.lake.config import MaintainSettings
 from ingest.loader.config import LoaderSettings
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
 from schemas.errors import ConfigError
@@ -39,6 +40,7 @@ class DriftnetSettings(BaseSettings):
     embedded: EmbeddedLogSettings = Field(default_factory=EmbeddedLogSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
+    maintain: MaintainSettings = Field(default_factory=MaintainSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -49,7 +49,7 @@ def _driftnet_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_collector_and_loader_wait_for_a_healthy_kafka_they_can_reach(
         compose: dict[str, Any]) -> None:
     services = _driftnet_services(compose)
-    assert set(services) == {"collector", "loader"}
+    assert set(services) == {"collector", "loader", "maintain"}
     advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     for name, service in services.items():
         assert service["build"] == ".", name
@@ -73,6 +73,9 @@ def test_the_lake_is_a_shared_volume_and_the_tenants_file_is_mounted(
         compose: dict[str, Any]) -> None:
     loader = compose["services"]["loader"]
     assert "lake:/lake" in loader["volumes"]
+    maintain = compose["services"]["maintain"]
+    assert "lake:/lake" in maintain["volumes"]
+    assert maintain["deploy"]["replicas"] == 1  # one maintenance task per lake
     assert "lake" in compose["volumes"]
     for name, service in _driftnet_services(compose).items():
         mounts = [v for v in service["volumes"] if v.endswith(":ro")]

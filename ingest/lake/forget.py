@@ -1,0 +1,408 @@
+"""Forget one person: delete their rows everywhere in the lake, then prove it with a receipt.
+
+``driftnet forget --tenant T --anonymous-id X`` (or ``--user-id Y``, repeatable) removes,
+in the tenant's partitions of every table:
+
+- **events** whose ``anonymous_id``/``network_user_id`` (or ``user_id``) is the identifier,
+  and events in which the identifier appears anywhere in a text column (properties,
+  traits, URLs, ...);
+- **raw** hits in which the identifier appears (body, query, headers), and the hits that
+  carried a removed event (so encoded bodies, e.g. PostHog lz64, go too: a hit that carried
+  several people's events is removed whole; the other people's events stay);
+- **quarantine** rows in which the identifier appears (payload, detail);
+- the person's **session state** and, through the receipt, their events' **dedupe keys**
+  in running loaders.
+
+Identifiers shorter than :data:`MIN_SUBSTRING` bytes are matched exactly in the id columns
+only (searching payloads for "42" would match everything).
+
+Each table is rewritten in one Delta commit: every data file holding a matching row is
+replaced by a copy without those rows (``dataChange = true``), under the maintenance
+application id (a concurrent compaction cannot resurrect the rows; a conflicting one makes
+forget re-scan). The replaced files, and any superseded or uncommitted file still on
+storage that holds a matching row, are then deleted at once (not after the vacuum
+retention): older table versions that needed them can no longer be read, which export
+reproduction reports. The Delta log never holds identifiers (statistics are timestamps
+only, commit information names the operation only). Finally a receipt goes to ``_audit``
+with the identifier as a salted hash (the salt is ``_loader/forget.salt`` in the lake).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.fs as pafs
+from deltalake import DeltaTable, write_deltalake
+from deltalake.transaction import AddAction, RemoveAction
+
+from ingest.enrich.chain import SESSIONS_FILE
+from ingest.lake.compact import kind_of
+from ingest.lake.errors import ConcurrentCommitError, ForgetError
+from ingest.lake.files import FileWriter, WrittenFile
+from ingest.lake.maintain import maintenance_commit, remove_action
+from ingest.lake.tables import open_for_write, refresh
+from ingest.loader.dedupe import KEY_SQL
+from schemas.audit import RECEIPT_SCHEMA
+from schemas.delta import DataFile, snapshot_files, table_uri
+from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
+from schemas.storage import LakeLocation
+from schemas.tenants import is_tenant_id
+
+log = logging.getLogger(__name__)
+
+IdentifierKind = Literal["anonymous_id", "user_id"]
+MIN_SUBSTRING = 8
+"""Identifiers at least this long are also searched for inside payloads and text columns."""
+SALT_FILE = "forget.salt"
+_ORDER: tuple[Table, ...] = ("events", "raw", "quarantine")
+_MAX_ATTEMPTS = 5
+_LINEAGE = "source, source_partition, source_offset, source_index"
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """One identifier of the person to forget."""
+
+    kind: IdentifierKind
+    value: str
+
+
+@dataclass
+class TableResult:
+    """What forget did to one table."""
+
+    rows: int = 0
+    files_rewritten: int = 0
+    version_before: int | None = None
+    version_after: int | None = None
+    deleted: list[str] = field(default_factory=list)
+    """Paths (relative to the lake) physically deleted."""
+
+
+@dataclass
+class Receipt:
+    """The audit record of one forget."""
+
+    receipt_id: str
+    tenant: str
+    identifier_hashes: list[tuple[IdentifierKind, str]]
+    requested_at: dt.datetime
+    completed_at: dt.datetime | None = None
+    files_deleted_at: dt.datetime | None = None
+    tables: dict[Table, TableResult] = field(default_factory=dict)
+    session_states_removed: int = 0
+    event_keys: list[tuple[int, int]] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)
+    """Anonymous ids found with the user ids and forgotten too (``with_linked``)."""
+
+    @property
+    def rows_removed(self) -> int:
+        """Rows removed from all tables."""
+        return sum(t.rows for t in self.tables.values())
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_sql_str(v) for v in values) + "]::VARCHAR[]"
+
+
+def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
+    """SQL predicate of the rows of ``table`` that belong to the person."""
+    anonymous = [i.value for i in ids if i.kind == "anonymous_id"]
+    users = [i.value for i in ids if i.kind == "user_id"]
+    long_ids = sorted({i.value for i in ids if len(i.value.encode()) >= MIN_SUBSTRING})
+    terms: list[str] = []
+    schema = ROW_SCHEMAS[table]
+    if table == "events":
+        if anonymous:
+            terms.append(f"anonymous_id IN (SELECT unnest({_list(anonymous)}))")
+            terms.append(f"network_user_id IN (SELECT unnest({_list(anonymous)}))")
+        if users:
+            terms.append(f"user_id IN (SELECT unnest({_list(users)}))")
+    if long_ids:
+        texts = [f"coalesce({f.name}, '')" for f in schema
+                 if pa.types.is_string(f.type) and f.name != "tenant"]
+        texts += [f"coalesce({f.name}::VARCHAR, '')" for f in schema
+                  if pa.types.is_binary(f.type)]
+        haystack = "concat_ws(chr(0), " + ", ".join(texts) + ")"
+        needles = ", ".join(f"encode({_sql_str(v)})::VARCHAR" for v in long_ids)
+        terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN [{needles}]])")
+    if lineage:
+        terms.append(f"({_LINEAGE}) IN (SELECT ({_LINEAGE}) FROM forget_lineage)")
+    return "(" + " OR ".join(terms or ["false"]) + ")"
+
+
+class Forgetter:
+    """Carries out forget requests on one lake."""
+
+    def __init__(self, lake: LakeLocation, zstd_level: int = 3,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.lake = lake
+        self.writer = FileWriter(lake, zstd_level)
+        self.progress = progress or (lambda _: None)
+        self._fs, self._root = lake.filesystem()
+        self.con = duckdb.connect(config={"threads": 2})
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute(f"CREATE TEMP TABLE forget_lineage AS SELECT * FROM (VALUES "
+                         f"(NULL::VARCHAR, NULL::INTEGER, NULL::BIGINT, NULL::INTEGER)) "
+                         f"t({_LINEAGE}) WHERE false")
+
+    def close(self) -> None:
+        """Release the DuckDB connection."""
+        self.con.close()
+
+    # -- the request
+    def forget(self, tenant: str, ids: Sequence[Identifier], *, with_linked: bool = False
+               ) -> Receipt:
+        """Remove the person's rows, state and files; write and return the receipt."""
+        if not is_tenant_id(tenant):
+            raise ForgetError("not a valid tenant id", tenant=tenant)
+        ids = [i for i in ids if i.value]
+        if not ids:
+            raise ForgetError("give at least one non-empty --anonymous-id or --user-id")
+        salt = self._salt()
+        receipt = Receipt(uuid.uuid4().hex, tenant, [], dt.datetime.now(dt.UTC))
+        if with_linked:
+            receipt.linked = self._linked(tenant, ids)
+            ids = [*ids, *(Identifier("anonymous_id", a) for a in receipt.linked
+                           if Identifier("anonymous_id", a) not in ids)]
+        receipt.identifier_hashes = [(i.kind, _hash(salt, tenant, i)) for i in ids]
+        for table in _ORDER:
+            receipt.tables[table] = self._forget_table(table, tenant, ids, receipt)
+        receipt.files_deleted_at = dt.datetime.now(dt.UTC)
+        receipt.session_states_removed = self._forget_sessions(tenant, ids)
+        receipt.completed_at = dt.datetime.now(dt.UTC)
+        self._write_receipt(receipt)
+        return receipt
+
+    def _linked(self, tenant: str, ids: Sequence[Identifier]) -> list[str]:
+        users = [i.value for i in ids if i.kind == "user_id"]
+        if not users:
+            return []
+        files = [f.uri for f in self._active("events", tenant)]
+        if not files:
+            return []
+        rows = self.con.execute(
+            f"SELECT DISTINCT anonymous_id FROM read_parquet(?, union_by_name = true, "
+            f"hive_partitioning = false) WHERE user_id IN (SELECT unnest({_list(users)})) "
+            f"AND anonymous_id IS NOT NULL ORDER BY 1", [files]).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _active(self, table: Table, tenant: str) -> list[DataFile]:
+        delta = open_for_write(self.lake, table)
+        return snapshot_files(delta, self.lake, table, tenant)
+
+    # -- one table
+    def _forget_table(self, table: Table, tenant: str, ids: Sequence[Identifier],
+                      receipt: Receipt) -> TableResult:
+        for _ in range(_MAX_ATTEMPTS):
+            try:
+                return self._try_table(table, tenant, ids, receipt)
+            except ConcurrentCommitError as exc:
+                log.info("forget: %s changed meanwhile (%s); scanning again", table, exc)
+        raise ForgetError("the table kept changing under forget; try again", table=table)
+
+    def _try_table(self, table: Table, tenant: str, ids: Sequence[Identifier],
+                   receipt: Receipt) -> TableResult:
+        result = TableResult()
+        delta = refresh(open_for_write(self.lake, table))
+        result.version_before = delta.version()
+        active = snapshot_files(delta, self.lake, table, tenant)
+        predicate = _match_sql(table, ids, lineage=table == "raw")
+        self.progress(f"{table}: scanning {len(active)} files")
+        matched = self._matching_files(active, predicate)
+        if table == "events":
+            self._collect_events(active, predicate, receipt)
+        written: list[WrittenFile] = []
+        removed: list[DataFile] = []
+        try:
+            for f in matched:
+                kept, dropped = self._rewrite(table, f, predicate)
+                result.rows += dropped
+                removed.append(f)
+                if kept is not None:
+                    written.append(kept)
+            self.writer.sync()
+            if removed:
+                current = {f.path for f in snapshot_files(refresh(delta), self.lake, table,
+                                                          tenant)}
+                if any(f.path not in current for f in removed):
+                    raise ConcurrentCommitError("files were removed meanwhile", table=table)
+                actions: list[AddAction | RemoveAction] = [remove_action(f, True)
+                                                           for f in removed]
+                actions += [w.add_action(data_change=True) for w in written]
+                result.version_after = maintenance_commit(delta, table, actions, "forget")
+        except BaseException:
+            for w in written:
+                self.writer.delete(table, w.path)
+            raise
+        result.files_rewritten = len(removed)
+        result.version_after = result.version_after or delta.version()
+        for f in removed:
+            result.deleted.append(self._delete(table, f.path))
+        result.deleted += self._purge_history(table, tenant, predicate, delta)
+        return result
+
+    def _matching_files(self, files: Sequence[DataFile], predicate: str) -> list[DataFile]:
+        if not files:
+            return []
+        by_uri = {f.uri: f for f in files}
+        rows = self.con.execute(
+            f"SELECT DISTINCT filename FROM read_parquet(?, union_by_name = true, "
+            f"hive_partitioning = false, filename = true) WHERE {predicate}",
+            [list(by_uri)]).fetchall()
+        return sorted((by_uri[str(r[0])] for r in rows), key=lambda f: f.path)
+
+    def _collect_events(self, files: Sequence[DataFile], predicate: str,
+                        receipt: Receipt) -> None:
+        """Remember the lineage (for raw) and dedupe keys of the person's events."""
+        if not files:
+            return
+        source = ("read_parquet(?, union_by_name = true, hive_partitioning = true, "
+                  "hive_types = {'tenant': VARCHAR, 'date': DATE})")
+        uris = [f.uri for f in files]
+        self.con.execute(f"INSERT INTO forget_lineage SELECT DISTINCT {_LINEAGE} FROM {source} "
+                         f"WHERE {predicate}", [uris])
+        keys = self.con.execute(f"SELECT DISTINCT {KEY_SQL} FROM {source} WHERE {predicate}",
+                                [uris]).fetchall()
+        receipt.event_keys.extend((int(hi), int(lo)) for hi, lo in keys)
+
+    def _rewrite(self, table: Table, f: DataFile, predicate: str
+                 ) -> tuple[WrittenFile | None, int]:
+        """A copy of ``f`` without the person's rows (None when nothing is left)."""
+        source = "read_parquet(?, hive_partitioning = false)"
+        counts = self.con.execute(
+            f"SELECT count(*), count(*) FILTER ({predicate}) FROM {source}", [f.uri]).fetchone()
+        total, dropped = counts if counts is not None else (0, 0)
+        if dropped == total:
+            return None, int(dropped)
+        reader = self.con.execute(
+            f"SELECT * FROM {source} WHERE ({predicate}) IS NOT TRUE", [f.uri]
+        ).to_arrow_reader(128 * 1024)
+        kept = self.writer.write(table, f.tenant, f.date, reader, kind=kind_of(f.path) or "f")
+        return kept, int(dropped)
+
+    def _delete(self, table: Table, path: str) -> str:
+        self._fs.delete_file(f"{self._root}/{table}/{path}")
+        return f"{table}/{path}"
+
+    def _purge_history(self, table: Table, tenant: str, predicate: str, delta: DeltaTable
+                       ) -> list[str]:
+        """Delete files on storage that are not in the table (superseded by compaction,
+        removed by retention, never committed) and hold the person's rows."""
+        active = {f.path for f in snapshot_files(refresh(delta), self.lake, table)}
+        base = f"{self._root}/{table}"
+        selector = pafs.FileSelector(f"{base}/tenant={tenant}", recursive=True,
+                                     allow_not_found=True)
+        stale = [info.path[len(base) + 1:] for info in self._fs.get_file_info(selector)
+                 if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+                 and info.path[len(base) + 1:] not in active]
+        return [self._delete(table, relative) for relative in stale
+                if self._holds_match(self.lake.join(table, relative), predicate)]
+
+    def _holds_match(self, uri: str, predicate: str) -> bool:
+        try:
+            hit = self.con.execute(f"SELECT count(*) FROM read_parquet(?, hive_partitioning "
+                                   f"= false) WHERE {predicate}", [uri]).fetchone()
+        except duckdb.Error:
+            # A partial file a crashed loader left, or an unreadable one: delete it anyway,
+            # it is no part of any table and may hold the person.
+            return True
+        return hit is not None and bool(hit[0])
+
+    # -- state, salt and receipt
+    def _forget_sessions(self, tenant: str, ids: Sequence[Identifier]) -> int:
+        """Delete the person's session state, leaving no copy of the rows in the file."""
+        if not self.lake.is_local:
+            return 0
+        path = self.lake.path / LOADER_STATE_DIR / SESSIONS_FILE
+        if not path.exists():
+            return 0
+        visitors = [("a:" if i.kind == "anonymous_id" else "u:") + i.value for i in ids]
+        db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA secure_delete = ON")
+            removed = 0
+            for visitor in visitors:
+                cur = db.execute("DELETE FROM visitor_session WHERE tenant = ? AND visitor = ?",
+                                 (tenant, visitor))
+                removed += cur.rowcount
+            # Index pages keep copies of keys as separators: rebuild the file, then empty
+            # the write-ahead log, which holds the old pages.
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise ForgetError(f"cannot remove session state: {exc}", path=str(path)) from exc
+        finally:
+            db.close()
+        return removed
+
+    def _salt(self) -> bytes:
+        path = f"{self._root}/{LOADER_STATE_DIR}/{SALT_FILE}"
+        try:
+            with self._fs.open_input_stream(path) as stream:
+                return bytes.fromhex(stream.read().decode().strip())
+        except (FileNotFoundError, OSError):
+            pass
+        salt = secrets.token_bytes(32)
+        self._fs.create_dir(f"{self._root}/{LOADER_STATE_DIR}", recursive=True)
+        with self._fs.open_output_stream(path) as out:
+            out.write(salt.hex().encode())
+        return salt
+
+    def _write_receipt(self, receipt: Receipt) -> None:
+        tables = receipt.tables
+        rows = [{
+            "receipt_id": receipt.receipt_id,
+            "tenant": receipt.tenant,
+            "identifier_kind": kind,
+            "identifier_hash": digest,
+            "requested_at": receipt.requested_at,
+            "completed_at": receipt.completed_at,
+            "files_deleted_at": receipt.files_deleted_at,
+            "rows_removed": orjson.dumps({t: r.rows for t, r in tables.items()}).decode(),
+            "table_versions": orjson.dumps({t: [r.version_before, r.version_after]
+                                            for t, r in tables.items()}).decode(),
+            "files_rewritten": sum(r.files_rewritten for r in tables.values()),
+            "files_deleted": orjson.dumps([p for r in tables.values()
+                                           for p in r.deleted]).decode(),
+            "session_states_removed": receipt.session_states_removed,
+            "event_keys": orjson.dumps(receipt.event_keys).decode(),
+        } for kind, digest in receipt.identifier_hashes]
+        write_deltalake(table_uri(self.lake, AUDIT_TABLE),
+                        pa.Table.from_pylist(rows, schema=RECEIPT_SCHEMA), mode="append",
+                        storage_options=dict(self.lake.storage_options) or None)
+
+
+def _hash(salt: bytes, tenant: str, identifier: Identifier) -> str:
+    message = f"{tenant}\0{identifier.kind}\0{identifier.value}".encode()
+    return hmac.new(salt, message, hashlib.sha256).hexdigest()
+
+
+def identifier_hash(lake: LakeLocation, tenant: str, identifier: Identifier) -> str | None:
+    """The receipt hash of an identifier (to find its receipt), None before any forget."""
+    fs, root = lake.filesystem()
+    try:
+        with fs.open_input_stream(f"{root}/{LOADER_STATE_DIR}/{SALT_FILE}") as stream:
+            salt = bytes.fromhex(stream.read().decode().strip())
+    except (FileNotFoundError, OSError):
+        return None
+    return _hash(salt, tenant, identifier)
+

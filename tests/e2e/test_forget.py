@@ -1,0 +1,158 @@
+"""`driftnet forget` on a live lake: afterwards no file under the lake holds the person.
+
+The person arrives through several trackers (Segment, Snowplow, the pixel, a PostHog lz64
+body whose bytes do not contain the id), identifies, and sends a malformed hit that is
+quarantined; maintenance compacts meanwhile, so superseded files hold the person too. After
+forget, every file under the lake is searched twice: its raw bytes (Delta log, checkpoints,
+the session store, Parquet footers) and every decoded string and binary value of every
+Parquet file, active or not.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import lzstring  # type: ignore[import-untyped]
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from analytics.export import ExportSpec, export_to_dir, reproduce_from_manifest
+from analytics.export.errors import InputChangedError
+from ingest.lake.forget import Identifier, identifier_hash
+from schemas.storage import LakeLocation
+from tests.support import Server, basic, lake_rows
+
+PERSON = "visitor-4f1c9a8e2b7d"
+PERSON_USER = "user-x-0a9b8c7d"
+OTHER = "visitor-77aa66bb55cc"
+MAINTAIN_FAST = {"DRIFTNET_MAINTAIN__INTERVAL_S": "0.3", "DRIFTNET_MAINTAIN__FANOUT": "2",
+                 "DRIFTNET_MAINTAIN__SMALL_FILE_BYTES": "1024"}
+
+
+def occurrences(lake: Path, needle: str) -> list[str]:
+    """Where ``needle`` appears under ``lake``: raw bytes of any file, decoded Parquet values."""
+    found = []
+    raw = needle.encode()
+    for path in sorted(p for p in lake.rglob("*") if p.is_file()):
+        if raw in path.read_bytes():
+            found.append(f"bytes of {path.relative_to(lake)}")
+        if path.suffix != ".parquet":
+            continue
+        table = pq.read_table(path)
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if not (pa.types.is_string(column.type) or pa.types.is_binary(column.type)):
+                continue
+            for value in column.to_pylist():
+                if value is not None and (raw in value if isinstance(value, bytes)
+                                          else needle in value):
+                    found.append(f"value of {name} in {path.relative_to(lake)}")
+                    break
+    return found
+
+
+def _send_person(server: Server, who: str, user_id: str | None, n: int) -> None:
+    headers = {"Authorization": basic("acme-key"), "Content-Type": "application/json"}
+    for i in range(n):  # one request each: many small flushes, so compaction has work
+        event = {"type": "track", "event": "Product Viewed", "anonymousId": who,
+                 "messageId": str(uuid.uuid4()), "properties": {"product_id": f"p{i}",
+                                                                "note": f"seen by {who}"}}
+        assert httpx.post(f"{server.url}/v1/track", content=orjson.dumps(event),
+                          headers=headers).status_code == 200
+        time.sleep(0.15)
+    if user_id:
+        identify = {"type": "identify", "anonymousId": who, "userId": user_id,
+                    "messageId": str(uuid.uuid4()), "traits": {"plan": "pro"}}
+        assert httpx.post(f"{server.url}/v1/identify", content=orjson.dumps(identify),
+                          headers=headers).status_code == 200
+    assert httpx.get(f"{server.url}/i", params={"e": "pv", "tv": "js-4", "p": "web",
+                                                "aid": "acme-key", "duid": who,
+                                                "eid": str(uuid.uuid4()),
+                                                "url": "https://shop.acme.example/"}
+                     ).status_code == 200
+    assert httpx.get(f"{server.url}/p.gif", params={"k": "acme-key", "e": "page_view",
+                                                    "a": who}).status_code == 200
+    hog = [{"event": "$pageview", "distinct_id": who, "properties": {"token": "acme-key",
+                                                                    "$current_url": "x"}}]
+    lz = lzstring.LZString().compressToBase64(orjson.dumps(hog).decode())
+    assert httpx.post(f"{server.url}/e/?compression=lz64", content=lz).status_code == 200
+    bad = {"type": "track", "event": 42, "anonymousId": who, "messageId": str(uuid.uuid4())}
+    assert httpx.post(f"{server.url}/v1/track", content=orjson.dumps(bad),
+                      headers=headers).status_code == 200
+
+
+def test_forget_leaves_no_byte_of_the_person_in_the_lake(tmp_path: Path,
+                                                          tenants_file: Path) -> None:
+    server = Server(tmp_path, tenants_file, extra_env=MAINTAIN_FAST).start()
+    try:
+        _send_person(server, PERSON, PERSON_USER, 8)
+        _send_person(server, OTHER, None, 3)
+        server.wait_loaded()
+        deadline = time.monotonic() + 60
+        while not any(h.get("driftnet.operation") == "compact"
+                      for h in DeltaTable(str(server.lake / "raw")).history()):
+            assert time.monotonic() < deadline, server.logs()[-3000:]
+            time.sleep(0.2)
+        export = export_to_dir(server.lake, ExportSpec(tenant="acme", recipe="sql",
+                                                       query="select * from raw"),
+                               tmp_path / "export")
+        assert export.inputs
+        before = occurrences(server.lake, PERSON)
+        assert any("raw/" in o for o in before) and any("events/" in o for o in before)
+        assert any("quarantine/" in o for o in before) and any("sessions" in o for o in before)
+        out = subprocess.run(
+            [sys.executable, "-m", "driftnet", "forget", "--lake", str(server.lake), "--tenant",
+             "acme", "--anonymous-id", PERSON, "--user-id", PERSON_USER, "--json"],
+            capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0, out.stderr + server.logs()[-3000:]
+        summary = orjson.loads(out.stdout)
+    finally:
+        code = server.stop()
+    assert code == 0, server.logs()[-3000:]
+    assert summary["rows_removed"]["events"] >= 11 and summary["rows_removed"]["raw"] >= 12
+    assert summary["rows_removed"]["quarantine"] >= 1
+    assert summary["session_states_removed"] >= 1
+    assert occurrences(server.lake, PERSON) == []
+    assert occurrences(server.lake, PERSON_USER) == []
+    # the person's PostHog hit is gone too although its lz64 bytes never held the id (it
+    # carried the person's event); the other person's stays
+    assert lake_rows(server.lake, "raw", "SELECT count(*) FROM t WHERE path = '/e/'") == [(1,)]
+    # everyone else is untouched
+    assert lake_rows(server.lake, "events",
+                     f"SELECT count(*) FROM t WHERE anonymous_id = '{OTHER}'") == [(6,)]
+    # the receipt: the identifier only as a salted hash, and what was done
+    receipts = DeltaTable(str(server.lake / "_audit")).to_pyarrow_table().to_pylist()
+    assert {r["identifier_kind"] for r in receipts} == {"anonymous_id", "user_id"}
+    lake = LakeLocation.parse(server.lake)
+    assert {r["identifier_hash"] for r in receipts} == {
+        identifier_hash(lake, "acme", Identifier("anonymous_id", PERSON)),
+        identifier_hash(lake, "acme", Identifier("user_id", PERSON_USER))}
+    assert all(r["files_deleted_at"] is not None for r in receipts)
+    # an export pinned to the old version says exactly why it can no longer be reproduced
+    with pytest.raises(InputChangedError, match="driftnet forget"):
+        reproduce_from_manifest(tmp_path / "export" / "manifest.json", tmp_path / "again")
+
+
+def test_short_identifiers_are_matched_exactly_not_inside_payloads(tmp_path: Path,
+                                                                    tenants_file: Path) -> None:
+    server = Server(tmp_path, tenants_file).start()
+    try:
+        _send_person(server, "u7", None, 1)
+        _send_person(server, "xu7x-other-person", None, 1)
+        server.wait_loaded()
+    finally:
+        assert server.stop() == 0
+    out = subprocess.run(
+        [sys.executable, "-m", "driftnet", "forget", "--lake", str(server.lake), "--tenant",
+         "acme", "--anonymous-id", "u7", "--json"], capture_output=True, text=True,
+        timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    left = lake_rows(server.lake, "events", "SELECT DISTINCT anonymous_id FROM t ORDER BY 1")
+    assert left == [("xu7x-other-person",)]

@@ -1,18 +1,22 @@
 """Tenant-scoped DuckDB connections over the lake.
 
 A connection for tenant ``t`` has views ``events``, ``raw`` and ``quarantine`` over exactly
-``t``'s partitions (``events`` without the rows dedupe flagged; ``events_all`` with them),
-plus ``session_events`` and ``sessions`` built on ``events`` (SQL in analytics/views.py),
-and is then locked: DuckDB may only read ``t``'s directories, external access (other
-files, INSTALL, http) is off, and the configuration cannot be changed back. So no SQL a
-session runs can read another tenant's rows. DuckDB would still let it write *into*
-``t``'s directories (COPY TO, ATTACH, EXPORT): the SQL entry points refuse those
-statements first (analytics/readonly.py).
-``all_tenants=True`` (operators) spans every tenant instead.
+``t``'s data files of each table's current Delta snapshot (``events`` without the rows
+dedupe flagged; ``events_all`` with them), plus ``session_events`` and ``sessions`` built on
+``events`` (SQL in analytics/views.py). DuckDB reads the files with its own Parquet reader;
+the file list comes from the Delta log (schemas/delta.py), never from a glob, so files a
+commit has not added (or has removed: compaction, retention, forget) are never read.
 
-Views are bound when the connection is made; files that land later are visible to views
-that already had files. A tenant with no files yet gets empty, typed views (reconnect to
-see new data; the REPL's ``.refresh`` does that).
+The connection is then locked: DuckDB may only read ``t``'s directories, external access
+(other files, INSTALL, http) is off, and the configuration cannot be changed back. So no
+SQL a session runs can read another tenant's rows. DuckDB would still let it write *into*
+``t``'s directories (COPY TO, ATTACH, EXPORT): the SQL entry points refuse those
+statements first (analytics/readonly.py); a file planted there would not be part of any
+table anyway. ``all_tenants=True`` (operators) spans every tenant instead.
+
+Views are bound to the snapshot taken when the connection is made; reconnect to see newer
+data (the REPL's ``.refresh`` does that). ``files`` or ``versions`` pin a connection to an
+export manifest's inputs instead.
 """
 
 from __future__ import annotations
@@ -21,20 +25,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.views import DERIVED_VIEWS
 from schemas.columns import sql_type
-from schemas.event import EVENT_SCHEMA
-from schemas.lake import TABLES, Table, all_tenants_glob, tenant_dir, tenant_glob
-from schemas.quarantine import QUARANTINE_SCHEMA
-from schemas.raw import RAW_SCHEMA
+from schemas.delta import table_snapshot
+from schemas.lake import ROW_SCHEMAS, TABLES, Table
+from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
-SCHEMAS: dict[Table, pa.Schema] = {
-    "events": EVENT_SCHEMA, "raw": RAW_SCHEMA, "quarantine": QUARANTINE_SCHEMA,
-}
 VIEWS: tuple[str, ...] = (*TABLES, "events_all", *(name for name, _ in DERIVED_VIEWS))
 
 
@@ -42,34 +41,51 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _empty_view(schema: pa.Schema) -> str:
-    cols = ", ".join(f"CAST(NULL AS {sql_type(f.type)}) AS {f.name}" for f in schema)
-    return f"SELECT {cols}, CAST(NULL AS DATE) AS date WHERE false"
+def _columns(table: Table) -> list[tuple[str, str]]:
+    """(name, SQL type) of a view's columns: the row schema, then ``date``."""
+    return [(f.name, sql_type(f.type)) for f in ROW_SCHEMAS[table]] + [("date", "DATE")]
 
 
-def _has_files(root: Path) -> bool:
-    return root.is_dir() and any(root.glob("**/*.parquet"))
+def _empty_view(table: Table) -> str:
+    cols = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in _columns(table))
+    return f"SELECT {cols} WHERE false"
 
 
-def _parquet_view(glob: str | Sequence[Path]) -> str:
-    source = (_sql_str(glob) if isinstance(glob, str)
-              else "[" + ", ".join(_sql_str(str(p)) for p in glob) + "]")
-    return (f"SELECT * FROM read_parquet({source}, hive_partitioning = true, "
-            f"hive_types = {{'date': DATE}}, union_by_name = true)")
+def _parquet_view(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence[str]) -> str:
+    """A SELECT over ``paths`` with the table's columns in schema order.
+
+    Files hold the columns that existed when they were written (partition columns come from
+    their directory names): a column no file has yet reads as NULL, one the code does not
+    know (written by newer code) comes last.
+    """
+    source = ("read_parquet([" + ", ".join(_sql_str(p) for p in paths) + "], "
+              "hive_partitioning = true, hive_types = {'tenant': VARCHAR, 'date': DATE}, "
+              "union_by_name = true)")
+    present = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    known = _columns(table)
+    select = [name if name in present else f"CAST(NULL AS {sql_type_}) AS {name}"
+              for name, sql_type_ in known]
+    select += sorted(present - {name for name, _ in known})
+    return f"SELECT {', '.join(select)} FROM {source}"
 
 
-def _pinned(root: Path, directory: Path, files: Sequence[str | Path]) -> list[Path]:
-    """Absolute paths of pinned files, each checked to lie inside ``directory``."""
-    paths = [(root / f).resolve() for f in files]
-    for path in paths:
-        if not path.is_relative_to(directory.resolve()):
+def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
+            files: Sequence[str | Path]) -> list[str]:
+    """Absolute paths of pinned files (relative to the lake), each inside the scope."""
+    scope = (Path(lake.join(table, f"tenant={tenant}")) if tenant is not None
+             else Path(lake.join(table)))
+    out = []
+    for f in files:
+        path = Path(lake.join(str(f))).resolve()
+        if not path.is_relative_to(scope.resolve()):
             raise TenantScopeError("pinned file outside the scope of the connection",
-                                   file=str(path), scope=str(directory))
-    return paths
+                                   file=str(f), scope=str(scope))
+        out.append(str(path))
+    return out
 
 
 def connect(
-    lake: str | Path,
+    lake: str | Path | LakeLocation,
     tenant: str | None = None,
     *,
     all_tenants: bool = False,
@@ -79,17 +95,17 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake views of one tenant (or all, for operators).
 
-    ``files`` pins the views to exactly these files (paths relative to the lake, as in
+    ``files`` pins the views to exactly these data files (paths relative to the lake, as in
     an export manifest); a table it does not name is empty. Raises TenantScopeError when
     neither a valid tenant nor ``all_tenants`` is given, or a pinned file is out of scope.
     """
-    root = Path(lake).resolve()
-    if not root.is_dir():
-        raise AnalyticsError("lake directory not found", lake=str(lake))
+    location = LakeLocation.parse(lake)
     if all_tenants == (tenant is not None):
         raise TenantScopeError("give exactly one of a tenant or all_tenants=True")
     if tenant is not None and not is_tenant_id(tenant):
         raise TenantScopeError("not a valid tenant id", tenant=tenant)
+    if location.is_local and not location.path.is_dir():
+        raise AnalyticsError("lake directory not found", lake=str(lake))
     config: dict[str, str | bool | int | float | list[str]] = {}
     if threads is not None:
         config["threads"] = threads
@@ -104,18 +120,13 @@ def connect(
     con.execute("SET enable_progress_bar_print = false")
     allowed: list[str] = []
     for table in TABLES:
-        if tenant is not None:
-            directory = tenant_dir(root, table, tenant)
-            glob = tenant_glob(root, table, tenant)
-        else:
-            directory = root / table
-            glob = all_tenants_glob(root, table)
-        allowed.append(str(directory) + "/")
+        scope = location.join(table, f"tenant={tenant}") if tenant else location.join(table)
+        allowed.append(scope + "/")
         if files is not None:
-            pinned = _pinned(root, directory, files.get(table, ()))
-            body = _parquet_view(pinned) if pinned else _empty_view(SCHEMAS[table])
+            paths = _pinned(location, table, tenant, files.get(table, ()))
         else:
-            body = _parquet_view(glob) if _has_files(directory) else _empty_view(SCHEMAS[table])
+            paths = [f.uri for f in table_snapshot(location, table, tenant).files]
+        body = _parquet_view(con, table, paths) if paths else _empty_view(table)
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")

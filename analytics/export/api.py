@@ -27,6 +27,7 @@ from analytics.export.run import (
     tables_of_manifest,
 )
 from analytics.export.spec import ExportSpec
+from schemas.storage import LakeLocation
 
 
 def export_tables(lake: str | Path, spec: ExportSpec) -> dict[str, pa.Table]:
@@ -35,8 +36,8 @@ def export_tables(lake: str | Path, spec: ExportSpec) -> dict[str, pa.Table]:
     Reads the tenant's files as they are now (pinned at the start of the call); the rows
     equal those of a Parquet export of the same spec.
     """
-    root = Path(lake).resolve()
-    inputs = list_inputs(root, spec.tenant, tables_read(spec))
+    root = LakeLocation.parse(lake)
+    _, inputs = list_inputs(root, spec.tenant, tables_read(spec))
     con = open_pinned(root, spec, inputs)
     try:
         return split_tables(con, spec)
@@ -47,7 +48,7 @@ def export_tables(lake: str | Path, spec: ExportSpec) -> dict[str, pa.Table]:
 def export_to_dir(lake: str | Path, spec: ExportSpec, out_dir: str | Path, *,
                   overwrite: bool = False, progress: bool | None = False) -> Manifest:
     """Write each split and ``manifest.json`` into ``out_dir``; return the manifest."""
-    return run_export(Path(lake), spec, Path(out_dir), overwrite=overwrite,
+    return run_export(lake, spec, Path(out_dir), overwrite=overwrite,
                       progress=Progress(progress))
 
 
@@ -55,11 +56,11 @@ def reproduce_from_manifest(manifest: str | Path, out_dir: str | Path, *,
                             lake: str | Path | None = None, overwrite: bool = False,
                             progress: bool | None = False) -> Manifest:
     """Re-run a manifest into ``out_dir``; raises if an input changed or a byte differs."""
-    return reproduce(Path(manifest), Path(out_dir), lake=Path(lake) if lake else None,
+    return reproduce(Path(manifest), Path(out_dir), lake=lake,
                      overwrite=overwrite, progress=Progress(progress))
 
 
 def tables_from_manifest(manifest: str | Path,
                          lake: str | Path | None = None) -> dict[str, pa.Table]:
     """The splits of a manifest, from its verified input files, as Arrow tables."""
-    return tables_of_manifest(Path(manifest), Path(lake) if lake else None)
+    return tables_of_manifest(Path(manifest), lake)

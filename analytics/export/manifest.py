@@ -1,10 +1,13 @@
 """The export manifest: what was read, with which code, what came out.
 
-``inputs`` lists every lake file the export read, relative to the lake root, with its
-size and SHA-256; a re-run reads exactly these files (never a glob) and stops if one is
-missing or changed. ``outputs`` records each split's file, rows and SHA-256, so a re-run
-can prove it produced the same bytes. The manifest holds no wall-clock time: exporting
-the same spec over the same files gives the same manifest too.
+``tables`` pins the Delta version of each lake table the export read, and ``inputs`` lists
+the data files of that version it read (the tenant's), relative to the lake root, with
+size and SHA-256. A re-run reads exactly these files (never the table's current version)
+and stops if one is missing or changed, saying why: compaction only supersedes files (they
+stay readable until vacuum), so an export reproduces byte for byte after maintenance, until
+vacuum or `driftnet forget` deletes a pinned file. ``outputs`` records each split's file,
+rows and SHA-256, so a re-run can prove it produced the same bytes. The manifest holds no
+wall-clock time: exporting the same spec over the same files gives the same manifest too.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.export.errors import InputChangedError
 from analytics.export.spec import ExportSpec
-from analytics.export.writers import sha256_file
-from schemas.lake import TABLES, Table, tenant_dir
+from analytics.export.writers import sha256_stream
+from schemas.audit import forgotten_files
+from schemas.delta import table_snapshot
+from schemas.lake import TABLES, Table
+from schemas.storage import LakeLocation
 from schemas.version import PIPELINE_VERSION
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 # Which lake tables a view reads; a `sql` export pins the tables its query names.
@@ -32,6 +38,15 @@ VIEW_TABLES: dict[str, tuple[Table, ...]] = {
     "events": ("events",), "events_all": ("events",), "session_events": ("events",),
     "sessions": ("events",), "raw": ("raw",), "quarantine": ("quarantine",),
 }
+
+
+class TableVersion(BaseModel):
+    """The Delta version of one lake table an export read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: Table
+    version: int | None = Field(description="None: the table did not exist yet.")
 
 
 class InputFile(BaseModel):
@@ -80,7 +95,8 @@ class Manifest(BaseModel):
     tenant: str
     recipe: str
     parameters: ExportSpec
-    lake: str = Field(description="Lake root the inputs were read from (absolute).")
+    lake: str = Field(description="Lake root the inputs were read from (absolute path or URL).")
+    tables: list[TableVersion] = Field(default_factory=list)
     inputs: list[InputFile]
     outputs: list[OutputFile] = Field(default_factory=list)
     code: CodeVersion
@@ -109,33 +125,62 @@ def tables_read(spec: ExportSpec) -> tuple[Table, ...]:
     return tuple(t for t in TABLES if t in needed)
 
 
-def list_inputs(lake: Path, tenant: str, tables: tuple[Table, ...],
-                on_bytes: Callable[[int], object] | None = None) -> list[InputFile]:
-    """Every data file of the tenant's ``tables``, sorted, with size and SHA-256."""
-    paths: list[tuple[Table, Path]] = []
+def list_inputs(lake: LakeLocation, tenant: str, tables: tuple[Table, ...],
+                on_bytes: Callable[[int], object] | None = None
+                ) -> tuple[list[TableVersion], list[InputFile]]:
+    """The current version of each table, and the tenant's files of it with SHA-256."""
+    versions: list[TableVersion] = []
+    out: list[InputFile] = []
     for table in tables:
-        root = tenant_dir(lake, table, tenant)
-        paths += [(table, p) for p in sorted(root.glob("date=*/*.parquet"))]
-    out = []
-    for table, path in paths:
-        size = path.stat().st_size
-        out.append(InputFile(table=table, path=path.relative_to(lake).as_posix(), bytes=size,
-                             sha256=sha256_file(path)))
-        if on_bytes:
-            on_bytes(size)
-    return out
+        snapshot = table_snapshot(lake, table, tenant)
+        versions.append(TableVersion(table=table, version=snapshot.version))
+        for f in snapshot.files:
+            out.append(InputFile(table=table, path=f"{table}/{f.path}", bytes=f.size,
+                                 sha256=_sha256(lake, f"{table}/{f.path}")))
+            if on_bytes:
+                on_bytes(f.size)
+    return versions, out
 
 
-def verify_inputs(lake: Path, inputs: list[InputFile],
+def input_bytes(lake: LakeLocation, tenant: str, tables: tuple[Table, ...]) -> int:
+    """Total size of the tenant's current files of ``tables`` (for a progress bar)."""
+    return sum(f.size for t in tables for f in table_snapshot(lake, t, tenant).files)
+
+
+def _sha256(lake: LakeLocation, relative: str) -> str:
+    fs, root = lake.filesystem()
+    with fs.open_input_stream(f"{root}/{relative}") as stream:
+        return sha256_stream(stream)
+
+
+def _exists(lake: LakeLocation, relative: str) -> tuple[bool, int]:
+    fs, root = lake.filesystem()
+    info = fs.get_file_info(f"{root}/{relative}")
+    return info.type.name == "File", int(info.size or 0)
+
+
+def _why_missing(lake: LakeLocation, manifest: Manifest, f: InputFile) -> str:
+    version = next((t.version for t in manifest.tables if t.table == f.table), None)
+    pinned = (f"version {version} of table {f.table}" if version is not None
+              else f"the table {f.table} as exported")
+    deletion = forgotten_files(lake).get(f.path)
+    if deletion is not None:
+        return (f"{pinned} can no longer be read: `driftnet forget` deleted its file "
+                f"{f.path} on {deletion.deleted_at.isoformat()} (receipt "
+                f"{deletion.receipt_id})")
+    return (f"{pinned} can no longer be read: its file {f.path} is gone (vacuum deletes "
+            f"files superseded longer ago than the lake's vacuum retention)")
+
+
+def verify_inputs(lake: LakeLocation, manifest: Manifest,
                   on_bytes: Callable[[int], object] | None = None) -> None:
     """Raise InputChangedError unless every input is present with its recorded checksum."""
-    for f in inputs:
-        path = lake / f.path
-        if not path.is_file():
-            raise InputChangedError("input file of the manifest is missing", file=f.path,
-                                    lake=str(lake))
-        size = path.stat().st_size
-        digest = sha256_file(path) if size == f.bytes else None
+    for f in manifest.inputs:
+        exists, size = _exists(lake, f.path)
+        if not exists:
+            raise InputChangedError(_why_missing(lake, manifest, f), file=f.path,
+                                    lake=lake.uri)
+        digest = _sha256(lake, f.path) if size == f.bytes else None
         if size != f.bytes or digest != f.sha256:
             raise InputChangedError("input file changed since the export", file=f.path,
                                     expected_sha256=f.sha256, actual_sha256=digest,

@@ -20,7 +20,9 @@ from analytics.export.manifest import (
     InputFile,
     Manifest,
     OutputFile,
+    TableVersion,
     current_code,
+    input_bytes,
     list_inputs,
     read_manifest,
     tables_read,
@@ -32,6 +34,7 @@ from analytics.export.recipes import Query, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
 from analytics.export.writers import write_batches
 from analytics.readonly import check_read_only
+from schemas.storage import LakeLocation
 
 BATCH_ROWS = 65_536
 _NESTED = ("[]", "STRUCT", "MAP", "UNION")
@@ -41,7 +44,7 @@ def _iso(value: object) -> str | None:
     return None if value is None else value.isoformat()  # type: ignore[attr-defined]
 
 
-def open_pinned(lake: Path, spec: ExportSpec, inputs: list[InputFile],
+def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
                 memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A tenant connection whose views read exactly ``inputs``."""
     files: dict[str, list[str]] = {}
@@ -105,51 +108,54 @@ def _write_split(con: duckdb.DuckDBPyConnection, spec: ExportSpec, split: Split,
                           split=split.name) from exc
 
 
-def run_export(lake: Path, spec: ExportSpec, out_dir: Path, *,
-               inputs: list[InputFile] | None = None, overwrite: bool = False,
-               progress: Progress | None = None, memory_limit: str | None = None) -> Manifest:
+def run_export(lake: str | Path | LakeLocation, spec: ExportSpec, out_dir: Path, *,
+               pinned: tuple[list[TableVersion], list[InputFile]] | None = None,
+               overwrite: bool = False, progress: Progress | None = None,
+               memory_limit: str | None = None) -> Manifest:
     """Export ``spec`` from ``lake`` into ``out_dir``; return (and write) the manifest.
 
-    ``memory_limit`` (DuckDB syntax, e.g. ``4GB``) makes DuckDB spill earlier; it does not
-    change the output, so it is not part of the spec.
+    ``pinned`` (table versions and input files of an earlier manifest) replaces the tables'
+    current versions. ``memory_limit`` (DuckDB syntax, e.g. ``4GB``) makes DuckDB spill
+    earlier; it does not change the output, so it is not part of the spec.
     """
-    lake = Path(lake).resolve()
+    location = LakeLocation.parse(lake)
     progress = progress or Progress()
     _prepare(out_dir, overwrite)
-    if inputs is None:
+    if pinned is None:
         tables = tables_read(spec)
-        total = sum(p.stat().st_size for t in tables
-                    for p in (lake / t / f"tenant={spec.tenant}").glob("date=*/*.parquet"))
+        total = input_bytes(location, spec.tenant, tables)
         with progress.bytes_bar("checksum inputs", total) as bar:
-            inputs = list_inputs(lake, spec.tenant, tables, bar.update)
-    con = open_pinned(lake, spec, inputs, memory_limit)
+            pinned = list_inputs(location, spec.tenant, tables, bar.update)
+    versions, inputs = pinned
+    con = open_pinned(location, spec, inputs, memory_limit)
     try:
         if spec.query is not None:
             check_read_only(con, spec.query)
         outputs = [_write_split(con, spec, split, out_dir, progress) for split in spec.splits()]
     finally:
         con.close()
-    manifest = Manifest(tenant=spec.tenant, recipe=spec.recipe, parameters=spec, lake=str(lake),
-                        inputs=inputs, outputs=outputs, code=current_code())
+    manifest = Manifest(tenant=spec.tenant, recipe=spec.recipe, parameters=spec,
+                        lake=location.uri, tables=versions, inputs=inputs, outputs=outputs,
+                        code=current_code())
     write_manifest(manifest, out_dir)
     return manifest
 
 
-def reproduce(manifest_path: Path, out_dir: Path, *, lake: Path | None = None,
+def reproduce(manifest_path: Path, out_dir: Path, *, lake: str | Path | None = None,
               overwrite: bool = False, progress: Progress | None = None,
               memory_limit: str | None = None) -> Manifest:
     """Re-run a manifest; raise unless the inputs are unchanged and the outputs identical."""
     old = read_manifest(manifest_path)
-    root = Path(lake or old.lake).resolve()
+    root = LakeLocation.parse(lake or old.lake)
     progress = progress or Progress()
     with progress.bytes_bar("verify inputs", sum(f.bytes for f in old.inputs)) as bar:
-        verify_inputs(root, old.inputs, bar.update)
+        verify_inputs(root, old, bar.update)
     code = current_code()
     if code != old.code:
         print(f"driftnet: warning: code versions differ from the manifest ({old.code} now "
               f"{code}); the bytes may differ", file=sys.stderr)
-    new = run_export(root, old.parameters, out_dir, inputs=old.inputs, overwrite=overwrite,
-                     progress=progress, memory_limit=memory_limit)
+    new = run_export(root, old.parameters, out_dir, pinned=(old.tables, old.inputs),
+                     overwrite=overwrite, progress=progress, memory_limit=memory_limit)
     before = {o.split: o for o in old.outputs}
     for out in new.outputs:
         was = before.get(out.split)
@@ -161,11 +167,12 @@ def reproduce(manifest_path: Path, out_dir: Path, *, lake: Path | None = None,
     return new
 
 
-def tables_of_manifest(manifest_path: Path, lake: Path | None = None) -> dict[str, pa.Table]:
+def tables_of_manifest(manifest_path: Path, lake: str | Path | None = None
+                       ) -> dict[str, pa.Table]:
     """The splits recorded by a manifest, re-read from its verified inputs, as Arrow tables."""
     old = read_manifest(manifest_path)
-    root = Path(lake or old.lake).resolve()
-    verify_inputs(root, old.inputs)
+    root = LakeLocation.parse(lake or old.lake)
+    verify_inputs(root, old)
     con = open_pinned(root, old.parameters, old.inputs)
     try:
         return split_tables(con, old.parameters)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -38,10 +39,15 @@ class Written:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
+        return sha256_stream(fh, chunk)
+
+
+def sha256_stream(stream: Any, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of what a binary stream (a file, a pyarrow input stream) holds."""
+    digest = hashlib.sha256()
+    while block := stream.read(chunk):
+        digest.update(block)
     return digest.hexdigest()
 
 

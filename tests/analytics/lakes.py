@@ -1,4 +1,4 @@
-"""Build small real lakes for analytics tests: canonical rows written as lake Parquet files."""
+"""Build small real lakes for analytics tests: canonical rows committed to the Delta tables."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ingest.lake.writer import append_rows
 from schemas.event import EVENT_SCHEMA
-from schemas.lake import FileName, partition_dir
+from schemas.storage import LakeLocation
 from schemas.version import PIPELINE_VERSION
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -39,18 +39,9 @@ def event(tenant: str = "acme", minute: float = 0.0, **fields: Any) -> dict[str,
     return row
 
 
-def write_events(lake: Path, rows: Iterable[dict[str, Any]], writer: str = "test") -> list[Path]:
-    """Write rows into the lake, one file per (tenant, UTC date of received_at)."""
-    groups: dict[tuple[str, dt.date], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["tenant"], row["received_at"].date()), []).append(row)
-    paths = []
-    for (tenant, date), group in sorted(groups.items()):
-        directory = partition_dir(lake, "events", tenant, date)
-        directory.mkdir(parents=True, exist_ok=True)
-        offsets = [r["source_offset"] for r in group]
-        name = FileName("log", 0, min(offsets), max(offsets), writer)
-        path = directory / str(name)
-        pq.write_table(pa.Table.from_pylist(group, schema=EVENT_SCHEMA), path)
-        paths.append(path)
-    return paths
+def write_events(lake: Path, rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Commit rows to the lake's events table, one file per (tenant, UTC date); the files'
+    paths relative to the lake."""
+    table = pa.Table.from_pylist(list(rows), schema=EVENT_SCHEMA)
+    written = append_rows(LakeLocation.parse(lake), "events", table)
+    return [f"events/{w.path}" for w in written]

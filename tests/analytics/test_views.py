@@ -76,10 +76,9 @@ def test_events_without_session_id_are_split_by_30_minutes_of_inactivity(tmp_pat
 
 
 def test_inferred_session_ids_are_stable_when_later_data_arrives(tmp_path: Path) -> None:
-    write_events(tmp_path, [event(minute=0, anonymous_id="v"), event(minute=10, anonymous_id="v")],
-                 writer="one")
+    write_events(tmp_path, [event(minute=0, anonymous_id="v"), event(minute=10, anonymous_id="v")])
     before = set(_sessions(tmp_path))
-    write_events(tmp_path, [event(minute=100, anonymous_id="v")], writer="two")
+    write_events(tmp_path, [event(minute=100, anonymous_id="v")])
     after = set(_sessions(tmp_path))
     assert before < after and len(after) == 2
 

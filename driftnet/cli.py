@@ -63,10 +63,17 @@ def _tenants_option(required: bool = True) -> Callable[[F], F]:
     )
 
 
-_lake_option = click.option(
-    "--lake", type=click.Path(file_okay=False, path_type=Path), required=True,
-    help="Lake root directory.",
-)
+_LAKE_HELP = "Lake root: a directory, or an object-store URL (s3://bucket/prefix, gs://, az://)."
+_lake_option = click.option("--lake", required=True, metavar="PATH|URL", help=_LAKE_HELP)
+
+
+def _tenant_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Reject a --tenant that is not a tenant id (it names directories of the lake)."""
+    from schemas.tenants import is_tenant_id
+
+    if value is not None and not is_tenant_id(value):
+        raise click.BadParameter(f"{value!r} is not a tenant id ([a-z0-9][a-z0-9_-]{{0,62}})")
+    return value
 _config_option = click.option(
     "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="TOML settings file ([collector], [loader], [embedded], [kafka]).",
@@ -84,7 +91,7 @@ def _collector_options(f: F) -> F:
 
 
 def _settings(config: Path | None, *, host: str | None = None, port: int | None = None,
-              lake: Path | None = None, log_path: Path | None = None,
+              lake: str | None = None, log_path: Path | None = None,
               flush_interval: float | None = None) -> Any:
     from ingest.settings import load_settings
 
@@ -113,7 +120,7 @@ _flush_option = click.option(
 @_log_option
 @_flush_option
 @_config_option
-def up(tenants_path: Path, lake: Path, host: str | None, port: int | None,
+def up(tenants_path: Path, lake: str, host: str | None, port: int | None,
        log_path: Path | None, flush_interval: float | None, config: Path | None) -> None:
     """Run collector and loader in one process (embedded log unless Kafka is configured).
 
@@ -157,7 +164,7 @@ def collector(tenants_path: Path, host: str | None, port: int | None, log_path: 
 @_log_option
 @_flush_option
 @_config_option
-def loader(tenants_path: Path, lake: Path, log_path: Path | None,
+def loader(tenants_path: Path, lake: str, log_path: Path | None,
            flush_interval: float | None, config: Path | None) -> None:
     """Run only the loader (transport -> lake).
 
@@ -241,23 +248,24 @@ def demo(sessions: int, tenants_path: Path, keep: bool) -> None:
 
 
 @main.command()
-@click.option("--tenant", required=True, help="Tenant whose days are rebuilt.")
+@click.option("--tenant", required=True, callback=_tenant_id,
+              help="Tenant whose days are rebuilt.")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="First UTC day to rebuild (YYYY-MM-DD).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True,
               help="Last UTC day to rebuild, inclusive.")
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Lake root directory [the loader's lake setting, default ./lake].")
+@click.option("--lake", default=None, metavar="PATH|URL",
+              help=_LAKE_HELP + " [the loader's lake setting, default ./lake]")
 @_tenants_option(required=False)
 @click.option("--force", is_flag=True,
               help="Also replay today's UTC date (only when no loader is running).")
 @_config_option
-def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: Path | None,
+def replay(tenant: str, start: Any, end: Any, lake: str | None, tenants_path: Path | None,
            force: bool, config: Path | None) -> None:
     """Rebuild events and quarantine days from the raw archive with the current code.
 
-    Each day is swapped in atomically; rows carry the pipeline version that made them, so a
-    fixed parser recovers hits that were quarantined.
+    Each day's files are replaced in one commit per table; rows carry the pipeline version
+    that made them, so a fixed parser recovers hits that were quarantined.
 
     \b
     Example:
@@ -269,7 +277,7 @@ def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: P
     settings = _settings(config, lake=lake)
     tenants = load_tenants(tenants_path) if tenants_path is not None else None
     report = run_replay(
-        Path(settings.loader.lake), tenant, start.date(), end.date(), settings.loader, tenants,
+        settings.loader.lake, tenant, start.date(), end.date(), settings.loader, tenants,
         force=force, enrich=settings.enrich,
         progress=lambda d: click.echo(
             f"{d.date}: {d.hits} hits -> {d.events_after} events (was {d.events_before}), "
@@ -279,34 +287,120 @@ def replay(tenant: str, start: Any, end: Any, lake: Path | None, tenants_path: P
 
 
 @main.command()
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Lake root directory.")
-@click.option("--tenant", default=None, help="Only this tenant [all].")
+@_lake_option
+@click.option("--tenant", default=None, callback=_tenant_id, help="Only this tenant [all].")
 @click.option("--before", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Compact days before this UTC date [today: yesterday and older].")
-@click.option("--force", is_flag=True,
-              help="Allow --before after today (only when no loader is running).")
-def compact(lake: Path, tenant: str | None, before: Any, force: bool) -> None:
-    """Merge each closed day's small files into one file per table, atomically.
+              help="Rewrite days before this UTC date [today: yesterday and older].")
+@click.option("--force", is_flag=True, help="Allow --before after today (today's files are "
+              "rewritten too; loaders may keep appending meanwhile).")
+def compact(lake: str, tenant: str | None, before: Any, force: bool) -> None:
+    """Rewrite days into a few large files sorted by visitor and time, now.
+
+    The maintenance task (`driftnet maintain`, and inside `driftnet up`) does this to every
+    day once it is closed, and keeps open days compacted; this command does it on demand.
 
     \b
     Example:
       driftnet compact --lake ./lake --before 2026-11-26
     """
-    from ingest.loader.compact import compact as run_compact
+    import datetime as dt
 
-    days = run_compact(lake, tenant, before.date() if before else None, force=force,
-                       progress=lambda d: click.echo(
-                           f"{d.table} {d.tenant} {d.date}: {d.files_before} files -> 1 "
-                           f"({d.rows} rows)"))
+    from ingest.lake.maintain import sort_days
+    from schemas.storage import LakeLocation
+
+    today = dt.datetime.now(dt.UTC).date()
+    day = before.date() if before else today
+    if day > today and not force:
+        raise click.UsageError("--before is after today; pass --force to rewrite today too")
+    days = sort_days(LakeLocation.parse(lake), tenant=tenant, before=day,
+                     progress=lambda d: click.echo(
+                         f"{d.table} {d.tenant} {d.date}: {d.files_before} files -> "
+                         f"{d.files_after} ({d.rows} rows)"))
     click.echo(f"compacted {len(days)} table-days")
+
+
+@main.command()
+@_lake_option
+@_tenants_option(required=False)
+@click.option("--once", is_flag=True, help="Run one pass (with vacuum) and exit.")
+@_config_option
+def maintain(lake: str, tenants_path: Path | None, once: bool, config: Path | None) -> None:
+    """Keep the lake compact: merge small files, sort closed days, retention, vacuum.
+
+    Run exactly one per lake next to Kafka loaders (`driftnet up` runs it itself). The
+    tenants file gives each tenant's retention_days; without it nothing expires.
+
+    \b
+    Examples:
+      driftnet maintain --lake s3://acme-lake/driftnet --tenants tenants.toml
+      driftnet maintain --lake ./lake --once
+    """
+    from driftnet.runner import run_maintain
+    from schemas.tenants import load_tenants
+
+    settings = _settings(config, lake=lake)
+    tenants = load_tenants(tenants_path) if tenants_path is not None else None
+    sys.exit(run_maintain(settings, tenants, once=once))
+
+
+@main.command()
+@_lake_option
+@click.option("--tenant", required=True, callback=_tenant_id, help="Tenant of the person.")
+@click.option("--anonymous-id", "anonymous_ids", multiple=True,
+              help="A device/browser id of the person (repeatable).")
+@click.option("--user-id", "user_ids", multiple=True,
+              help="A user id of the person (repeatable).")
+@click.option("--with-linked", is_flag=True, help="Also forget the anonymous ids seen "
+              "together with the given user ids.")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tuple[str, ...],
+           with_linked: bool, as_json: bool) -> None:
+    """Delete one person's rows from raw, events and quarantine, and their session state.
+
+    Files holding the person's rows are rewritten without them and the old files deleted
+    at once; a receipt (the identifier only as a salted hash) is appended to the lake's
+    audit log (_audit).
+
+    \b
+    Examples:
+      driftnet forget --lake ./lake --tenant acme --anonymous-id 0f8a2c1e-...
+      driftnet forget --lake ./lake --tenant acme --user-id u-4711 --with-linked
+    """
+    import orjson
+
+    from ingest.lake.forget import Forgetter, Identifier
+    from schemas.storage import LakeLocation
+
+    ids = [Identifier("anonymous_id", a) for a in anonymous_ids]
+    ids += [Identifier("user_id", u) for u in user_ids]
+    if not ids:
+        raise click.UsageError("give --anonymous-id or --user-id")
+    forgetter = Forgetter(LakeLocation.parse(lake),
+                          progress=lambda line: click.echo(line, err=True))
+    try:
+        receipt = forgetter.forget(tenant, ids, with_linked=with_linked)
+    finally:
+        forgetter.close()
+    summary = {
+        "receipt_id": receipt.receipt_id,
+        "rows_removed": {t: r.rows for t, r in receipt.tables.items()},
+        "files_rewritten": sum(r.files_rewritten for r in receipt.tables.values()),
+        "files_deleted": sum(len(r.deleted) for r in receipt.tables.values()),
+        "session_states_removed": receipt.session_states_removed,
+        "linked_anonymous_ids": len(receipt.linked),
+    }
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(", ".join(f"{k}={v}" for k, v in summary.items()))
 
 
 # -- analytics -----------------------------------------------------------------------------
 
 @main.command()
 @_lake_option
-@click.option("--tenant", default=None, help="Tenant whose data the session may read.")
+@click.option("--tenant", default=None, callback=_tenant_id,
+              help="Tenant whose data the session may read.")
 @click.option("--all-tenants", is_flag=True, help="Operators: read every tenant's data.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]),
               default="table", show_default=True, help="Output format.")
@@ -317,7 +411,7 @@ def compact(lake: Path, tenant: str | None, before: Any, force: bool) -> None:
 @click.option("--max-rows", type=int, default=100, show_default=True,
               help="Rows shown by --format table.")
 @click.argument("query", required=False)
-def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
+def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
         params: tuple[str, ...], max_rows: int, query: str | None) -> None:
     """Run SQL over one tenant's views (events, sessions, quarantine, raw...). No QUERY: a shell.
 
@@ -370,7 +464,8 @@ def sql(lake: Path, tenant: str | None, all_tenants: bool, fmt: str, output: Pat
 
 
 _analytics_tenant_option = click.option(
-    "--tenant", required=True, help="Tenant whose data is read (one tenant per run).")
+    "--tenant", required=True, callback=_tenant_id,
+    help="Tenant whose data is read (one tenant per run).")
 
 
 def _write_text(text: str, output: Path | None) -> None:
@@ -399,7 +494,7 @@ def _write_text(text: str, output: Path | None) -> None:
               help="Top values shown per field.")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
-def discover(lake: Path, tenant: str, event: str | None, since: str | None, target: str | None,
+def discover(lake: str, tenant: str, event: str | None, since: str | None, target: str | None,
              fmt: str, output: Path | None, top_k: int, memory_limit: str | None) -> None:
     """Catalog every field ever logged (columns and JSON paths), and what predicts a target.
 
@@ -435,9 +530,10 @@ def discover(lake: Path, tenant: str, event: str | None, since: str | None, targ
 
 
 @main.command()
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Lake root directory (with --from-manifest: default the manifest's).")
-@click.option("--tenant", default=None, help="Tenant whose data is exported.")
+@click.option("--lake", default=None, metavar="PATH|URL",
+              help=_LAKE_HELP + " (with --from-manifest: default the manifest's)")
+@click.option("--tenant", default=None, callback=_tenant_id,
+              help="Tenant whose data is exported.")
 @click.option("--recipe", type=click.Choice(["sessions", "intent", "sql"]), default=None,
               help="sessions: item sequences per session; intent: session prefixes labelled "
                    "by a later purchase; sql: any query over the views (--query).")
@@ -461,7 +557,7 @@ def discover(lake: Path, tenant: str, event: str | None, since: str | None, targ
               help="Progress bars on standard error [on when it is a terminal].")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
-def export(lake: Path | None, tenant: str | None, recipe: str | None, out_dir: Path,
+def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Path,
            train_end: str | None, valid_end: str | None, fmt: str, query: str | None,
            params: tuple[str, ...], max_prefix: int, manifest: Path | None, overwrite: bool,
            progress: bool | None, memory_limit: str | None) -> None:

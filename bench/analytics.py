@@ -1,6 +1,6 @@
 """Analytics bench: a synthetic lake of N events, then SQL, discover and every export recipe.
 
-The lake is written straight to Parquet in the lake layout (schemas/lake.py, EVENT_SCHEMA),
+The lake is written straight into the events Delta table (ingest/lake, EVENT_SCHEMA),
 generated with vectorised numpy/pyarrow (no HTTP): 10 million events take about a minute.
 The distributions are shaped like a real shop: session lengths are geometric, product
 popularity is Zipf, a few percent of the sessions convert (more on desktop, from email and
@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ingest.lake.files import FileWriter
+from ingest.lake.tables import commit, open_for_write
 from schemas.event import EVENT_SCHEMA
-from schemas.lake import FileName, partition_dir
+from schemas.storage import LakeLocation
 from schemas.version import PIPELINE_VERSION
 
 # As a script, bench/ comes first on sys.path and this file would shadow the `analytics`
@@ -222,25 +223,21 @@ def generate(n_events: int, tenant: str, seed: int = 7, days: int = 60,
     return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
 
 
-def write_lake(table: pa.Table, lake: Path, tenant: str, writer: str = "bench",
-               rows_per_file: int = 500_000) -> int:
-    """Write ``table`` into ``lake`` as the loader would: one directory per UTC date."""
+def write_lake(table: pa.Table, lake: Path, tenant: str, rows_per_file: int = 500_000) -> int:
+    """Commit ``table`` to the lake's events table: files of ``rows_per_file`` per UTC date."""
+    location = LakeLocation.parse(lake)
+    delta = open_for_write(location, "events")
+    writer = FileWriter(location)
     day = pc.cast(pc.cast(table["received_at"], pa.timestamp("us")), pa.date32())
     table = table.append_column("_day", day).sort_by([("received_at", "ascending")])
-    files = 0
+    written = []
     for date in pc.unique(table["_day"]).to_pylist():
         part = table.filter(pc.equal(table["_day"], date)).drop_columns(["_day"])
-        directory = partition_dir(lake, "events", tenant, date)
-        directory.mkdir(parents=True, exist_ok=True)
         for start in range(0, part.num_rows, rows_per_file):
-            chunk = part.slice(start, rows_per_file)
-            last = int(pc.max(chunk["source_offset"]).as_py())
-            first = int(pc.min(chunk["source_offset"]).as_py())
-            name = FileName("log", 0, first, last, writer)
-            pq.write_table(chunk, directory / str(name), compression="zstd")
-            files += 1
-    return files
-
+            written.append(writer.write("events", tenant, date,
+                                        part.slice(start, rows_per_file)))
+    commit(delta, "events", [w.add_action() for w in written], operation="append")
+    return len(written)
 
 
 STEPS: dict[str, str] = {
@@ -311,7 +308,7 @@ def build_lake(lake: Path, events: int, tenant: str, seed: int,
                          first_session=sessions, first_offset=offset)
         sessions += max(1, min(chunk_events, events - start) // 8)
         offset += table.num_rows
-        files += write_lake(table, lake, tenant, writer=f"b{k}")
+        files += write_lake(table, lake, tenant)
         del table
     return files
 

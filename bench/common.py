@@ -106,3 +106,20 @@ def simulated_frames(sessions: int) -> tuple[list[bytes], int]:
         frames.append(encode_frame(header, r.body))
         events += r.events
     return frames, events
+
+
+def lake_event_ids(lake: Path, tenant: str) -> list[str]:
+    """Event ids of a tenant in the lake's events table (its current Delta version)."""
+    import duckdb
+
+    from schemas.delta import table_snapshot
+    from schemas.storage import LakeLocation
+
+    if not (lake / "events" / "_delta_log").is_dir():
+        return []
+    files = [f.uri for f in table_snapshot(LakeLocation.parse(lake), "events", tenant).files]
+    if not files:
+        return []
+    with duckdb.connect() as con:
+        return [str(r[0]) for r in con.execute(
+            "SELECT event_id FROM read_parquet(?, union_by_name = true)", [files]).fetchall()]

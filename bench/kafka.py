@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
 import httpx
 import orjson
 
@@ -41,7 +40,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import AUTH, TENANTS, event, free_port, simulated_frames, stop, wait_port, wrk  # noqa: E402
+from bench.common import (  # noqa: E402
+    AUTH,
+    TENANTS,
+    event,
+    free_port,
+    lake_event_ids,
+    simulated_frames,
+    stop,
+    wait_port,
+    wrk,
+)
 from ingest.loader.config import LoaderSettings  # noqa: E402
 from ingest.loader.loop import Loader  # noqa: E402
 from ingest.transport.base import Consumer, Producer, RebalanceListener  # noqa: E402
@@ -206,29 +215,26 @@ def latency(name: str, env: dict[str, str], beacons: int, rate: float, workdir: 
             # the first answer also waits for a Kafka loader to join its group
             client.post("/v1/track", content=orjson.dumps(event(0)),
                         headers={"Authorization": AUTH})
-            glob = str(lake / "events" / "tenant=acme" / "*" / "*.parquet")
-            with duckdb.connect() as con:
-                while not any(lake.glob("events/tenant=acme/*/*.parquet")):
-                    time.sleep(0.05)
-                next_send = time.perf_counter()
-                deadline = next_send + beacons / rate + 30
-                while time.perf_counter() < deadline and (len(sent) < beacons
-                                                          or len(seen) < len(sent)):
+            while not lake_event_ids(lake, "acme"):
+                time.sleep(0.05)
+            next_send = time.perf_counter()
+            deadline = next_send + beacons / rate + 30
+            while time.perf_counter() < deadline and (len(sent) < beacons
+                                                      or len(seen) < len(sent)):
+                now = time.perf_counter()
+                if len(sent) < beacons and now >= next_send:
+                    message = event(len(sent))
+                    sent[str(message["messageId"])] = now
+                    client.post("/v1/track", content=orjson.dumps(message),
+                                headers={"Authorization": AUTH})
+                    next_send += 1 / rate
+                else:
+                    found = lake_event_ids(lake, "acme")
                     now = time.perf_counter()
-                    if len(sent) < beacons and now >= next_send:
-                        message = event(len(sent))
-                        sent[str(message["messageId"])] = now
-                        client.post("/v1/track", content=orjson.dumps(message),
-                                    headers={"Authorization": AUTH})
-                        next_send += 1 / rate
-                    else:
-                        found = con.execute(f"SELECT event_id FROM read_parquet('{glob}')"
-                                            ).fetchall()
-                        now = time.perf_counter()
-                        for (event_id,) in found:
-                            if event_id in sent:
-                                seen.setdefault(event_id, now)
-                        time.sleep(0.02)
+                    for event_id in found:
+                        if event_id in sent:
+                            seen.setdefault(event_id, now)
+                    time.sleep(0.02)
     finally:
         stop(server)
     latencies = sorted(seen[k] - t for k, t in sent.items() if k in seen)

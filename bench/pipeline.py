@@ -23,14 +23,23 @@ import threading
 import time
 from pathlib import Path
 
-import duckdb
 import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import AUTH, TENANTS, event, free_port, simulated_frames, stop, wait_port, wrk  # noqa: E402
+from bench.common import (  # noqa: E402
+    AUTH,
+    TENANTS,
+    event,
+    free_port,
+    lake_event_ids,
+    simulated_frames,
+    stop,
+    wait_port,
+    wrk,
+)
 from ingest.loader.config import LoaderSettings  # noqa: E402
 from ingest.loader.loop import Loader  # noqa: E402
 from ingest.transport.config import EmbeddedLogSettings  # noqa: E402
@@ -116,17 +125,14 @@ def bench_latency(beacons: int, rate: float, workdir: Path) -> dict[str, float]:
     done = threading.Event()
 
     def watch() -> None:
-        glob = str(lake / "events" / "tenant=acme" / "*" / "*.parquet")
-        with duckdb.connect() as con:
-            while not done.is_set() or len(seen) < len(sent):
-                if any(lake.glob("events/tenant=acme/*/*.parquet")):
-                    now = time.perf_counter()
-                    for (event_id,) in con.execute(
-                            f"SELECT event_id FROM read_parquet('{glob}')").fetchall():
-                        seen.setdefault(event_id, now)
-                if done.is_set() and time.perf_counter() - last_send > 30:
-                    break
-                time.sleep(0.02)
+        while not done.is_set() or len(seen) < len(sent):
+            found = lake_event_ids(lake, "acme")
+            now = time.perf_counter()
+            for event_id in found:
+                seen.setdefault(event_id, now)
+            if done.is_set() and time.perf_counter() - last_send > 30:
+                break
+            time.sleep(0.02)
 
     last_send = time.perf_counter()
     watcher = threading.Thread(target=watch)

@@ -56,6 +56,7 @@ from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
 from schemas.audit import RECEIPT_SCHEMA
 from schemas.delta import DataFile, snapshot_files, table_uri
+from schemas.errors import DriftnetError
 from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
@@ -406,3 +407,46 @@ def identifier_hash(lake: LakeLocation, tenant: str, identifier: Identifier) -> 
         return None
     return _hash(salt, tenant, identifier)
 
+
+
+class ForgetReceipts:
+    """New forget receipts of a lake, for running loaders: the dedupe keys of the events a
+    forget removed leave the loader's window, so a later retry of such an event is not
+    hidden as the duplicate of a row that no longer exists."""
+
+    def __init__(self, lake: LakeLocation) -> None:
+        self.lake = lake
+        self._seen: set[str] = set()
+        self._version: int | None = None
+
+    def _new_rows(self) -> list[dict[str, object]]:
+        from schemas.delta import open_table
+
+        delta = open_table(self.lake, AUDIT_TABLE)
+        if delta is None or delta.version() == self._version:
+            return []
+        self._version = delta.version()
+        rows = pa.table(delta.to_pyarrow_table(columns=["receipt_id", "event_keys"])).to_pylist()
+        new = [r for r in rows if r["receipt_id"] not in self._seen]
+        self._seen.update(str(r["receipt_id"]) for r in rows)
+        return new
+
+    def seen_until_now(self) -> None:
+        """Take every existing receipt as applied (the lake no longer holds their events)."""
+        try:
+            self._new_rows()
+        except DriftnetError as exc:
+            log.warning("cannot read forget receipts: %s", exc)
+
+    def new_event_keys(self) -> pa.Table:
+        """Dedupe keys (``k_hi``, ``k_lo``) of the receipts written since the last call."""
+        keys: list[tuple[int, int]] = []
+        try:
+            rows = self._new_rows()
+        except DriftnetError as exc:
+            log.warning("cannot read forget receipts: %s", exc)
+            rows = []
+        for row in rows:
+            keys += [(int(hi), int(lo)) for hi, lo in orjson.loads(str(row["event_keys"]))]
+        return pa.table({"k_hi": pa.array([k[0] for k in keys], pa.uint64()),
+                         "k_lo": pa.array([k[1] for k in keys], pa.uint64())})

@@ -38,6 +38,9 @@ class LoaderSettings(BaseModel):
     duckdb_threads: int = Field(1, ge=1, description="Threads DuckDB may use for a batch.")
     zstd_level: int = Field(3, ge=1, le=22, description="zstd level of the Parquet files.")
     poll_timeout_s: float = Field(0.1, gt=0, description="Longest wait of one transport poll.")
+    forget_poll_s: float = Field(30.0, gt=0, description="Seconds between looks at the lake's "
+                                 "forget receipts (the dedupe keys of forgotten events leave "
+                                 "the loader's window).")
     stats_interval_s: float = Field(60.0, gt=0, description="Seconds between the loader's "
                                     "INFO lines of counters and consumer lag.")
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 
 from ingest.lake.errors import LakeWriteError
+from ingest.lake.forget import ForgetReceipts
 from ingest.lake.writer import AppendResult, LakeWriter
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
@@ -78,6 +79,7 @@ class Loader:
         self._buffers: dict[int, _Buffer] = {}
         self._interval = settings.flush_interval_s
         self._stop = threading.Event()
+        self._forgets = ForgetReceipts(self.lake)
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -109,16 +111,21 @@ class Loader:
     def run(self, stop: threading.Event) -> None:
         """Poll and load until ``stop`` is set; then flush what is buffered and close."""
         self._stop = stop
+        self._forgets.seen_until_now()
         self.pipeline.seed_dedupe(self.lake)
         self._consumer = self._consumer_factory(self)
         self.ready.set()
         next_stats = time.monotonic() + self.settings.stats_interval_s
+        next_forget = time.monotonic() + self.settings.forget_poll_s
         try:
             while not stop.is_set():
                 self._step()
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.settings.stats_interval_s
                     self._log_stats()
+                if time.monotonic() >= next_forget:
+                    next_forget = time.monotonic() + self.settings.forget_poll_s
+                    self.pipeline.deduper.forget(self._forgets.new_event_keys())
             if self._buffers:
                 self._flush_with_retry(sorted(self._buffers), final=True)
         finally:

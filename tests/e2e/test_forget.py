@@ -156,3 +156,25 @@ def test_short_identifiers_are_matched_exactly_not_inside_payloads(tmp_path: Pat
     assert out.returncode == 0, out.stderr
     left = lake_rows(server.lake, "events", "SELECT DISTINCT anonymous_id FROM t ORDER BY 1")
     assert left == [("xu7x-other-person",)]
+
+
+def test_a_running_loader_forgets_the_dedupe_keys_of_forgotten_events(
+        tmp_path: Path, tenants_file: Path) -> None:
+    """A retry of a forgotten event, arriving later, is a new event, not a hidden duplicate."""
+    server = Server(tmp_path, tenants_file,
+                    extra_env={"DRIFTNET_LOADER__FORGET_POLL_S": "0.2"}).start()
+    event = {"type": "track", "event": "Signed Up", "anonymousId": PERSON, "messageId": "m-42"}
+    try:
+        assert server.post("/v1/track", event, key="acme-key").status_code == 200
+        server.wait_loaded()
+        out = subprocess.run(
+            [sys.executable, "-m", "driftnet", "forget", "--lake", str(server.lake), "--tenant",
+             "acme", "--anonymous-id", PERSON], capture_output=True, text=True, timeout=300,
+            check=False)
+        assert out.returncode == 0, out.stderr
+        time.sleep(2.0)  # the loader looks at the receipts every 0.2 s
+        assert server.post("/v1/track", event, key="acme-key").status_code == 200
+        rows = server.query("acme", "SELECT is_duplicate FROM events_all WHERE event_id = 'm-42'")
+    finally:
+        assert server.stop() == 0
+    assert rows == [(False,)]

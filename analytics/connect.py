@@ -29,7 +29,7 @@ import duckdb
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.views import DERIVED_VIEWS
 from schemas.columns import sql_type
-from schemas.delta import table_snapshot
+from schemas.delta import read_files_sql, table_snapshot
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
@@ -49,24 +49,6 @@ def _columns(table: Table) -> list[tuple[str, str]]:
 def _empty_view(table: Table) -> str:
     cols = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in _columns(table))
     return f"SELECT {cols} WHERE false"
-
-
-def _parquet_view(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence[str]) -> str:
-    """A SELECT over ``paths`` with the table's columns in schema order.
-
-    Files hold the columns that existed when they were written (partition columns come from
-    their directory names): a column no file has yet reads as NULL, one the code does not
-    know (written by newer code) comes last.
-    """
-    source = ("read_parquet([" + ", ".join(_sql_str(p) for p in paths) + "], "
-              "hive_partitioning = true, hive_types = {'tenant': VARCHAR, 'date': DATE}, "
-              "union_by_name = true)")
-    present = {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    known = _columns(table)
-    select = [name if name in present else f"CAST(NULL AS {sql_type_}) AS {name}"
-              for name, sql_type_ in known]
-    select += sorted(present - {name for name, _ in known})
-    return f"SELECT {', '.join(select)} FROM {source}"
 
 
 def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
@@ -126,7 +108,8 @@ def connect(
             paths = _pinned(location, table, tenant, files.get(table, ()))
         else:
             paths = [f.uri for f in table_snapshot(location, table, tenant).files]
-        body = _parquet_view(con, table, paths) if paths else _empty_view(table)
+        body = (read_files_sql(con, table, paths, partitions=True) if paths
+                else _empty_view(table))
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")

@@ -10,15 +10,18 @@ files with its own Parquet reader), never from a glob.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from schemas.columns import sql_type
 from schemas.errors import LakeError
-from schemas.lake import TABLES, Table
+from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.storage import LakeLocation
 
 
@@ -114,3 +117,40 @@ def lake_tenants(lake: LakeLocation) -> list[str]:
         if adds.num_rows:
             found.update(pc.unique(adds["partition.tenant"]).to_pylist())
     return sorted(found)
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def read_files_sql(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence[str], *,
+                   partitions: bool = False, filename: bool = False) -> str:
+    """A SELECT of a table's rows from ``paths`` with every column of the table's schema.
+
+    Data files hold the columns that had a value when they were written (a loader's small
+    file leaves out empty ones; older files lack columns added since): a column no file
+    has reads as NULL, one the code does not know (written by newer code) comes last.
+    ``partitions`` adds ``tenant`` and ``date`` from the paths; ``filename`` the file's path.
+    """
+    options = ["union_by_name = true"]
+    if partitions:
+        options.append("hive_partitioning = true, "
+                       "hive_types = {'tenant': VARCHAR, 'date': DATE}")
+    else:
+        options.append("hive_partitioning = false")
+    if filename:
+        options.append("filename = true")
+    source = (f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], "
+              f"{', '.join(options)})")
+    present = [str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    fields = list(ROW_SCHEMAS[table])
+    if not partitions:
+        fields = [f for f in fields if f.name != "tenant"]
+    known = [(f.name, sql_type(f.type)) for f in fields]
+    if partitions:
+        known.append(("date", "DATE"))
+    names = {n for n, _ in known}
+    select = [n if n in present else f"CAST(NULL AS {t}) AS {n}" for n, t in known]
+    select += [n for n in present if n not in names]
+    return f"SELECT {', '.join(select)} FROM {source}"

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from ingest.lake.config import MaintainSettings
 from ingest.lake.files import FileWriter, WrittenFile
-from schemas.delta import DataFile
+from schemas.delta import DataFile, read_files_sql
 from schemas.lake import Table, file_schema
 from schemas.storage import LakeLocation
 
@@ -176,9 +176,8 @@ def rewrite_sorted(lake: LakeLocation, writer: FileWriter, table: Table,
                                      "temp_directory": spill, "threads": 1,
                                      "preserve_insertion_order": True})
         try:
-            rel = con.sql(
-                "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false) "
-                f"ORDER BY {SORT_ORDER[table]}", params=[[f.uri for f in files]])
+            source = read_files_sql(con, table, [f.uri for f in files])
+            rel = con.sql(f"{source} ORDER BY {SORT_ORDER[table]}")
             reader = rel.to_arrow_reader(128 * 1024)
             out: list[WrittenFile] = []
             pending: pa.RecordBatch | None = None

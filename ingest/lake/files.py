@@ -98,9 +98,11 @@ class _Stats:
         }).decode()
 
 
-def data_rows(table: Table, rows: pa.Table | pa.RecordBatch) -> pa.Table:
-    """``rows`` (with or without the tenant column) shaped as the table's data files."""
-    schema = file_schema(table)
+def data_rows(table: Table, rows: pa.Table | pa.RecordBatch,
+              schema: pa.Schema | None = None) -> pa.Table:
+    """``rows`` (with or without the tenant column) shaped as the table's data files (or as
+    ``schema``, a subset of their columns)."""
+    schema = schema or file_schema(table)
     data = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
     present = set(data.column_names)
     missing = [f for f in schema if f.name not in present]
@@ -114,13 +116,19 @@ class FileWriter:
     """Writes data files of one lake (local directory or object store)."""
 
     def __init__(self, lake: LakeLocation, zstd_level: int = 3,
-                 row_group_rows: int = 128 * 1024, column_statistics: bool = True) -> None:
-        """``column_statistics=False`` writes Parquet statistics of the time columns only:
-        cheaper for the loader's small files, which compaction soon rewrites with all."""
+                 row_group_rows: int = 128 * 1024, column_statistics: bool = True,
+                 null_columns: bool = True) -> None:
+        """For the loader's small files, which compaction soon rewrites: with
+        ``column_statistics=False`` only the time columns get Parquet statistics, and with
+        ``null_columns=False`` nullable columns that hold no value are left out of the file
+        (Delta, DuckDB's ``union_by_name`` and every reader of the table read them as NULL).
+        An event row has values in a third of its columns; the others would cost most of
+        the time of writing a small file."""
         self.lake = lake
         self.zstd_level = zstd_level
         self.row_group_rows = row_group_rows
         self.column_statistics = column_statistics
+        self.null_columns = null_columns
         self._fs, self._root = lake.filesystem()
         self._dirs: set[Path] = set()
 
@@ -133,6 +141,12 @@ class FileWriter:
         stats = _Stats(STATS_COLUMNS[table])
         batches: Iterable[pa.Table | pa.RecordBatch] = (
             [rows] if isinstance(rows, pa.Table) else rows)
+        if not self.null_columns and isinstance(rows, pa.Table):
+            rows = data_rows(table, rows)
+            empty = {f.name for f, column in zip(schema, rows.columns, strict=True)
+                     if f.nullable and column.null_count == len(column)}
+            schema = pa.schema([f for f in schema if f.name not in empty])
+            batches = [rows.drop_columns(sorted(empty))]
         if self.lake.is_local:
             path = Path(full)
             if not path.parent.is_dir():
@@ -157,7 +171,7 @@ class FileWriter:
                               compression_level=self.zstd_level,
                               write_statistics=statistics) as writer:
             for batch in batches:
-                data = data_rows(table, batch)
+                data = data_rows(table, batch, schema)
                 stats.add(data)
                 writer.write_table(data, row_group_size=self.row_group_rows)
 

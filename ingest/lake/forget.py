@@ -55,7 +55,7 @@ from ingest.lake.maintain import maintenance_commit, remove_action
 from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
 from schemas.audit import RECEIPT_SCHEMA
-from schemas.delta import DataFile, snapshot_files, table_uri
+from schemas.delta import DataFile, read_files_sql, snapshot_files, table_uri
 from schemas.errors import DriftnetError
 from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
 from schemas.storage import LakeLocation
@@ -198,10 +198,11 @@ class Forgetter:
         files = [f.uri for f in self._active("events", tenant)]
         if not files:
             return []
+        source = read_files_sql(self.con, "events", files)
         rows = self.con.execute(
-            f"SELECT DISTINCT anonymous_id FROM read_parquet(?, union_by_name = true, "
-            f"hive_partitioning = false) WHERE user_id IN (SELECT unnest({_list(users)})) "
-            f"AND anonymous_id IS NOT NULL ORDER BY 1", [files]).fetchall()
+            f"SELECT DISTINCT anonymous_id FROM ({source}) WHERE user_id IN "
+            f"(SELECT unnest({_list(users)})) AND anonymous_id IS NOT NULL ORDER BY 1"
+        ).fetchall()
         return [str(r[0]) for r in rows]
 
     def _active(self, table: Table, tenant: str) -> list[DataFile]:
@@ -226,7 +227,7 @@ class Forgetter:
         active = snapshot_files(delta, self.lake, table, tenant)
         predicate = _match_sql(table, ids, lineage=table == "raw")
         self.progress(f"{table}: scanning {len(active)} files")
-        matched = self._matching_files(active, predicate)
+        matched = self._matching_files(table, active, predicate)
         if table == "events":
             self._collect_events(active, predicate, receipt)
         written: list[WrittenFile] = []
@@ -259,14 +260,14 @@ class Forgetter:
         result.deleted += self._purge_history(table, tenant, predicate, delta)
         return result
 
-    def _matching_files(self, files: Sequence[DataFile], predicate: str) -> list[DataFile]:
+    def _matching_files(self, table: Table, files: Sequence[DataFile], predicate: str
+                        ) -> list[DataFile]:
         if not files:
             return []
         by_uri = {f.uri: f for f in files}
+        source = read_files_sql(self.con, table, list(by_uri), filename=True)
         rows = self.con.execute(
-            f"SELECT DISTINCT filename FROM read_parquet(?, union_by_name = true, "
-            f"hive_partitioning = false, filename = true) WHERE {predicate}",
-            [list(by_uri)]).fetchall()
+            f"SELECT DISTINCT filename FROM ({source}) WHERE {predicate}").fetchall()
         return sorted((by_uri[str(r[0])] for r in rows), key=lambda f: f.path)
 
     def _collect_events(self, files: Sequence[DataFile], predicate: str,
@@ -274,26 +275,24 @@ class Forgetter:
         """Remember the lineage (for raw) and dedupe keys of the person's events."""
         if not files:
             return
-        source = ("read_parquet(?, union_by_name = true, hive_partitioning = true, "
-                  "hive_types = {'tenant': VARCHAR, 'date': DATE})")
-        uris = [f.uri for f in files]
-        self.con.execute(f"INSERT INTO forget_lineage SELECT DISTINCT {_LINEAGE} FROM {source} "
-                         f"WHERE {predicate}", [uris])
-        keys = self.con.execute(f"SELECT DISTINCT {KEY_SQL} FROM {source} WHERE {predicate}",
-                                [uris]).fetchall()
+        source = read_files_sql(self.con, "events", [f.uri for f in files], partitions=True)
+        self.con.execute(f"INSERT INTO forget_lineage SELECT DISTINCT {_LINEAGE} FROM "
+                         f"({source}) WHERE {predicate}")
+        keys = self.con.execute(f"SELECT DISTINCT {KEY_SQL} FROM ({source}) WHERE {predicate}"
+                                ).fetchall()
         receipt.event_keys.extend((int(hi), int(lo)) for hi, lo in keys)
 
     def _rewrite(self, table: Table, f: DataFile, predicate: str
                  ) -> tuple[WrittenFile | None, int]:
         """A copy of ``f`` without the person's rows (None when nothing is left)."""
-        source = "read_parquet(?, hive_partitioning = false)"
+        source = read_files_sql(self.con, table, [f.uri])
         counts = self.con.execute(
-            f"SELECT count(*), count(*) FILTER ({predicate}) FROM {source}", [f.uri]).fetchone()
+            f"SELECT count(*), count(*) FILTER ({predicate}) FROM ({source})").fetchone()
         total, dropped = counts if counts is not None else (0, 0)
         if dropped == total:
             return None, int(dropped)
-        reader = self.con.execute(
-            f"SELECT * FROM {source} WHERE ({predicate}) IS NOT TRUE", [f.uri]
+        reader = self.con.sql(
+            f"SELECT * FROM ({source}) WHERE ({predicate}) IS NOT TRUE"
         ).to_arrow_reader(128 * 1024)
         kept = self.writer.write(table, f.tenant, f.date, reader, kind=kind_of(f.path) or "f")
         return kept, int(dropped)
@@ -314,12 +313,13 @@ class Forgetter:
                  if info.type == pafs.FileType.File and info.path.endswith(".parquet")
                  and info.path[len(base) + 1:] not in active]
         return [self._delete(table, relative) for relative in stale
-                if self._holds_match(self.lake.join(table, relative), predicate)]
+                if self._holds_match(table, self.lake.join(table, relative), predicate)]
 
-    def _holds_match(self, uri: str, predicate: str) -> bool:
+    def _holds_match(self, table: Table, uri: str, predicate: str) -> bool:
         try:
-            hit = self.con.execute(f"SELECT count(*) FROM read_parquet(?, hive_partitioning "
-                                   f"= false) WHERE {predicate}", [uri]).fetchone()
+            source = read_files_sql(self.con, table, [uri])
+            hit = self.con.execute(f"SELECT count(*) FROM ({source}) WHERE {predicate}"
+                                   ).fetchone()
         except duckdb.Error:
             # A partial file a crashed loader left, or an unreadable one: delete it anyway,
             # it is no part of any table and may hold the person.

@@ -37,6 +37,8 @@ class LoaderSettings(BaseModel):
                                        "(0 turns dedupe off).")
     duckdb_threads: int = Field(1, ge=1, description="Threads DuckDB may use for a batch.")
     zstd_level: int = Field(3, ge=1, le=22, description="zstd level of the Parquet files.")
+    write_threads: int = Field(2, ge=1, le=32, description="Threads writing a flush's data "
+                               "files (one file per table and tenant-day).")
     poll_timeout_s: float = Field(0.1, gt=0, description="Longest wait of one transport poll.")
     forget_poll_s: float = Field(30.0, gt=0, description="Seconds between looks at the lake's "
                                  "forget receipts (the dedupe keys of forgotten events leave "

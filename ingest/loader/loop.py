@@ -73,7 +73,8 @@ class Loader:
         self.settings = settings
         self.lake = LakeLocation.parse(settings.lake)
         self.pipeline = pipeline or Pipeline(settings, tenants)
-        self.writer = writer or LakeWriter(self.lake, settings.zstd_level)
+        self.writer = writer or LakeWriter(self.lake, settings.zstd_level,
+                                           write_threads=settings.write_threads)
         self._consumer_factory = consumer_factory
         self._consumer: Consumer | None = None
         self._buffers: dict[int, _Buffer] = {}

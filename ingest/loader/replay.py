@@ -36,7 +36,7 @@ from ingest.lake.tables import open_for_write, refresh
 from ingest.lake.writer import split_by_partition
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import Pipeline, conform
-from schemas.delta import DataFile, snapshot_files
+from schemas.delta import DataFile, read_files_sql, snapshot_files
 from schemas.errors import DriftnetError
 from schemas.lake import Table
 from schemas.raw import RAW_SCHEMA
@@ -153,10 +153,8 @@ class _DayReplay:
     def _raw_chunks(self, files: list[DataFile]) -> Iterator[pa.Table]:
         con = duckdb.connect(config={"threads": 1})
         try:
-            reader = con.execute(
-                "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = true, "
-                f"hive_types = {{'tenant': VARCHAR, 'date': DATE}}) ORDER BY {_LINEAGE}",
-                [[f.uri for f in files]]).to_arrow_reader(_CHUNK_ROWS)
+            source = read_files_sql(con, "raw", [f.uri for f in files], partitions=True)
+            reader = con.sql(f"{source} ORDER BY {_LINEAGE}").to_arrow_reader(_CHUNK_ROWS)
             assert reader is not None
             while True:
                 try:

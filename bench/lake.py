@@ -18,7 +18,7 @@ one tenant's queries, the loader with many tenants, commit latency, forget.
    over the current (open) day, for the busiest tenant and a median one.
 3. **Loader with 500 active tenants vs one**: the real loader drains an embedded log of the
    same simulated envelopes, once all for one tenant, once spread over 500 (Zipf); events/s
-   and their ratio (the goal: >= 0.8).
+   (best of three alternating runs) and their ratio (the goal: >= 0.8).
 4. **forget across 500 tenant-days**: one tenant with 500 days of history (one sorted file a
    day, as maintenance leaves closed days), a visitor present on 50 of them.
 
@@ -152,13 +152,16 @@ def simulate_day(workdir: Path, tenants: int, hours: float, rate: float) -> dict
     flushes = 0
     events = 0
     last_pass = DAY
+    append_s = maintain_s = 0.0
     started = time.perf_counter()
     end = DAY + dt.timedelta(hours=hours)
     while clock["now"] < end:
         counts = rng.poisson(weights * rate * interval)
         tables, new_offset = _flush_tables(rng, counts, clock["now"], interval, offset)
         if new_offset > offset:
+            t0 = time.perf_counter()
             result = writer.append("bench", tables, {0: new_offset - 1})
+            append_s += time.perf_counter() - t0
             commit_ms += [s * 1000 for s in result.commit_seconds.values()]
             events += new_offset - offset
             offset = new_offset
@@ -168,7 +171,9 @@ def simulate_day(workdir: Path, tenants: int, hours: float, rate: float) -> dict
                            max(loader.flush_interval_s, tenant_days / loader.target_files_per_s))
         clock["now"] += dt.timedelta(seconds=interval)
         if (clock["now"] - last_pass).total_seconds() >= settings.interval_s:
+            t0 = time.perf_counter()
             maintainer.run_once(vacuum=False)
+            maintain_s += time.perf_counter() - t0
             last_pass = clock["now"]
             counts_now = _files_per_partition(lake)
             open_max.append(max(counts_now.values()))
@@ -191,6 +196,9 @@ def simulate_day(workdir: Path, tenants: int, hours: float, rate: float) -> dict
         "tenants": tenants, "events_per_s": rate, "simulated_hours": round(simulated_s / 3600, 2),
         "wall_s": round(elapsed, 1), "speedup_vs_real_time": round(simulated_s / elapsed, 1),
         "flushes": flushes, "events": events, "final_flush_interval_s": interval,
+        "append_s": round(append_s, 1), "maintenance_s": round(maintain_s, 1),
+        "append_share_of_real_time": round(append_s / simulated_s, 3),
+        "maintenance_share_of_real_time": round(maintain_s / simulated_s, 3),
         "open_files_per_tenant_day_max_over_run": max(open_max, default=0),
         "open_files_busiest_tenant_max_over_run": max(busiest, default=0),
         "open_files_per_tenant_day_at_end_max": max(at_end.values()),
@@ -240,8 +248,9 @@ def loader_ratio(workdir: Path, tenants: int, sessions: int) -> dict[str, float]
     rng = np.random.default_rng(11)
     tenants_path = _tenants_file(workdir / "tenants.toml", tenants)
     out: dict[str, float] = {}
-    for label, spread in (("one_tenant", False), ("many_tenants", True)):
-        log = EmbeddedLogSettings(path=workdir / f"{label}.sqlite")
+    best: dict[str, float] = {}
+    for run, (label, spread) in enumerate([("one_tenant", False), ("many_tenants", True)] * 3):
+        log = EmbeddedLogSettings(path=workdir / f"{label}-{run}.sqlite")
         producer = EmbeddedProducer(log)
         owners = rng.choice(tenants, len(frames), p=weights) if spread else np.zeros(
             len(frames), dtype=int)
@@ -253,8 +262,7 @@ def loader_ratio(workdir: Path, tenants: int, sessions: int) -> dict[str, float]
         for i in range(0, len(rewritten), 40):
             producer.produce([(None, encode_bundle(rewritten[i:i + 40]))])
         producer.close()
-        settings = LoaderSettings(lake=workdir / f"{label}-lake", duckdb_threads=1,
-                                  max_batch_records=1000)
+        settings = LoaderSettings(lake=workdir / f"{label}-{run}-lake", duckdb_threads=1)
         loader = Loader(lambda listener, log=log: EmbeddedConsumer(log, listener=listener),
                         settings, load_tenants(tenants_path))
         stop = threading.Event()
@@ -266,7 +274,8 @@ def loader_ratio(workdir: Path, tenants: int, sessions: int) -> dict[str, float]
         elapsed = time.perf_counter() - started
         stop.set()
         thread.join()
-        out[f"loader_{label}_events_per_s"] = round(events / elapsed)
+        best[label] = max(best.get(label, 0.0), events / elapsed)
+        out[f"loader_{label}_events_per_s"] = round(best[label])
         out[f"loader_{label}_files"] = loader.stats.files
         out[f"loader_{label}_flushes"] = loader.stats.flushes
     out["loader_events"] = events
@@ -311,10 +320,10 @@ def forget_bench(workdir: Path, days: int, per_day: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=500)
-    parser.add_argument("--hours", type=float, default=2.0,
+    parser.add_argument("--hours", type=float, default=1.0,
                         help="Simulated hours of the day, flush by flush.")
     parser.add_argument("--rate", type=float, default=200.0, help="Events/s, all tenants.")
-    parser.add_argument("--sessions", type=int, default=3000,
+    parser.add_argument("--sessions", type=int, default=8000,
                         help="Simulated sessions for the loader ratio.")
     parser.add_argument("--forget-days", type=int, default=500)
     parser.add_argument("--forget-per-day", type=int, default=2000)

@@ -123,15 +123,19 @@ def plan_partition(tenant: str, date: dt.date, files: Sequence[DataFile], now: d
     return PartitionPlan(tenant, date, plan_merges(files, settings), None)
 
 
-def _has_foreign_columns(table: Table, lake: LakeLocation, files: Iterable[DataFile]) -> bool:
-    """True when a file holds columns this code does not know (written by newer code)."""
+def _columns(table: Table, lake: LakeLocation, files: Iterable[DataFile]) -> set[str] | None:
+    """The columns the files hold together; None when one holds a column this code does not
+    know (written by newer code: such files are left alone)."""
     fs, _ = lake.filesystem()
     known = set(file_schema(table).names)
+    found: set[str] = set()
     for f in files:
         with fs.open_input_file(_fs_path(lake, f)) as handle:
-            if set(pq.read_schema(handle).names) - known:
-                return True
-    return False
+            names = set(pq.read_schema(handle).names)
+        if names - known:
+            return None
+        found |= names
+    return found
 
 
 def _fs_path(lake: LakeLocation, f: DataFile) -> str:
@@ -143,7 +147,8 @@ def merge(lake: LakeLocation, writer: FileWriter, table: Table, group: Sequence[
           ) -> WrittenFile | None:
     """One file with the rows of ``group`` (in the order of their paths); None if a file
     holds columns this code does not know (such files are left alone)."""
-    if _has_foreign_columns(table, lake, group):
+    columns = _columns(table, lake, group)
+    if columns is None:
         log.warning("not merging %d files of %s %s: they hold columns unknown to this "
                     "version", len(group), table, group[0].path.rsplit("/", 1)[0])
         return None
@@ -155,7 +160,8 @@ def merge(lake: LakeLocation, writer: FileWriter, table: Table, group: Sequence[
                 yield from pq.ParquetFile(handle).iter_batches(batch_size=128 * 1024)
 
     first = group[0]
-    return writer.write(table, first.tenant, first.date, batches(), kind=MERGED_KIND)
+    return writer.write(table, first.tenant, first.date, batches(), kind=MERGED_KIND,
+                        columns=columns)
 
 
 def rewrite_sorted(lake: LakeLocation, writer: FileWriter, table: Table,
@@ -163,7 +169,7 @@ def rewrite_sorted(lake: LakeLocation, writer: FileWriter, table: Table,
     """The day's rows sorted (SORT_ORDER), in files of about ``target_file_bytes``."""
     if not lake.is_local:
         raise NotImplementedError("sorted rewrites of remote lakes read through fsspec")
-    if _has_foreign_columns(table, lake, files):
+    if _columns(table, lake, files) is None:
         log.warning("not sorting %s %s: files hold columns unknown to this version", table,
                     files[0].path.rsplit("/", 1)[0])
         return []

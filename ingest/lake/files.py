@@ -12,6 +12,8 @@ schemas.lake.STATS_COLUMNS).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import datetime as dt
 import os
 import secrets
@@ -116,79 +118,129 @@ class FileWriter:
     """Writes data files of one lake (local directory or object store)."""
 
     def __init__(self, lake: LakeLocation, zstd_level: int = 3,
-                 row_group_rows: int = 128 * 1024, column_statistics: bool = True,
-                 null_columns: bool = True) -> None:
-        """For the loader's small files, which compaction soon rewrites: with
-        ``column_statistics=False`` only the time columns get Parquet statistics, and with
-        ``null_columns=False`` nullable columns that hold no value are left out of the file
-        (Delta, DuckDB's ``union_by_name`` and every reader of the table read them as NULL).
-        An event row has values in a third of its columns; the others would cost most of
-        the time of writing a small file."""
+                 row_group_rows: int = 128 * 1024, flush_files: bool = False) -> None:
+        """``flush_files`` tunes for the loader's many small files, which compaction rewrites
+        within minutes: snappy instead of zstd, Parquet statistics of the time columns only,
+        nullable columns without a value left out of the file (Delta, DuckDB's
+        ``union_by_name`` and every reader of the table read them as NULL: an event holds
+        values in a third of its columns, and the others would cost most of a small file's
+        time), and one filesystem sync for all files of a flush instead of one per file.
+        Other files (compaction, sorted days, forget, replay) are zstd with full statistics."""
         self.lake = lake
         self.zstd_level = zstd_level
         self.row_group_rows = row_group_rows
-        self.column_statistics = column_statistics
-        self.null_columns = null_columns
+        self.flush_files = flush_files
         self._fs, self._root = lake.filesystem()
         self._dirs: set[Path] = set()
+        self._unsynced: list[Path] = []
 
     def write(self, table: Table, tenant: str, date: dt.date,
-              rows: pa.Table | Iterable[pa.RecordBatch], kind: str = "l") -> WrittenFile:
-        """Write ``rows`` (a table, or batches in file order) as one new data file."""
+              rows: pa.Table | Iterable[pa.RecordBatch], kind: str = "l",
+              columns: Iterable[str] | None = None) -> WrittenFile:
+        """Write ``rows`` (a table, or batches in file order) as one new data file;
+        ``columns`` limits the file to those of the table's columns (the others read as
+        NULL), e.g. the columns the files being merged have."""
         relative = f"{partition_path(tenant, date)}/{file_name(kind)}"
         full = f"{self._root}/{table}/{relative}"
         schema = file_schema(table)
+        if columns is not None:
+            keep = set(columns)
+            schema = pa.schema([f for f in schema if f.name in keep or not f.nullable])
         stats = _Stats(STATS_COLUMNS[table])
         batches: Iterable[pa.Table | pa.RecordBatch] = (
             [rows] if isinstance(rows, pa.Table) else rows)
-        if not self.null_columns and isinstance(rows, pa.Table):
-            rows = data_rows(table, rows)
-            empty = {f.name for f, column in zip(schema, rows.columns, strict=True)
-                     if f.nullable and column.null_count == len(column)}
-            schema = pa.schema([f for f in schema if f.name not in empty])
-            batches = [rows.drop_columns(sorted(empty))]
+        single: pa.Table | None = None
+        if self.flush_files and isinstance(rows, pa.Table):
+            conformed = data_rows(table, rows)
+            present = [i for i, (f, column) in
+                       enumerate(zip(schema, conformed.columns, strict=True))
+                       if not f.nullable or column.null_count < len(column)]
+            single = conformed.select(present)
+            schema, batches = single.schema, [single]
+        content = single if single is not None else batches
         if self.lake.is_local:
             path = Path(full)
             if not path.parent.is_dir():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.update((path.parent, path.parent.parent, path.parent.parent.parent))
             with open(path, "wb") as sink:
-                self._write_parquet(sink, table, schema, batches, stats)
+                self._write_parquet(sink, table, schema, content, stats)
                 sink.flush()
-                os.fsync(sink.fileno())
+                if self.flush_files:
+                    self._unsynced.append(path)
+                else:
+                    os.fsync(sink.fileno())
             size = path.stat().st_size
         else:
             with self._fs.open_output_stream(full) as sink:
-                self._write_parquet(sink, table, schema, batches, stats)
+                self._write_parquet(sink, table, schema, content, stats)
             size = self._fs.get_file_info(full).size
         return WrittenFile(table, relative, size, stats.rows, tenant, date, stats.json())
 
     def _write_parquet(self, sink: Any, table: Table, schema: pa.Schema,
-                       batches: Iterable[pa.Table | pa.RecordBatch], stats: _Stats) -> None:
-        statistics: bool | list[str] = (True if self.column_statistics
-                                        else list(STATS_COLUMNS[table]))
-        with pq.ParquetWriter(sink, schema, compression="zstd",
-                              compression_level=self.zstd_level,
-                              write_statistics=statistics) as writer:
+                       batches: pa.Table | Iterable[pa.Table | pa.RecordBatch], stats: _Stats
+                       ) -> None:
+        """``batches`` is a conformed table (a flush file, one call) or batches to conform."""
+        if self.flush_files:
+            # Cheapest to write (these files live for minutes): no dictionaries, no copy of
+            # the Arrow schema in the footer (Parquet's own types say all we need).
+            options: dict[str, Any] = {"compression": "snappy", "use_dictionary": False,
+                                       "store_schema": False,
+                                       "write_statistics": list(STATS_COLUMNS[table])}
+        else:
+            options = {"compression": "zstd", "compression_level": self.zstd_level}
+        if isinstance(batches, pa.Table):
+            stats.add(batches)
+            pq.write_table(batches, sink, row_group_size=self.row_group_rows, **options)
+            return
+        with pq.ParquetWriter(sink, schema, **options) as writer:
             for batch in batches:
                 data = data_rows(table, batch, schema)
                 stats.add(data)
                 writer.write_table(data, row_group_size=self.row_group_rows)
 
     def sync(self) -> None:
-        """Make new partition directories durable (local lakes; files are fsynced as written)."""
+        """Make what was written durable before a commit names it (local lakes): files not
+        synced yet (one ``syncfs`` of the lake's filesystem for all of them, where Linux
+        has it), then new partition directories."""
+        if self._unsynced:
+            if not _syncfs(self._unsynced[0]):
+                for path in self._unsynced:
+                    _fsync(path)
+            self._unsynced.clear()
         for directory in sorted(self._dirs, key=lambda p: len(p.parts), reverse=True):
-            try:
-                fd = os.open(directory, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync(directory)
         self._dirs.clear()
 
     def delete(self, table: Table, relative: str) -> None:
         """Remove a data file that no commit names (best effort)."""
         with contextlib.suppress(FileNotFoundError, OSError):
             self._fs.delete_file(f"{self._root}/{table}/{relative}")
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _syncfs(path: Path) -> bool:
+    """Flush the filesystem holding ``path`` (Linux syncfs); False where unavailable."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed", str(path))
+    finally:
+        os.close(fd)
+    return True

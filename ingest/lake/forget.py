@@ -286,9 +286,8 @@ class Forgetter:
                  ) -> tuple[WrittenFile | None, int]:
         """A copy of ``f`` without the person's rows (None when nothing is left)."""
         source = read_files_sql(self.con, table, [f.uri])
-        counts = self.con.execute(
-            f"SELECT count(*), count(*) FILTER ({predicate}) FROM ({source})").fetchone()
-        total, dropped = counts if counts is not None else (0, 0)
+        total, dropped = self.con.execute(
+            f"SELECT count(*), count(*) FILTER ({predicate}) FROM ({source})").fetchall()[0]
         if dropped == total:
             return None, int(dropped)
         reader = self.con.sql(
@@ -319,12 +318,12 @@ class Forgetter:
         try:
             source = read_files_sql(self.con, table, [uri])
             hit = self.con.execute(f"SELECT count(*) FROM ({source}) WHERE {predicate}"
-                                   ).fetchone()
+                                   ).fetchall()[0]
         except duckdb.Error:
             # A partial file a crashed loader left, or an unreadable one: delete it anyway,
             # it is no part of any table and may hold the person.
             return True
-        return hit is not None and bool(hit[0])
+        return bool(hit[0])
 
     # -- state, salt and receipt
     def _forget_sessions(self, tenant: str, ids: Sequence[Identifier]) -> int:

@@ -121,8 +121,7 @@ class LakeWriter:
         self.lake = lake
         self.write_threads = write_threads
         self._pool: ThreadPoolExecutor | None = None
-        self.files = FileWriter(lake, zstd_level, row_group_rows=1024 * 1024,
-                                column_statistics=False, null_columns=False)
+        self.files = FileWriter(lake, zstd_level, row_group_rows=1024 * 1024, flush_files=True)
         self.tables: dict[Table, DeltaTable] = open_all(
             lake, log_retention_days=log_retention_days,
             deleted_file_retention_hours=deleted_file_retention_hours)
@@ -197,7 +196,7 @@ class LakeWriter:
         fsync release the GIL: a flush of 500 tenants writes 1,500 small files)."""
         parts = list(split_by_partition(rows))
         try:
-            if len(parts) < 8 or self.write_threads < 2:
+            if len(parts) < 16 or self.write_threads < 2:
                 written = [self.files.write(name, t, d, part) for t, d, part in parts]
             else:
                 if self._pool is None:

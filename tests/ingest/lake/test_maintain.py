@@ -64,7 +64,8 @@ def test_open_days_stay_at_a_bounded_file_count_with_rows_unchanged(tmp_path: Pa
 
 def test_a_closed_day_becomes_a_few_files_sorted_by_visitor_and_time(tmp_path: Path) -> None:
     lake = LakeLocation.parse(tmp_path)
-    day = NOW - dt.timedelta(days=3)
+    # two hours into a day three days ago: the rows' 83 minutes never cross midnight
+    day = (NOW - dt.timedelta(days=3)).replace(hour=2, minute=0, second=0)
     rows = [event_row("a", i, day + dt.timedelta(seconds=(37 * i) % 5000),
                       anonymous_id=f"v{(i * 7) % 50}") for i in range(2000)]
     for chunk in range(10):

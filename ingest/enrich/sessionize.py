@@ -16,9 +16,10 @@ the order the loader learnt of it, not chronologically.
 Events with a client session id keep it (and their session index, if sent). Events without
 anonymous id and user id get no session.
 
-The state is one store per lake: loaders on several hosts reading different partitions of
-the same tenant keep separate stores, so a visitor whose events reach two hosts gets two
-session sequences (see docs/enrichment.md).
+The store is the loader's memory; the lake's session state table (ingest/lake/state.py)
+keeps it per transport partition for whichever loader owns the partition next. The
+collector routes each visitor's hits to one partition (ingest/collector/visitor.py), so one
+loader sees all of a visitor's events, however many loaders run.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from ingest.enrich.session_store import SessionStore, VisitorKey, VisitorState
 _VISITOR = ("CASE WHEN anonymous_id IS NOT NULL THEN 'a:' || anonymous_id "
             "WHEN user_id IS NOT NULL THEN 'u:' || user_id END")
 _LINEAGE = ("source_partition", "source_offset", "source_index", "item_index", "event_id")
-# Rows tied on lo group the same in any order (the gap between them is 0), so lo suffices.
-_ORDER = "lo"
+# Both windows below must see rows in the same total order: with ties on lo (a retried
+# event has its original's timestamp) each window could order the tie its own way, and a row
+# would then count as opening a group in one and not in the other, joining the wrong session.
+_ORDER = "lo, is_state DESC, " + ", ".join(_LINEAGE)
 _STATE_SCHEMA = pa.schema([("tenant", pa.string()), ("visitor", pa.string()),
                            ("session_id", pa.string()), ("session_index", pa.int64()),
                            ("start_us", pa.int64()), ("last_us", pa.int64()),
@@ -157,4 +160,9 @@ class Sessionize:
             FROM enrich_sess_groups GROUP BY ALL""").fetchall()
         states = {(t, v): VisitorState(sid, int(idx), int(start), int(last), int(n))
                   for t, v, sid, idx, start, last, n in latest}
-        batch.on_unit_success(lambda: self.store.stage(states))
+        # The transport partition of each visitor's events: where its state is kept. With
+        # routing by visitor there is one; the highest if a visitor's events arrived in two.
+        partitions = {(t, v): int(p) for t, v, p in con.sql(
+            "SELECT tenant, visitor, max(source_partition) FROM enrich_sess_need "
+            "WHERE source_partition IS NOT NULL GROUP BY ALL").fetchall()}
+        batch.on_unit_success(lambda: self.store.stage(states, partitions))

@@ -79,20 +79,6 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     again.close()
 
 
-def test_a_rerun_of_the_same_batch_gives_the_same_sessions(tmp_path: Path) -> None:
-    """The loader may crash after saving state but before committing the transport offset:
-    the same records come again and must get the same ids and indexes."""
-    step = Sessionize(SessionStore(tmp_path / "s.sqlite"))
-    _run(step, [_at(0, 0, offset=1)])
-    batch = [_at(0, 5, offset=2), _at(1, 90, offset=2), _at(2, 200, offset=2)]
-    first = _run(step, batch)
-    assert _run(step, batch) == first  # re-run after a "crash"
-    longer = [*batch, _at(3, 201, offset=3)]  # re-read batches may hold more records
-    assert _run(step, longer)[:3] == first
-    assert [i for _, i in first] == [1, 2, 3]
-    assert _run(step, [_at(0, 205, offset=4)]) == [first[2]]  # and life goes on
-
-
 def test_late_events_open_their_own_session(tmp_path: Path) -> None:
     step = Sessionize(SessionStore(tmp_path / "s.sqlite"))
     current = _run(step, [_at(0, 600, offset=1)])
@@ -120,3 +106,15 @@ def test_many_visitors_in_one_batch(tmp_path: Path) -> None:
     assert len(by_visitor) == 500
     assert all(len(s) == len({i for _, i in s}) for s in by_visitor.values())
     assert max(i for _, i in out) == 7
+
+
+def test_a_retry_with_its_originals_timestamp_joins_its_originals_session() -> None:
+    """Tied timestamps (a retried event) after a gap: both copies open the same new session,
+    whichever order the window functions see the tie in."""
+    for copies in (2, 3, 8):
+        step = Sessionize()
+        _run(step, [_at(0, 0, offset=1)])
+        rows = [_at(1, 4, offset=2)] + [_at(2, 90, offset=3 + k) for k in range(copies)]
+        out = _run(step, [*rows, _at(3, 91, offset=20)])
+        new = (_expected_id("acme", "a:anon-1", NOW + 90 * M), 2)
+        assert out[1:] == [new] * (copies + 1), out

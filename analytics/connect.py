@@ -8,7 +8,11 @@ the file list comes from the Delta log (schemas/delta.py), never from a glob, so
 commit has not added (or has removed: compaction, retention, forget) are never read.
 
 The connection is then locked: DuckDB may only read ``t``'s directories, external access
-(other files, INSTALL, http) is off, and the configuration cannot be changed back. So no
+(other files, INSTALL, http) is off, Python objects are not looked up by name, and the
+configuration cannot be changed back. On an object store (``s3://``...) DuckDB reads the
+files through Arrow datasets bound to exactly the snapshot's files of ``t`` (DuckDB's own
+S3 support is an extension that may not be installable); with external access off, no SQL
+can name another object. So no
 SQL a session runs can read another tenant's rows. DuckDB would still let it write *into*
 ``t``'s directories (COPY TO, ATTACH, EXPORT): the SQL entry points refuse those
 statements first (analytics/readonly.py); a file planted there would not be part of any
@@ -21,10 +25,13 @@ export manifest's inputs instead.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
 
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.views import DERIVED_VIEWS
@@ -53,17 +60,42 @@ def _empty_view(table: Table) -> str:
 
 def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
             files: Sequence[str | Path]) -> list[str]:
-    """Absolute paths of pinned files (relative to the lake), each inside the scope."""
-    scope = (Path(lake.join(table, f"tenant={tenant}")) if tenant is not None
-             else Path(lake.join(table)))
+    """URIs of pinned files (paths relative to the lake), each inside the scope."""
+    scope = f"{table}/tenant={tenant}/" if tenant is not None else f"{table}/"
     out = []
     for f in files:
-        path = Path(lake.join(str(f))).resolve()
-        if not path.is_relative_to(scope.resolve()):
+        relative = posixpath.normpath(str(f).replace("\\", "/"))
+        if (relative.startswith(("/", "..")) or "://" in relative
+                or not relative.startswith(scope)):
             raise TenantScopeError("pinned file outside the scope of the connection",
-                                   file=str(f), scope=str(scope))
-        out.append(str(path))
+                                   file=str(f), scope=scope)
+        uri = lake.join(relative)
+        if lake.is_local:
+            path = Path(uri).resolve()  # a symlink must not lead out of the scope either
+            if not path.is_relative_to(Path(lake.join(scope)).resolve()):
+                raise TenantScopeError("pinned file outside the scope of the connection",
+                                       file=str(f), scope=scope)
+            uri = str(path)
+        out.append(uri)
     return out
+
+
+def _dataset_view(con: duckdb.DuckDBPyConnection, lake: LakeLocation, table: Table,
+                  uris: Sequence[str]) -> str:
+    """A SELECT of ``uris`` (files of ``table`` on an object store) through an Arrow dataset:
+    the table's columns (missing ones NULL), then ``date``."""
+    fs, root = lake.filesystem()
+    prefix = lake.uri.rstrip("/") + "/"
+    paths = [f"{root}/{u[len(prefix):]}" for u in uris]
+    schema = pa.schema([*ROW_SCHEMAS[table], pa.field("date", pa.date32())])
+    dataset = ds.dataset(
+        paths, schema=schema, format="parquet", filesystem=fs,
+        partitioning=ds.partitioning(pa.schema([("tenant", pa.string()),
+                                                ("date", pa.date32())]), flavor="hive"),
+        partition_base_dir=f"{root}/{table}")
+    name = f"lake_{table}_files"
+    con.register(name, dataset)
+    return f"SELECT * FROM {name}"
 
 
 def connect(
@@ -108,8 +140,12 @@ def connect(
             paths = _pinned(location, table, tenant, files.get(table, ()))
         else:
             paths = [f.uri for f in table_snapshot(location, table, tenant).files]
-        body = (read_files_sql(con, table, paths, partitions=True) if paths
-                else _empty_view(table))
+        if not paths:
+            body = _empty_view(table)
+        elif location.is_local:
+            body = read_files_sql(con, table, paths, partitions=True)
+        else:
+            body = _dataset_view(con, location, table, paths)
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")
@@ -117,5 +153,6 @@ def connect(
         con.execute(f"CREATE VIEW {name} AS {view_sql}")
     con.execute("SET allowed_directories = " + "[" + ", ".join(map(_sql_str, allowed)) + "]")
     con.execute("SET enable_external_access = false")
+    con.execute("SET python_enable_replacements = false")
     con.execute("SET lock_configuration = true")
     return con

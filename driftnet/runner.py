@@ -96,7 +96,8 @@ def run_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
 def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None) -> Maintainer:
     """The maintenance task of the configured lake."""
     return Maintainer(LakeLocation.parse(settings.loader.lake), settings.maintain, tenants,
-                      settings.loader.zstd_level)
+                      settings.loader.zstd_level,
+                      state_retention_days=settings.enrich.sessions.state_retention_days)
 
 
 def run_maintain(settings: DriftnetSettings, tenants: Tenants | None, once: bool = False) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlparse
 
+import duckdb
 import pyarrow.fs as pafs
 
 from schemas.errors import ConfigError
@@ -69,5 +70,29 @@ class LakeLocation:
         fs, path = pafs.FileSystem.from_uri(self.uri)
         return fs, path
 
+    def register_duckdb(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let ``con`` read (and write) this lake's URIs: for an object store, register its
+        pyarrow filesystem with DuckDB through fsspec (DuckDB's httpfs extension cannot be
+        installed everywhere; this needs none). Nothing to do for a local lake.
+
+        Only for connections the pipeline itself runs: a tenant's analytics session reads
+        the object store through Arrow datasets instead (analytics/connect.py), since a
+        registered filesystem would reach every object the credentials can read."""
+        if self.is_local:
+            return
+        scheme = urlparse(self.uri).scheme.lower()
+        wrapper = _fsspec_wrapper(scheme)
+        if not con.filesystem_is_registered(wrapper.protocol[0]):
+            con.register_filesystem(wrapper(self.filesystem()[0]))
+
     def __str__(self) -> str:
         return self.uri
+
+
+def _fsspec_wrapper(scheme: str) -> type[Any]:
+    """An fsspec wrapper of a pyarrow filesystem answering to ``scheme://`` URLs."""
+    from fsspec.implementations.arrow import ArrowFSWrapper  # type: ignore[import-untyped]
+
+    names = {"s3": ("s3", "s3a"), "s3a": ("s3", "s3a"), "gs": ("gs", "gcs"),
+             "gcs": ("gs", "gcs")}.get(scheme, (scheme,))
+    return type(f"DriftnetArrowFS_{scheme}", (ArrowFSWrapper,), {"protocol": names})

@@ -10,7 +10,7 @@ import pytest
 from schemas.tenants import Tenants, load_tenants
 from tests.support import TEST_TENANTS, Server
 
-pytest_plugins = ["tests.kafka_broker"]  # the test Kafka broker fixtures
+pytest_plugins = ["tests.kafka_broker", "tests.s3"]  # test Kafka broker and S3 server
 
 
 @pytest.fixture(autouse=True)

@@ -272,8 +272,9 @@ class Traffic:
 
     def _post(self, client: httpx.Client) -> None:
         ids = [uuid.uuid4().hex for _ in range(self.events_per_request)]
-        body = {"batch": [{"type": "track", "event": "Product Viewed", "anonymousId": "anon",
-                           "messageId": i} for i in ids]}
+        # one visitor per request: the collector routes visitors over the partitions
+        body = {"batch": [{"type": "track", "event": "Product Viewed",
+                           "anonymousId": f"anon-{ids[0][:6]}", "messageId": i} for i in ids]}
         r = client.post(f"{self.url}/v1/batch", json=body, auth=(self.key, ""), timeout=30)
         with self._lock:
             if r.status_code == 200:

@@ -136,6 +136,8 @@ class Server(DriftnetProcess):
     flush_interval: float = 0.1
     extra_env: Mapping[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    lake_uri: str | None = None
+    """The lake as a URL (``s3://...``); default the ``lake`` directory."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -147,6 +149,11 @@ class Server(DriftnetProcess):
         return self.workdir / "lake"
 
     @property
+    def lake_location(self) -> str:
+        """``--lake`` as given to the process."""
+        return self.lake_uri or str(self.lake)
+
+    @property
     def log(self) -> Path:
         return self.workdir / "log.sqlite"
 
@@ -155,7 +162,7 @@ class Server(DriftnetProcess):
         return self.workdir / "up.log"
 
     def start(self, timeout_s: float = 30.0) -> Server:
-        self.spawn(["up", "--tenants", str(self.tenants), "--lake", str(self.lake), "--port",
+        self.spawn(["up", "--tenants", str(self.tenants), "--lake", self.lake_location, "--port",
                     str(self.port), "--log", str(self.log), "--flush-interval",
                     str(self.flush_interval), *self.extra_args], self.workdir, self.extra_env)
         self.wait_healthy("driftnet up", timeout_s)
@@ -165,7 +172,7 @@ class Server(DriftnetProcess):
               params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Wait until everything sent is loaded, then run ``sql`` over ``tenant``'s views."""
         self.wait_loaded()
-        with connect(self.lake, tenant) as con:
+        with connect(self.lake_location, tenant) as con:
             return con.execute(sql, params or []).fetchall()
 
     def wait_loaded(self, timeout_s: float = 30.0) -> None:

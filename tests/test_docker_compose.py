@@ -43,7 +43,7 @@ def test_kafka_is_the_official_image_in_kraft_mode_with_a_healthcheck(compose: d
 
 
 def _driftnet_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in compose["services"].items() if name != "kafka"}
+    return {name: s for name, s in compose["services"].items() if s.get("build") == "."}
 
 
 def test_collector_and_loader_wait_for_a_healthy_kafka_they_can_reach(
@@ -69,14 +69,26 @@ def test_collectors_scale_out(compose: dict[str, Any]) -> None:
     assert collector["healthcheck"]["test"]
 
 
-def test_the_lake_is_a_shared_volume_and_the_tenants_file_is_mounted(
+def test_the_lake_is_a_bucket_of_the_object_store_and_the_tenants_file_is_mounted(
         compose: dict[str, Any]) -> None:
-    loader = compose["services"]["loader"]
-    assert "lake:/lake" in loader["volumes"]
-    maintain = compose["services"]["maintain"]
-    assert "lake:/lake" in maintain["volumes"]
-    assert maintain["deploy"]["replicas"] == 1  # one maintenance task per lake
-    assert "lake" in compose["volumes"]
+    services = compose["services"]
+    minio = services["minio"]
+    assert minio["image"].startswith("minio/minio:") and minio["healthcheck"]["test"]
+    bucket = services["minio-bucket"]
+    assert "mc mb --ignore-existing lake/driftnet" in bucket["entrypoint"][-1]
+    for name in ("loader", "maintain"):
+        command = services[name]["command"]
+        assert command[command.index("--lake") + 1] == "s3://driftnet/lake", name
+        # no local volume holds the lake or any state: loaders and maintain are stateless
+        assert all(v.endswith(":ro") for v in services[name]["volumes"]), name
+        deps = services[name]["depends_on"]
+        assert deps["minio-bucket"]["condition"] == "service_completed_successfully"
+    assert services["loader"]["deploy"]["replicas"] >= 2
+    assert services["maintain"]["deploy"]["replicas"] == 1  # one maintenance task per lake
+    env = services["loader"]["environment"]
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
     for name, service in _driftnet_services(compose).items():
         mounts = [v for v in service["volumes"] if v.endswith(":ro")]
         assert mounts, name
@@ -97,7 +109,7 @@ def test_the_environment_is_valid_driftnet_settings(compose: dict[str, Any],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     for service in _driftnet_services(compose).values():
         for key, value in service["environment"].items():
-            monkeypatch.setenv(key, str(value))
+            monkeypatch.setenv(key, str(value))  # AWS_* are not driftnet settings: ignored
         settings = load_settings()
         assert settings.uses_kafka
         assert settings.kafka.partitions == 6

@@ -18,6 +18,7 @@ from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
 from ingest.collector.hit import Hit
 from ingest.collector.routes import Route, find_route
+from ingest.collector.visitor import routing_hash
 from ingest.transport.base import Producer
 from schemas.envelope import ENVELOPE_VERSION, encode_frame
 from schemas.errors import DriftnetError
@@ -216,8 +217,11 @@ class CollectorApp:
             "ip": ip,
         }
         assert self.committer is not None
+        # One visitor's hits go to one partition, so one loader sessionizes them all.
+        lane = (routing_hash(tenant.id, route.protocol, hit, ip)
+                if self.committer.partitions > 1 else 0)
         # hit.body: a key finder that had to decode the body (PostHog) left the decoded one.
-        await self.committer.submit(encode_frame(header, hit.body))
+        await self.committer.submit(encode_frame(header, hit.body), lane)
         return answer
 
     def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:

@@ -29,10 +29,11 @@ class _Group:
     wait, never the group's write.
     """
 
-    __slots__ = ("frames", "nbytes", "waiters")
+    __slots__ = ("frames", "nbytes", "routes", "waiters")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
+        self.routes: list[int] = []
         self.nbytes = 0
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -45,8 +46,21 @@ class _Group:
                     waiter.set_exception(error)
 
 
-def split_bundles(frames: list[bytes], max_bytes: int) -> list[tuple[bytes | None, bytes]]:
-    """Pack frames, in order, into records of at most ``max_bytes`` (one frame may exceed it)."""
+def split_bundles(frames: list[bytes], max_bytes: int, routes: list[int] | None = None,
+                  partitions: int = 1) -> list[tuple[bytes | None, bytes]]:
+    """Pack frames, in order, into records of at most ``max_bytes`` (one frame may exceed it).
+
+    With ``partitions`` > 1, frames are packed per partition (``route % partitions``, the
+    route being the hash of the frame's visitor) and each record is keyed with its
+    partition's index, 4 bytes big-endian; order is kept within a partition.
+    """
+    if partitions > 1 and routes is not None:
+        by_partition: dict[int, list[bytes]] = {}
+        for frame, route in zip(frames, routes, strict=True):
+            by_partition.setdefault(route % partitions, []).append(frame)
+        return [(p.to_bytes(4, "big"), value)
+                for p, group in sorted(by_partition.items())
+                for _, value in split_bundles(group, max_bytes)]
     records: list[tuple[bytes | None, bytes]] = []
     current: list[bytes] = []
     size = 0
@@ -72,6 +86,8 @@ class GroupCommitter:
     def __init__(self, producer: Producer, max_bundle_bytes: int) -> None:
         self._producer = producer
         self._max_bundle_bytes = max_bundle_bytes
+        self.partitions = max(1, int(getattr(producer, "partitions", 1)))
+        """Partitions frames are routed over (1: no routing, the embedded log)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = _Group()
@@ -97,14 +113,16 @@ class GroupCommitter:
         """True while the writer accepts frames."""
         return self._loop is not None and not self._closing
 
-    async def submit(self, frame: bytes) -> None:
-        """Queue ``frame`` in the open group and wait until the group is durable."""
+    async def submit(self, frame: bytes, route: int = 0) -> None:
+        """Queue ``frame`` in the open group and wait until the group is durable. ``route``
+        (the hash of the hit's visitor) picks its partition when there are several."""
         loop = self._loop
         if loop is None or self._closing:
             raise TransportError("collector is shutting down")
         waiter = loop.create_future()
         group = self._open
         group.frames.append(frame)
+        group.routes.append(route)
         group.nbytes += len(frame)
         group.waiters.append(waiter)
         if not self._writing and not self._scheduled:
@@ -123,7 +141,8 @@ class GroupCommitter:
         self._idle.clear()
         # Bundles are built here, on the loop thread that holds the GIL anyway: the writer
         # thread should only wait on I/O, not on the GIL.
-        records = split_bundles(group.frames, self._max_bundle_bytes)
+        records = split_bundles(group.frames, self._max_bundle_bytes, group.routes,
+                                self.partitions)
         future = self._loop.run_in_executor(self._executor, self._producer.produce, records)
         future.add_done_callback(lambda done: self._finish(group, done))
 

@@ -162,8 +162,8 @@ def default_chain(settings: EnrichSettings | None = None, tenants: Tenants | Non
                   lake: str | Path | None = None) -> Chain:
     """The enrichment chain the loader runs, as configured.
 
-    ``lake`` locates the session state store (``<lake>/_loader/sessions.sqlite``); without
-    it (and without ``settings.sessions.state``) sessions are kept in memory only.
+    ``lake`` is the lake the chain's data goes to. Session state is held in memory; the
+    loader loads and saves it in the lake's state table (ingest/lake/state.py).
     """
     from ingest.enrich.chain import build_chain
 

@@ -16,30 +16,9 @@ from ingest.enrich.parse_referrer import ParseReferrer
 from ingest.enrich.parse_user_agent import ParseUserAgent
 from ingest.enrich.session_store import SessionStore
 from ingest.enrich.sessionize import Sessionize
-from schemas.lake import LOADER_STATE_DIR
-from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
 log = logging.getLogger(__name__)
-
-SESSIONS_FILE = "sessions.sqlite"
-"""Name of the session state store in ``<lake>/_loader/``."""
-
-
-def sessions_path(settings: EnrichSettings, lake: str | Path | None) -> Path | None:
-    """Where the session store lives: configured, else in the lake, else nowhere (memory).
-
-    A lake directory that does not exist (a pipeline built in a test or a notebook) gets no
-    store file: the loader commands create the lake before building their pipeline.
-    """
-    if settings.sessions.state is not None:
-        return settings.sessions.state
-    location = LakeLocation.parse(lake) if lake is not None else None
-    if location is None or not location.is_local or not location.path.is_dir():
-        log.info("sessionize: no lake directory, session state kept in memory only")
-        return None
-    return location.path / LOADER_STATE_DIR / SESSIONS_FILE
-
 
 def build_chain(settings: EnrichSettings | None = None, tenants: Tenants | None = None,
                 lake: str | Path | None = None) -> Chain:
@@ -64,7 +43,8 @@ def build_chain(settings: EnrichSettings | None = None, tenants: Tenants | None 
     steps.append(("anonymize_ip", IpAnonymizer(tenants)))
     steps.append(("derive_timestamps", DeriveTimestamps(s.timestamps)))
     if s.sessions.enabled:
-        store = SessionStore(sessions_path(s, lake), s.sessions.state_retention_days)
+        # In memory; the loader keeps it in the lake's state table (ingest/lake/state.py).
+        store = SessionStore(None, s.sessions.state_retention_days)
         timeouts = {t.id: t.enrich.session_timeout_minutes for t in tenant_list
                     if t.enrich.session_timeout_minutes is not None}
         steps.append(("sessionize", Sessionize(store, s.sessions.timeout_minutes, timeouts)))

@@ -82,8 +82,6 @@ class SessionSettings(_Section):
 
     enabled: bool = Field(True, description="Assign session_id and session_index.")
     timeout_minutes: float = Field(30, gt=0, description="Inactivity that ends a session.")
-    state: Path | None = Field(None, description="SQLite file of visitors' last sessions; "
-                               "default <lake>/_loader/sessions.sqlite.")
     state_retention_days: float = Field(400, gt=0, description="Visitors unseen this long are "
                                         "forgotten (their next visit counts as session 1).")
 

@@ -1,17 +1,15 @@
-"""Each visitor's latest session, kept between loader batches and restarts.
+"""Each visitor's latest session, kept in memory between a loader's batches.
 
-One SQLite file per lake (``<lake>/_loader/sessions.sqlite``, WAL, busy timeout), one row
-per (tenant, visitor): the latest session's id, index, start and last event time, the
-highest index handed out so far, and the key of the batch that wrote the row together with
-the row as it was *before* that batch.
+One row per (tenant, visitor): the latest session's id, index, start and last event time, and
+the highest index handed out so far. The store lives in the loader's memory (an in-memory
+SQLite database); what outlives the process is the lake's session state table
+(ingest/lake/state.py): the loader appends the rows each batch changed (``take_changes``)
+with every flush, and loads the rows of the partitions it is assigned from there
+(``replace``). A ``path`` keeps the store in a SQLite file instead (tests, tools).
 
-Why the "before": the loader computes sessions before its files are durable and commits the
-transport offset after. If it crashes in between, the same records are read again (same
-partition, same first offset, so the same batch key) and must get the same session ids.
-When a batch finds rows written under its own key, it starts from their "before" state,
-which makes a re-run idempotent. Within one run of a batch, state computed for one unit of
-work (the fallback runs row groups one by one) is staged in memory and seen by the next;
-it is written in one transaction once the whole batch went through the chain.
+Within one run of a batch, state computed for one unit of work (the fallback runs row groups
+one by one) is staged in memory and seen by the next; it is written in one transaction once
+the whole batch went through the chain.
 """
 
 from __future__ import annotations
@@ -23,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 VisitorKey = tuple[str, str]
 """(tenant, visitor) where visitor is ``a:<anonymous_id>`` or ``u:<user_id>``."""
 
@@ -30,32 +30,37 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS visitor_session (
     tenant TEXT NOT NULL,
     visitor TEXT NOT NULL,
-    batch TEXT NOT NULL,
     session_id TEXT NOT NULL,
     session_index INTEGER NOT NULL,
     start_us INTEGER NOT NULL,
     last_us INTEGER NOT NULL,
     sessions INTEGER NOT NULL,
-    prev_session_id TEXT,
-    prev_session_index INTEGER,
-    prev_start_us INTEGER,
-    prev_last_us INTEGER,
-    prev_sessions INTEGER,
+    source_partition INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, visitor)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS visitor_session_last ON visitor_session (last_us);
 """
 _COLS = ("session_id", "session_index", "start_us", "last_us", "sessions")
 _UPSERT = f"""
-INSERT INTO visitor_session (tenant, visitor, batch, {", ".join(_COLS)})
+INSERT INTO visitor_session (tenant, visitor, {", ".join(_COLS)}, source_partition)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tenant, visitor) DO UPDATE SET
-    {", ".join(f"prev_{c} = CASE WHEN visitor_session.batch = excluded.batch "
-               f"THEN visitor_session.prev_{c} ELSE visitor_session.{c} END" for c in _COLS)},
-    batch = excluded.batch,
-    {", ".join(f"{c} = excluded.{c}" for c in _COLS)}
+    {", ".join(f"{c} = excluded.{c}" for c in (*_COLS, "source_partition"))}
 """
 _PRUNE_EVERY_S = 3600.0
+
+CHANGES_SCHEMA = pa.schema([
+    pa.field("source_partition", pa.int32(), nullable=False),
+    pa.field("tenant", pa.string(), nullable=False),
+    pa.field("visitor", pa.string(), nullable=False),
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("session_index", pa.int64(), nullable=False),
+    pa.field("start_us", pa.int64(), nullable=False),
+    pa.field("last_us", pa.int64(), nullable=False),
+    pa.field("sessions", pa.int64(), nullable=False),
+])
+"""A visitor's state with the transport partition its events came from (the lake's state
+table without ``stream`` and ``as_of``)."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,14 @@ class VisitorState:
 
 
 class SessionStore:
-    """The SQLite store; ``path=None`` keeps state in memory (tests, replays)."""
+    """The store; ``path=None`` (the loader's) keeps it in memory."""
 
     def __init__(self, path: Path | None = None, retention_days: float = 400,
                  busy_timeout_ms: int = 10_000) -> None:
         self.path = path
         self.retention_us = round(retention_days * 86_400e6)
+        self.track_changes = False
+        """Keep the states each batch commits for take_changes (the loader sets it)."""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         # The loader builds its pipeline on one thread and runs it on another.
@@ -91,12 +98,15 @@ class SessionStore:
         self._lock = threading.Lock()
         self._batch: str | None = None
         self._staged: dict[VisitorKey, VisitorState] = {}
+        self._staged_partitions: dict[VisitorKey, int] = {}
+        self._changes: dict[VisitorKey, tuple[int, VisitorState]] = {}
         self._last_prune = 0.0
 
     def begin(self, batch: str) -> None:
         """Start a run of batch ``batch``: forget what an earlier run staged."""
         self._batch = batch
         self._staged = {}
+        self._staged_partitions = {}
 
     def load(self, keys: Iterable[VisitorKey]) -> dict[VisitorKey, VisitorState]:
         """The state of these visitors at the start of this batch (plus what it staged)."""
@@ -115,27 +125,27 @@ class SessionStore:
             db.execute("DELETE FROM want")
             db.executemany("INSERT INTO want VALUES (?, ?)", missing)
             rows = db.execute(
-                "SELECT v.tenant, v.visitor, v.batch, "
-                + ", ".join(f"v.{c}" for c in _COLS) + ", "
-                + ", ".join(f"v.prev_{c}" for c in _COLS)
+                "SELECT v.tenant, v.visitor, " + ", ".join(f"v.{c}" for c in _COLS)
                 + " FROM want w JOIN visitor_session v USING (tenant, visitor)").fetchall()
-        for tenant, visitor, batch, *values in rows:
-            # Written by an earlier run of this very batch: start from before it.
-            state = values[5:] if batch == self._batch else values[:5]
-            if state[0] is not None:
-                found[(tenant, visitor)] = VisitorState(*state)
+        for tenant, visitor, *values in rows:
+            found[(tenant, visitor)] = VisitorState(*values)
         return found
 
-    def stage(self, states: Mapping[VisitorKey, VisitorState]) -> None:
-        """Remember new states for the rest of this batch's run."""
+    def stage(self, states: Mapping[VisitorKey, VisitorState],
+              partitions: Mapping[VisitorKey, int] | None = None) -> None:
+        """Remember new states for the rest of this batch's run (with the transport partition
+        each visitor's events came from, for the lake's state table)."""
         self._staged.update(states)
+        if partitions:
+            self._staged_partitions.update(partitions)
 
     def commit(self) -> None:
         """Write what this batch staged, in one transaction."""
         if self._batch is None:
             return
-        rows = [(t, v, self._batch, s.session_id, s.session_index, s.start_us, s.last_us,
-                 s.sessions) for (t, v), s in self._staged.items()]
+        parts = self._staged_partitions
+        rows = [(t, v, s.session_id, s.session_index, s.start_us, s.last_us, s.sessions,
+                 parts.get((t, v), 0)) for (t, v), s in self._staged.items()]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -150,7 +160,63 @@ class SessionStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        if self.track_changes:
+            for key, state in self._staged.items():
+                self._changes[key] = (self._staged_partitions.get(key, 0), state)
         self._staged = {}
+        self._staged_partitions = {}
+
+    def take_changes(self) -> pa.Table:
+        """The states committed since the last call (CHANGES_SCHEMA), and forget them."""
+        changes, self._changes = self._changes, {}
+        keys = list(changes)
+        values = [s for _, s in changes.values()]
+        return pa.table({
+            "source_partition": pa.array([p for p, _ in changes.values()], pa.int32()),
+            "tenant": pa.array([k[0] for k in keys], pa.string()),
+            "visitor": pa.array([k[1] for k in keys], pa.string()),
+            "session_id": pa.array([s.session_id for s in values], pa.string()),
+            "session_index": pa.array([s.session_index for s in values], pa.int64()),
+            "start_us": pa.array([s.start_us for s in values], pa.int64()),
+            "last_us": pa.array([s.last_us for s in values], pa.int64()),
+            "sessions": pa.array([s.sessions for s in values], pa.int64()),
+        }, schema=CHANGES_SCHEMA)
+
+    def replace(self, partitions: Iterable[int], states: pa.Table) -> int:
+        """Hold ``states`` (CHANGES_SCHEMA) as the state of these transport partitions,
+        dropping what was held for them: what a loader loads from the lake on assignment."""
+        rows = zip(*(states[c].to_pylist()
+                     for c in ("tenant", "visitor", *_COLS, "source_partition")), strict=True)
+        wanted = sorted(set(partitions))
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM visitor_session WHERE source_partition = ?",
+                               [(p,) for p in wanted])
+                db.executemany(_UPSERT, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self._changes = {k: v for k, v in self._changes.items() if v[0] not in wanted}
+        return int(states.num_rows)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Forget the state of partitions this loader no longer owns."""
+        self.replace(partitions, CHANGES_SCHEMA.empty_table())
+
+    def forget(self, tenant: str, visitors: Iterable[str]) -> int:
+        """Drop these visitors of ``tenant`` (a forget request); how many were held."""
+        keys = [(tenant, v) for v in visitors]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM visitor_session WHERE tenant = ? AND visitor = ?",
+                                 keys)
+            removed = int(self._db.total_changes - before)
+        for key in keys:
+            self._changes.pop(key, None)
+        return removed
 
     def close(self) -> None:
         """Close the database."""

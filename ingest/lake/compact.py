@@ -167,8 +167,6 @@ def merge(lake: LakeLocation, writer: FileWriter, table: Table, group: Sequence[
 def rewrite_sorted(lake: LakeLocation, writer: FileWriter, table: Table,
                    files: Sequence[DataFile], settings: MaintainSettings) -> list[WrittenFile]:
     """The day's rows sorted (SORT_ORDER), in files of about ``target_file_bytes``."""
-    if not lake.is_local:
-        raise NotImplementedError("sorted rewrites of remote lakes read through fsspec")
     if _columns(table, lake, files) is None:
         log.warning("not sorting %s %s: files hold columns unknown to this version", table,
                     files[0].path.rsplit("/", 1)[0])
@@ -182,6 +180,7 @@ def rewrite_sorted(lake: LakeLocation, writer: FileWriter, table: Table,
                                      "temp_directory": spill, "threads": 1,
                                      "preserve_insertion_order": True})
         try:
+            lake.register_duckdb(con)
             source = read_files_sql(con, table, [f.uri for f in files])
             rel = con.sql(f"{source} ORDER BY {SORT_ORDER[table]}")
             reader = rel.to_arrow_reader(128 * 1024)

@@ -10,8 +10,8 @@ in the tenant's partitions of every table:
   carried a removed event (so encoded bodies, e.g. PostHog lz64, go too: a hit that carried
   several people's events is removed whole; the other people's events stay);
 - **quarantine** rows in which the identifier appears (payload, detail);
-- the person's **session state** and, through the receipt, their events' **dedupe keys**
-  in running loaders.
+- the person's **session state** (rows of the lake's ``_state/sessions`` table) and,
+  through the receipt, their events' **dedupe keys** and session state in running loaders.
 
 Identifiers shorter than :data:`MIN_SUBSTRING` bytes are matched exactly in the id columns
 only (searching payloads for "42" would match everything).
@@ -34,7 +34,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,13 +44,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
-from ingest.enrich.chain import SESSIONS_FILE
 from ingest.lake.compact import kind_of
 from ingest.lake.errors import ConcurrentCommitError, ForgetError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
+from ingest.lake.state import forget_visitors
 from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
 from schemas.audit import RECEIPT_SCHEMA
@@ -158,6 +158,7 @@ class Forgetter:
         self.progress = progress or (lambda _: None)
         self._fs, self._root = lake.filesystem()
         self.con = duckdb.connect(config={"threads": 2})
+        lake.register_duckdb(self.con)
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(f"CREATE TEMP TABLE forget_lineage AS SELECT * FROM (VALUES "
                          f"(NULL::VARCHAR, NULL::INTEGER, NULL::BIGINT, NULL::INTEGER)) "
@@ -327,32 +328,13 @@ class Forgetter:
 
     # -- state, salt and receipt
     def _forget_sessions(self, tenant: str, ids: Sequence[Identifier]) -> int:
-        """Delete the person's session state, leaving no copy of the rows in the file."""
-        if not self.lake.is_local:
-            return 0
-        path = self.lake.path / LOADER_STATE_DIR / SESSIONS_FILE
-        if not path.exists():
-            return 0
+        """Delete the person's session state from the lake's state table (and every file
+        that held it; running loaders reload their state when they see the receipt)."""
         visitors = [("a:" if i.kind == "anonymous_id" else "u:") + i.value for i in ids]
-        db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
         try:
-            db.execute("PRAGMA secure_delete = ON")
-            removed = 0
-            for visitor in visitors:
-                cur = db.execute("DELETE FROM visitor_session WHERE tenant = ? AND visitor = ?",
-                                 (tenant, visitor))
-                removed += cur.rowcount
-            # Index pages keep copies of keys as separators: rebuild the file, then empty
-            # the write-ahead log, which holds the old pages.
-            db.execute("VACUUM")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise ForgetError(f"cannot remove session state: {exc}", path=str(path)) from exc
-        finally:
-            db.close()
-        return removed
+            return forget_visitors(self.lake, self.con, tenant, visitors)
+        except (DeltaError, OSError, duckdb.Error) as exc:
+            raise ForgetError(f"cannot remove session state: {exc}") from exc
 
     def _salt(self) -> bytes:
         path = f"{self._root}/{LOADER_STATE_DIR}/{SALT_FILE}"
@@ -417,6 +399,8 @@ class ForgetReceipts:
         self.lake = lake
         self._seen: set[str] = set()
         self._version: int | None = None
+        self.changed = False
+        """True when the last new_event_keys found new receipts."""
 
     def _new_rows(self) -> list[dict[str, object]]:
         from schemas.delta import open_table
@@ -445,6 +429,7 @@ class ForgetReceipts:
         except DriftnetError as exc:
             log.warning("cannot read forget receipts: %s", exc)
             rows = []
+        self.changed = bool(rows)
         for row in rows:
             keys += [(int(hi), int(lo)) for hi, lo in orjson.loads(str(row["event_keys"]))]
         return pa.table({"k_hi": pa.array([k[0] for k in keys], pa.uint64()),

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
@@ -38,10 +39,11 @@ from ingest.lake.errors import ConcurrentCommitError, LakeWriteError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.housekeeping import Housekeeping
 from ingest.lake.retention import expired
+from ingest.lake.state import StateCompaction, compact_state, open_state
 from ingest.lake.tables import commit, open_for_write, refresh
 from schemas.delta import DataFile, snapshot_files
 from schemas.errors import DriftnetError
-from schemas.lake import MAINTENANCE_APP_ID, TABLES, Table
+from schemas.lake import MAINTENANCE_APP_ID, TABLES, Table, loader_app_id
 from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
@@ -69,6 +71,8 @@ class PassReport:
     """What one maintenance pass did, per table."""
 
     tables: dict[Table, TableReport] = field(default_factory=dict)
+    state: StateCompaction = field(default_factory=StateCompaction)
+    """The pass over the loaders' session state table."""
     seconds: float = 0.0
 
 
@@ -91,14 +95,18 @@ class Maintainer:
 
     def __init__(self, lake: LakeLocation, settings: MaintainSettings | None = None,
                  tenants: Tenants | None = None, zstd_level: int = 3,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None,
+                 state_retention_days: float = 400) -> None:
         self.lake = lake
+        self.state_retention_days = state_retention_days
         self.settings = settings or MaintainSettings()
         self.tenants = tenants
         self.writer = FileWriter(lake, zstd_level)
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._tables: dict[Table, DeltaTable] = {}
         self._housekeeping = {t: Housekeeping(self.settings) for t in TABLES}
+        self._state_keeping = Housekeeping(self.settings)
+        self._con: duckdb.DuckDBPyConnection | None = None
         self.passes = 0
 
     def _table(self, name: Table) -> DeltaTable:
@@ -137,8 +145,29 @@ class Maintainer:
         report = PassReport()
         for name in TABLES:
             report.tables[name] = self._maintain_table(name, vacuum)
+        report.state = self._maintain_state(vacuum)
         self.passes += 1
         report.seconds = time.monotonic() - started
+        return report
+
+    def _maintain_state(self, vacuum: bool | None) -> StateCompaction:
+        """Collapse the session state table's rows per partition (ingest/lake/state.py)."""
+        if self._con is None:
+            self._con = duckdb.connect(config={"threads": 1, "memory_limit":
+                                               self.settings.sort_memory_limit})
+        raw = self._table("raw")
+
+        def held(stream: str, partition: int) -> int | None:
+            return raw.transaction_version(loader_app_id(stream, partition))
+
+        report = compact_state(self.lake, self._con, held, min_files=self.settings.fanout,
+                               retention_days=self.state_retention_days,
+                               now_us=int(self._clock().timestamp() * 1e6))
+        delta = open_state(self.lake)
+        if delta is not None:
+            self._state_keeping.checkpoint(delta)
+            if vacuum is not False:
+                self._state_keeping.vacuum(delta, time.monotonic(), force=bool(vacuum))
         return report
 
     def _maintain_table(self, name: Table, vacuum: bool | None) -> TableReport:

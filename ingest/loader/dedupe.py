@@ -10,8 +10,11 @@ at the cost of one boolean filter instead of a query-time dedupe of every row.
 
 Keys are the 128-bit md5 of ``tenant \\0 event_id`` (two UBIGINT halves). Keys are
 remembered only once their batch is durable (``remember`` after the commit), so an
-abandoned batch leaves no trace. Limits, documented in docs/ARCHITECTURE.md: a retry arriving
-after the window, or handled by another loader process started earlier, is not flagged.
+abandoned batch leaves no trace. The collector routes a visitor's hits, retries included,
+to one transport partition, so the loader owning it sees the retry; the window is seeded
+again whenever partitions are assigned, so it also holds what an earlier owner of a
+partition wrote. Limits, documented in docs/ARCHITECTURE.md: a retry arriving after the
+window is not flagged, nor one the collector routed elsewhere (its visitor unreadable).
 """
 
 from __future__ import annotations
@@ -46,11 +49,14 @@ class Deduper:
                     "(k_hi UBIGINT, k_lo UBIGINT, received_at TIMESTAMPTZ)")
 
     def seed(self, lake: LakeLocation) -> int:
-        """Load the keys of events written within the window (run once, on start)."""
+        """Replace the window with the keys of events the lake holds from within the window
+        (on every partition assignment: an earlier owner of a partition wrote some)."""
         if not self.enabled:
             return 0
+        self.con.execute("DELETE FROM dedupe_seen")
         oldest = (dt.datetime.now(dt.UTC) - self.window).date()
         files = [f.uri for f in table_snapshot(lake, "events").files if f.date >= oldest]
+        lake.register_duckdb(self.con)
         return self.seed_files(files)
 
     def seed_files(self, files: list[str], until: dt.datetime | None = None) -> int:

@@ -9,6 +9,12 @@ table (ingest/lake/writer.py: exactly once, whatever moment a crash hits). Trans
 offsets are committed afterwards, for lag and log trimming only: on (re)assignment a
 partition resumes from what the lake's raw table says it holds.
 
+State that outlives a batch is the lake's too, so any loader can take any partition over:
+the session state of the visitors routed to a partition is appended to the lake's state
+table with every flush, ahead of the data (ingest/lake/state.py), and loaded as of the raw
+table's offset when the partition is assigned; the dedupe window is seeded from the lake's
+events at every assignment, so it holds what the partition's earlier owner wrote.
+
 The flush interval adapts to the number of tenant-days a flush writes: every flush adds
 one file per table and tenant-day, so a loader serving hundreds of tenants waits longer
 (up to ``max_flush_interval_s``) to keep the rate of new files near ``target_files_per_s``;
@@ -23,10 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.lake.errors import LakeWriteError
 from ingest.lake.forget import ForgetReceipts
+from ingest.lake.state import SessionStateTable
 from ingest.lake.writer import AppendResult, LakeWriter
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
@@ -81,6 +89,11 @@ class Loader:
         self._interval = settings.flush_interval_s
         self._stop = threading.Event()
         self._forgets = ForgetReceipts(self.lake)
+        self.state = SessionStateTable(self.lake)
+        self._store = self.pipeline.session_store
+        if self._store is not None:
+            self._store.track_changes = True
+        self._owned: set[int] = set()
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -89,31 +102,45 @@ class Loader:
         """Resume each partition after the last record the lake's raw table holds."""
         assert self._consumer is not None
         stream = self._consumer.stream_id
+        held: dict[int, int | None] = {}
         for p in sorted(partitions):
             self._buffers.pop(p, None)
-            resume = self.writer.resume_offset(stream, p)
-            if resume is not None:
-                self._consumer.seek(p, resume)
+            last = held[p] = self.writer.held("raw", stream, p)
+            if last is not None:
+                self._consumer.seek(p, last + 1)
                 log.info("partition %d of %s resumes at offset %d (from the lake)", p, stream,
-                         resume)
+                         last + 1)
+        self._owned |= set(partitions)
+        self._load_state(stream, held)
+        # What earlier owners of these partitions wrote is in the lake now: seed from it.
+        self.pipeline.seed_dedupe(self.lake)
+
+    def _load_state(self, stream: str, held: dict[int, int | None]) -> None:
+        """Take over the session state of these partitions as of what raw holds of them."""
+        if self._store is None:
+            return
+        states = self.state.load(self.pipeline.con, stream, held)
+        self._store.replace(held, states)
 
     def on_revoked(self, partitions: set[int]) -> None:
         """Flush what we hold of partitions being taken away."""
         held = sorted(p for p in partitions if p in self._buffers)
-        if not held:
-            return
         try:
-            self._flush(held)
+            if held:
+                self._flush(held)
         except LakeWriteError as exc:
             # The next owner resumes from what the lake holds: nothing is lost.
             log.warning("could not flush revoked partitions %s: %s", held, exc)
+        finally:
+            self._owned -= set(partitions)
+            if self._store is not None:
+                self._store.drop_partitions(partitions)
 
     # -- loop
     def run(self, stop: threading.Event) -> None:
         """Poll and load until ``stop`` is set; then flush what is buffered and close."""
         self._stop = stop
         self._forgets.seen_until_now()
-        self.pipeline.seed_dedupe(self.lake)
         self._consumer = self._consumer_factory(self)
         self.ready.set()
         next_stats = time.monotonic() + self.settings.stats_interval_s
@@ -126,12 +153,25 @@ class Loader:
                     self._log_stats()
                 if time.monotonic() >= next_forget:
                     next_forget = time.monotonic() + self.settings.forget_poll_s
-                    self.pipeline.deduper.forget(self._forgets.new_event_keys())
+                    self._apply_forgets()
             if self._buffers:
                 self._flush_with_retry(sorted(self._buffers), final=True)
         finally:
             self._consumer.close()
             self.pipeline.close()
+
+    def _apply_forgets(self) -> None:
+        """Drop what forget requests removed from the lake from this loader's memory too: the
+        dedupe keys of the removed events, and (reloaded from the lake, where forget deleted
+        them) the session state of the partitions this loader owns."""
+        keys = self._forgets.new_event_keys()
+        if keys.num_rows == 0 and not self._forgets.changed:
+            return
+        self.pipeline.deduper.forget(keys)
+        if self._consumer is not None and self._owned:
+            stream = self._consumer.stream_id
+            self._load_state(stream, {p: self.writer.held("raw", stream, p)
+                                      for p in sorted(self._owned)})
 
     def _log_stats(self) -> None:
         """One INFO line of counters and the consumer lag (metrics before /metrics exists)."""
@@ -198,22 +238,29 @@ class Loader:
         if batch is not None:
             self._write(*batch)
 
-    def _process(self, partitions: list[int]) -> tuple[dict[int, int], BatchTables] | None:
+    def _process(self, partitions: list[int]
+                 ) -> tuple[dict[int, int], BatchTables, pa.Table | None] | None:
         """Run the buffered records of ``partitions`` through the pipeline; take them out of
-        the buffers. Returns the last offset per partition and the tables, or None."""
+        the buffers. Returns the last offset per partition, the tables and the session states
+        the batch changed, or None."""
         assert self._consumer is not None
         buffers = {p: self._buffers.pop(p) for p in partitions if p in self._buffers}
         records = [r for buf in buffers.values() for r in buf.records]
         if not records:
             return None
         tables = self.pipeline.process(records, self._consumer.source)
+        states = self._store.take_changes() if self._store is not None else None
         last = {p: buf.records[-1].offset for p, buf in buffers.items() if buf.records}
-        return last, tables
+        return last, tables, states
 
-    def _write(self, last: dict[int, int], tables: BatchTables) -> None:
-        """Append a processed batch to the lake, then commit the transport offsets."""
+    def _write(self, last: dict[int, int], tables: BatchTables,
+               states: pa.Table | None = None) -> None:
+        """Append a processed batch to the lake (session state first), then commit the
+        transport offsets."""
         assert self._consumer is not None
         source = self._consumer.source
+        if states is not None and states.num_rows:
+            self.state.append(self._consumer.stream_id, states, last)
         result = self.writer.append(self._consumer.stream_id, {
             "raw": tables.raw, "events": tables.events, "quarantine": tables.quarantine,
         }, last)

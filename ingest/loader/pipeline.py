@@ -21,6 +21,8 @@ from ingest.enrich import Chain, default_chain
 from ingest.enrich.anonymize_ip import IpAnonymizer
 from ingest.enrich.config import EnrichSettings
 from ingest.enrich.scrub_payloads import scrub_payloads
+from ingest.enrich.session_store import SessionStore
+from ingest.enrich.sessionize import Sessionize
 from ingest.loader.config import LoaderSettings
 from ingest.loader.decode import decode_records
 from ingest.loader.dedupe import Deduper
@@ -138,8 +140,16 @@ class Pipeline:
         self.con.close()
 
     def seed_dedupe(self, lake: LakeLocation) -> int:
-        """Load the dedupe window from the lake (once, before the first batch)."""
+        """(Re)load the dedupe window from the lake (on every partition assignment)."""
         return self.deduper.seed(lake)
+
+    @property
+    def session_store(self) -> SessionStore | None:
+        """The sessionize step's state store (None when sessions are off)."""
+        for _, step in self.chain.steps:
+            if isinstance(step, Sessionize):
+                return step.store
+        return None
 
     def remember(self, tables: BatchTables) -> None:
         """Tell dedupe that a batch is durable: its events now count as seen."""

@@ -148,11 +148,13 @@ class _DayReplay:
                                                "events", self.tenant)
                  if first <= f.date < start]
         until = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+        self.lake.register_duckdb(self.pipeline.con)
         self.pipeline.deduper.seed_files(files, until=until)
 
     def _raw_chunks(self, files: list[DataFile]) -> Iterator[pa.Table]:
         con = duckdb.connect(config={"threads": 1})
         try:
+            self.lake.register_duckdb(con)
             source = read_files_sql(con, "raw", [f.uri for f in files], partitions=True)
             reader = con.sql(f"{source} ORDER BY {_LINEAGE}").to_arrow_reader(_CHUNK_ROWS)
             assert reader is not None

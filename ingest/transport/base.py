@@ -31,6 +31,13 @@ class Producer(Protocol):
         """Name of the stream written to (``log`` or the Kafka topic)."""
         ...
 
+    @property
+    def partitions(self) -> int:
+        """Partitions of the stream. With more than one, the collector routes each record by
+        visitor: the record's key is the 4-byte big-endian index of the partition it belongs
+        in (the producer maps it onto the stream's partitions, modulo their count)."""
+        ...
+
     def produce(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         """Append ``(key, value)`` records; return only when all are durable.
 

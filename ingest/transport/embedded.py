@@ -84,6 +84,9 @@ class EmbeddedProducer:
         self._conn = _connect(settings)
         self._lock = threading.Lock()
 
+    partitions = 1
+    """The embedded log has one partition: nothing to route."""
+
     def produce(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         """Append ``records`` in one durable transaction."""
         now = int(time.time() * 1000)

@@ -8,10 +8,13 @@ durable on local disk. From then on every group goes to the spool, and a drain t
 the spool to the broker, oldest first, until it is empty; only then does ``produce`` write
 to the broker directly again. Only a full spool refuses hits (SpoolFullError -> 503).
 
-Records have no key: kafka-python's sticky partitioner fills one partition's batch, then
-moves on, so bundles rotate over all partitions. A bundle mixes the tenants of concurrent
-requests, so one big tenant's hits are spread over every partition too (and over every
-loader of the group) instead of piling up on the partition its id would hash to.
+Records are routed by visitor: the collector bundles the hits of each partition separately
+and keys each bundle with the partition's index (4 bytes, big-endian); the partitioner
+sends it there (modulo the topic's partition count, so a key is never out of range). The
+collector hashes the visitor, not the tenant, so one big tenant's hits still spread over
+every partition (and every loader of the group), while each visitor's hits, and with them
+its sessions and retries, stay with one loader (ingest/collector/visitor.py). A record
+without a key (none is produced today) goes to any available partition.
 
 Delivery is at least once between collector and broker: a bundle whose acknowledgement
 was lost (broker wrote it, then the connection dropped) is spooled and sent again, and a
@@ -31,6 +34,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka import errors as kafka_errors
+from kafka.partitioner import DefaultPartitioner
 
 from ingest.transport.config import KafkaSettings
 from ingest.transport.kafka_client import CONFIG_ERRORS, client_config, describe, ensure_topic
@@ -62,6 +66,20 @@ class ProducerStats:
     """Records refused because the spool was full (their hits got 503)."""
 
 
+class RoutePartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """A 4-byte key names the partition's index (modulo the topic's partition count); other
+    keys hash as Kafka's default partitioner does, and no key picks any available one."""
+
+    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
+                  serialized_value: bytes | None, cluster: Any) -> int:
+        if serialized_key is not None and len(serialized_key) == 4:
+            ordered = sorted(cluster.partitions_for_topic(topic) or ())
+            if ordered:
+                return int(ordered[int.from_bytes(serialized_key, "big") % len(ordered)])
+        return int(super().partition(topic, key, serialized_key, value, serialized_value,
+                                     cluster))
+
+
 class KafkaProducerTransport:
     """The :class:`~ingest.transport.base.Producer` on Kafka, with a disk spool.
 
@@ -81,6 +99,8 @@ class KafkaProducerTransport:
         self._closing = threading.Event()
         self._producer: KafkaProducer | None = None
         self._broker_up = False
+        self.partitions = settings.partitions
+        """Partitions of the topic (as found at connect; the configured count until then)."""
         # Leftovers of an earlier run go first: new records queue behind them.
         self._spooling = self._spool.depth.records > 0
         try:
@@ -98,8 +118,9 @@ class KafkaProducerTransport:
     # -- connection
     def _connect(self) -> None:
         settings = self.settings
-        ensure_topic(settings)
+        self.partitions = ensure_topic(settings) or settings.partitions
         config: dict[str, Any] = {
+            "partitioner": RoutePartitioner(),
             **client_config(settings),
             "acks": "all",
             # kafka-python's idempotent producer stops expiring batches while it cannot reach

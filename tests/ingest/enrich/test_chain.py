@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from ingest.enrich import default_chain
-from ingest.enrich.chain import sessions_path
+from ingest.enrich.chain import build_chain
 from ingest.enrich.config import EnrichSettings
+from ingest.enrich.sessionize import Sessionize
 from ingest.settings import load_settings
 from schemas.errors import ConfigError
 from schemas.tenants import load_tenants
@@ -89,8 +91,12 @@ def test_unknown_step_in_a_tenants_file_is_rejected(tmp_path: Path) -> None:
         load_tenants(path)
 
 
-def test_session_store_lives_in_the_lake(tmp_path: Path) -> None:
-    assert sessions_path(EnrichSettings(), tmp_path) == tmp_path / "_loader" / "sessions.sqlite"
-    assert sessions_path(EnrichSettings(), tmp_path / "absent") is None
-    configured = EnrichSettings.model_validate({"sessions": {"state": str(tmp_path / "s.db")}})
-    assert sessions_path(configured, tmp_path) == tmp_path / "s.db"
+def test_session_state_is_held_in_memory_not_in_a_local_file(tmp_path: Path) -> None:
+    """The loader keeps it in the lake's state table; no local file holds it."""
+    chain = build_chain(EnrichSettings(), None, tmp_path)
+    stores = [s.store for _, s in chain.steps if isinstance(s, Sessionize)]
+    assert len(stores) == 1 and stores[0].path is None
+    chain.close()
+    assert not list(tmp_path.rglob("*.sqlite"))
+    with pytest.raises(ValidationError):  # the old local-file setting is gone
+        EnrichSettings.model_validate({"sessions": {"state": str(tmp_path / "s.db")}})

@@ -59,6 +59,10 @@ def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
         http="httptools", lifespan="on", access_log=False, log_level="warning",
         proxy_headers=False,  # X-Forwarded-For is ours to trust or not (trust_forwarded_for)
         timeout_graceful_shutdown=10, server_header=False,
+        # Slow or idle clients must not hold the server: a connection cap (503 beyond), idle
+        # keep-alive connections closed, and a body deadline in the app (408).
+        limit_concurrency=settings.collector.max_connections,
+        timeout_keep_alive=int(max(1, round(settings.collector.keep_alive_s))),
     )
     return _Server(config)
 

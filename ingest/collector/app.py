@@ -6,11 +6,14 @@ path, and bench/ measures it against a bare ASGI app (see docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import orjson
 
 from ingest.collector.answers import error_body
 from ingest.collector.config import CollectorSettings
@@ -119,7 +122,9 @@ class CollectorApp:
         secrets: dict[str, str] = {}
         cookie = None
         kinds = _HEADER_KINDS
+        header_bytes = 0
         for raw_name, raw_value in scope["headers"]:
+            header_bytes += len(raw_name) + len(raw_value)
             found = kinds.get(raw_name)
             if found is None:
                 continue
@@ -132,6 +137,10 @@ class CollectorApp:
                 headers[name] = raw_value.decode("latin-1")
         origin = headers.get("origin")
         try:
+            if header_bytes > self.settings.max_header_bytes:
+                # Before anything reads them: a 50 MB User-Agent must cost nothing downstream.
+                raise HttpError(431, f"request headers of {header_bytes} bytes exceed the "
+                                f"{self.settings.max_header_bytes}-byte limit")
             if path == "/healthz":
                 await self._healthz(send)
                 return
@@ -144,6 +153,11 @@ class CollectorApp:
             if method not in route.methods:
                 raise HttpError(405, f"{method} is not accepted on {path}; "
                                 f"use {', '.join(sorted(route.methods))}")
+            if method == "HEAD":
+                # A HEAD (link checkers, prefetchers, monitoring) asks what a GET would answer:
+                # it is answered, never recorded and never authenticated (docs/protocols.md).
+                await self._head(route, origin, send)
+                return
             answer = await self._collect(scope, receive, route, method, path, headers, secrets,
                                          cookie, origin)
         except HttpError as exc:
@@ -173,7 +187,7 @@ class CollectorApp:
         declared = headers.pop("content-length", None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HttpError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
-        body = await _read_body(receive, limit)
+        body = await _read_body(receive, limit, self.settings.body_timeout_s)
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding and encoding != "identity":
             if body:
@@ -188,7 +202,17 @@ class CollectorApp:
         key = route.find_key(hit)
         for name in secrets:
             headers.pop(name, None)
-        tenant = self.tenants.by_key(key)
+        _scrub_credentials(hit, route.protocol)
+        if isinstance(key, tuple):  # events naming several keys: all must be one tenant's
+            found = {self.tenants.by_key(k) for k in key}
+            if None in found:
+                raise HttpError(401, "unknown write key")
+            if len({t.id for t in found if t is not None}) > 1:
+                raise HttpError(400, f"the events of one request name {len(key)} app ids of "
+                                "different tenants; send each tenant's events separately")
+            tenant = found.pop()
+        else:
+            tenant = self.tenants.by_key(key)
         if tenant is None:
             raise HttpError(401, "unknown write key")
         if origin is not None and not tenant.origin_allowed(origin):
@@ -232,6 +256,16 @@ class CollectorApp:
         client = scope.get("client")
         return str(client[0]) if client else None
 
+    async def _head(self, route: Route, origin: str | None, send: Send) -> None:
+        headers = [(k, v) for k, v in route.answer.headers
+                   if k.lower() not in (b"set-cookie", b"content-length")]
+        headers.append((b"content-length", str(len(route.answer.body)).encode()))
+        if origin is not None:
+            headers += _cors_headers(origin)
+        await send({"type": "http.response.start", "status": route.answer.status,
+                    "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
     async def _healthz(self, send: Send) -> None:
         ok = self.committer is not None and self.committer.running
         status = 200 if ok else 503
@@ -264,9 +298,43 @@ class CollectorApp:
             headers += _cors_headers(origin)
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        if exc.status in (408, 413, 431):  # the rest of the request may still be on its way
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         body = b"" if method == "HEAD" else error_body(exc.status, exc.reason)
         await send({"type": "http.response.body", "body": body})
+
+
+_SECRET_PARAMS: dict[str, tuple[bytes, ...]] = {
+    "segment": (b"writeKey",), "rudderstack": (b"writeKey",),
+    "jitsu": (b"writeKey", b"writekey"), "pixel": (b"k",),
+}
+"""Query parameters that carry a write key, per protocol (GA4's api_secret is cut by its key
+finder). Public identifiers that name a stream stay: Snowplow's app id (``aid``, the event's
+app_id), GA's measurement/property id (``tid``), PostHog's project token; docs/lake.md."""
+
+
+def _scrub_credentials(hit: Hit, protocol: str) -> None:
+    """Remove write keys from what the envelope keeps, as the Authorization header is: from
+    the query string, and the top-level ``writeKey`` of a Segment-family JSON body."""
+    names = _SECRET_PARAMS.get(protocol)
+    if names is None:
+        return
+    if hit.query_string:
+        for name in names:
+            hit.query_string = _without_param(hit.query_string, name)
+    if hit.method == "POST" and b'"writeKey"' in hit.body and protocol != "pixel":
+        try:
+            doc = orjson.loads(hit.body)
+        except orjson.JSONDecodeError:
+            return  # the loader quarantines it; an unparsable body names no usable key
+        if isinstance(doc, dict) and "writeKey" in doc:
+            del doc["writeKey"]
+            hit.body = orjson.dumps(doc)
+
+
+def _without_param(query: bytes, name: bytes) -> bytes:
+    return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != name)
 
 
 def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
@@ -277,7 +345,16 @@ def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The whole body, within ``timeout_s`` (a client trickling bytes gets 408)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise HttpError(408, f"the body did not arrive within {timeout_s:g} s") from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -294,18 +371,35 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate a gzip/deflate body, refusing anything that inflates past ``limit`` (bombs)."""
+    """Inflate a gzip/deflate body, refusing anything that inflates past ``limit`` (bombs).
+
+    A gzip body may hold several members (concatenated gzip files, as ``cat a.gz b.gz`` or
+    some SDKs' chunked writers make): every member is inflated, in order. Bytes after the
+    last member that are not a gzip member are refused (400), never silently dropped.
+    """
     if encoding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":
         wbits = zlib.MAX_WBITS
     else:
         raise HttpError(415, f"Content-Encoding {encoding} is not supported; use gzip")
-    inflater = zlib.decompressobj(wbits)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise HttpError(400, f"body is not valid {encoding}: {exc}") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise HttpError(413, f"decompressed body exceeds the {limit}-byte limit")
-    return out
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise HttpError(400, f"body is not valid {encoding}: {exc}") from exc
+        size += len(out)
+        parts.append(out)
+        if size > limit or inflater.unconsumed_tail:
+            raise HttpError(413, f"decompressed body exceeds the {limit}-byte limit")
+        if not inflater.eof:
+            raise HttpError(400, f"body is not valid {encoding}: truncated")
+        rest = inflater.unused_data
+        if not rest or wbits != 16 + zlib.MAX_WBITS:
+            if rest:
+                raise HttpError(400, f"body is not valid {encoding}: data after its end")
+            return b"".join(parts)

@@ -13,6 +13,15 @@ class CollectorSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
     max_event_bytes: int = Field(32 * 1024, ge=1, description="Largest single event body, bytes.")
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="Largest total size of a "
+                                  "request's headers (names and values), bytes; larger "
+                                  "requests get 431.")
+    body_timeout_s: float = Field(10.0, gt=0, description="Time a request's whole body may take "
+                                  "to arrive; slower requests get 408 and are closed.")
+    max_connections: int = Field(4096, ge=16, description="Open connections (and requests) "
+                                 "served at once; beyond, new requests get 503.")
+    keep_alive_s: float = Field(5.0, gt=0, description="Idle time before a keep-alive "
+                                "connection is closed.")
     max_request_bytes: int = Field(500 * 1024, ge=1, description="Largest request body, bytes "
                                    "(after decompression).")
     max_batch_items: int = Field(2_500, ge=1, description="Most events one batch hit may carry; "

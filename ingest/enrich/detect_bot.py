@@ -27,7 +27,12 @@ import pyarrow as pa
 from ingest.enrich import Batch
 from ingest.enrich.config import BotSettings
 from ingest.enrich.lookup import DistinctFunction
-from ingest.enrich.parse_user_agent import HINTS_JOIN, UserAgentParser, header_hints
+from ingest.enrich.parse_user_agent import (
+    HINTS_JOIN,
+    MAX_USER_AGENT_CHARS,
+    UserAgentParser,
+    header_hints,
+)
 
 HEADLESS_TOKENS = ("HeadlessChrome", "PhantomJS", "SlimerJS", "Puppeteer", "Playwright",
                    "Selenium", "WebDriver", "Cypress", "HtmlUnit", "jsdom", "Chrome-Lighthouse")
@@ -75,6 +80,8 @@ class BotClassifier:
     def classify(self, user_agent: str | None, headless_hint: bool = False
                  ) -> tuple[bool, str | None]:
         """(is_bot, bot_reason)."""
+        if user_agent:
+            user_agent = user_agent[:MAX_USER_AGENT_CHARS]
         if not user_agent or not user_agent.strip():
             if self.settings.flag_missing_user_agent:
                 return True, "user_agent_missing"

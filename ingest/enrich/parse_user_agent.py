@@ -38,6 +38,12 @@ def _version(*parts: str | None) -> str | None:
     return ".".join(present) if present else None
 
 
+MAX_USER_AGENT_CHARS = 1024
+"""User-Agent strings are parsed and matched on their first 1,024 characters (real ones are
+under 500): the regex work per event stays bounded whatever a client sends, and a record
+with a huge header cannot stall the loader (the column keeps what was received)."""
+
+
 def device_class(user_agent: str, result: ua_parser.Result) -> DeviceClass:
     """desktop, mobile, tablet, bot or other, from the parsed device and OS."""
     device, os_ = result.device, result.os
@@ -75,14 +81,15 @@ class UserAgentParser:
         return ua_parser.BestAvailableResolver is not ua_parser.BasicResolver
 
     def parse(self, user_agent: str) -> ua_parser.Result:
-        """ua-parser's result for a User-Agent string."""
-        return self._parser.parse(user_agent)
+        """ua-parser's result for a User-Agent string (its first MAX_USER_AGENT_CHARS)."""
+        return self._parser.parse(user_agent[:MAX_USER_AGENT_CHARS])
 
     def classify(self, user_agent: str | None, hints: ch.Hints
                  ) -> tuple[str | None, str | None, str | None, str | None, str | None]:
         """(browser, browser version, OS, OS version, device class)."""
         browser = version = os_family = os_ver = device = None
         if user_agent:
+            user_agent = user_agent[:MAX_USER_AGENT_CHARS]
             result = self._parser.parse(user_agent)
             ua, os_ = result.user_agent, result.os
             if ua is not None and ua.family != "Other":

@@ -51,6 +51,26 @@ def test_write_key_in_text_plain_body(shared_server: Server) -> None:
     assert len(rows) == 1
 
 
+def test_write_keys_are_not_kept_in_raw(shared_server: Server) -> None:
+    """Like the Authorization header, a write key in the query or the body is cut before the
+    hit is stored: raw holds no credential (docs/lake.md, "What raw keeps")."""
+    in_body = {**_track(), "writeKey": "globex-key"}
+    assert shared_server.post("/v1/t", in_body).status_code == 200
+    in_query = _track()
+    r = httpx.post(f"{shared_server.url}/v1/t?writeKey=globex-key&x=1",
+                   content=orjson.dumps(in_query))
+    assert r.status_code == 200
+    pixel_id = str(uuid.uuid4())
+    assert httpx.get(f"{shared_server.url}/p.gif",
+                     params={"k": "globex-key", "e": "Opened", "id": pixel_id}).status_code == 200
+    ids = [in_body["messageId"], in_query["messageId"], pixel_id]
+    assert len(_events(shared_server, "globex", "list_contains(?, event_id)", [ids])) == 3
+    with connect(shared_server.lake, "globex") as con:
+        rows = con.execute("SELECT query, decode(body), headers FROM raw").fetchall()
+    assert rows and not any("globex-key" in str(value) for row in rows for value in row)
+    assert any("x=1" in row[0] for row in rows)  # the rest of the query stays
+
+
 def test_short_paths_imply_the_type(shared_server: Server) -> None:
     ids = {}
     for path, kind in [("/v1/p", "page"), ("/v1/i", "identify"), ("/v1/s", "screen"),
@@ -90,6 +110,23 @@ def test_gzip_body(shared_server: Server) -> None:
     assert len(_events(shared_server, "acme", "event_id = ?", [message["messageId"]])) == 1
 
 
+def test_a_multi_member_gzip_body_is_inflated_whole(shared_server: Server) -> None:
+    """Concatenated gzip members are one valid gzip body: every member counts (none may be
+    acknowledged and then lost), and trailing garbage is refused, not dropped."""
+    messages = [_track() for _ in range(3)]
+    text = orjson.dumps({"batch": messages})
+    body = b"".join(gzip.compress(text[i:i + 40]) for i in range(0, len(text), 40))
+    headers = {"Authorization": basic("acme-key"), "Content-Encoding": "gzip",
+               "Content-Type": "application/json"}
+    r = httpx.post(f"{shared_server.url}/v1/batch", content=body, headers=headers)
+    assert r.status_code == 200
+    ids = [m["messageId"] for m in messages]
+    assert len(_events(shared_server, "acme", "list_contains(?, event_id)", [ids])) == 3
+    r = httpx.post(f"{shared_server.url}/v1/batch", content=gzip.compress(text) + b"trailing",
+                   headers=headers)
+    assert r.status_code == 400
+
+
 def test_pixel(shared_server: Server) -> None:
     event_id = str(uuid.uuid4())
     r = httpx.get(f"{shared_server.url}/p.gif", params={
@@ -112,9 +149,35 @@ def test_pixel(shared_server: Server) -> None:
     assert orjson.loads(extra) == {"utm_x": "1"}
 
 
-def test_head_pixel_has_no_body(shared_server: Server) -> None:
-    r = httpx.head(f"{shared_server.url}/p.gif", params={"k": "initech-key"})
+def test_head_is_answered_like_get_and_never_recorded(shared_server: Server) -> None:
+    event_id = str(uuid.uuid4())
+    params = {"k": "initech-key", "e": "Prefetched", "id": event_id, "a": "anon-h"}
+    r = httpx.head(f"{shared_server.url}/p.gif", params=params)
     assert r.status_code == 200 and r.content == b""
+    assert r.headers["content-type"] == "image/gif"
+    # a HEAD needs no key either: it records nothing
+    assert httpx.head(f"{shared_server.url}/p.gif").status_code == 200
+    # then a GET of the same pixel: only that one lands
+    assert httpx.get(f"{shared_server.url}/p.gif", params=params).status_code == 200
+    shared_server.wait_loaded()
+    with connect(shared_server.lake, "initech") as con:
+        rows = con.execute("SELECT count(*) FROM events_all WHERE event_id = ?",
+                           [event_id]).fetchall()
+        raw = con.execute("SELECT count(*) FROM raw WHERE method = 'HEAD'").fetchall()
+    assert rows == [(1,)] and raw == [(0,)]
+
+
+def test_oversized_headers_are_refused_with_431_before_anything_is_stored(
+        shared_server: Server) -> None:
+    event_id = str(uuid.uuid4())
+    huge = "Mozilla/5.0 " + "x" * (64 * 1024)
+    body = orjson.dumps(_track(messageId=event_id))
+    r = httpx.post(f"{shared_server.url}/v1/track", content=body,
+                   headers={"Authorization": basic("acme-key"), "User-Agent": huge,
+                            "Content-Type": "application/json"})
+    assert r.status_code == 431 and "header" in r.json()["error"]
+    assert httpx.get(f"{shared_server.url}/healthz").status_code == 200
+    assert _events(shared_server, "acme", "event_id = ?", [event_id]) == []
 
 
 # -- refusals: a clear 4xx with a reason, never a 5xx ---------------------------------------

@@ -106,3 +106,19 @@ def test_classifier_uses_ua_parser_spiders_the_list_misses() -> None:
     assert classifier.classify("Mozilla/5.0 (compatible; Googlebot/2.1; "
                                "+http://www.google.com/bot.html)") == (True, "ua_parser:spider")
 
+
+
+def test_a_huge_user_agent_costs_only_its_first_kilobyte() -> None:
+    """A 10 MB header (from before the collector's limit, or another producer) must not stall
+    the loader: only the first MAX_USER_AGENT_CHARS are matched."""
+    from ingest.enrich.client_hints import Hints
+    from ingest.enrich.parse_user_agent import MAX_USER_AGENT_CHARS, UserAgentParser
+
+    filler = "x" * (10 * 1024 * 1024)
+    classifier = BotClassifier()
+    assert classifier.classify("Mozilla/5.0 " + filler + " Googlebot/2.1") == (False, None)
+    assert classifier.classify("Googlebot/2.1 " + filler)[0] is True
+    parser = UserAgentParser()
+    head = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36 "
+    assert parser.classify(head + filler, Hints())[0] == "Chrome"
+    assert len(head) < MAX_USER_AGENT_CHARS

@@ -29,7 +29,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_TENANTS = """
 [[tenant]]
 id = "acme"
-write_keys = ["acme-key"]
+write_keys = ["acme-key", "acme-app-2"]
 allowed_origins = ["https://shop.acme.example", "http://127.0.0.1:*"]
 ip_mode = "none"
 

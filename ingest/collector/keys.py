@@ -40,11 +40,12 @@ def pixel_key(hit: Hit) -> str:
     return key
 
 
-def snowplow_key(hit: Hit) -> str:
+def snowplow_key(hit: Hit) -> str | tuple[str, ...]:
     """Snowplow: the app id ``aid``, from the query, else from every event of a POST body.
 
-    Snowplow sends no key; the app id names the tenant. The events of one POST must all name
-    the same one (an app id is a credential, so the error never repeats the values).
+    Snowplow sends no key; the app id names the tenant. The events of one POST may name
+    several app ids (as Snowplow's collector accepts): they are all returned, and the
+    collector accepts the request when every one belongs to the same tenant.
     """
     key = hit.param("aid")
     if key:
@@ -59,13 +60,10 @@ def snowplow_key(hit: Hit) -> str:
         raise HttpError(400, 'body must be Snowplow payload_data: {"schema": ..., "data": '
                         "[events]} with at least one event")
     found = {_str_or_none(item.get("aid")) if isinstance(item, dict) else None for item in data}
-    if len(found) > 1:
-        raise HttpError(400, f"the {len(data)} events of one request name {len(found)} "
-                        "different app ids (aid); send each app's events separately")
-    key = found.pop()
-    if not isinstance(key, str) or not key:
+    if None in found or "" in found:
         raise HttpError(401, "no app id: set the tracker's appId (aid=<write key>)")
-    return key
+    keys = sorted(k for k in found if k)
+    return keys[0] if len(keys) == 1 else tuple(keys)
 
 
 def _str_or_none(value: object) -> str | None:

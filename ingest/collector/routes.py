@@ -13,7 +13,9 @@ from ingest.collector import answers, keys
 from ingest.collector.errors import HttpError
 from ingest.collector.hit import Hit
 
-KeyFinder = Callable[[Hit], str]
+KeyFinder = Callable[[Hit], "str | tuple[str, ...]"]
+"""The request's write key; several when its events name several (Snowplow app ids), which
+must then all belong to one tenant."""
 Responder = Callable[[Hit, str | None], answers.Answer]
 """Builds a per-request answer from the hit and its raw Cookie header (after authentication);
 it may add ``x-driftnet-*`` entries to ``hit.headers``, which are the envelope's headers."""

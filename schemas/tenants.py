@@ -93,20 +93,45 @@ class Tenant(BaseModel):
         return tuple(o.lower() for o in origins)
 
     def origin_allowed(self, origin: str) -> bool:
-        """True when a browser ``Origin`` header may send with this tenant's keys."""
+        """True when a browser ``Origin`` header may send with this tenant's keys.
+
+        Patterns match on host boundaries: ``https://*.acme.example`` allows
+        ``https://shop.acme.example`` but not ``https://evil.com/.acme.example`` nor
+        ``https://evilacme.example``; an origin that is not ``scheme://host[:port]`` matches
+        nothing but ``*``.
+        """
         origin = origin.lower()
+        parsed = _parse_origin(origin)
         for allowed in self.allowed_origins:
-            if allowed in ("*", origin):
+            if allowed == "*":
                 return True
+            if parsed is None:
+                continue
+            if allowed == origin:
+                return True
+            scheme, host, port = parsed
             if allowed.endswith(":*"):
-                prefix = allowed[:-1]
-                if origin.startswith(prefix) and origin[len(prefix):].isdigit():
+                pattern = _parse_origin(allowed[:-2])
+                if pattern is not None and pattern[:2] == (scheme, host) and port is not None:
                     return True
             elif "://*." in allowed:
-                scheme, _, suffix = allowed.partition("://*.")
-                if origin.startswith(scheme + "://") and origin.endswith("." + suffix):
+                pattern = _parse_origin(allowed.replace("://*.", "://", 1))
+                if (pattern is not None and pattern[0] == scheme and pattern[2] == port
+                        and host.endswith("." + pattern[1])):
                     return True
         return False
+
+
+_ORIGIN_PARTS = re.compile(r"([a-z][a-z0-9+.-]*)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])"
+                     r"(?::([0-9]{1,5}))?")
+
+
+def _parse_origin(origin: str) -> tuple[str, str, str | None] | None:
+    """(scheme, host, port) of ``scheme://host[:port]``, else None (paths, userinfo, ...)."""
+    match = _ORIGIN_PARTS.fullmatch(origin)
+    if match is None:
+        return None
+    return match.group(1), match.group(2), match.group(3)
 
 
 class TenantsFile(BaseModel):

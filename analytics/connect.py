@@ -3,20 +3,20 @@
 A connection for tenant ``t`` has views ``events``, ``raw`` and ``quarantine`` over exactly
 ``t``'s data files of each table's current Delta snapshot (``events`` without the rows
 dedupe flagged; ``events_all`` with them), plus ``session_events`` and ``sessions`` built on
-``events`` (SQL in analytics/views.py). DuckDB reads the files with its own Parquet reader;
-the file list comes from the Delta log (schemas/delta.py), never from a glob, so files a
-commit has not added (or has removed: compaction, retention, forget) are never read.
+``events`` (SQL in analytics/views.py). The file list comes from the Delta log
+(schemas/delta.py), never from a glob, so files a commit has not added (or has removed:
+compaction, retention, forget) are never read.
 
-The connection is then locked: DuckDB may only read ``t``'s directories, external access
-(other files, INSTALL, http) is off, Python objects are not looked up by name, and the
-configuration cannot be changed back. On an object store (``s3://``...) DuckDB reads the
-files through Arrow datasets bound to exactly the snapshot's files of ``t`` (DuckDB's own
-S3 support is an extension that may not be installable); with external access off, no SQL
-can name another object. So no
-SQL a session runs can read another tenant's rows. DuckDB would still let it write *into*
-``t``'s directories (COPY TO, ATTACH, EXPORT): the SQL entry points refuse those
-statements first (analytics/readonly.py); a file planted there would not be part of any
-table anyway. ``all_tenants=True`` (operators) spans every tenant instead.
+The views read the files through Arrow datasets bound to exactly that file list (pyarrow's
+local or object-store filesystem), registered with the connection; the connection itself
+is then given no path at all: external access is off (no file, no URL, no INSTALL), no
+directory is allowed but its own private spill directory, Python objects are not looked up
+by name, and the configuration is locked. So whatever SQL a session runs, and whatever a
+Python caller does with the connection and its relations, it can neither read another
+tenant's rows nor write anything into the lake (COPY TO, ATTACH, EXPORT, a relation's
+``to_parquet``): the lake is not reachable from DuckDB except through the datasets. The SQL
+entry points also refuse those statements up front with a clear message
+(analytics/readonly.py). ``all_tenants=True`` (operators) spans every tenant instead.
 
 Views are bound to the snapshot taken when the connection is made; reconnect to see newer
 data (the REPL's ``.refresh`` does that). ``files`` or ``versions`` pin a connection to an
@@ -26,6 +26,9 @@ export manifest's inputs instead.
 from __future__ import annotations
 
 import posixpath
+import shutil
+import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,16 +39,12 @@ import pyarrow.dataset as ds
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.views import DERIVED_VIEWS
 from schemas.columns import sql_type
-from schemas.delta import read_files_sql, table_snapshot
+from schemas.delta import table_snapshot
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
 VIEWS: tuple[str, ...] = (*TABLES, "events_all", *(name for name, _ in DERIVED_VIEWS))
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _columns(table: Table) -> list[tuple[str, str]]:
@@ -82,8 +81,8 @@ def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
 
 def _dataset_view(con: duckdb.DuckDBPyConnection, lake: LakeLocation, table: Table,
                   uris: Sequence[str]) -> str:
-    """A SELECT of ``uris`` (files of ``table`` on an object store) through an Arrow dataset:
-    the table's columns (missing ones NULL), then ``date``."""
+    """A SELECT of ``uris`` (data files of ``table``) through an Arrow dataset: the table's
+    columns (missing ones NULL), then ``date``."""
     fs, root = lake.filesystem()
     prefix = lake.uri.rstrip("/") + "/"
     paths = [f"{root}/{u[len(prefix):]}" for u in uris]
@@ -120,38 +119,35 @@ def connect(
         raise TenantScopeError("not a valid tenant id", tenant=tenant)
     if location.is_local and not location.path.is_dir():
         raise AnalyticsError("lake directory not found", lake=str(lake))
-    config: dict[str, str | bool | int | float | list[str]] = {}
+    # A private spill directory (mode 0700) per connection: DuckDB lets a session read its
+    # temp directory, and the default (<cwd>/.tmp) is shared, so a tenant could read another
+    # session's spill files while it spills. Removed when the connection is collected.
+    spill = tempfile.mkdtemp(prefix="driftnet-spill-")
+    config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": spill}
     if threads is not None:
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
     con = duckdb.connect(":memory:", config=config)
+    weakref.finalize(con, shutil.rmtree, spill, True)
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB's Python client prints its progress bar to stdout, which would corrupt
     # `driftnet sql --format csv > file` on slow queries; keep tracking it (for
     # con.query_progress(), e.g. export's progress bar) but never print it.
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
-    allowed: list[str] = []
     for table in TABLES:
-        scope = location.join(table, f"tenant={tenant}") if tenant else location.join(table)
-        allowed.append(scope + "/")
         if files is not None:
             paths = _pinned(location, table, tenant, files.get(table, ()))
         else:
             paths = [f.uri for f in table_snapshot(location, table, tenant).files]
-        if not paths:
-            body = _empty_view(table)
-        elif location.is_local:
-            body = read_files_sql(con, table, paths, partitions=True)
-        else:
-            body = _dataset_view(con, location, table, paths)
+        body = _dataset_view(con, location, table, paths) if paths else _empty_view(table)
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")
     for name, view_sql in DERIVED_VIEWS:
         con.execute(f"CREATE VIEW {name} AS {view_sql}")
-    con.execute("SET allowed_directories = " + "[" + ", ".join(map(_sql_str, allowed)) + "]")
+    con.execute("SET allowed_directories = []")  # the spill directory stays usable
     con.execute("SET enable_external_access = false")
     con.execute("SET python_enable_replacements = false")
     con.execute("SET lock_configuration = true")

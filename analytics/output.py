@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -37,6 +38,55 @@ def _json_default(value: object) -> object:
 
 def _reader(rel: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
     return rel.to_arrow_reader(BATCH_ROWS)
+
+
+_NESTED = ("[", "STRUCT", "MAP", "UNION")
+
+
+def _flat(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """``rel`` with nested columns (lists, structs, maps) as JSON text: CSV has no nested
+    values, and a cell must still say what the value was."""
+    types = [str(t) for t in rel.types]
+    if not any(marker in t for t in types for marker in _NESTED):
+        return rel
+    exprs = []
+    for name, kind in zip(rel.columns, types, strict=True):
+        quoted = '"' + name.replace('"', '""') + '"'
+        exprs.append(f"to_json({quoted})::VARCHAR AS {quoted}"
+                     if any(marker in kind for marker in _NESTED) else quoted)
+    return rel.project(", ".join(exprs))
+
+
+def _rows(batch: pa.RecordBatch) -> list[dict[str, object]]:
+    """The batch as Python rows; timestamps and dates outside Python's range (year 0, year
+    275760: what a client with a broken clock may send) as ISO text, not an error."""
+    try:
+        rows: list[dict[str, object]] = batch.to_pylist()
+        return rows
+    except (OverflowError, ValueError):
+        pass
+    columns = []
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_date(kind):
+            days = column.cast(pa.int32())
+            text = np.datetime_as_string(
+                days.to_numpy(zero_copy_only=False).astype("datetime64[D]"), unit="D")
+            suffix, raw = "", days
+        elif pa.types.is_timestamp(kind):
+            micros = column.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64())
+            text = np.datetime_as_string(
+                micros.to_numpy(zero_copy_only=False).astype("datetime64[us]"), unit="us")
+            suffix, raw = ("+00:00" if kind.tz else ""), micros
+        else:
+            columns.append(column)
+            continue
+        columns.append(pa.array([None if v is None else f"{t}{suffix}"
+                                 for v, t in zip(raw.to_pylist(), text, strict=True)],
+                                pa.string()))
+    safe: list[dict[str, object]] = pa.RecordBatch.from_arrays(
+        columns, names=batch.schema.names).to_pylist()
+    return safe
 
 
 def write_result(
@@ -74,7 +124,7 @@ def write_result(
                 rows += batch.num_rows
         return rows
     if fmt == "csv":
-        reader = _reader(rel)
+        reader = _reader(_flat(rel))
         rows = 0
         # pyarrow quotes every header name; write the header as the csv module would.
         header = io.StringIO()
@@ -90,7 +140,7 @@ def write_result(
         rows = 0
         stream.write(b"[")
         for batch in _reader(rel):
-            for row in batch.to_pylist():
+            for row in _rows(batch):
                 stream.write(b",\n" if rows else b"\n")
                 stream.write(orjson.dumps(row, default=_json_default,
                                           option=orjson.OPT_NON_STR_KEYS))

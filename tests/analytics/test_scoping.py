@@ -187,3 +187,59 @@ def test_large_sorts_spill_to_disk_with_external_access_disabled(lake: Path) -> 
     with connect(lake, "acme", memory_limit="64MB") as scoped:
         expected = duckdb.sql(query).fetchall()
         assert scoped.sql(query).fetchall() == expected
+
+
+def test_a_session_cannot_read_another_sessions_spill_files(lake: Path) -> None:
+    """Each connection spills into a private directory that no other session may read, even
+    while it is spilling."""
+    import threading
+
+    query = ("SELECT sum(hash(h, rn)) FROM (SELECT h, row_number() OVER (ORDER BY h) AS rn "
+             "FROM (SELECT md5(i::VARCHAR) AS h FROM range(3000000) t(i)))")
+    spilling = connect(lake, "acme", memory_limit="64MB")
+    other = connect(lake, "globex")
+    acme_dir = spilling.sql("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    other_dir = other.sql("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    assert acme_dir != other_dir and not acme_dir.startswith(str(Path.cwd()))
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (spilling.sql(query).fetchall(), done.set()))
+    worker.start()
+    attempts = 0
+    while not done.is_set() or attempts == 0:
+        attempts += 1
+        for sql in (f"SELECT * FROM glob('{acme_dir}/*')",
+                    f"SELECT * FROM read_blob('{acme_dir}/*')",
+                    "SELECT * FROM read_blob('.tmp/*')"):
+            with pytest.raises(duckdb.Error):
+                other.execute(sql).fetchall()
+    worker.join()
+    assert done.is_set()
+    spilling.close()
+    other.close()
+
+
+def test_the_python_api_cannot_write_into_the_lake(lake: Path, tmp_path: Path) -> None:
+    """No statement and no relation method of a tenant connection reaches the lake's files:
+    not a new file, not an overwrite of a data file, not a database file."""
+    from schemas.delta import table_snapshot
+    from schemas.storage import LakeLocation
+
+    data = table_snapshot(LakeLocation.parse(lake), "events", "acme").files[0]
+    target = Path(data.uri)
+    before = target.read_bytes()
+    files_before = sorted(p for p in lake.rglob("*") if p.is_file())
+    with connect(lake, "acme") as con:
+        for sql in (f"COPY (SELECT 1 AS x) TO '{target.parent}/forged.parquet'",
+                    f"COPY (SELECT 1 AS x) TO '{target}' (USE_TMP_FILE false)",
+                    f"COPY (SELECT 1 AS x) TO '{target}'",
+                    f"ATTACH '{lake}/raw/tenant=acme/x.duckdb'",
+                    f"EXPORT DATABASE '{lake}/events/tenant=acme/dump'"):
+            with pytest.raises(duckdb.Error):
+                con.execute(sql)
+        with pytest.raises(duckdb.Error):
+            con.sql("SELECT 1 AS x").to_parquet(str(target))
+        with pytest.raises(duckdb.Error):
+            con.sql("SELECT 1 AS x").write_csv(str(target.parent / "forged.csv"))
+        assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] > 0
+    assert target.read_bytes() == before
+    assert sorted(p for p in lake.rglob("*") if p.is_file()) == files_before

@@ -124,12 +124,15 @@ def kafka_test_settings(bootstrap: str, workdir: Path, **overrides: Any) -> Kafk
         "topic_prefix": f"t{tag}.",
         "partitions": 3,
         "group_id": f"g{tag}",
-        "max_poll_interval_ms": 1_000,
-        "session_timeout_ms": 3_000,
-        "heartbeat_interval_ms": 300,
-        "request_timeout_ms": 1_000,
-        "delivery_timeout_ms": 2_000,
-        "bootstrap_timeout_ms": 3_000,
+        # No sub-second timeouts: CI machines are shared and busy, and a request that takes a
+        # second under load must not fail a test. Tansu answers a group join only after the
+        # rebalance timeout (max_poll_interval_ms), so requests may take longer than that.
+        "max_poll_interval_ms": 3_000,
+        "session_timeout_ms": 8_000,
+        "heartbeat_interval_ms": 1_000,
+        "request_timeout_ms": 5_000,
+        "delivery_timeout_ms": 10_000,
+        "bootstrap_timeout_ms": 5_000,
         "spool_path": workdir / "spool.sqlite",
         "metrics_interval_s": 1.0,
     }

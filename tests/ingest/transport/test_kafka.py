@@ -258,7 +258,7 @@ def test_a_full_spool_refuses_and_keeps_what_it_took(kafka_bootstrap: str,
 def test_a_collector_starting_without_a_broker_spools_then_connects(
         kafka_bootstrap: str, kafka_proxy: KafkaProxy, tmp_path: Path,
         closing: list[KafkaProducerTransport]) -> None:
-    settings = kafka_test_settings(kafka_proxy.bootstrap, tmp_path, bootstrap_timeout_ms=500)
+    settings = kafka_test_settings(kafka_proxy.bootstrap, tmp_path, bootstrap_timeout_ms=2_000)
     kafka_proxy.stop()
     producer = KafkaProducerTransport(settings)
     closing.append(producer)

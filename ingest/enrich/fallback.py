@@ -19,6 +19,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from ingest.failures import environmental, unavailable
 from schemas.errors import DriftnetError
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.version import PIPELINE_VERSION
@@ -54,8 +55,10 @@ def run_with_fallback(chain: Chain, con: duckdb.DuckDBPyConnection, relation: st
         events = con.sql(f"SELECT * FROM {out}").to_arrow_table()
         batch.unit_done(ok=True)
         quarantine = QUARANTINE_SCHEMA.empty_table()
-    except Exception as exc:  # noqa: BLE001 - a bug in one step must cost rows, not the batch
+    except Exception as exc:
         batch.unit_done(ok=False)
+        if environmental(exc):
+            raise unavailable(exc, "enrichment") from exc
         log.warning("enrichment failed on a batch (%s: %s); retrying row group by row group",
                     type(exc).__name__, exc)
         rows = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
@@ -83,8 +86,10 @@ def _bisect(chain: Chain, con: duckdb.DuckDBPyConnection, unit: pa.Table, batch:
         done.append(_run_unit(chain, con, unit, batch, check_each_step=single))
         batch.unit_done(ok=True)
         return
-    except Exception as exc:  # noqa: BLE001 - narrowed down below, or quarantined
+    except Exception as exc:
         batch.unit_done(ok=False)
+        if environmental(exc):
+            raise unavailable(exc, "enrichment") from exc
         if single:
             failed.append(_quarantine_row(unit.to_pylist()[0], exc))
             return

@@ -47,6 +47,10 @@ def decode_records(records: Sequence[Record], source: str) -> Decoded:
         n = len(hdrs)
         try:
             for i, (hdr, body) in enumerate(iter_frames(record.value)):
+                try:
+                    hdr.decode("utf-8")  # the header table is text: refuse the record here
+                except UnicodeDecodeError as exc:
+                    raise EnvelopeError(f"envelope header {i} is not UTF-8: {exc}") from exc
                 hdrs.append(hdr)
                 bodies.append(body)
                 indexes.append(i)

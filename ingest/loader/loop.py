@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest.failures import ProcessingUnavailable
 from ingest.lake.errors import LakeWriteError
 from ingest.lake.forget import ForgetReceipts
 from ingest.lake.state import SessionStateTable
@@ -70,6 +71,8 @@ class LoaderStats:
     """Rows of re-read records that the lake already held (after a crash or rebalance)."""
     commits_failed: int = 0
     """Transport offset commits that failed (harmless: the lake says where to resume)."""
+    processing_failures: int = 0
+    """Batches aborted for a reason outside their data (retried, nothing written)."""
 
 
 class Loader:
@@ -94,6 +97,7 @@ class Loader:
         if self._store is not None:
             self._store.track_changes = True
         self._owned: set[int] = set()
+        self._processing_delay = 0.5
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -128,9 +132,11 @@ class Loader:
         try:
             if held:
                 self._flush(held)
-        except LakeWriteError as exc:
+        except (LakeWriteError, ProcessingUnavailable) as exc:
             # The next owner resumes from what the lake holds: nothing is lost.
             log.warning("could not flush revoked partitions %s: %s", held, exc)
+            for p in held:
+                self._buffers.pop(p, None)
         finally:
             self._owned -= set(partitions)
             if self._store is not None:
@@ -213,7 +219,17 @@ class Loader:
         earlier attempt committed). Stopping gives the batch up: the next run reads it again
         from what the lake holds.
         """
-        batch = self._process(partitions)
+        try:
+            batch = self._process(partitions)
+        except ProcessingUnavailable as exc:
+            # Not the data's fault (out of memory, a file error): nothing was written or
+            # quarantined; the records are back in their buffers and go again after a pause.
+            self.stats.processing_failures += 1
+            self._processing_delay = min(30.0, max(1.0, self._processing_delay * 2))
+            log.error("%s; retrying in %.0fs", exc, self._processing_delay)
+            self._stop.wait(self._processing_delay)
+            return
+        self._processing_delay = 0.5
         if batch is None:
             return
         delay = 0.5
@@ -248,7 +264,16 @@ class Loader:
         records = [r for buf in buffers.values() for r in buf.records]
         if not records:
             return None
-        tables = self.pipeline.process(records, self._consumer.source)
+        try:
+            tables = self.pipeline.process(records, self._consumer.source)
+        except ProcessingUnavailable:
+            self._buffers.update(buffers)
+            if self._store is not None:  # sessionize may have moved on: back to the lake's state
+                self._store.take_changes()
+                stream = self._consumer.stream_id
+                self._load_state(stream, {p: self.writer.held("raw", stream, p)
+                                          for p in sorted(self._owned)})
+            raise
         states = self._store.take_changes() if self._store is not None else None
         last = {p: buf.records[-1].offset for p, buf in buffers.items() if buf.records}
         return last, tables, states

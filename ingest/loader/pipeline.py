@@ -23,6 +23,7 @@ from ingest.enrich.config import EnrichSettings
 from ingest.enrich.scrub_payloads import scrub_payloads
 from ingest.enrich.session_store import SessionStore
 from ingest.enrich.sessionize import Sessionize
+from ingest.failures import environmental, unavailable
 from ingest.loader.config import LoaderSettings
 from ingest.loader.decode import decode_records
 from ingest.loader.dedupe import Deduper
@@ -219,7 +220,9 @@ class Pipeline:
     def _parse(self, adapter: Adapter, relation: str) -> Parsed:
         try:
             return adapter.parse(self.con, relation, self.limits)
-        except Exception as exc:  # noqa: BLE001 - a parser bug must cost one hit, not the batch
+        except Exception as exc:
+            if environmental(exc):
+                raise unavailable(exc, f"{type(adapter).__name__}") from exc
             log.warning("%s adapter failed on a batch (%s); retrying hit by hit",
                         type(adapter).__name__, exc)
         hits = self.con.sql(f"SELECT * FROM {relation}").to_arrow_table()
@@ -232,7 +235,9 @@ class Pipeline:
                 parsed = adapter.parse(self.con, "one_hit", self.limits)
                 events.append(conform(parsed.events, EVENT_SCHEMA))
                 quarantine.append(conform(parsed.quarantine, QUARANTINE_SCHEMA))
-            except Exception as exc:  # noqa: BLE001 - quarantined with the error
+            except Exception as exc:
+                if environmental(exc):
+                    raise unavailable(exc, f"{type(adapter).__name__}") from exc
                 quarantine.append(_parser_error(one.to_pylist()[0], exc))
             finally:
                 self.con.unregister("one_hit")

@@ -126,3 +126,19 @@ def test_corrupt_record_is_quarantined_unattributed() -> None:
     q = only(out.quarantine)
     assert (q["tenant"], q["reason"], q["payload"]) == ("_unattributed", "transport",
                                                         b"not a bundle")
+
+
+def test_a_record_whose_envelope_header_is_not_utf8_is_quarantined_not_fatal() -> None:
+    """A foreign producer's record once raised in decode, outside any handler: the loader
+    exited and read it again forever."""
+    bad = encode_bundle([b"".join([len(b'{"v":1,"tenant":"acme\xff"}').to_bytes(4, "big"),
+                                   b'{"v":1,"tenant":"acme\xff"}', (2).to_bytes(4, "big"),
+                                   b"{}"])])
+    good = hit({"type": "track", "event": "E", "userId": "u"})
+    pipeline = Pipeline(LoaderSettings(), TENANTS)
+    out = pipeline.process([Record(0, 5, bad), Record(0, 6, encode_bundle([good]))], "log")
+    pipeline.close()
+    q = only(out.quarantine)
+    assert (q["tenant"], q["reason"], q["source_offset"]) == ("_unattributed", "transport", 5)
+    assert "UTF-8" in q["detail"]
+    assert [e["source_offset"] for e in out.events.to_pylist()] == [6]

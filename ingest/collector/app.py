@@ -11,6 +11,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -41,6 +42,13 @@ KEPT_HEADERS = frozenset({
     "sec-ch-ua-full-version-list", "sec-gpc",
 })
 """Request headers copied into the envelope. Authorization is never kept."""
+DECODE_WORKERS = 2
+"""Threads decoding big encoded payloads (PostHog) off the event loop."""
+DECODE_QUEUE = 30
+"""Payloads that may wait for a decoding thread; past it, 503 + Retry-After."""
+INLINE_DECODE_BYTES = 8 * 1024
+"""Smaller payloads decode inline: a thread hop would cost more than the decoding."""
+
 SECRET_HEADERS = frozenset({"authorization", "x-write-key"})
 """Headers carrying keys: the key finder reads them, the envelope never keeps them."""
 
@@ -77,6 +85,12 @@ class CollectorApp:
         self.committer: GroupCommitter | None = None
         self._kept_cookies = tuple(f"{c}=" for c in settings.kept_cookies)
         self.counts: dict[str, int] = {"accepted": 0, "rejected": 0}
+        # PostHog's token is inside its (lz64/gzip/base64-encoded) payload: it cannot be
+        # checked before decoding. Big payloads are decoded on a small pool, not on the event
+        # loop, with a bounded queue: unauthenticated decoding can cost the other clients
+        # little, and past the queue it is refused with 503.
+        self._decoder = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
+        self._decode_slots = asyncio.Semaphore(DECODE_WORKERS + DECODE_QUEUE)
 
     # -- ASGI entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -113,6 +127,7 @@ class CollectorApp:
             await self.committer.close()
         if self._producer is not None:
             self._producer.close()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     # -- HTTP
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,7 +214,10 @@ class CollectorApp:
         hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
         if route.choose is not None:
             route = route.choose(hit)
-        key = route.find_key(hit)
+        if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
+            key = await self._find_key_off_loop(route, hit)
+        else:
+            key = route.find_key(hit)
         for name in secrets:
             headers.pop(name, None)
         _scrub_credentials(hit, route.protocol)
@@ -255,6 +273,13 @@ class CollectorApp:
                 return forwarded.split(",")[0].strip()
         client = scope.get("client")
         return str(client[0]) if client else None
+
+    async def _find_key_off_loop(self, route: Route, hit: Hit) -> str | tuple[str, ...]:
+        if self._decode_slots.locked():
+            raise HttpError(503, "too many encoded payloads being decoded; retry", 1)
+        async with self._decode_slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._decoder, route.find_key, hit)
 
     async def _head(self, route: Route, origin: str | None, send: Send) -> None:
         headers = [(k, v) for k, v in route.answer.headers

@@ -172,6 +172,41 @@ def test_lz64_base64_get_data_and_batch(hog: Server) -> None:
     assert decoded == {"compression=lz64": "lz64", "compression=base64": "base64"}
 
 
+def test_big_encoded_payloads_decode_off_the_event_loop_in_parallel_with_other_clients(
+        hog: Server) -> None:
+    """Big lz64 payloads (the token is inside: it cannot be checked before decoding) are
+    decoded on a bounded pool; meanwhile the server keeps answering everyone else."""
+    import threading
+    import uuid
+
+    big = [event(f"big-{i}") for i in range(40)]
+    for e in big:
+        e["properties"]["padding"] = " ".join(uuid.uuid4().hex for _ in range(20))
+    lz = lzstring.LZString().compressToBase64(orjson.dumps(big).decode())
+    assert len(lz) > 8 * 1024
+    unknown = lzstring.LZString().compressToBase64(orjson.dumps(
+        [{**e, "properties": {**e["properties"], "token": "phc_unknown"}} for e in big]).decode())
+    statuses: list[int] = []
+
+    def hammer() -> None:
+        with httpx.Client(timeout=60) as client:
+            for _ in range(3):
+                statuses.append(client.post(f"{hog.url}/e/?compression=lz64",
+                                            content=unknown).status_code)
+
+    attackers = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in attackers:
+        t.start()
+    health = [httpx.get(f"{hog.url}/healthz", timeout=30).status_code for _ in range(20)]
+    r = httpx.post(f"{hog.url}/e/?compression=lz64", content=lz, timeout=60)
+    for t in attackers:
+        t.join()
+    assert health == [200] * 20 and r.status_code == 200
+    assert set(statuses) <= {401, 503} and 401 in statuses
+    assert rows(hog, "SELECT count(*) FROM events WHERE starts_with(event_id, 'big-')") == [
+        (40,)]
+
+
 def test_beacon_gets_204(hog: Server) -> None:
     r = httpx.post(f"{hog.url}/e/?beacon=1", content=orjson.dumps([event("beacon-1")]))
     assert r.status_code == 204 and r.content == b""

@@ -9,6 +9,7 @@ import threading
 import uvicorn
 
 from ingest.collector import CollectorApp
+from ingest.collector.http import guarded_protocol
 from ingest.lake.maintain import Maintainer
 from ingest.loader.loop import Loader
 from ingest.loader.pipeline import Pipeline
@@ -56,11 +57,13 @@ class _Server(uvicorn.Server):
 def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
     config = uvicorn.Config(
         app, host=settings.collector.host, port=settings.collector.port, loop="uvloop",
-        http="httptools", lifespan="on", access_log=False, log_level="warning",
+        http=guarded_protocol(settings.collector.header_timeout_s), lifespan="on",
+        access_log=False, log_level="warning",
         proxy_headers=False,  # X-Forwarded-For is ours to trust or not (trust_forwarded_for)
         timeout_graceful_shutdown=10, server_header=False,
         # Slow or idle clients must not hold the server: a connection cap (503 beyond), idle
-        # keep-alive connections closed, and a body deadline in the app (408).
+        # keep-alive connections closed, a header deadline (ingest/collector/http.py) and a
+        # body deadline in the app (408).
         limit_concurrency=settings.collector.max_connections,
         timeout_keep_alive=int(max(1, round(settings.collector.keep_alive_s))),
     )

@@ -16,6 +16,8 @@ class CollectorSettings(BaseModel):
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="Largest total size of a "
                                   "request's headers (names and values), bytes; larger "
                                   "requests get 431.")
+    header_timeout_s: float = Field(10.0, gt=0, description="Time a request's headers may take "
+                                    "to arrive; slower connections are closed.")
     body_timeout_s: float = Field(10.0, gt=0, description="Time a request's whole body may take "
                                   "to arrive; slower requests get 408 and are closed.")
     max_connections: int = Field(4096, ge=16, description="Open connections (and requests) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -42,5 +43,37 @@ def test_hundreds_of_trickling_clients_do_not_starve_real_ones(tmp_path: Path,
         assert set(answers) == {b"HTTP/1.1 408 Request Timeout"}, answers
     finally:
         for s in slow:
+            s.close()
+        assert server.stop() == 0, server.logs()[-3000:]
+
+
+def test_connections_whose_headers_never_complete_are_closed(tmp_path: Path,
+                                                             tenants_file: Path) -> None:
+    """Slowloris: connect and send nothing, or trickle header bytes; the connection is closed
+    once the header deadline passed, and real clients are served meanwhile."""
+    server = Server(tmp_path, tenants_file, extra_env={
+        "DRIFTNET_COLLECTOR__HEADER_TIMEOUT_S": "2"}).start()
+    silent, trickling = [], []
+    try:
+        for _ in range(100):
+            silent.append(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            s.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\n")
+            trickling.append(s)
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"{server.url}/healthz").status_code == 200
+        for _ in range(3):  # a header line every second: still not complete after 2 s
+            time.sleep(1.0)
+            for s in trickling:
+                s.sendall(b"X-Slow: 1\r\n")
+    except OSError:
+        pass  # the server closed a trickling connection while we wrote: what we expect
+    try:
+        for s in silent[:10] + trickling[:10]:
+            s.settimeout(30)
+            with contextlib.suppress(ConnectionResetError):  # reset: closed too
+                assert s.recv(100) == b""  # closed by the server
+    finally:
+        for s in silent + trickling:
             s.close()
         assert server.stop() == 0, server.logs()[-3000:]

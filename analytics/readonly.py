@@ -1,13 +1,11 @@
 """Refuse SQL statements that write files, before they reach a tenant-scoped connection.
 
-A tenant connection may *read* its own lake directories, and DuckDB's
-``allowed_directories`` grants writing there too: ``COPY ... TO``, ``ATTACH`` (creates a
-database file) and ``EXPORT DATABASE`` would succeed inside the tenant's own partitions
-and plant files in the lake. Every SQL entry point (``driftnet sql``, the REPL, the
-``sql`` export recipe) therefore parses the text with DuckDB and rejects these statement
-types. Objects created in the session (temp tables, views, macros) stay in memory and are
-allowed. Python code holding the connection runs with the user's own file permissions
-anyway; this guard is about SQL text.
+A tenant connection reaches no path of the lake (analytics/connect.py), so ``COPY ... TO``,
+``ATTACH`` and ``EXPORT DATABASE`` into the lake fail there anyway. Every SQL entry point
+(``driftnet sql``, the REPL, the ``sql`` export recipe) still parses the text with DuckDB
+and rejects these statement types up front, with a message that says why, instead of a
+permission error about a path. Objects created in the session (temp tables, views, macros)
+stay in memory and are allowed.
 """
 
 from __future__ import annotations

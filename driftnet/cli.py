@@ -74,6 +74,26 @@ def _tenant_id(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is not None and not is_tenant_id(value):
         raise click.BadParameter(f"{value!r} is not a tenant id ([a-z0-9][a-z0-9_-]{{0,62}})")
     return value
+def _require_known_tenant(lake: str, tenant: str, tenants_path: Path | None) -> None:
+    """An unknown tenant is a usage error that lists the known ones, never an empty result:
+    known means it has data in the lake, or (with --tenants) it is in the tenants file."""
+    from schemas.delta import lake_tenants
+    from schemas.storage import LakeLocation
+    from schemas.tenants import load_tenants
+
+    in_lake = lake_tenants(LakeLocation.parse(lake))
+    if tenant in in_lake:
+        return
+    configured = [t.id for t in load_tenants(tenants_path)] if tenants_path else []
+    if tenant in configured:
+        return  # a tenant of the tenants file without data yet: its views are empty
+    raise click.UsageError(
+        f"unknown tenant {tenant!r}: the lake has data of "
+        f"{', '.join(in_lake) if in_lake else 'no tenant yet'}"
+        + (f"; the tenants file lists {', '.join(sorted(configured))}" if configured else "")
+        + ("" if tenants_path else " (give --tenants FILE to accept a tenant without data)"))
+
+
 _config_option = click.option(
     "--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="TOML settings file ([collector], [loader], [embedded], [kafka]).",
@@ -410,9 +430,11 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
               help="Named query parameter, used as $NAME in the query (repeatable).")
 @click.option("--max-rows", type=int, default=100, show_default=True,
               help="Rows shown by --format table.")
+@_tenants_option(required=False)
 @click.argument("query", required=False)
 def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
-        params: tuple[str, ...], max_rows: int, query: str | None) -> None:
+        params: tuple[str, ...], max_rows: int, tenants_path: Path | None,
+        query: str | None) -> None:
     """Run SQL over one tenant's views (events, sessions, quarantine, raw...). No QUERY: a shell.
 
     \b
@@ -433,6 +455,8 @@ def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path
 
     if all_tenants == (tenant is not None):
         raise click.UsageError("give --tenant T, or --all-tenants (operators)")
+    if tenant is not None:
+        _require_known_tenant(lake, tenant, tenants_path)
     values: dict[str, str] = {}
     for item in params:
         name, sep, value = item.partition("=")
@@ -494,8 +518,10 @@ def _write_text(text: str, output: Path | None) -> None:
               help="Top values shown per field.")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
+@_tenants_option(required=False)
 def discover(lake: str, tenant: str, event: str | None, since: str | None, target: str | None,
-             fmt: str, output: Path | None, top_k: int, memory_limit: str | None) -> None:
+             fmt: str, output: Path | None, top_k: int, memory_limit: str | None,
+             tenants_path: Path | None) -> None:
     """Catalog every field ever logged (columns and JSON paths), and what predicts a target.
 
     For each column and each path inside items, properties, traits, context and extra:
@@ -514,6 +540,7 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, targe
     from analytics.discover.report_html import render_html
     from analytics.discover.report_table import render_text
 
+    _require_known_tenant(lake, tenant, tenants_path)
     opts = DiscoverOptions(event=event, since=parse_since(since) if since else None,
                            target=target, top_k=top_k)
     con = connect(lake, tenant, memory_limit=memory_limit)
@@ -557,10 +584,12 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, targe
               help="Progress bars on standard error [on when it is a terminal].")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
+@_tenants_option(required=False)
 def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Path,
            train_end: str | None, valid_end: str | None, fmt: str, query: str | None,
            params: tuple[str, ...], max_prefix: int, manifest: Path | None, overwrite: bool,
-           progress: bool | None, memory_limit: str | None) -> None:
+           progress: bool | None, memory_limit: str | None,
+           tenants_path: Path | None) -> None:
     """Export a training set of one tenant, split by time without leakage, with a manifest.
 
     A session belongs to the split its first event falls in, and no event at or after a
@@ -594,6 +623,7 @@ def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Pa
         return
     if lake is None or tenant is None or recipe is None:
         raise click.UsageError("give --lake, --tenant and --recipe (or --from-manifest)")
+    _require_known_tenant(lake, tenant, tenants_path)
     values: dict[str, str] = {}
     for item in params:
         name, sep, value = item.partition("=")

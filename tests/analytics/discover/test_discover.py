@@ -18,6 +18,7 @@ from analytics.discover.report_html import render_html
 from analytics.errors import AnalyticsError
 from driftnet.cli import main
 from tests.analytics.lakes import T0, event, write_events
+from tests.support import TEST_TENANTS
 
 
 def _shop_rows() -> list[dict[str, Any]]:
@@ -160,10 +161,16 @@ def test_cli(lake: Path, tmp_path: Path, fmt: str) -> None:
         assert "<svg" in text
 
 
-def test_tenant_without_data(lake: Path) -> None:
+def test_tenant_without_data(lake: Path, tmp_path: Path) -> None:
     with connect(lake, "initech") as con:
         report = discover(con, DiscoverOptions(target="purchase"))
     assert report.catalog.events == 0 and report.target is not None
     assert report.target.sessions == 0
+    # the CLI knows a tenant without data from the tenants file, and refuses a typo
+    tenants = tmp_path / "tenants.toml"
+    tenants.write_text(TEST_TENANTS)
     assert "0 events" in CliRunner().invoke(
-        main, ["discover", "--lake", str(lake), "--tenant", "initech"]).output
+        main, ["discover", "--lake", str(lake), "--tenant", "initech", "--tenants",
+               str(tenants)]).output
+    refused = CliRunner().invoke(main, ["discover", "--lake", str(lake), "--tenant", "initech"])
+    assert refused.exit_code == 2 and "unknown tenant 'initech'" in refused.output

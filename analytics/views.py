@@ -82,8 +82,9 @@ SELECT
   count(*) AS events,
   count(*) FILTER (event_type = 'page') AS pages,
   count(DISTINCT product_id) FILTER (product_action IN ('view', 'click')) AS products_viewed,
-  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'add'), 0) AS products_added,
-  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'purchase'), 0)
+  -- BIGINT: DuckDB sums integers into HUGEINT, which pandas reads as float64
+  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'add'), 0)::BIGINT AS products_added,
+  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'purchase'), 0)::BIGINT
     AS products_purchased,
   count(DISTINCT coalesce(order_id, event_id)) FILTER (product_action = 'purchase') AS orders,
   coalesce(bool_or(product_action = 'purchase'), false) AS purchased,

@@ -97,3 +97,12 @@ def test_empty_tenant_has_empty_typed_sessions(tmp_path: Path) -> None:
         cols = [r[0] for r in con.sql("DESCRIBE sessions").fetchall()]
     assert {"session_id", "start", "end", "duration_s", "pages", "revenue", "landing_page",
             "referrer_class", "device"} <= set(cols)
+
+
+def test_session_counts_are_bigint_not_hugeint(tmp_path: Path) -> None:
+    """HUGEINT reaches pandas as float64: counts must be plain 64-bit integers."""
+    write_events(tmp_path, [event(minute=0)])
+    with connect(tmp_path, "acme") as con:
+        types = dict((r[0], r[1]) for r in con.sql("DESCRIBE sessions").fetchall())
+    assert types["products_added"] == "BIGINT" and types["products_purchased"] == "BIGINT"
+    assert "HUGEINT" not in types.values()

@@ -102,6 +102,29 @@ class BotClassifier:
         return False, None
 
 
+_HTTP_CLIENTS = ("curl|wget|python-requests|python-urllib|python-httpx|aiohttp|go-http-client"
+                 "|okhttp|node-fetch|axios|undici|java|apache-httpclient|ruby|php|guzzlehttp"
+                 "|libwww-perl|dart|postmanruntime|insomnia")
+_SERVER_LIBRARIES = ("analytics-(python|node|go|java|ruby|php|dotnet|\\.net|rust|kotlin)"
+                     "|@segment/analytics-node|rudder-sdk-(python|node|go|java|ruby|php|dotnet)"
+                     "|@rudderstack/rudder-sdk-node|jitsu-(node|python)|@jitsu/js-node"
+                     "|posthog-(python|node|go|java|ruby|php)")
+_SERVER_SIDE = (
+    "CASE WHEN {e}.platform IN ('server', 'srv') THEN 'server_side:platform=' || {e}.platform "
+    "WHEN regexp_matches(coalesce(json_extract_string({e}.context, '$.library.name'), ''), "
+    f"'^({_SERVER_LIBRARIES})$', 'i') "
+    "THEN 'server_side:library=' || json_extract_string({e}.context, '$.library.name') "
+    "WHEN {e}.protocol IN ('segment', 'rudderstack', 'jitsu') "
+    "AND json_extract({e}.context, '$.page') IS NULL "
+    "AND json_extract({e}.context, '$.userAgent') IS NULL "
+    f"AND regexp_matches(coalesce({{e}}.user_agent, ''), '^({_HTTP_CLIENTS})\\b', 'i') "
+    "THEN 'server_side:http_api' END")
+"""Why an event was sent server to server, else NULL: a server platform (GA4 Measurement
+Protocol without an app, Snowplow ``p=srv``, PostHog server libraries), a server SDK named
+in ``context.library``, or a Segment-family HTTP API call from an HTTP client (curl,
+python-requests, ...) whose context describes no page and no browser."""
+
+
 class DetectBot:
     """The detect_bot step."""
 
@@ -122,14 +145,19 @@ class DetectBot:
             source += f" LEFT JOIN enrich_ua_hints h ON {HINTS_JOIN}"
             hint = f"(coalesce(contains(h.chua, 'HeadlessChrome'), FALSE) OR {hint})"
         found = self.function.call(con, "e.user_agent", hint)
-        is_bot = "(coalesce(b.is_bot, FALSE) OR coalesce(b._bot.bot, FALSE))"
+        server = _SERVER_SIDE.format(e="e")
+        # A server-to-server hit (GA4 Measurement Protocol, a server SDK, the HTTP API called
+        # with curl) is not a visit by a bot: is_bot stays false and bot_reason says why.
+        is_bot = ("(b._server IS NULL AND (coalesce(b.is_bot, FALSE) "
+                  "OR coalesce(b._bot.bot, FALSE)))")
         # The function's result is a column of an inner projection: referenced three times
         # below, it is still computed once per chunk.
         con.execute(f"""
             CREATE OR REPLACE TEMP VIEW enrich_bot AS
-            SELECT b.* EXCLUDE (_bot) REPLACE (
+            SELECT b.* EXCLUDE (_bot, _server) REPLACE (
                 {is_bot} AS is_bot,
-                coalesce(b.bot_reason, b._bot.reason) AS bot_reason,
-                CASE WHEN {is_bot} THEN 'bot' ELSE b.ua_device END AS ua_device)
-            FROM (SELECT e.*, {found} AS _bot FROM {source}) b""")
+                coalesce(b._server, b.bot_reason, b._bot.reason) AS bot_reason,
+                CASE WHEN b._server IS NOT NULL THEN 'server' WHEN {is_bot} THEN 'bot'
+                     ELSE b.ua_device END AS ua_device)
+            FROM (SELECT e.*, {found} AS _bot, {server} AS _server FROM {source}) b""")
         return "enrich_bot"

@@ -42,7 +42,7 @@ def _detect(rows: list[dict[str, object]], settings: BotSettings | None = None
 
 @pytest.mark.parametrize(("agent", "reason"), BOTS, ids=[b[1] for b in BOTS])
 def test_bots_are_flagged_with_the_reason(agent: str, reason: str) -> None:
-    (row,) = _detect([event(user_agent=agent)])
+    (row,) = _detect([event(user_agent=agent, protocol="pixel", platform="web")])
     assert (row["is_bot"], row["bot_reason"], row["ua_device"]) == (True, reason, "bot")
 
 
@@ -51,6 +51,34 @@ def test_browsers_are_not_bots_and_is_bot_is_false_not_null() -> None:
     assert len(out) == len(BROWSERS) >= 10
     assert [(r["is_bot"], r["bot_reason"]) for r in out] == [(False, None)] * len(BROWSERS)
     assert all(r["ua_device"] in ("desktop", "mobile", "tablet") for r in out)
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    # GA4 Measurement Protocol from a backend
+    ({"protocol": "ga4", "platform": "server", "user_agent": "Python-urllib/3.11"},
+     "server_side:platform=server"),
+    # Snowplow's server trackers
+    ({"protocol": "snowplow", "platform": "srv", "user_agent": "Go-http-client/2.0"},
+     "server_side:platform=srv"),
+    # a Segment server SDK
+    ({"user_agent": "analytics-python/2.3", "context": '{"library": {"name": '
+      '"analytics-python", "version": "2.3.2"}}'}, "server_side:library=analytics-python"),
+    # the HTTP API with curl, as the README shows
+    ({"user_agent": "curl/8.5.0"}, "server_side:http_api"),
+])
+def test_server_side_events_are_not_bots_and_say_why(fields: dict[str, object],
+                                                      reason: str) -> None:
+    (row,) = _detect([event(**fields)])
+    assert (row["is_bot"], row["bot_reason"], row["ua_device"]) == (False, reason, "server")
+
+
+def test_an_http_client_posing_as_a_browser_page_is_still_a_bot() -> None:
+    """curl on the pixel, or a Segment call whose context claims a page: not server-side."""
+    (pixel,) = _detect([event(protocol="pixel", platform="web", user_agent="curl/8.5.0")])
+    assert (pixel["is_bot"], pixel["bot_reason"]) == (True, "crawler:curl")
+    (page,) = _detect([event(user_agent="python-requests/2.32.3",
+                             context='{"page": {"url": "https://shop.example/"}}')])
+    assert page["is_bot"] is True
 
 
 def test_missing_user_agent_is_a_bot_unless_configured() -> None:
@@ -62,8 +90,8 @@ def test_missing_user_agent_is_a_bot_unless_configured() -> None:
 
 def test_allow_patterns_spare_your_own_server_sdk() -> None:
     settings = BotSettings(allow_patterns=(r"^python-requests/",))
-    out = _detect([event(0, user_agent="python-requests/2.32.3"),
-                   event(1, user_agent="curl/8.5.0")], settings)
+    out = _detect([event(0, user_agent="python-requests/2.32.3", protocol="pixel"),
+                   event(1, user_agent="curl/8.5.0", protocol="pixel")], settings)
     assert [r["is_bot"] for r in out] == [False, True]
 
 

@@ -148,4 +148,22 @@ def run_demo(tenants_path: Path, sessions: int, keep: bool) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"\ndemo {'finished' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s; "
           "driftnet up shut down cleanly." if ok else "")
+    if ok:
+        print(_next_steps(workdir / "lake" if keep else None, demo_tenants[0]))
     return 0 if ok else 1
+
+
+def _next_steps(lake: Path | None, tenant: str) -> str:
+    """What to try after the demo (with the kept lake, or how to keep one)."""
+    where = str(lake) if lake is not None else "./lake"
+    lines = ["", "Next:"]
+    if lake is None:
+        lines.append("  driftnet demo --keep            # keep the demo's lake to explore it")
+    lines += [
+        f"  driftnet sql --lake {where} --tenant {tenant}     # a SQL shell over its views",
+        f"  driftnet discover --lake {where} --tenant {tenant} --target purchase",
+        f"  driftnet export --lake {where} --tenant {tenant} --recipe sessions --out ./ds",
+        "  driftnet up --tenants examples/tenants.toml --lake ./lake   # your own collector",
+        "  README.md and docs/ say the rest.",
+    ]
+    return "\n".join(lines)

@@ -61,7 +61,7 @@ def kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kit]:
         thing.close()
 
 
-def read(consumer: Consumer, count: int, timeout_s: float = 20.0) -> list[Record]:
+def read(consumer: Consumer, count: int, timeout_s: float = 60.0) -> list[Record]:
     """Poll until ``count`` records arrived (the first poll of a Kafka member joins the group)."""
     records: list[Record] = []
     deadline = time.monotonic() + timeout_s

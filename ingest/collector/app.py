@@ -350,8 +350,8 @@ def _scrub_credentials(hit: Hit, protocol: str) -> None:
             hit.query_string = _without_param(hit.query_string, name)
     if hit.method == "POST" and b'"writeKey"' in hit.body and protocol != "pixel":
         try:
-            doc = orjson.loads(hit.body)
-        except orjson.JSONDecodeError:
+            doc = hit.json()  # parsed once: the key finder or the router may have done it
+        except HttpError:
             return  # the loader quarantines it; an unparsable body names no usable key
         if isinstance(doc, dict) and "writeKey" in doc:
             del doc["writeKey"]

@@ -36,6 +36,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
+from ingest.enrich.session_store import CHANGES_SCHEMA
 from ingest.lake.errors import LakeWriteError
 from schemas.lake import loader_app_id
 from schemas.storage import LakeLocation
@@ -47,14 +48,7 @@ STATE_TABLE = "_state/sessions"
 
 STATE_SCHEMA = pa.schema([
     pa.field("stream", pa.string(), nullable=False),
-    pa.field("source_partition", pa.int32(), nullable=False),
-    pa.field("tenant", pa.string(), nullable=False),
-    pa.field("visitor", pa.string(), nullable=False),
-    pa.field("session_id", pa.string(), nullable=False),
-    pa.field("session_index", pa.int64(), nullable=False),
-    pa.field("start_us", pa.int64(), nullable=False),
-    pa.field("last_us", pa.int64(), nullable=False),
-    pa.field("sessions", pa.int64(), nullable=False),
+    *CHANGES_SCHEMA,  # source_partition, then the visitor's state, as the loader's store has it
     pa.field("as_of", pa.int64(), nullable=False),
 ])
 STATE_PARTITIONS = ["stream", "source_partition"]
@@ -239,6 +233,19 @@ def _remove(f: _StateFile) -> RemoveAction:
     return RemoveAction(f.path, False, int(time.time() * 1000), f.size, f.values)
 
 
+def _write_file(lake: LakeLocation, f: _StateFile, kind: str, rows: pa.Table,
+                data_change: bool) -> AddAction:
+    """Write ``rows`` (stored columns) as a new data file of ``f``'s partition; its add."""
+    fs, base = lake.filesystem()
+    relative = f"stream={f.stream}/source_partition={f.partition}/{kind}-{time.time_ns()}.parquet"
+    rows = rows.cast(pa.schema([STATE_SCHEMA.field(n) for n in rows.column_names]))
+    path = f"{base}/{STATE_TABLE}/{relative}"
+    pq.write_table(rows, path, filesystem=fs, compression="zstd")
+    return AddAction(relative, int(fs.get_file_info(path).size or 0), f.values,
+                     int(time.time() * 1000), data_change,
+                     orjson.dumps({"numRecords": rows.num_rows}).decode())
+
+
 def _commit(delta: DeltaTable, actions: list[AddAction | RemoveAction], operation: str) -> None:
     delta.create_write_transaction(
         actions, "append", STATE_SCHEMA, partition_by=STATE_PARTITIONS,
@@ -262,7 +269,6 @@ def compact_state(lake: LakeLocation, con: duckdb.DuckDBPyConnection,
         retention_days * 86_400e6)
     lake.register_duckdb(con)
     root = state_uri(lake)
-    fs, base = lake.filesystem()
     for (stream, p), files in sorted(groups.items()):
         if len(files) < min_files:
             continue
@@ -287,18 +293,10 @@ def compact_state(lake: LakeLocation, con: duckdb.DuckDBPyConnection,
                 ORDER BY tenant, visitor, as_of""").to_arrow_table()
         finally:
             con.unregister("state_rows")
-        relative = f"stream={stream}/source_partition={p}/c-{time.time_ns()}.parquet"
         actions: list[AddAction | RemoveAction] = [_remove(f) for f in files]
         if kept.num_rows:
-            out = kept.select(["tenant", "visitor", *_VALUE_COLUMNS[2:], "as_of"])
-            out = out.cast(pa.schema([STATE_SCHEMA.field(n) for n in out.column_names]))
-            pq.write_table(out, f"{base}/{STATE_TABLE}/{relative}", filesystem=fs,
-                           compression="zstd")
-            size = fs.get_file_info(f"{base}/{STATE_TABLE}/{relative}").size
-            actions.append(AddAction(relative, int(size or 0),
-                                     {"stream": stream, "source_partition": str(p)},
-                                     int(time.time() * 1000), False,
-                                     orjson.dumps({"numRecords": kept.num_rows}).decode()))
+            actions.append(_write_file(lake, files[0], "c", kept.select(
+                ["tenant", "visitor", *_VALUE_COLUMNS[2:], "as_of"]), data_change=False))
         try:
             _commit(delta, actions, "compact_state")
         except CommitFailedError as exc:
@@ -352,17 +350,9 @@ def forget_visitors(lake: LakeLocation, con: duckdb.DuckDBPyConnection, tenant: 
                 removed += int(total) - rows.num_rows
                 actions.append(_remove(f))
                 if rows.num_rows:
-                    relative = (f"stream={f.stream}/source_partition={f.partition}/"
-                                f"f-{time.time_ns()}.parquet")
-                    rows = rows.cast(pa.schema([STATE_SCHEMA.field(n)
-                                                for n in rows.column_names]))
-                    pq.write_table(rows, f"{folder}/{relative}", filesystem=fs)
-                    written.append(relative)
-                    size = fs.get_file_info(f"{folder}/{relative}").size
-                    actions.append(AddAction(
-                        relative, int(size or 0), f.values,
-                        int(time.time() * 1000), True,
-                        orjson.dumps({"numRecords": rows.num_rows}).decode()))
+                    added = _write_file(lake, f, "f", rows, data_change=True)
+                    written.append(added.path)
+                    actions.append(added)
             try:
                 _commit(delta, actions, "forget")
             except CommitFailedError:

@@ -37,7 +37,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from analytics.errors import AnalyticsError, TenantScopeError
-from analytics.views import DERIVED_VIEWS
+from analytics.money import RATES_SCHEMA, FxRates
+from analytics.views import DERIVED_VIEWS, derived_views
 from schemas.columns import sql_type
 from schemas.delta import table_snapshot
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
@@ -105,12 +106,15 @@ def connect(
     threads: int | None = None,
     memory_limit: str | None = None,
     files: Mapping[Table, Sequence[str | Path]] | None = None,
+    rates: FxRates | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake views of one tenant (or all, for operators).
 
     ``files`` pins the views to exactly these data files (paths relative to the lake, as in
     an export manifest); a table it does not name is empty. Raises TenantScopeError when
     neither a valid tenant nor ``all_tenants`` is given, or a pinned file is out of scope.
+    ``rates`` adds ``revenue_converted`` in its reporting currency to ``sessions``,
+    ``orders`` and ``users`` (analytics/money.py); the rates are the table ``fx_rates``.
     """
     location = LakeLocation.parse(lake)
     if all_tenants == (tenant is not None):
@@ -145,7 +149,11 @@ def connect(
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")
-    for name, view_sql in DERIVED_VIEWS:
+    fx = rates.table() if rates is not None else RATES_SCHEMA.empty_table()
+    con.register("fx_rates_input", fx)
+    con.execute("CREATE TABLE fx_rates AS SELECT * FROM fx_rates_input ORDER BY currency, date")
+    con.unregister("fx_rates_input")
+    for name, view_sql in derived_views(rates.reporting_currency if rates else None):
         con.execute(f"CREATE VIEW {name} AS {view_sql}")
     con.execute("SET allowed_directories = []")  # the spill directory stays usable
     con.execute("SET enable_external_access = false")

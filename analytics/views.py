@@ -62,57 +62,275 @@ _ITEMS_IN_EVENT = ("CASE WHEN product_id IS NOT NULL THEN 1 "
                    "WHEN items IS NOT NULL THEN coalesce(json_array_length(items), 0) "
                    "ELSE 0 END")
 
+NO_CURRENCY: Final = "XXX"
+"""ISO 4217's code for "no currency": the key of amounts sent without a currency."""
+
+ENGAGEMENT_PING_CAP_S: Final = 30
+"""Most seconds one Snowplow page ping adds to engaged time (see :data:`ENGAGEMENT`)."""
+
 
 def _first(column: str, alias: str | None = None) -> str:
     # arg_min skips rows whose value is NULL: the first non-null value in event order.
     return f"arg_min({column}, {ORDER_KEY}) AS {alias or column}"
 
 
-SESSIONS: Final = f"""
-SELECT
-  tenant,
-  session_id,
-  {_first("anonymous_id")},
-  arg_max(user_id, {ORDER_KEY}) AS user_id,
-  min(session_index) AS session_index,
-  bool_or(session_inferred) AS session_inferred,
-  min(derived_ts) AS start,
-  max(derived_ts) AS "end",
-  epoch(max(derived_ts) - min(derived_ts)) AS duration_s,
-  count(*) AS events,
-  count(*) FILTER (event_type = 'page') AS pages,
-  count(DISTINCT product_id) FILTER (product_action IN ('view', 'click')) AS products_viewed,
-  -- BIGINT: DuckDB sums integers into HUGEINT, which pandas reads as float64
-  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'add'), 0)::BIGINT AS products_added,
-  coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'purchase'), 0)::BIGINT
-    AS products_purchased,
-  count(DISTINCT coalesce(order_id, event_id)) FILTER (product_action = 'purchase') AS orders,
-  coalesce(bool_or(product_action = 'purchase'), false) AS purchased,
-  sum(revenue) FILTER (product_action = 'purchase') AS revenue,
-  count(*) FILTER (product_action = 'search' OR search_query IS NOT NULL) AS searches,
-  {_first("page_url", "landing_page")},
-  {_first("page_path", "landing_path")},
-  {_first("referrer")},
-  {_first("referrer_class")},
-  {_first("referrer_source")},
-  {_first("utm_source")},
-  {_first("utm_medium")},
-  {_first("utm_campaign")},
-  {_first("ua_device", "device")},
-  {_first("ua_browser", "browser")},
-  {_first("ua_os", "os")},
-  {_first("language")},
-  {_first("geo_country", "country")},
-  {_first("geo_region", "region")},
-  {_first("geo_city", "city")},
-  coalesce(bool_or(is_bot), false) AS is_bot
-FROM session_events
+ACQUISITION_FIELDS: Final = {
+    "landing_page": "page_url", "landing_path": "page_path", "referrer": "referrer",
+    "referrer_class": "referrer_class", "referrer_source": "referrer_source",
+    "utm_source": "utm_source", "utm_medium": "utm_medium", "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term", "utm_content": "utm_content", "click_id": "click_id",
+    "click_id_type": "click_id_type",
+}
+"""Session column -> event column of what a session's acquisition is, all from one event."""
+
+LANDING_KEY: Final = f"(event_type IS DISTINCT FROM 'page', {EVENT_ORDER})"
+"""Order that puts a session's first page view first (its first event when it has none)."""
+
+LANDING: Final = ("arg_min({" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_FIELDS.items())
+                  + f"}}, {LANDING_KEY})")
+"""SQL aggregate: the acquisition fields of the session's landing event, as one struct.
+Taking each field's first non-null value on its own would pair a direct landing with a
+campaign seen later in the session."""
+
+ENGAGEMENT: Final = f"""
+SELECT tenant, session_id, sum(ms) / 1000.0 AS engaged_s FROM (
+  -- GA4: engagement time since the previous hit (gtag `_et`, Measurement Protocol
+  -- `engagement_time_msec`)
+  SELECT tenant, session_id,
+         TRY_CAST(coalesce(json_extract_string(extra, '$._et'),
+                           json_extract_string(properties, '$.engagement_time_msec')) AS DOUBLE)
+           AS ms
+  FROM session_events WHERE protocol = 'ga4'
+  UNION ALL
+  -- PostHog: how long the previous page was open, on the next $pageview or the $pageleave
+  SELECT tenant, session_id,
+         1000 * TRY_CAST(json_extract_string(properties, '$."$prev_pageview_duration"')
+                         AS DOUBLE)
+  FROM session_events WHERE protocol = 'posthog' AND event_name IN ('$pageview', '$pageleave')
+  UNION ALL
+  -- Snowplow: a page ping fires each heartbeat while the shopper is active on the page; it
+  -- counts the time since the page view or the previous ping, at most the cap (a longer gap
+  -- is a page left idle)
+  SELECT tenant, session_id,
+         least(epoch_ms(derived_ts - prev), {ENGAGEMENT_PING_CAP_S * 1000}) FROM (
+    SELECT tenant, session_id, event_type, derived_ts,
+           lag(derived_ts) OVER (PARTITION BY tenant, session_id ORDER BY {EVENT_ORDER}) AS prev
+    FROM session_events
+    WHERE protocol = 'snowplow' AND event_type IN ('page', 'page_ping')
+  ) WHERE event_type = 'page_ping' AND prev IS NOT NULL
+) WHERE ms > 0
 GROUP BY tenant, session_id
 """
-"""One row per session (see docs/analytics.md for the columns)."""
+"""Engaged seconds per session, from the trackers that measure it."""
 
-DERIVED_VIEWS: Final[tuple[tuple[str, str], ...]] = (
-    ("session_events", SESSION_EVENTS),
-    ("sessions", SESSIONS),
+ORDER_LINES: Final = f"""
+SELECT tenant, session_id, coalesce(order_id, event_id) AS order_key,
+       arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
+               {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money
+FROM session_events WHERE product_action = 'purchase'
+GROUP BY tenant, session_id, order_key
+"""
+"""One row per (session, order): the order's revenue and currency, taken from its first
+purchase event that has a revenue (a tracker that sends an order twice counts once)."""
+
+SESSION_MONEY: Final = f"""
+SELECT tenant, session_id,
+       map(list(currency ORDER BY currency), list(amount ORDER BY currency))
+         AS revenue_by_currency,
+       CASE WHEN count(*) = 1 THEN any_value(currency) END AS currency,
+       CASE WHEN count(*) = 1 THEN any_value(amount) END AS revenue
+FROM (SELECT tenant, session_id, money.currency AS currency, sum(money.revenue) AS amount
+      FROM ({ORDER_LINES}) WHERE money IS NOT NULL
+      GROUP BY tenant, session_id, money.currency)
+GROUP BY tenant, session_id
+"""
+"""Revenue per session and currency; ``revenue``/``currency`` when there is one currency."""
+
+SESSIONS: Final = f"""
+SELECT s.* EXCLUDE (landing), unnest(s.landing),
+       m.currency, m.revenue, m.revenue_by_currency,
+       e.engaged_s
+FROM (
+  SELECT
+    tenant,
+    session_id,
+    {_first("anonymous_id")},
+    arg_max(user_id, {ORDER_KEY}) AS user_id,
+    min(session_index) AS session_index,
+    bool_or(session_inferred) AS session_inferred,
+    min(derived_ts) AS start,
+    max(derived_ts) AS "end",
+    epoch(max(derived_ts) - min(derived_ts)) AS duration_s,
+    count(*) AS events,
+    count(*) FILTER (event_type = 'page') AS pages,
+    count(DISTINCT product_id) FILTER (product_action IN ('view', 'click')) AS products_viewed,
+    -- BIGINT: DuckDB sums integers into HUGEINT, which pandas reads as float64
+    coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'add'), 0)::BIGINT
+      AS products_added,
+    coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'purchase'), 0)::BIGINT
+      AS products_purchased,
+    count(DISTINCT coalesce(order_id, event_id)) FILTER (product_action = 'purchase') AS orders,
+    coalesce(bool_or(product_action = 'purchase'), false) AS purchased,
+    count(*) FILTER (product_action = 'search' OR search_query IS NOT NULL) AS searches,
+    {LANDING} AS landing,
+    {_first("ua_device", "device")},
+    {_first("ua_browser", "browser")},
+    {_first("ua_os", "os")},
+    {_first("language")},
+    {_first("geo_country", "country")},
+    {_first("geo_region", "region")},
+    {_first("geo_city", "city")},
+    coalesce(bool_or(is_bot), false) AS is_bot
+  FROM session_events
+  GROUP BY tenant, session_id
+) s
+LEFT JOIN ({SESSION_MONEY}) m USING (tenant, session_id)
+LEFT JOIN ({ENGAGEMENT}) e USING (tenant, session_id)
+"""
+"""One row per session, as stored (see docs/analytics.md for the columns): what the
+session's own events say. The ``sessions`` view adds who the visitor turned out to be and
+converted revenue, which change as later data and rates arrive."""
+
+IDENTITIES: Final = f"""
+SELECT tenant, anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id,
+       count(DISTINCT user_id) AS user_ids, min(derived_ts) AS first_linked,
+       max(derived_ts) AS last_linked
+FROM (
+  SELECT * FROM events WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
+  UNION ALL BY NAME
+  -- Segment alias: previousId (an anonymous or older id) becomes userId
+  SELECT * REPLACE (json_extract_string(extra, '$.previousId') AS anonymous_id)
+  FROM events WHERE event_type = 'alias' AND user_id IS NOT NULL
+    AND json_extract_string(extra, '$.previousId') IS NOT NULL
 )
-"""Views built on top of ``events``, in creation order."""
+GROUP BY tenant, anonymous_id
+"""
+"""One row per anonymous id ever seen with a user id: the user it belongs to (the latest
+one when a device was shared)."""
+
+
+def _person(user: str, anonymous: str) -> str:
+    return (f"CASE WHEN {user} IS NOT NULL THEN 'u:' || {user} "
+            f"WHEN {anonymous} IS NOT NULL THEN 'a:' || {anonymous} END")
+
+
+
+def _converted(amounts: str, key: str, reporting_currency: str | None) -> str:
+    """SQL: ``(tenant, <key>, revenue_converted)`` from ``amounts`` (a relation of tenant,
+    key, ``day``, ``currency``, ``amount``): each amount times its currency's rate on its
+    day (the latest rate on or before it, from ``fx_rates``). NULL when any amount of a key
+    has no rate: a total is never silently partial."""
+    if reporting_currency is None:
+        return (f"SELECT tenant, {key}, CAST(NULL AS DOUBLE) AS revenue_converted "
+                f"FROM ({amounts}) WHERE false")
+    return f"""
+    SELECT m.tenant, m.{key},
+           CASE WHEN count(*) = count(r.rate) THEN sum(m.amount * r.rate) END
+             AS revenue_converted
+    FROM ({amounts}) m
+    ASOF LEFT JOIN fx_rates r ON m.currency = r.currency AND m.day >= r.date
+    GROUP BY m.tenant, m.{key}"""
+
+
+def _reporting(reporting_currency: str | None) -> str:
+    return "CAST(NULL AS VARCHAR)" if reporting_currency is None else f"'{reporting_currency}'"
+
+
+def sessions_view(reporting_currency: str | None = None) -> str:
+    """``sessions``: the stored session rows plus the visitor's stitched identity and, with a
+    reporting currency, revenue converted into it."""
+    amounts = """SELECT tenant, session_id, CAST(start AS DATE) AS day,
+                        unnest(map_keys(revenue_by_currency)) AS currency,
+                        unnest(map_values(revenue_by_currency)) AS amount
+                 FROM sessions_base WHERE revenue_by_currency IS NOT NULL"""
+    stitched = "coalesce(b.user_id, i.user_id)"
+    return f"""
+    SELECT b.*, {stitched} AS stitched_user_id,
+           {_person(stitched, "b.anonymous_id")} AS person_id,
+           c.revenue_converted, {_reporting(reporting_currency)} AS reporting_currency
+    FROM sessions_base b
+    LEFT JOIN identities i ON i.tenant = b.tenant AND i.anonymous_id = b.anonymous_id
+    LEFT JOIN ({_converted(amounts, "session_id", reporting_currency)}) c
+      ON c.tenant = b.tenant AND c.session_id = b.session_id
+    """
+
+
+def orders_view(reporting_currency: str | None = None) -> str:
+    """``orders``: one row per order (its purchase events grouped by order id)."""
+    amounts = """SELECT tenant, order_id, CAST(ordered_at AS DATE) AS day,
+                        money.currency AS currency, money.revenue AS amount
+                 FROM order_rows WHERE money IS NOT NULL"""
+    stitched = "coalesce(o.user_id, i.user_id)"
+    rows = f"""
+    SELECT tenant, coalesce(order_id, event_id) AS order_id,
+           arg_min(session_id, {ORDER_KEY}) AS session_id,
+           min(derived_ts) AS ordered_at,
+           arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
+           arg_max(user_id, {ORDER_KEY}) AS user_id,
+           arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
+                   {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money,
+           arg_min(items, {ORDER_KEY}) AS items,
+           count(*) AS events,
+           list(DISTINCT protocol ORDER BY protocol) AS protocols
+    FROM session_events WHERE product_action = 'purchase'
+    GROUP BY tenant, coalesce(order_id, event_id)"""
+    return f"""
+    WITH order_rows AS ({rows})
+    SELECT o.tenant, o.order_id, o.session_id, o.ordered_at, o.anonymous_id, o.user_id,
+           {stitched} AS stitched_user_id, {_person(stitched, "o.anonymous_id")} AS person_id,
+           o.money.revenue AS revenue, o.money.currency AS currency, o.items, o.events,
+           o.protocols, c.revenue_converted,
+           {_reporting(reporting_currency)} AS reporting_currency
+    FROM order_rows o
+    LEFT JOIN identities i ON i.tenant = o.tenant AND i.anonymous_id = o.anonymous_id
+    LEFT JOIN ({_converted(amounts, "order_id", reporting_currency)}) c
+      ON c.tenant = o.tenant AND c.order_id = o.order_id
+    """
+
+
+USERS: Final = """
+WITH per_currency AS (
+  SELECT tenant, person_id, currency, sum(revenue) AS amount
+  FROM orders WHERE person_id IS NOT NULL AND revenue IS NOT NULL
+  GROUP BY tenant, person_id, currency
+),
+money AS (
+  SELECT tenant, person_id,
+         map(list(currency ORDER BY currency), list(amount ORDER BY currency))
+           AS revenue_by_currency
+  FROM per_currency GROUP BY tenant, person_id
+)
+SELECT s.tenant, s.person_id, any_value(s.stitched_user_id) AS user_id,
+       list(DISTINCT s.anonymous_id ORDER BY s.anonymous_id)
+         FILTER (s.anonymous_id IS NOT NULL) AS anonymous_ids,
+       min(s.start) AS first_seen, max(s."end") AS last_seen,
+       count(*) AS sessions, sum(s.orders)::BIGINT AS orders,
+       any_value(m.revenue_by_currency) AS revenue_by_currency,
+       CASE WHEN count(s.revenue_converted) = count(s.revenue_by_currency)
+            THEN sum(s.revenue_converted) END AS revenue_converted,
+       any_value(s.reporting_currency) AS reporting_currency,
+       coalesce(bool_or(s.is_bot), false) AS is_bot
+FROM sessions s
+LEFT JOIN money m ON m.tenant = s.tenant AND m.person_id = s.person_id
+WHERE s.person_id IS NOT NULL
+GROUP BY s.tenant, s.person_id
+"""
+"""One row per person: a user id with every anonymous id stitched to it, or an anonymous
+id never identified."""
+
+
+def derived_views(reporting_currency: str | None = None) -> tuple[tuple[str, str], ...]:
+    """Views built on top of ``events``, in creation order; with a reporting currency,
+    revenue is also converted into it (``fx_rates`` must then exist)."""
+    return (
+        ("session_events", SESSION_EVENTS),
+        ("sessions_base", SESSIONS),
+        ("identities", IDENTITIES),
+        ("sessions", sessions_view(reporting_currency)),
+        ("orders", orders_view(reporting_currency)),
+        ("users", USERS),
+    )
+
+
+DERIVED_VIEWS: Final[tuple[tuple[str, str], ...]] = derived_views()
+"""The derived views without currency conversion."""

@@ -417,6 +417,29 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
 
 # -- analytics -----------------------------------------------------------------------------
 
+def _rates_options(f: F) -> F:
+    f = click.option("--reporting-currency", default=None, metavar="CCY",
+                     help="Convert revenue into this currency (needs --rates).")(f)
+    f = click.option("--rates", "rates_path", type=click.Path(dir_okay=False, exists=True,
+                                                              path_type=Path),
+                     default=None, help="Daily exchange rates, CSV or Parquet with columns "
+                     "date, currency, rate (1 unit of currency = rate units of the reporting "
+                     "currency); adds revenue_converted to sessions, orders and users.")(f)
+    return f
+
+
+def _load_rates(rates_path: Path | None, reporting_currency: str | None) -> Any:
+    """The FxRates of --rates/--reporting-currency, or None; both or neither."""
+    if (rates_path is None) != (reporting_currency is None):
+        raise click.UsageError("--rates and --reporting-currency go together")
+    if rates_path is None or reporting_currency is None:
+        return None
+    from analytics.money import load_rates
+
+    return load_rates(rates_path, reporting_currency)
+
+
+
 @main.command()
 @_lake_option
 @click.option("--tenant", default=None, callback=_tenant_id,
@@ -430,10 +453,12 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
               help="Named query parameter, used as $NAME in the query (repeatable).")
 @click.option("--max-rows", type=int, default=100, show_default=True,
               help="Rows shown by --format table.")
+@_rates_options
 @_tenants_option(required=False)
 @click.argument("query", required=False)
 def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path | None,
-        params: tuple[str, ...], max_rows: int, tenants_path: Path | None,
+        params: tuple[str, ...], max_rows: int, rates_path: Path | None,
+        reporting_currency: str | None, tenants_path: Path | None,
         query: str | None) -> None:
     """Run SQL over one tenant's views (events, sessions, quarantine, raw...). No QUERY: a shell.
 
@@ -443,6 +468,8 @@ def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path
         "select event_name, count(*) from events group by 1"
       driftnet sql --lake ./lake --tenant acme -p name='Product Viewed' \\
         "select count(*) from events where event_name = $name"
+      driftnet sql --lake ./lake --tenant acme --rates rates.csv \\
+        --reporting-currency EUR "select sum(revenue_converted) from orders"
       driftnet sql --lake ./lake --tenant acme        # interactive
     """
     import duckdb
@@ -463,9 +490,10 @@ def sql(lake: str, tenant: str | None, all_tenants: bool, fmt: str, output: Path
         if not sep or not name:
             raise click.UsageError(f"--param wants NAME=VALUE, got {item!r}")
         values[name] = value
+    rates = _load_rates(rates_path, reporting_currency)
 
     def open_connection() -> duckdb.DuckDBPyConnection:
-        return connect(lake, tenant, all_tenants=all_tenants)
+        return connect(lake, tenant, all_tenants=all_tenants, rates=rates)
 
     if query is None:
         if not sys.stdin.isatty():
@@ -584,12 +612,13 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, targe
               help="Progress bars on standard error [on when it is a terminal].")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
+@_rates_options
 @_tenants_option(required=False)
 def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Path,
            train_end: str | None, valid_end: str | None, fmt: str, query: str | None,
            params: tuple[str, ...], max_prefix: int, manifest: Path | None, overwrite: bool,
-           progress: bool | None, memory_limit: str | None,
-           tenants_path: Path | None) -> None:
+           progress: bool | None, memory_limit: str | None, rates_path: Path | None,
+           reporting_currency: str | None, tenants_path: Path | None) -> None:
     """Export a training set of one tenant, split by time without leakage, with a manifest.
 
     A session belongs to the split its first event falls in, and no event at or after a
@@ -613,7 +642,9 @@ def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Pa
     if manifest is not None:
         given = [name for name, value in [("--tenant", tenant), ("--recipe", recipe),
                                           ("--train-end", train_end), ("--valid-end", valid_end),
-                                          ("--query", query)] if value is not None]
+                                          ("--query", query), ("--rates", rates_path),
+                                          ("--reporting-currency", reporting_currency)]
+                 if value is not None]
         if given or params:
             raise click.UsageError(f"--from-manifest takes its parameters from the manifest; "
                                    f"drop {', '.join(given) or '--param'}")
@@ -631,7 +662,8 @@ def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Pa
             raise click.UsageError(f"--param wants NAME=VALUE, got {item!r}")
         values[name] = value
     spec = ExportSpec(tenant=tenant, recipe=recipe, format=fmt, train_end=train_end,
-                      valid_end=valid_end, query=query, params=values, max_prefix=max_prefix)
+                      valid_end=valid_end, query=query, params=values, max_prefix=max_prefix,
+                      rates=_load_rates(rates_path, reporting_currency))
     result = run_export(lake, spec, out_dir, overwrite=overwrite, progress=bars,
                         memory_limit=memory_limit)
     for out in result.outputs:

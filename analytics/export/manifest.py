@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from analytics.export.errors import InputChangedError
 from analytics.export.spec import ExportSpec
 from analytics.export.writers import sha256_stream
+from analytics.views import DERIVED_VIEWS
 from schemas.audit import forgotten_files
 from schemas.delta import table_snapshot
 from schemas.lake import TABLES, Table
@@ -35,8 +36,10 @@ MANIFEST_NAME = "manifest.json"
 
 # Which lake tables a view reads; a `sql` export pins the tables its query names.
 VIEW_TABLES: dict[str, tuple[Table, ...]] = {
-    "events": ("events",), "events_all": ("events",), "session_events": ("events",),
-    "sessions": ("events",), "raw": ("raw",), "quarantine": ("quarantine",),
+    "events": ("events",), "events_all": ("events",), "raw": ("raw",),
+    "quarantine": ("quarantine",),
+    # every derived view (sessions, orders, users, ...) is built on events
+    **{name: ("events",) for name, _ in DERIVED_VIEWS},
 }
 
 

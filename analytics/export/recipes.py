@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics.export.spec import ExportSpec, Split
-from analytics.views import EVENT_ORDER, ORDER_KEY
+from analytics.views import ACQUISITION_FIELDS, EVENT_ORDER, LANDING, ORDER_KEY
 
 ITEM_STEP_ORDER = f"{EVENT_ORDER}, item_pos"
 ACTION = "coalesce(product_action, event_name)"
@@ -23,10 +23,19 @@ ACTION = "coalesce(product_action, event_name)"
 
 SESSION_FEATURES = {
     "device": "ua_device", "browser": "ua_browser", "os": "ua_os",
-    "country": "geo_country", "city": "geo_city", "referrer_class": "referrer_class",
-    "utm_source": "utm_source", "landing_path": "page_path",
+    "country": "geo_country", "city": "geo_city",
 }
 """Session-level context of the ``intent`` recipe: the first value in the session."""
+ACQUISITION = ("landing_path", "referrer_class", "referrer_source", "utm_source", "utm_medium",
+               "utm_campaign", "utm_term", "utm_content", "click_id_type")
+"""Acquisition context of the ``intent`` recipe, all from the session's landing event."""
+IDENTITIES = f"""
+  SELECT anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id
+  FROM ev WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL GROUP BY anonymous_id"""
+"""Who each anonymous id turned out to be, from the split's events only (no later ones)."""
+CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
+              "ELSE 0 END * coalesce(price, 0) * coalesce(quantity, 1)")
+"""What an event changes the cart's value by (an add's or remove's price x quantity)."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,17 @@ def sessions_query(split: Split) -> Query:
     events, starts, params = _window(split)
     sql = f"""
     WITH ev AS (SELECT * FROM session_events WHERE {events}),
-    s AS (
+    ident AS ({IDENTITIES}),
+    s0 AS (
       SELECT session_id, min(derived_ts) AS start,
              arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
-             arg_max(user_id, {ORDER_KEY}) AS user_id
+             arg_max(user_id, {ORDER_KEY}) AS user_id,
+             min(session_index) AS session_index
       FROM ev GROUP BY session_id
+    ),
+    s AS (
+      SELECT s0.*, coalesce(s0.user_id, ident.user_id) AS stitched_user_id
+      FROM s0 LEFT JOIN ident USING (anonymous_id)
     ),
     steps AS (
       SELECT session_id, {EVENT_ORDER}, {ACTION} AS action, product_id AS item, 0 AS item_pos
@@ -80,15 +95,16 @@ def sessions_query(split: Split) -> Query:
         FROM ev WHERE product_id IS NULL AND json_type(items) = 'ARRAY'
       ) WHERE item IS NOT NULL
     )
-    SELECT s.session_id, s.anonymous_id, s.user_id, s.start,
-           count(*) AS length,
+    SELECT s.session_id, s.anonymous_id, s.user_id, s.stitched_user_id, s.session_index,
+           s.start, count(*) AS length,
            list(item ORDER BY {ITEM_STEP_ORDER}) AS items,
            list(action ORDER BY {ITEM_STEP_ORDER}) AS actions,
            list(derived_ts ORDER BY {ITEM_STEP_ORDER}) AS timestamps,
            list(client_ts ORDER BY {ITEM_STEP_ORDER}) AS client_timestamps
     FROM steps JOIN s USING (session_id)
     WHERE {starts}
-    GROUP BY s.session_id, s.anonymous_id, s.user_id, s.start
+    GROUP BY s.session_id, s.anonymous_id, s.user_id, s.stitched_user_id, s.session_index,
+             s.start
     """
     return Query(sql, params, "start, session_id")
 
@@ -97,17 +113,23 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     """Session prefixes of browsing actions, labelled by whether the session purchased.
 
     Only events before the session's first purchase are steps; prefix k holds the first k
-    of them (k up to ``max_prefix``), with session context known at its start. The label
-    ``purchased`` is true when the session later has a purchase (before the split's end).
+    of them (k up to ``max_prefix``), with what is known at its end: session context and
+    acquisition (from the landing event), the user id seen so far, searches and cart value
+    so far. The label ``purchased`` is true when the session later has a purchase (before
+    the split's end). ``stitched_user_id`` (who the visitor turned out to be, from events
+    before the split's end) is an id to group by, not a feature.
     """
     events, starts, params = _window(split)
     firsts = ",\n             ".join(
         f"arg_min({col}, {ORDER_KEY}) AS {name}"
         for name, col in SESSION_FEATURES.items())
     feature_cols = ", ".join(SESSION_FEATURES)
+    acquisition = ", ".join(f"acq.{name} AS {name}" for name in ACQUISITION)
+    assert set(ACQUISITION) <= set(ACQUISITION_FIELDS)
     params["max_prefix"] = max_prefix
     sql = f"""
     WITH ev AS (SELECT * FROM session_events WHERE {events}),
+    ident AS ({IDENTITIES}),
     s AS (
       SELECT session_id, min(derived_ts) AS start,
              min(CASE WHEN product_action = 'purchase' THEN derived_ts END) AS purchase_at
@@ -122,17 +144,31 @@ def intent_query(split: Split, max_prefix: int) -> Query:
              list({ACTION} ORDER BY {EVENT_ORDER}) AS actions,
              list(product_id ORDER BY {EVENT_ORDER}) AS items,
              list(derived_ts ORDER BY {EVENT_ORDER}) AS timestamps,
+             list(user_id ORDER BY {EVENT_ORDER}) AS user_ids,
+             list((product_action = 'search' OR search_query IS NOT NULL)::INTEGER
+                  ORDER BY {EVENT_ORDER}) AS search_flags,
+             list({CART_DELTA} ORDER BY {EVENT_ORDER}) AS cart_deltas,
+             arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
+             min(session_index) AS session_index,
+             {LANDING} AS acq,
              {firsts}
       FROM browse GROUP BY session_id, start, purchase_at
     )
-    SELECT session_id, start, k AS prefix_length,
+    SELECT seq.session_id, seq.anonymous_id,
+           list_filter(user_ids[1:k], lambda u: u IS NOT NULL)[-1] AS user_id,
+           coalesce(ident.user_id, list_filter(user_ids, lambda u: u IS NOT NULL)[-1])
+             AS stitched_user_id,
+           seq.session_index, seq.start, k AS prefix_length,
            actions[1:k] AS actions, items[1:k] AS items,
            epoch(timestamps[k] - timestamps[1]) AS elapsed_s,
            len(list_filter(actions[1:k], lambda a: a = 'view')) AS views,
            len(list_filter(actions[1:k], lambda a: a = 'add')) AS adds,
-           {feature_cols},
+           coalesce(list_sum(search_flags[1:k]), 0)::BIGINT AS searches,
+           coalesce(list_sum(cart_deltas[1:k]), 0)::DOUBLE AS cart_value,
+           {feature_cols}, {acquisition},
            purchased
-    FROM seq, range(1, least(len(actions), $max_prefix) + 1) AS r(k)
+    FROM seq LEFT JOIN ident USING (anonymous_id),
+         range(1, least(len(actions), $max_prefix) + 1) AS r(k)
     """
     return Query(sql, params, "start, session_id, prefix_length")
 

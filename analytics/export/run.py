@@ -51,7 +51,7 @@ def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
     for f in inputs:
         files.setdefault(f.table, []).append(f.path)
     return connect(lake, spec.tenant, files=files,  # type: ignore[arg-type]
-                   memory_limit=memory_limit)
+                   memory_limit=memory_limit, rates=spec.rates)
 
 
 def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | None) -> str:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from analytics.export.errors import ExportSpecError
+from analytics.money import FxRates
 from schemas.tenants import is_tenant_id
 
 Recipe = Literal["sessions", "intent", "sql"]
@@ -65,6 +66,8 @@ class ExportSpec(BaseModel):
                                    "(recipe sql).")
     max_prefix: int = Field(20, ge=1, le=1000, description="Longest prefix (events) per "
                             "session (recipe intent).")
+    rates: FxRates | None = Field(None, description="Reporting currency and exchange rates "
+                                  "(kept whole, so the export reproduces with them).")
 
     @field_validator("tenant")
     @classmethod

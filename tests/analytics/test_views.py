@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from analytics import connect
+from analytics.money import RatesError, load_rates
 from analytics.views import INFERRED_PREFIX
 from tests.analytics.lakes import at, event, write_events
 
@@ -106,3 +109,147 @@ def test_session_counts_are_bigint_not_hugeint(tmp_path: Path) -> None:
         types = dict((r[0], r[1]) for r in con.sql("DESCRIBE sessions").fetchall())
     assert types["products_added"] == "BIGINT" and types["products_purchased"] == "BIGINT"
     assert "HUGEINT" not in types.values()
+
+
+def test_acquisition_fields_come_from_the_landing_page_view(tmp_path: Path) -> None:
+    """A session that landed direct and later saw an email click is direct, not
+    `direct` + `email` (each field's first non-null value taken on its own)."""
+    s = {"session_id": "s1"}
+    write_events(tmp_path, [
+        event(minute=0, event_name="Product Viewed", page_url="https://x/p", **s),
+        event(minute=1, event_type="page", event_name="page_view", page_url="https://x/",
+              page_path="/", referrer_class="direct", **s),
+        event(minute=5, event_type="page", event_name="page_view", page_url="https://x/?e=1",
+              page_path="/", referrer_class="email", referrer="https://mail.example/",
+              utm_medium="email", utm_source="newsletter", utm_campaign="june", **s),
+    ])
+    row = _sessions(tmp_path)["s1"]
+    assert (row["landing_page"], row["referrer_class"], row["referrer"], row["utm_medium"],
+            row["utm_source"], row["utm_campaign"]) == ("https://x/", "direct", None, None,
+                                                         None, None)
+
+
+def test_acquisition_falls_back_to_the_first_event_without_page_views(tmp_path: Path) -> None:
+    write_events(tmp_path, [
+        event(minute=0, session_id="s", page_url="https://x/a", utm_source="ads"),
+        event(minute=1, session_id="s", page_url="https://x/b", utm_source="mail"),
+    ])
+    row = _sessions(tmp_path)["s"]
+    assert (row["landing_page"], row["utm_source"]) == ("https://x/a", "ads")
+
+
+def test_revenue_is_kept_per_currency_and_never_added_across(tmp_path: Path) -> None:
+    buy = {"event_name": "Order Completed", "product_action": "purchase"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="eur", order_id="o1", revenue=10.0, currency="EUR", **buy),
+        event(minute=1, session_id="eur", order_id="o1", revenue=10.0, currency="EUR",
+              protocol="ga4", **buy),                       # the same order, another tracker
+        event(minute=2, session_id="eur", order_id="o2", revenue=5.0, currency="EUR", **buy),
+        event(minute=0, session_id="mix", order_id="o3", revenue=10.0, currency="EUR", **buy),
+        event(minute=1, session_id="mix", order_id="o4", revenue=20.0, currency="USD", **buy),
+        event(minute=0, session_id="none", order_id="o5", revenue=7.0, **buy),
+    ])
+    s = _sessions(tmp_path)
+    assert (s["eur"]["revenue"], s["eur"]["currency"], s["eur"]["orders"]) == (15.0, "EUR", 2)
+    assert dict(s["eur"]["revenue_by_currency"]) == {"EUR": 15.0}
+    assert s["mix"]["revenue"] is None and s["mix"]["currency"] is None
+    assert dict(s["mix"]["revenue_by_currency"]) == {"EUR": 10.0, "USD": 20.0}
+    assert (s["none"]["revenue"], s["none"]["currency"]) == (7.0, "XXX")
+    assert s["mix"]["revenue_converted"] is None and s["mix"]["reporting_currency"] is None
+
+
+def test_revenue_converts_with_the_operators_rates_and_never_silently(tmp_path: Path) -> None:
+    buy = {"event_name": "Order Completed", "product_action": "purchase"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="mix", order_id="o3", revenue=10.0, currency="EUR", **buy),
+        event(minute=1, session_id="mix", order_id="o4", revenue=20.0, currency="USD", **buy),
+        event(minute=0, session_id="gbp", order_id="o5", revenue=10.0, currency="GBP", **buy),
+    ])
+    rates_csv = tmp_path / "rates.csv"
+    # T0 is 2026-03-01: the USD rate of 02-27 is the latest on or before it; 03-02 is later
+    rates_csv.write_text("date,currency,rate\n2026-02-27,USD,0.9\n2026-03-02,USD,0.5\n"
+                         "2026-03-02,GBP,1.2\n")
+    rates = load_rates(rates_csv, "eur")
+    with connect(tmp_path, "acme", rates=rates) as con:
+        rows = {r[0]: r[1:] for r in con.sql(
+            "SELECT session_id, revenue_converted, reporting_currency FROM sessions").fetchall()}
+        orders = dict(con.sql("SELECT order_id, revenue_converted FROM orders").fetchall())
+    assert rows["mix"][0] == pytest.approx(10.0 + 20.0 * 0.9) and rows["mix"][1] == "EUR"
+    assert rows["gbp"] == (None, "EUR")          # no GBP rate on or before 03-01
+    assert orders == {"o3": 10.0, "o4": pytest.approx(18.0), "o5": None}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("date,currency\n2026-01-01,USD\n", "lacks columns"),
+    ("date,currency,rate\n2026-01-01,USD,-1\n", "bad row"),
+    ("date,currency,rate\n2026-13-01,USD,1\n", "bad row"),
+    ("date,currency,rate\n2026-01-01,US Dollar,1\n", "bad row"),
+])
+def test_a_bad_rates_file_is_refused_with_its_row(tmp_path: Path, content: str,
+                                                   message: str) -> None:
+    path = tmp_path / "rates.csv"
+    path.write_text(content)
+    with pytest.raises(RatesError, match=message):
+        load_rates(path, "EUR")
+
+
+def test_users_stitch_anonymous_ids_to_the_user_they_turned_out_to_be(tmp_path: Path) -> None:
+    buy = {"event_name": "Order Completed", "product_action": "purchase"}
+    write_events(tmp_path, [
+        # device d1: browses anonymously, later logs in as u1 (identify), then buys
+        event(minute=0, session_id="s1", anonymous_id="d1"),
+        event(minute=100, session_id="s2", anonymous_id="d1", user_id="u1",
+              event_type="identify", event_name="identify"),
+        event(minute=101, session_id="s2", anonymous_id="d1", order_id="o1", revenue=9.0,
+              currency="EUR", **buy),
+        # device d2 of the same user (GA4 user_id on a hit)
+        event(minute=200, session_id="s3", anonymous_id="d2", user_id="u1", protocol="ga4",
+              order_id="o2", revenue=3.0, currency="USD", **buy),
+        # a Segment alias ties an older anonymous id d3 to u1
+        event(minute=300, session_id="s4", anonymous_id="d3"),
+        event(minute=301, event_type="alias", event_name="alias", anonymous_id=None,
+              user_id="u1", session_id=None, extra='{"previousId": "d3"}'),
+        # never identified
+        event(minute=0, session_id="s9", anonymous_id="d9"),
+    ])
+    s = _sessions(tmp_path)
+    assert s["s1"]["user_id"] is None and s["s1"]["stitched_user_id"] == "u1"
+    assert {s[k]["person_id"] for k in ("s1", "s2", "s3", "s4")} == {"u:u1"}
+    assert s["s9"]["person_id"] == "a:d9" and s["s9"]["stitched_user_id"] is None
+    with connect(tmp_path, "acme") as con:
+        users = {r["person_id"]: r for r in
+                 con.sql("SELECT * FROM users").to_arrow_table().to_pylist()}
+        orders = {r["order_id"]: r for r in
+                  con.sql("SELECT * FROM orders").to_arrow_table().to_pylist()}
+    u1 = users["u:u1"]
+    assert u1["user_id"] == "u1" and u1["anonymous_ids"] == ["d1", "d2", "d3"]
+    assert u1["sessions"] >= 4 and u1["orders"] == 2
+    assert dict(u1["revenue_by_currency"]) == {"EUR": 9.0, "USD": 3.0}
+    assert u1["first_seen"] == at(0) and u1["last_seen"] == at(301)
+    assert users["a:d9"]["user_id"] is None and users["a:d9"]["sessions"] == 1
+    assert orders["o1"]["person_id"] == "u:u1" and orders["o1"]["session_id"] == "s2"
+    assert (orders["o1"]["revenue"], orders["o1"]["currency"]) == (9.0, "EUR")
+
+
+def test_engaged_time_from_page_pings_ga4_and_posthog(tmp_path: Path) -> None:
+    sp = {"session_id": "sp", "protocol": "snowplow"}
+    write_events(tmp_path, [
+        event(minute=0, event_type="page", event_name="page_view", **sp),
+        event(minute=0.5, event_type="page_ping", event_name="page_ping", **sp),   # +30 s
+        event(minute=0.75, event_type="page_ping", event_name="page_ping", **sp),  # +15 s
+        event(minute=20, event_type="page_ping", event_name="page_ping", **sp),    # idle: 30
+        event(minute=0, session_id="ga", protocol="ga4", extra='{"_et": "1200"}'),
+        event(minute=1, session_id="ga", protocol="ga4",
+              properties='{"engagement_time_msec": 800}'),
+        event(minute=0, session_id="ph", protocol="posthog", event_name="$pageview"),
+        event(minute=1, session_id="ph", protocol="posthog", event_name="$pageview",
+              properties='{"$prev_pageview_duration": 42.5}'),
+        event(minute=2, session_id="ph", protocol="posthog", event_name="$pageleave",
+              properties='{"$prev_pageview_duration": 7.5}'),
+        event(minute=0, session_id="none"),
+    ])
+    s = _sessions(tmp_path)
+    assert s["sp"]["engaged_s"] == 75.0
+    assert s["ga"]["engaged_s"] == 2.0
+    assert s["ph"]["engaged_s"] == 50.0
+    assert s["none"]["engaged_s"] is None

@@ -105,6 +105,61 @@ def test_intent_recipe_labels_prefixes_before_the_purchase(lake: Path) -> None:
     assert max(r["prefix_length"] for r in capped) == 2
 
 
+def test_intent_prefix_carries_ids_campaign_searches_and_cart_value(tmp_path: Path) -> None:
+    s = {"session_id": "s", "anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, event_type="page", event_name="page_view", page_path="/", session_index=3,
+              referrer_class="email", utm_source="news", utm_medium="email",
+              utm_campaign="june", **s),
+        event(minute=1, event_name="Products Searched", product_action="search",
+              search_query="shoes", **s),
+        event(minute=2, event_name="Product Added", product_action="add", product_id="p1",
+              price=10.0, quantity=2, **s),
+        event(minute=3, event_name="Signed In", user_id="u1", **s),
+        event(minute=4, event_name="Product Removed", product_action="remove", product_id="p1",
+              price=10.0, quantity=1, utm_source="later", **s),
+        event(minute=5, event_name="Order Completed", product_action="purchase", **s),
+    ])
+    rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent"))["all"]
+    by = {r["prefix_length"]: r for r in rows.to_pylist()}
+    assert [by[k]["cart_value"] for k in (1, 2, 3, 4, 5)] == [0, 0, 20, 20, 10]
+    assert [by[k]["searches"] for k in (1, 2, 5)] == [0, 1, 1]
+    assert [by[k]["user_id"] for k in (3, 4)] == [None, "u1"]   # known only from step 4
+    assert {by[k]["stitched_user_id"] for k in by} == {"u1"}
+    assert {(by[k]["anonymous_id"], by[k]["session_index"]) for k in by} == {("d1", 3)}
+    assert (by[1]["utm_source"], by[1]["utm_medium"], by[1]["utm_campaign"],
+            by[1]["referrer_class"], by[1]["landing_path"]) == ("news", "email", "june",
+                                                               "email", "/")
+    types = {f.name: str(f.type) for f in rows.schema}
+    assert types["searches"] == "int64" and types["cart_value"] == "double"
+
+
+def test_export_with_rates_reproduces_from_its_manifest(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write_events(lake, [event(minute=0, session_id="s", product_action="purchase",
+                              order_id="o", revenue=10.0, currency="USD")])
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,currency,rate\n2026-01-01,USD,0.5\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql", "--out", str(out),
+        "--format", "jsonl", "--rates", str(rates), "--reporting-currency", "EUR",
+        "--query", "select order_id, revenue_converted, reporting_currency from orders"])
+    assert result.exit_code == 0, result.output
+    (line,) = (out / "all.jsonl").read_text().splitlines()
+    assert json.loads(line) == {"order_id": "o", "revenue_converted": 5.0,
+                                "reporting_currency": "EUR"}
+    rates.write_text("date,currency,rate\n2026-01-01,USD,0.9\n")   # the file may change
+    again = CliRunner().invoke(main, ["export", "--from-manifest", str(out / "manifest.json"),
+                                      "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "again" / "all.jsonl").read_text() == (out / "all.jsonl").read_text()
+    half = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql",
+        "--out", str(tmp_path / "x"), "--rates", str(rates), "--query", "select 1"])
+    assert half.exit_code == 2 and "go together" in half.output
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_manifest_and_byte_identical_reproduction(lake: Path, tmp_path: Path, fmt: str) -> None:
     spec = _spec(format=fmt)

@@ -215,10 +215,14 @@ def loader(tenants_path: Path, lake: str, log_path: Path | None,
               help="Share of requests sent twice (tracker retries).")
 @click.option("--malformed-rate", type=float, default=0.05, show_default=True,
               help="Share of sessions that also send one malformed hit.")
+@click.option("--days", type=click.IntRange(0, 28), default=0, show_default=True,
+              help="Spread sessions over this many past days of event time (0: all end "
+                   "now). Sent now, as from an offline queue, so time splits have past days; "
+                   "at most 28, as the loader trusts client times up to 30 days back.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[str, ...],
              seed: int, concurrency: int, duplicate_rate: float, malformed_rate: float,
-             as_json: bool) -> None:
+             days: int, as_json: bool) -> None:
     """Send realistic shopper sessions to a collector over HTTP.
 
     Page views, product lists, searches, product views, add-to-cart, checkouts and
@@ -228,6 +232,7 @@ def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[st
     \b
     Example:
       driftnet simulate --url http://localhost:8080 --tenants examples/tenants.toml --sessions 2000
+      driftnet simulate --url http://localhost:8080 --tenants examples/tenants.toml --days 14
     """
     import orjson
 
@@ -238,6 +243,7 @@ def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[st
     report = run_simulation(SimulationConfig(
         url=url, tenants=tenants, sessions=sessions, only_tenants=only_tenants, seed=seed,
         concurrency=concurrency, duplicate_rate=duplicate_rate, malformed_rate=malformed_rate,
+        days=days,
     ))
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())

@@ -119,6 +119,9 @@ class SimulationConfig:
     malformed_rate: float = 0.05
     origin: str | None = None
     """Origin header of browser-style requests (default: the tenant's first allowed origin)."""
+    days: int = 0
+    """Spread sessions over this many past days (0: every session ends just now). Trackers
+    send them now with their event times (an offline queue): derived_ts is in the past."""
 
 
 @dataclass
@@ -208,7 +211,8 @@ class SessionBuilder:
         return visitor
 
     def session(self, now: dt.datetime) -> tuple[list[dict[str, Any]], dt.timedelta]:
-        """The Segment-spec messages of one session, oldest first, and the device clock skew."""
+        """The Segment-spec messages of one session ending just before ``now``, oldest first,
+        and the device clock skew."""
         rng = self.rng
         anonymous_id, user_id = self._visitor()
         is_bot = rng.random() < 0.03
@@ -390,7 +394,8 @@ def build_requests(config: SimulationConfig) -> list[Request]:
     out: list[Request] = []
     for i in range(config.sessions):
         builder = builders[i % len(builders)]
-        messages, skew = builder.session(now)
+        ended = now - dt.timedelta(seconds=rng.uniform(0, config.days * 86400))
+        messages, skew = builder.session(ended)
         requests = builder.requests(messages, now, skew)
         for request in requests:
             out.append(request)

@@ -40,22 +40,40 @@ one value per group, where ``first(x ORDER BY ...)`` buffers every row of the gr
 _VISITOR = ("coalesce(anonymous_id, user_id, network_user_id, "
             "'event:' || event_id)")
 
-SESSION_EVENTS: Final = f"""
-SELECT *, false AS session_inferred FROM events WHERE session_id IS NOT NULL
-UNION ALL BY NAME
-SELECT * EXCLUDE (_visitor, _new, _start) REPLACE (
-         '{INFERRED_PREFIX}' || _visitor || ':' || epoch_us(_start) AS session_id),
-       true AS session_inferred
+_ROW_KEY_COLUMNS: Final = ("source", "source_partition", "source_offset", "source_index",
+                            "item_index", "event_id")
+_ROW_KEY = ", ".join(_ROW_KEY_COLUMNS)
+_NARROW = ", ".join(dict.fromkeys((*_ROW_KEY_COLUMNS, *EVENT_ORDER_COLUMNS)))
+
+INFERRED_SESSIONS: Final = f"""
+SELECT {_ROW_KEY},
+       '{INFERRED_PREFIX}' || _visitor || ':' || epoch_us(max(CASE WHEN _new THEN derived_ts END)
+         OVER (PARTITION BY _visitor ORDER BY {EVENT_ORDER} ROWS UNBOUNDED PRECEDING))
+         AS session_id
 FROM (
-  SELECT *, max(CASE WHEN _new THEN derived_ts END) OVER (
-           PARTITION BY _visitor ORDER BY {EVENT_ORDER} ROWS UNBOUNDED PRECEDING) AS _start
-  FROM (
-    SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
-             PARTITION BY _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP}, true) AS _new
-    FROM (SELECT *, {_VISITOR} AS _visitor FROM events WHERE session_id IS NULL)
-  )
+  SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
+           PARTITION BY _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP}, true) AS _new
+  FROM (SELECT {_NARROW}, {_VISITOR} AS _visitor FROM events WHERE session_id IS NULL)
 )
 """
+"""The inferred session of each event without a session id, by row key. The window runs
+over this narrow projection and is joined back to the events: a window over ``SELECT *``
+makes DuckDB read every column (JSON documents included), whatever the query needs."""
+
+
+def session_events_sql(inferred: str = f"({INFERRED_SESSIONS})") -> str:
+    """``session_events`` with the inferred sessions read from ``inferred`` (a relation
+    like :data:`INFERRED_SESSIONS`; an export computes it once for all its splits)."""
+    return f"""
+    SELECT *, false AS session_inferred FROM events WHERE session_id IS NOT NULL
+    UNION ALL BY NAME
+    SELECT e.* REPLACE (g.session_id AS session_id), true AS session_inferred
+    FROM (SELECT * FROM events WHERE session_id IS NULL) e
+    JOIN {inferred} g USING ({_ROW_KEY})
+    """
+
+
+SESSION_EVENTS: Final = session_events_sql()
 """``events`` plus ``session_inferred``, with ``session_id`` always set."""
 
 _ITEMS_IN_EVENT = ("CASE WHEN product_id IS NOT NULL THEN 1 "

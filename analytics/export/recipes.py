@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from analytics.export.spec import ExportSpec, Split
-from analytics.views import ACQUISITION_FIELDS, EVENT_ORDER, LANDING, ORDER_KEY
+from analytics.views import (
+    ACQUISITION_FIELDS,
+    EVENT_ORDER,
+    EVENT_ORDER_COLUMNS,
+    LANDING,
+    ORDER_KEY,
+)
 
 ITEM_STEP_ORDER = f"{EVENT_ORDER}, item_pos"
 ACTION = "coalesce(product_action, event_name)"
@@ -33,6 +39,20 @@ IDENTITIES = f"""
   SELECT anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id
   FROM ev WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL GROUP BY anonymous_id"""
 """Who each anonymous id turned out to be, from the split's events only (no later ones)."""
+_SESSIONS_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "anonymous_id", "user_id",
+                     "session_index", "product_id", "product_action", "event_name", "items")
+_INTENT_COLUMNS = (*_SESSIONS_COLUMNS, "event_type", "search_query", "price", "quantity",
+                   *SESSION_FEATURES.values(), *ACQUISITION_FIELDS.values())
+
+
+def _events(columns: tuple[str, ...], where: str) -> str:
+    """The ``ev`` relation of a recipe: the session events of the split, only the columns
+    it reads (several parts of a recipe read ``ev``, so DuckDB materialises it: every
+    column, JSON documents included, cost 4x the memory)."""
+    return (f"SELECT {', '.join(dict.fromkeys(columns))} FROM session_events "
+            f"WHERE {where}")
+
+
 CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
               "ELSE 0 END * coalesce(price, 0) * coalesce(quantity, 1)")
 """What an event changes the cart's value by (an add's or remove's price x quantity)."""
@@ -71,7 +91,7 @@ def sessions_query(split: Split) -> Query:
     """
     events, starts, params = _window(split)
     sql = f"""
-    WITH ev AS (SELECT * FROM session_events WHERE {events}),
+    WITH ev AS ({_events(_SESSIONS_COLUMNS, events)}),
     ident AS ({IDENTITIES}),
     s0 AS (
       SELECT session_id, min(derived_ts) AS start,
@@ -128,7 +148,7 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     assert set(ACQUISITION) <= set(ACQUISITION_FIELDS)
     params["max_prefix"] = max_prefix
     sql = f"""
-    WITH ev AS (SELECT * FROM session_events WHERE {events}),
+    WITH ev AS ({_events(_INTENT_COLUMNS, events)}),
     ident AS ({IDENTITIES}),
     s AS (
       SELECT session_id, min(derived_ts) AS start,

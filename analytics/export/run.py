@@ -34,6 +34,7 @@ from analytics.export.recipes import Query, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
 from analytics.export.writers import write_batches
 from analytics.readonly import check_read_only
+from analytics.views import INFERRED_SESSIONS, session_events_sql
 from schemas.storage import LakeLocation
 
 BATCH_ROWS = 65_536
@@ -50,8 +51,16 @@ def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
     files: dict[str, list[str]] = {}
     for f in inputs:
         files.setdefault(f.table, []).append(f.path)
-    return connect(lake, spec.tenant, files=files,  # type: ignore[arg-type]
-                   memory_limit=memory_limit, rates=spec.rates)
+    con = connect(lake, spec.tenant, files=files,  # type: ignore[arg-type]
+                  memory_limit=memory_limit, rates=spec.rates)
+    if spec.recipe != "sql" or "session" in (spec.query or "").lower() or any(
+            name in (spec.query or "").lower() for name in ("users", "orders", "identities")):
+        # Every split reads session_events; the inactivity sessions of the events without a
+        # session id are a window over all of them, so work them out once, not per split.
+        con.execute(f"CREATE TEMP TABLE inferred_sessions AS {INFERRED_SESSIONS}")
+        con.execute("CREATE OR REPLACE VIEW session_events AS "
+                    + session_events_sql("inferred_sessions"))
+    return con
 
 
 def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | None) -> str:

@@ -110,42 +110,35 @@ LANDING: Final = ("arg_min({" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_
 Taking each field's first non-null value on its own would pair a direct landing with a
 campaign seen later in the session."""
 
-ENGAGEMENT: Final = f"""
-SELECT tenant, session_id, sum(ms) / 1000.0 AS engaged_s FROM (
+_ENGAGED_MS = """CASE
   -- GA4: engagement time since the previous hit (gtag `_et`, Measurement Protocol
   -- `engagement_time_msec`)
-  SELECT tenant, session_id,
-         TRY_CAST(coalesce(json_extract_string(extra, '$._et'),
-                           json_extract_string(properties, '$.engagement_time_msec')) AS DOUBLE)
-           AS ms
-  FROM session_events WHERE protocol = 'ga4'
-  UNION ALL
+  WHEN protocol = 'ga4' THEN TRY_CAST(coalesce(json_extract_string(extra, '$._et'),
+       json_extract_string(properties, '$.engagement_time_msec')) AS DOUBLE)
   -- PostHog: how long the previous page was open, on the next $pageview or the $pageleave
-  SELECT tenant, session_id,
-         1000 * TRY_CAST(json_extract_string(properties, '$."$prev_pageview_duration"')
-                         AS DOUBLE)
-  FROM session_events WHERE protocol = 'posthog' AND event_name IN ('$pageview', '$pageleave')
-  UNION ALL
-  -- Snowplow: a page ping fires each heartbeat while the shopper is active on the page; it
-  -- counts the time since the page view or the previous ping, at most the cap (a longer gap
-  -- is a page left idle)
-  SELECT tenant, session_id,
-         least(epoch_ms(derived_ts - prev), {ENGAGEMENT_PING_CAP_S * 1000}) FROM (
-    SELECT tenant, session_id, event_type, derived_ts,
-           lag(derived_ts) OVER (PARTITION BY tenant, session_id ORDER BY {EVENT_ORDER}) AS prev
-    FROM session_events
-    WHERE protocol = 'snowplow' AND event_type IN ('page', 'page_ping')
-  ) WHERE event_type = 'page_ping' AND prev IS NOT NULL
-) WHERE ms > 0
-GROUP BY tenant, session_id
-"""
-"""Engaged seconds per session, from the trackers that measure it."""
+  WHEN protocol = 'posthog' AND event_name IN ('$pageview', '$pageleave')
+  THEN 1000 * TRY_CAST(json_extract_string(properties, '$."$prev_pageview_duration"')
+                       AS DOUBLE)
+END"""
+_PINGS = "protocol = 'snowplow' AND event_type IN ('page', 'page_ping')"
+_PING_MS = f"""list_sum(list_transform(range(2, len(s._ping_ts) + 1), lambda i:
+  CASE WHEN s._ping_kind[i] = 'page_ping'
+       THEN least(epoch_ms(s._ping_ts[i] - s._ping_ts[i - 1]), {ENGAGEMENT_PING_CAP_S * 1000})
+       ELSE 0 END))"""
+ENGAGEMENT: Final = f"""
+    sum(_engaged_ms) FILTER (_engaged_ms > 0) AS _tracker_ms,
+    list(derived_ts ORDER BY {EVENT_ORDER}) FILTER ({_PINGS}) AS _ping_ts,
+    list(event_type ORDER BY {EVENT_ORDER}) FILTER ({_PINGS}) AS _ping_kind"""
+"""Aggregates of a session's engaged time, from the trackers that measure it. Snowplow: a
+page ping fires each heartbeat while the shopper is active on the page; it counts the time
+since the page view or the previous ping, at most the cap (a longer gap is a page left
+idle). :data:`SESSIONS` adds them up into ``engaged_s``."""
 
 ORDER_LINES: Final = f"""
 SELECT tenant, session_id, coalesce(order_id, event_id) AS order_key,
        arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
                {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money
-FROM session_events WHERE product_action = 'purchase'
+FROM se WHERE product_action = 'purchase'
 GROUP BY tenant, session_id, order_key
 """
 """One row per (session, order): the order's revenue and currency, taken from its first
@@ -164,10 +157,26 @@ GROUP BY tenant, session_id
 """
 """Revenue per session and currency; ``revenue``/``currency`` when there is one currency."""
 
+_SESSION_COLUMNS = (
+    "tenant", "session_id", *EVENT_ORDER_COLUMNS, "event_id", "event_type", "anonymous_id",
+    "user_id", "session_index", "session_inferred", "product_id", "product_action", "items",
+    "order_id", "revenue", "currency", "search_query", *dict.fromkeys((
+        "page_url", "page_path", "referrer", "referrer_class", "referrer_source", "utm_source",
+        "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id", "click_id_type")),
+    "ua_device", "ua_browser", "ua_os", "language", "geo_country", "geo_region", "geo_city",
+    "is_bot", "protocol")
+
 SESSIONS: Final = f"""
-SELECT s.* EXCLUDE (landing), unnest(s.landing),
+WITH se AS (
+  -- read once (a view is recomputed at each mention), and narrow: no JSON document
+  SELECT {", ".join(dict.fromkeys(_SESSION_COLUMNS))}, {_ENGAGED_MS} AS _engaged_ms
+  FROM session_events
+)
+SELECT s.* EXCLUDE (landing, _tracker_ms, _ping_ts, _ping_kind), unnest(s.landing),
        m.currency, m.revenue, m.revenue_by_currency,
-       e.engaged_s
+       CASE WHEN s._tracker_ms IS NOT NULL OR len(s._ping_ts) > 1
+            THEN (coalesce(s._tracker_ms, 0) + coalesce({_PING_MS}, 0))
+                 / 1000.0 END AS engaged_s
 FROM (
   SELECT
     tenant,
@@ -198,12 +207,12 @@ FROM (
     {_first("geo_country", "country")},
     {_first("geo_region", "region")},
     {_first("geo_city", "city")},
-    coalesce(bool_or(is_bot), false) AS is_bot
-  FROM session_events
+    coalesce(bool_or(is_bot), false) AS is_bot,
+    {ENGAGEMENT}
+  FROM se
   GROUP BY tenant, session_id
 ) s
 LEFT JOIN ({SESSION_MONEY}) m USING (tenant, session_id)
-LEFT JOIN ({ENGAGEMENT}) e USING (tenant, session_id)
 """
 """One row per session, as stored (see docs/analytics.md for the columns): what the
 session's own events say. The ``sessions`` view adds who the visitor turned out to be and

@@ -85,7 +85,7 @@ def test_real_purchase_hit(ga: Server) -> None:
     assert fields == ["track", "purchase", "ga4", "G-ABC123", "1677925765.1764678332",
                       "1766755460", 2, "https://www.example.com/?g=123123", "Example Domain",
                       "en-us", "1920x1080", "purchase", "T_12345", 72.05, "USD"]
-    assert orjson.loads(items) == [
+    assert items == [
         {"product_id": "SKU_12345", "name": "Stan and Friends Tee", "category": "Apparel",
          "price": 10.01, "quantity": 3.0},
         {"product_id": "SKU_12346", "name": "Google Grey Women's Tee", "category": "Apparel",

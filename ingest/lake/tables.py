@@ -62,8 +62,9 @@ def _evolve(delta: DeltaTable, table: Table) -> None:
     if changed:
         raise LakeSchemaError(
             f"table {table} was made by an older driftnet: columns {changed} have another "
-            f"type now. Load into a new lake, or rebuild this table: move <lake>/{table} "
-            f"aside, then `driftnet replay` its dates from the raw archive", table=table,
+            f"type now. Load into a new lake, or rebuild this table: stop the loaders, move "
+            f"<lake>/{table} aside, then `driftnet replay` each tenant's dates from the raw "
+            f"archive (docs/lake.md)", table=table,
             columns={c: str(present[c].type) for c in changed})
     missing = [f for f in delta_schema(table) if f.name not in present]
     if missing:

@@ -245,7 +245,7 @@ def test_ga4_session_ids_are_scoped_by_the_client(pipeline: Pipeline, tmp_path: 
     assert orjson.loads(rows[0]["extra"])["client_session_id"] == sid   # as sent (gtag)
     assert orjson.loads(rows[2]["properties"])["session_id"] == sid     # as sent (MP)
     append_rows(LakeLocation.parse(tmp_path), "events", out.events)
-    con = connect(tmp_path, "acme")
-    sessions = con.sql("SELECT session_id, anonymous_id FROM sessions ORDER BY 1").fetchall()
+    with connect(tmp_path, "acme") as con:
+        sessions = con.sql("SELECT session_id, anonymous_id FROM sessions ORDER BY 1").fetchall()
     assert len(sessions) == 4
     assert {a for _, a in sessions} == {"1.1", "2.2", "3.3", "4.4"}

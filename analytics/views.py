@@ -77,7 +77,7 @@ SESSION_EVENTS: Final = session_events_sql()
 """``events`` plus ``session_inferred``, with ``session_id`` always set."""
 
 _ITEMS_IN_EVENT = ("CASE WHEN product_id IS NOT NULL THEN 1 "
-                   "WHEN items IS NOT NULL THEN coalesce(json_array_length(items), 0) "
+                   "WHEN items IS NOT NULL THEN len(items) "
                    "ELSE 0 END")
 
 NO_CURRENCY: Final = "XXX"

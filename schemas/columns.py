@@ -54,6 +54,11 @@ def _arrow_type(annotation: object, metadata: list[object]) -> tuple[pa.DataType
     for m in metadata:
         if isinstance(m, ArrowType):
             return m.type, nullable
+    if typing.get_origin(annotation) is list:
+        (element,) = typing.get_args(annotation)
+        return pa.list_(_arrow_type(element, [])[0]), nullable
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct([f.remove_metadata() for f in arrow_schema(annotation)]), nullable
     if not isinstance(annotation, type) or annotation not in _PY_TO_ARROW:
         raise TypeError(f"no Arrow type for column annotation {annotation!r}")
     return _PY_TO_ARROW[annotation], nullable
@@ -84,7 +89,8 @@ def docs_table(model: type[BaseModel]) -> str:
     json_cols = set(json_columns(model))
     rows = ["| column | type | nullable | description |", "| --- | --- | --- | --- |"]
     for f in schema:
-        kind = "json (string)" if f.name in json_cols else str(f.type)
+        kind = ("json (string)" if f.name in json_cols
+                else f"`{type_name(f.type)}`" if pa.types.is_nested(f.type) else str(f.type))
         desc = (f.metadata or {}).get(b"description", b"").decode()
         rows.append(f"| `{f.name}` | {kind} | {'yes' if f.nullable else 'no'} | {desc} |")
     return "\n".join(rows)
@@ -103,5 +109,20 @@ _SQL_TYPES: dict[pa.DataType, str] = {
 
 
 def sql_type(arrow: pa.DataType) -> str:
-    """The SQL (DuckDB) type name of an Arrow column type used in the lake."""
+    """The SQL (DuckDB) type name of an Arrow column type used in the lake, nested ones
+    included (``STRUCT(product_id VARCHAR, ...)[]`` for a list of structs)."""
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow):
+        return f"{sql_type(arrow.value_type)}[]"
+    if pa.types.is_struct(arrow):
+        fields = ", ".join(f'"{f.name}" {sql_type(f.type)}' for f in arrow)
+        return f"STRUCT({fields})"
     return _SQL_TYPES[arrow]
+
+
+def type_name(arrow: pa.DataType) -> str:
+    """A short readable name of a column type for the docs: ``list<struct<id string, ...>>``."""
+    if pa.types.is_list(arrow):
+        return f"list<{type_name(arrow.value_type)}>"
+    if pa.types.is_struct(arrow):
+        return "struct<" + ", ".join(f"{f.name} {type_name(f.type)}" for f in arrow) + ">"
+    return str(arrow)

@@ -30,6 +30,23 @@ ProductAction = Literal[
 J = Annotated[str | None, JSON_TEXT]
 
 
+class Item(BaseModel):
+    """One element of the ``items`` column: a product of a multi-product event (an order, a
+    cart, a list), with the same meaning whatever the protocol called its fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str | None = Field(None, description="Product id (SKU).")
+    name: str | None = Field(None, description="Product name.")
+    category: str | None = Field(None, description="Product category.")
+    brand: str | None = Field(None, description="Brand.")
+    variant: str | None = Field(None, description="Variant (size, colour, ...).")
+    price: float | None = Field(None, description="Unit price.")
+    quantity: float | None = Field(None, description="Quantity.")
+    currency: str | None = Field(None, description="ISO currency code: the item's own, else "
+                                 "the event's.")
+
+
 class CanonicalEvent(BaseModel):
     """One row of the ``events`` table."""
 
@@ -72,7 +89,11 @@ class CanonicalEvent(BaseModel):
     network_user_id: str | None = Field(None, description="Collector-side cookie id (Snowplow "
                                         "`sp` cookie / nuid).")
     session_id: str | None = Field(None, description="Session id, from the client or assigned "
-                                   "by the loader.")
+                                   "by the loader. Client session ids that are unique only per "
+                                   "device (GA's `sid`, Segment's `context.sessionId`, the "
+                                   "pixel's `s`) are scoped by the visitor: `<anonymous_id, "
+                                   "else user_id>:<id as sent>`; globally unique ones "
+                                   "(Snowplow, PostHog) are kept as sent.")
     session_index: Annotated[int | None, INT32] = Field(None, description="Session count of "
                                                         "this anonymous id (1 = first visit).")
 
@@ -126,8 +147,10 @@ class CanonicalEvent(BaseModel):
     quantity: float | None = Field(None, description="Quantity.")
     order_id: str | None = Field(None, description="Order / transaction id.")
     revenue: float | None = Field(None, description="Order revenue (total).")
-    items: J = Field(None, description="JSON list of the items of a multi-item event "
-                     "(`[{product_id, name, category, price, quantity}]`).")
+    items: list[Item] | None = Field(None, description="The products the event is about, in "
+                                     "the order sent (also for one product; NULL when it "
+                                     "names none). Query with `len(items)`, "
+                                     "`unnest(items)`, `items[1].price`.")
     search_query: str | None = Field(None, description="Site search query.")
 
     # -- everything else, kept whole

@@ -26,8 +26,14 @@ from analytics.discover.report import Catalog, FieldStats, FillPoint, Source, Va
 from schemas.columns import json_columns
 from schemas.event import CanonicalEvent
 
-JSON_SOURCES: tuple[str, ...] = tuple(json_columns(CanonicalEvent))
-"""JSON text columns whose documents are catalogued path by path."""
+JSON_SOURCES: tuple[str, ...] = ("items", *json_columns(CanonicalEvent))
+"""Columns whose documents are catalogued path by path: the JSON text columns, and
+``items`` (a list of structs, read as JSON)."""
+
+
+def _document(src: str) -> str:
+    """SQL: column ``src`` as a JSON document."""
+    return f"CAST({_ident(src)} AS JSON)" if src == "items" else _ident(src)
 
 JSON_TYPES = {"VARCHAR": "string", "BIGINT": "integer", "UBIGINT": "integer",
               "DOUBLE": "number", "BOOLEAN": "boolean", "NULL": "null"}
@@ -137,8 +143,8 @@ def _json_rows_sql(scope: str) -> str:
         parts.append(f"""
         SELECT {_lit(src)} AS src, event_name, date, received_at, j.fullkey, j.type,
                j.value AS raw
-        FROM (SELECT event_name, date, received_at, {_ident(src)} AS doc FROM {scope}
-              WHERE {_ident(src)} IS NOT NULL AND json_valid({_ident(src)})) e,
+        FROM (SELECT event_name, date, received_at, {_document(src)} AS doc FROM {scope}
+              WHERE {_ident(src)} IS NOT NULL AND json_valid({_document(src)})) e,
              json_tree(e.doc) j
         WHERE j.type NOT IN ('OBJECT', 'ARRAY')""")
     leaves = "\nUNION ALL\n".join(parts)

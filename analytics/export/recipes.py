@@ -110,9 +110,9 @@ def sessions_query(split: Split) -> Query:
       UNION ALL
       SELECT session_id, {EVENT_ORDER}, action, item, item_pos FROM (
         SELECT session_id, {EVENT_ORDER}, {ACTION} AS action,
-               unnest(json_extract_string(items, '$[*].product_id')) AS item,
-               unnest(range(json_array_length(items)::BIGINT)) AS item_pos
-        FROM ev WHERE product_id IS NULL AND json_type(items) = 'ARRAY'
+               unnest(list_transform(items, lambda i: i.product_id)) AS item,
+               unnest(range(len(items))) AS item_pos
+        FROM ev WHERE product_id IS NULL AND len(items) > 0
       ) WHERE item IS NOT NULL
     )
     SELECT s.session_id, s.anonymous_id, s.user_id, s.stitched_user_id, s.session_index,

@@ -16,5 +16,11 @@ class ConcurrentCommitError(LakeError):
     transient = True
 
 
+class LakeSchemaError(LakeError):
+    """A table's column has another type than this version of driftnet writes (the lake was
+    made by an older version): retrying cannot help, the operator re-creates or migrates the
+    table."""
+
+
 class ForgetError(LakeError):
     """A forget request could not be carried out; nothing was removed."""

@@ -139,7 +139,7 @@ def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
         texts = [f"coalesce({f.name}, '')" for f in schema
                  if pa.types.is_string(f.type) and f.name != "tenant"]
         texts += [f"coalesce({f.name}::VARCHAR, '')" for f in schema
-                  if pa.types.is_binary(f.type)]
+                  if pa.types.is_binary(f.type) or pa.types.is_nested(f.type)]
         haystack = "concat_ws(chr(0), " + ", ".join(texts) + ")"
         needles = ", ".join(f"encode({_sql_str(v)})::VARCHAR" for v in long_ids)
         terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN [{needles}]])")

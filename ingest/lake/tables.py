@@ -23,7 +23,7 @@ from deltalake.transaction import (
     Transaction,
 )
 
-from ingest.lake.errors import ConcurrentCommitError, LakeWriteError
+from ingest.lake.errors import ConcurrentCommitError, LakeSchemaError, LakeWriteError
 from schemas.delta import open_table, table_uri
 from schemas.errors import LakeError
 from schemas.lake import PARTITION_COLUMNS, TABLES, Table, delta_schema, table_configuration
@@ -50,8 +50,22 @@ def _create(lake: LakeLocation, table: Table, log_retention_days: int,
 
 
 def _evolve(delta: DeltaTable, table: Table) -> None:
-    """Add the columns the code's schema has and the table lacks (new columns only)."""
-    present = {f.name for f in delta.schema().fields}
+    """Add the columns the code's schema has and the table lacks (new columns only).
+
+    A column whose type changed (``items`` was JSON text before it became a list of
+    structs) is not converted: files of both types in one table could not be read
+    together, and rewriting a lake is the operator's decision. LakeSchemaError says so.
+    """
+    present = {f.name: f for f in delta.schema().fields}
+    changed = [f.name for f in delta_schema(table) if f.name in present
+               and present[f.name].type != DeltaField.from_arrow(f).type]
+    if changed:
+        raise LakeSchemaError(
+            f"table {table} was made by an older driftnet: columns {changed} have another "
+            f"type now. Load into a new lake, or rebuild this table: stop the loaders, move "
+            f"<lake>/{table} aside, then `driftnet replay` each tenant's dates from the raw "
+            f"archive (docs/lake.md)", table=table,
+            columns={c: str(present[c].type) for c in changed})
     missing = [f for f in delta_schema(table) if f.name not in present]
     if missing:
         log.info("adding columns %s to table %s", [f.name for f in missing], table)

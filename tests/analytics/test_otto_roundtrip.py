@@ -3,7 +3,8 @@
 Each OTTO session is replayed as one Segment batch through a real `driftnet up`: clicks
 become Product Viewed, carts Product Added, and the orders placed at one instant one Order
 Completed with its products; the original times are the client timestamps and the OTTO
-session id is the client session id. The export must give back every sequence exactly.
+session id is the client session id (scoped by the visitor). The export must give back
+every sequence exactly.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def test_otto_sessions_come_back_unchanged(server: Server, tmp_path: Path) -> No
                              tmp_path / "ds")
     assert [(o.split, o.rows) for o in manifest.outputs] == [("all", 20)]
     rows = {r["session_id"]: r for r in pq.read_table(tmp_path / "ds/all.parquet").to_pylist()}
-    assert set(rows) == {str(s["session"]) for s in sessions}
+    # a Segment sessionId is unique per device only: scoped by the anonymous id
+    scoped = {s["session"]: f"otto-{s['session']}:{s['session']}" for s in sessions}
+    assert set(rows) == set(scoped.values())
     for session in sessions:
-        got = rows[str(session["session"])]
+        got = rows[scoped[session["session"]]]
         events = session["events"]
         assert got["items"] == [str(e["aid"]) for e in events]
         assert got["actions"] == [ACTIONS[e["type"]] for e in events]
@@ -75,6 +78,6 @@ def test_otto_sessions_come_back_unchanged(server: Server, tmp_path: Path) -> No
     with connect(server.lake, "acme") as con:
         purchased = con.sql("SELECT session_id, products_purchased FROM sessions "
                             "WHERE purchased ORDER BY session_id").fetchall()
-    expected = sorted((str(s["session"]), sum(e["type"] == "orders" for e in s["events"]))
+    expected = sorted((scoped[s["session"]], sum(e["type"] == "orders" for e in s["events"]))
                       for s in sessions if any(e["type"] == "orders" for e in s["events"]))
     assert purchased == expected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def test_session_row_counts_pages_products_and_revenue(tmp_path: Path) -> None:
         event(minute=4, event_name="Product Added", product_id="p2", product_action="add", **s),
         event(minute=5, event_type="page", event_name="page_view", page_url="https://x/cart", **s),
         event(minute=6, event_name="Order Completed", product_action="purchase", order_id="o1",
-              revenue=30.0, items=json.dumps([{"product_id": "p2"}, {"product_id": "p3"}]), **s),
+              revenue=30.0, items=[{"product_id": "p2"}, {"product_id": "p3"}], **s),
         event(minute=7, user_id="u1", event_type="identify", event_name="identify", **s),
     ])
     row = _sessions(tmp_path)["s1"]

@@ -71,7 +71,8 @@ def expected_row(e: dict[str, str], nuid: str | None, ip: str | None, **columns:
 
 def item(p: dict[str, Any]) -> dict[str, Any]:
     return {"product_id": p["id"], "name": p["name"], "category": p["category"],
-            "price": p["price"], "quantity": float(p["quantity"])}
+            "brand": p.get("brand"), "variant": p.get("variant"), "price": p["price"],
+            "quantity": float(p["quantity"]), "currency": p["currency"]}
 
 
 def test_page_views_pings_and_ecommerce_over_post(page: Page, pages: str,
@@ -120,11 +121,11 @@ def test_page_views_pings_and_ecommerce_over_post(page: Page, pages: str,
         expected_row(pv1, **row, event_type="page", event_name="page_view"),
         expected_row(view, **row, event_type="self_describing", event_name="product_view",
                      product_id=SHOE["id"], product_action="view", price=89.9, currency="EUR",
-                     quantity=1.0, items=orjson.dumps([item(SHOE)]).decode(),
+                     quantity=1.0, items=[item(SHOE)],
                      properties='{"type":"product_view"}'),
         expected_row(add, **row, event_type="self_describing", event_name="add_to_cart",
                      product_id=SHOE["id"], product_action="add", price=89.9, currency="EUR",
-                     quantity=1.0, items=orjson.dumps([item(SHOE)]).decode(),
+                     quantity=1.0, items=[item(SHOE)],
                      properties='{"type":"add_to_cart"}'),
         expected_row(pv2, **row, event_type="page", event_name="page_view"),
         expected_row(ping, **row, event_type="page_ping", event_name="page_ping",
@@ -133,7 +134,7 @@ def test_page_views_pings_and_ecommerce_over_post(page: Page, pages: str,
                          if param in ping}).decode()),
         expected_row(purchase, **row, event_type="self_describing", event_name="transaction",
                      product_action="purchase", currency="EUR", order_id="T-1001",
-                     revenue=114.9, items=orjson.dumps([item(SHOE), item(SOCKS)]).decode(),
+                     revenue=114.9, items=[item(SHOE), item(SOCKS)],
                      properties='{"type":"transaction"}'),
         expected_row(coupon, **row, event_type="structured", event_name="coupon_applied",
                      properties='{"category":"checkout","action":"coupon_applied",'
@@ -161,7 +162,7 @@ def test_get_pixels_with_base64_payloads(page: Page, pages: str, collector: Serv
         expected_row(pv, **row, event_type="page", event_name="page_view"),
         expected_row(view, **row, event_type="self_describing", event_name="product_view",
                      product_id=SOCKS["id"], product_action="view", price=12.5, currency="EUR",
-                     quantity=2.0, items=orjson.dumps([item(SOCKS)]).decode(),
+                     quantity=2.0, items=[item(SOCKS)],
                      properties='{"type":"product_view"}'),
     ]
 

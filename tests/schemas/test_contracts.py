@@ -44,8 +44,11 @@ def test_arrow_types_follow_the_model() -> None:
     assert EVENT_SCHEMA.field("session_index").type == pa.int32()
     assert EVENT_SCHEMA.field("price").type == pa.float64()
     assert EVENT_SCHEMA.field("is_bot").type == pa.bool_()
-    assert set(json_columns(CanonicalEvent)) == {"items", "properties", "traits", "context",
-                                                 "extra"}
+    assert set(json_columns(CanonicalEvent)) == {"properties", "traits", "context", "extra"}
+    assert EVENT_SCHEMA.field("items").type == pa.list_(pa.struct([
+        ("product_id", pa.string()), ("name", pa.string()), ("category", pa.string()),
+        ("brand", pa.string()), ("variant", pa.string()), ("price", pa.float64()),
+        ("quantity", pa.float64()), ("currency", pa.string())]))
     assert QUARANTINE_SCHEMA.field("payload").type == pa.binary()
     assert RAW_SCHEMA.field("body").type == pa.binary()
     assert set(ReasonCode) >= {ReasonCode.PAYLOAD_FORMAT, ReasonCode.SIZE}

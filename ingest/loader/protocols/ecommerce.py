@@ -1,10 +1,25 @@
-"""E-commerce event names of each spec -> the canonical ``product_action``."""
+"""E-commerce of each spec -> the canonical ``product_action`` and ``items``.
+
+Every adapter builds ``items`` with :func:`item_list` (a list of structs of the one
+element type, :class:`schemas.event.Item`), then takes the product columns of an event
+that carries exactly one item from :func:`only_item`: the same product view, add to cart
+or order gives the same row whatever the tracker.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from ingest.loader.sql import quote
+from schemas.columns import sql_type
+from schemas.event import EVENT_SCHEMA
+
+ITEM_TYPE = EVENT_SCHEMA.field("items").type.value_type
+"""Arrow struct type of one element of ``items``."""
+ITEM_FIELDS: tuple[str, ...] = tuple(f.name for f in ITEM_TYPE)
+"""Fields of an item, in column order: product_id, name, category, brand, variant, price,
+quantity, currency."""
+_ITEM_SQL_TYPES = {f.name: sql_type(f.type) for f in ITEM_TYPE}
 
 SEGMENT_ACTIONS: Mapping[str, str] = {
     "product list viewed": "list_view",
@@ -59,12 +74,52 @@ UA_ACTIONS: Mapping[str, str] = {
 """Universal Analytics enhanced e-commerce product actions (``pa``)."""
 
 
-def items_json(products: str) -> str:
-    """SQL: JSON list of normalised items from a list of product structs (Segment spec
-    fields product_id | sku | id, name, category, price, quantity)."""
-    return (f"CASE WHEN {products} IS NOT NULL THEN to_json(list_transform({products}, "
-            "lambda x: {'product_id': coalesce(x.product_id, x.sku, x.id), 'name': x.name, "
-            "'category': x.category, 'price': x.price, 'quantity': x.quantity})) END")
+def item_struct(fields: Mapping[str, str], currency: str = "NULL") -> str:
+    """SQL: one item (a struct of :data:`ITEM_FIELDS`, typed) from SQL expressions per field;
+    NULL for fields not given. An item without a currency takes ``currency`` (the event's)."""
+    unknown = set(fields) - set(ITEM_FIELDS)
+    if unknown:
+        raise KeyError(f"not fields of an item: {sorted(unknown)}")
+    exprs = dict(fields)
+    exprs["currency"] = f"coalesce({exprs.get('currency', 'NULL')}, {currency})"
+    return "{" + ", ".join(f"{quote(name)}: CAST({exprs.get(name, 'NULL')} AS {kind})"
+                           for name, kind in _ITEM_SQL_TYPES.items()) + "}"
+
+
+def item_list(elements: str, var: str, fields: Mapping[str, str], currency: str = "NULL") -> str:
+    """SQL: the ``items`` column from the SQL list ``elements``: each element, named ``var``
+    in ``fields``' expressions, becomes an :func:`item_struct`. NULL for no (or no) elements."""
+    return (f"CASE WHEN len({elements}) > 0 THEN list_transform({elements}, lambda {var}: "
+            f"{item_struct(fields, currency)}) END")
+
+
+def only_item(items: str) -> str:
+    """SQL: the one item of an ``items`` list, NULL unless it holds exactly one (then the
+    event is about that product and its product columns come from it)."""
+    return f"CASE WHEN len({items}) = 1 THEN {items}[1] END"
+
+
+SEGMENT_PRODUCT = {"product_id": "VARCHAR", "sku": "VARCHAR", "id": "VARCHAR",
+                   "name": "VARCHAR", "category": "VARCHAR", "brand": "VARCHAR",
+                   "variant": "VARCHAR", "price": "DOUBLE", "quantity": "DOUBLE",
+                   "currency": "VARCHAR"}
+"""json_transform spec of a product of the Segment e-commerce spec (also PostHog's)."""
+
+
+def segment_items(props: str, action: str) -> str:
+    """SQL: ``items`` of a Segment-spec event whose properties struct is ``props`` (read with
+    :data:`SEGMENT_PRODUCT` fields and ``products``): its ``products``, else, for an
+    e-commerce event (``action`` not NULL) about one product, that product."""
+    def fields(x: str) -> dict[str, str]:
+        return {"product_id": f"coalesce({x}.product_id, {x}.sku, {x}.id)",
+                "name": f"{x}.name", "category": f"{x}.category", "brand": f"{x}.brand",
+                "variant": f"{x}.variant", "price": f"{x}.price",
+                "quantity": f"{x}.quantity", "currency": f"{x}.currency"}
+
+    one = (f"CASE WHEN {action} IS NOT NULL AND coalesce({props}.product_id, {props}.sku, "
+           f"{props}.id) IS NOT NULL THEN [{item_struct(fields(props))}] END")
+    listed = item_list(f"{props}.products", "x_", fields("x_"), f"{props}.currency")
+    return f"coalesce({listed}, {one})"
 
 
 def action_case(name_expr: str, table: Mapping[str, str]) -> str:

@@ -15,17 +15,17 @@ import orjson
 import pyarrow as pa
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
 from ingest.loader.protocols.ga4_mp import mp_parse
 from ingest.loader.protocols.ga_items import (
     GA4_CANONICAL,
     GA4_ITEM_FIELDS,
     GA4_ITEM_NUMBERS,
     canonical_items,
-    first_item,
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
+from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import (
     decode,
     entries,
@@ -93,6 +93,7 @@ def _f(key: str) -> str:
     return f'coalesce(l_k."{key}", q_k."{key}")'
 
 
+_CURRENCY = f"nullif(coalesce({_f('cu')}, {_f('ep.currency')}), '')"
 _STAGES = f"""
 -- Bodies stay out of the stages, except those a hit-level failure quarantines whole.
 CREATE OR REPLACE TEMP TABLE ga_hits AS
@@ -154,11 +155,17 @@ FROM (
 WHERE part <> '';
 
 CREATE OR REPLACE TEMP VIEW ga_ok AS
-SELECT p.*, i.items, {first_item('i.items', GA4_CANONICAL)} AS one,
-  {action_case(_f('en'), GA4_ACTIONS)} AS action
-FROM ga_parsed p LEFT JOIN ({items_sql('ga_item_parts', GA4_ITEM_FIELDS, GA4_ITEM_NUMBERS, True)})
-  i USING (ev)
-WHERE q IS NULL;
+SELECT *, {only_item('item_list')} AS one
+FROM (
+  SELECT *, {canonical_items('items', GA4_CANONICAL, _CURRENCY)} AS item_list
+  FROM (
+    SELECT p.*, i.items, {action_case(_f('en'), GA4_ACTIONS)} AS action
+    FROM ga_parsed p
+      LEFT JOIN ({items_sql('ga_item_parts', GA4_ITEM_FIELDS, GA4_ITEM_NUMBERS, True)}) i
+      USING (ev)
+    WHERE q IS NULL
+  )
+);
 """
 
 _PROPERTIES = merge_json("q_props", "l_props")
@@ -174,7 +181,7 @@ _EVENTS = {
     "derived_ts": "received_at",
     "anonymous_id": f"nullif({_f('cid')}, '')",
     "user_id": f"nullif({_f('uid')}, '')",
-    "session_id": f"nullif({_f('sid')}, '')",
+    "session_id": scoped_session_sql(_f("sid"), _f("cid"), _f("uid")),
     "session_index": f"try_cast({_f('sct')} AS INTEGER)",
     "page_url": f"nullif({_f('dl')}, '')",
     "page_title": f"nullif({_f('dt')}, '')",
@@ -188,22 +195,24 @@ _EVENTS = {
     "screen": f"nullif({_f('sr')}, '')",
     "language": f"nullif({_f('ul')}, '')",
     "ip": "ip",
-    "product_id": "one.item_id",
-    "product_name": "one.item_name",
-    "product_category": "one.item_category",
+    "product_id": "one.product_id",
+    "product_name": "one.name",
+    "product_category": "one.category",
     "product_action": "action",
-    "price": "try_cast(one.price AS DOUBLE)",
-    "quantity": "try_cast(one.quantity AS DOUBLE)",
-    "currency": f"nullif(coalesce({_f('cu')}, {_f('ep.currency')}), '')",
+    "price": "one.price",
+    "quantity": "one.quantity",
+    "currency": f"coalesce({_CURRENCY}, one.currency)",
     "order_id": f"nullif({_f('ep.transaction_id')}, '')",
     "revenue": f"CASE WHEN action IN ('purchase', 'refund') "
                f"THEN try_cast(coalesce({_f('epn.value')}, {_f('ep.value')}) AS DOUBLE) END",
-    "items": canonical_items("items", GA4_CANONICAL),
+    "items": "item_list",
     "search_query": f"nullif({_f('ep.search_term')}, '')",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('items', items)) END",
     "traits": merge_json("q_traits", "l_traits"),
-    "extra": merge_json("q_extra", "l_extra"),
+    # sid has a column, but session_id is scoped by the visitor: the id as sent stays here
+    "extra": merge_json(merge_json("q_extra", "l_extra"), f"CASE WHEN {_f('sid')} <> '' THEN "
+                        f"json_object('client_session_id', {_f('sid')}) END"),
     **LINEAGE,
     "item_index": "item_index",
     "pipeline_version": quote(PIPELINE_VERSION),

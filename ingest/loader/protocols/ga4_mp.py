@@ -13,8 +13,9 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case
-from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items, first_item
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
+from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items
+from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import decode
 from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
@@ -129,14 +130,19 @@ FROM (
 );
 
 CREATE OR REPLACE TEMP VIEW mp_ok AS
-SELECT *, {action_case('e.name', GA4_ACTIONS)} AS action,
-  CASE WHEN json_array_length(p.items) > 0 THEN p.items END AS items
-FROM mp_parsed WHERE q IS NULL;
+SELECT *, {only_item('item_list')} AS one
+FROM (
+  SELECT *, {canonical_items('items', GA4_CANONICAL, "nullif(p.currency, '')")} AS item_list
+  FROM (
+    SELECT *, {action_case('e.name', GA4_ACTIONS)} AS action,
+      CASE WHEN json_array_length(p.items) > 0 THEN p.items END AS items
+    FROM mp_parsed WHERE q IS NULL
+  )
+);
 """
 
 _MEASUREMENT_ID = decode(
     "regexp_extract(query, '(?:^|&)(?:measurement_id|firebase_app_id)=([^&]*)', 1)")
-_ONE = first_item("items", GA4_CANONICAL)
 _EVENTS = {
     "tenant": "tenant",
     "event_id": "'dn:' || md5(concat_ws(chr(10), coalesce(top.client_id, top.app_instance_id, "
@@ -152,7 +158,8 @@ _EVENTS = {
     "derived_ts": "received_at",
     "anonymous_id": "nullif(coalesce(top.client_id, top.app_instance_id), '')",
     "user_id": "nullif(top.user_id, '')",
-    "session_id": "nullif(p.session_id, '')",
+    "session_id": scoped_session_sql("p.session_id", "coalesce(top.client_id, "
+                                     "top.app_instance_id)", "top.user_id"),
     "session_index": "try_cast(p.ga_session_number AS INTEGER)",
     "page_url": "nullif(p.page_location, '')",
     "page_title": "nullif(p.page_title, '')",
@@ -166,16 +173,16 @@ _EVENTS = {
     "screen": "nullif(p.screen_resolution, '')",
     "language": "nullif(p.language, '')",
     "ip": "coalesce(nullif(top.ip_override, ''), ip)",
-    "product_id": f"({_ONE}).item_id",
-    "product_name": f"({_ONE}).item_name",
-    "product_category": f"({_ONE}).item_category",
+    "product_id": "one.product_id",
+    "product_name": "one.name",
+    "product_category": "one.category",
     "product_action": "action",
-    "price": f"try_cast(({_ONE}).price AS DOUBLE)",
-    "quantity": f"try_cast(({_ONE}).quantity AS DOUBLE)",
-    "currency": "nullif(p.currency, '')",
+    "price": "one.price",
+    "quantity": "one.quantity",
+    "currency": "coalesce(nullif(p.currency, ''), one.currency)",
     "order_id": "nullif(p.transaction_id, '')",
     "revenue": "CASE WHEN action IN ('purchase', 'refund') THEN try_cast(p.value AS DOUBLE) END",
-    "items": canonical_items("items", GA4_CANONICAL),
+    "items": "item_list",
     "search_query": "nullif(p.search_term, '')",
     "properties": "item->'$.params'",
     "traits": "top.user_properties",

@@ -1,4 +1,4 @@
-"""E-commerce items of Google Analytics hits -> JSON lists of item objects.
+"""E-commerce items of Google Analytics hits -> JSON lists of item objects -> ``items``.
 
 GA4 sends an item as one parameter, ``pr1=idSKU_1~nmShoe~pr10.5~qt2~k0size~v042``:
 two-letter field codes with their values, and custom item parameters as ``k<N>`` (name)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from ingest.loader.protocols.ecommerce import item_list
 from ingest.loader.protocols.urlencoded import number_json
 from ingest.loader.sql import quote
 
@@ -33,8 +34,17 @@ UA_ITEM_FIELDS: Mapping[str, str] = {
 """Universal Analytics product codes (``pr<N><code>``) -> analytics.js ``ec:addProduct`` keys."""
 UA_ITEM_NUMBERS = ("pr", "qt", "ps")
 
-GA4_CANONICAL = ("item_id", "item_name", "item_category", "price", "quantity")
-UA_CANONICAL = ("id", "name", "category", "price", "quantity")
+GA4_CANONICAL: Mapping[str, str] = {
+    "product_id": "item_id", "name": "item_name", "category": "item_category",
+    "brand": "item_brand", "variant": "item_variant", "price": "price",
+    "quantity": "quantity", "currency": "currency",
+}
+"""Item fields of the ``items`` column -> GA4's item keys (gtag and Measurement Protocol)."""
+UA_CANONICAL: Mapping[str, str] = {
+    "product_id": "id", "name": "name", "category": "category", "brand": "brand",
+    "variant": "variant", "price": "price", "quantity": "quantity",
+}
+"""Item fields of the ``items`` column -> analytics.js product keys (UA has no item currency)."""
 
 
 def items_sql(parts: str, names: Mapping[str, str], numbers: Iterable[str],
@@ -76,21 +86,12 @@ FROM (
 GROUP BY ev"""
 
 
-def canonical_items(items: str, keys: tuple[str, ...]) -> str:
-    """SQL: the ``items`` column (``[{product_id, name, category, price, quantity}]``) from a
-    JSON list of item objects whose id/name/category/price/quantity keys are ``keys``."""
-    spec = "[{" + ", ".join(f'"{k}": "VARCHAR"' for k in keys) + "}]"
-    product, name, category, price, quantity = keys
-    return (f"CASE WHEN {items} IS NOT NULL THEN to_json(list_transform("
-            f"json_transform({items}, {quote(spec)}), lambda i_: {{"
-            f"'product_id': i_.{product}, 'name': i_.{name}, 'category': i_.{category}, "
-            f"'price': try_cast(i_.{price} AS DOUBLE), "
-            f"'quantity': try_cast(i_.{quantity} AS DOUBLE)}})) END")
-
-
-def first_item(items: str, keys: tuple[str, ...]) -> str:
-    """SQL: a struct of the only item's id/name/category/price/quantity; NULL unless the list
-    holds exactly one item (then the event is about that product)."""
-    spec = "{" + ", ".join(f'"{k}": "VARCHAR"' for k in keys) + "}"
-    return (f"CASE WHEN json_array_length({items}) = 1 "
-            f"THEN json_transform({items}->0, {quote(spec)}) END")
+def canonical_items(items: str, keys: Mapping[str, str], currency: str) -> str:
+    """SQL: the ``items`` column (a list of item structs) from a JSON list of item objects
+    whose keys ``keys`` names; an item without a currency takes ``currency``."""
+    spec = "[{" + ", ".join(f'"{k}": "VARCHAR"' for k in keys.values()) + "}]"
+    fields = {name: f"i_.{key}" for name, key in keys.items()}
+    for number in ("price", "quantity"):
+        fields[number] = f"try_cast(i_.{keys[number]} AS DOUBLE)"
+    listed = f"json_transform({items}, {quote(spec)})"
+    return f"CASE WHEN {items} IS NOT NULL THEN {item_list(listed, 'i_', fields, currency)} END"

@@ -14,13 +14,12 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import UA_ACTIONS, action_case
+from ingest.loader.protocols.ecommerce import UA_ACTIONS, action_case, item_struct, only_item
 from ingest.loader.protocols.ga_items import (
     UA_CANONICAL,
     UA_ITEM_FIELDS,
     UA_ITEM_NUMBERS,
     canonical_items,
-    first_item,
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
@@ -88,6 +87,11 @@ def _f(key: str) -> str:
 
 
 _TYPES = ", ".join(quote(t) for t in HIT_TYPES)
+# A legacy item hit (t=item) is about one product: its ic/in/iv/ip/iq.
+_ITEM_HIT = item_struct({
+    "product_id": "nullif(f.ic, '')", "name": "nullif(f.\"in\", '')",
+    "category": "nullif(f.iv, '')", "price": "try_cast(f.ip AS DOUBLE)",
+    "quantity": "try_cast(f.iq AS DOUBLE)"}, "nullif(f.cu, '')")
 _STAGES = f"""
 CREATE OR REPLACE TEMP TABLE ua_hits AS
 SELECT * {_parts("qe", "q_")}
@@ -144,16 +148,24 @@ FROM (SELECT ev, {ITEM_ENTRIES} AS e_
       FROM ua_parsed WHERE q IS NULL AND len(l_items) + len(q_items) > 0);
 
 CREATE OR REPLACE TEMP VIEW ua_ok AS
-SELECT p.*, i.items, {first_item('i.items', UA_CANONICAL)} AS one,
-  CASE WHEN coalesce(f.pa, '') <> '' THEN {action_case('f.pa', UA_ACTIONS)}
-       WHEN f.t IN ('transaction', 'item') THEN 'purchase'
-       WHEN l_impressions OR q_impressions THEN 'list_view' END AS action
-FROM ua_parsed p LEFT JOIN ({items_sql('ua_item_parts', UA_ITEM_FIELDS, UA_ITEM_NUMBERS, False)})
-  i USING (ev)
-WHERE q IS NULL;
+SELECT *, {only_item('item_list')} AS one
+FROM (
+  SELECT *,
+    CASE WHEN f.t = 'item' THEN [{_ITEM_HIT}]
+         ELSE {canonical_items('items', UA_CANONICAL, "nullif(f.cu, '')")} END AS item_list
+  FROM (
+    SELECT p.*, i.items,
+      CASE WHEN coalesce(f.pa, '') <> '' THEN {action_case('f.pa', UA_ACTIONS)}
+           WHEN f.t IN ('transaction', 'item') THEN 'purchase'
+           WHEN l_impressions OR q_impressions THEN 'list_view' END AS action
+    FROM ua_parsed p
+      LEFT JOIN ({items_sql('ua_item_parts', UA_ITEM_FIELDS, UA_ITEM_NUMBERS, False)}) i
+      USING (ev)
+    WHERE q IS NULL
+  )
+);
 """
 
-_ITEM = "f.t = 'item'"
 _PROPERTIES = merge_json("q_props", "l_props")
 _EVENTS = {
     "tenant": "tenant",
@@ -189,16 +201,16 @@ _EVENTS = {
     "viewport": "nullif(f.vp, '')",
     "language": "nullif(f.ul, '')",
     "ip": "coalesce(nullif(f.uip, ''), ip)",
-    "product_id": f"CASE WHEN {_ITEM} THEN nullif(f.ic, '') ELSE one.id END",
-    "product_name": f"CASE WHEN {_ITEM} THEN nullif(f.\"in\", '') ELSE one.name END",
-    "product_category": f"CASE WHEN {_ITEM} THEN nullif(f.iv, '') ELSE one.category END",
+    "product_id": "one.product_id",
+    "product_name": "one.name",
+    "product_category": "one.category",
     "product_action": "action",
-    "price": f"try_cast(CASE WHEN {_ITEM} THEN f.ip ELSE one.price END AS DOUBLE)",
-    "quantity": f"try_cast(CASE WHEN {_ITEM} THEN f.iq ELSE one.quantity END AS DOUBLE)",
-    "currency": "nullif(f.cu, '')",
+    "price": "one.price",
+    "quantity": "one.quantity",
+    "currency": "coalesce(nullif(f.cu, ''), one.currency)",
     "order_id": "nullif(f.ti, '')",
     "revenue": "try_cast(f.tr AS DOUBLE)",
-    "items": canonical_items("items", UA_CANONICAL),
+    "items": "item_list",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('products', items)) END",
     "extra": merge_json("q_extra", "l_extra"),

@@ -1,10 +1,17 @@
 """driftnet's GET pixel: ``/p.gif?k=<write key>&e=<event>&...`` (one event per hit).
 
 Parameters (all optional but ``k``): ``e`` event name, ``t`` type (``page`` or ``track``;
-default track when ``e`` is given, else page), ``id`` event id, ``a`` anonymous id, ``u``
-user id, ``s`` session id, ``url``/``ref``/``title`` page, ``ts`` client time (ms since the
-epoch), ``p.<name>`` string property, ``pn.<name>`` numeric property. Other parameters go to
-``extra``. Without ``url`` the page is the Referer header (an <img> on the page sends it).
+default page when ``e`` is missing or ``page_view``, else track), ``id`` event id, ``a``
+anonymous id, ``u`` user id, ``s`` session id (scoped by the visitor, see session.py),
+``url``/``ref``/``title`` page, ``ts`` client time (ms since the epoch), ``p.<name>`` string
+property, ``pn.<name>`` numeric property. Other parameters go to ``extra``. Without ``url``
+the page is the Referer header (an <img> on the page sends it).
+
+Properties follow the Segment e-commerce spec, as driftnet's own snippet does: events named
+``Product Viewed``, ``Order Completed``, ... with ``p.product_id`` (or ``p.sku``/``p.id``),
+``p.name``, ``p.category``, ``p.brand``, ``p.variant``, ``pn.price``, ``pn.quantity``,
+``p.currency``, ``p.order_id``, ``pn.revenue`` (or ``pn.total``), ``p.query``, and
+``p.products``: a JSON list of product objects (an order's lines).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import orjson
 import pyarrow as pa
 
 from ingest.loader.protocols import Limits, Parsed
+from ingest.loader.protocols.ecommerce import ITEM_FIELDS, SEGMENT_ACTIONS
+from ingest.loader.protocols.session import scoped_session
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.version import PIPELINE_VERSION
@@ -50,6 +59,74 @@ def _client_ts(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
+def _text(value: Any) -> str | None:
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _item(product: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    """A Segment-spec product -> an element of ``items``."""
+    item: dict[str, Any] = {
+        "product_id": _text(product.get("product_id")) or _text(product.get("sku"))
+        or _text(product.get("id")),
+        "name": _text(product.get("name")), "category": _text(product.get("category")),
+        "brand": _text(product.get("brand")), "variant": _text(product.get("variant")),
+        "price": _number(product.get("price")), "quantity": _number(product.get("quantity")),
+        "currency": _text(product.get("currency")) or currency,
+    }
+    assert tuple(item) == ITEM_FIELDS
+    return item
+
+
+def _ecommerce(name: str | None, kind: str, props: dict[str, Any]) -> dict[str, Any]:
+    """The e-commerce columns of a pixel event (Segment e-commerce spec properties)."""
+    action = SEGMENT_ACTIONS.get(name.lower()) if name and kind == "track" else None
+    currency = _text(props.get("currency"))
+    products = props.get("products")
+    if products is not None:
+        if isinstance(products, str):
+            try:
+                products = orjson.loads(products)
+            except orjson.JSONDecodeError:
+                products = None
+        if not (isinstance(products, list) and all(isinstance(p, dict) for p in products)):
+            raise PixelError(ReasonCode.SCHEMA_VIOLATION,
+                             "p.products is not a JSON list of product objects")
+        props["products"] = products  # as Segment's properties hold them
+    items = [_item(p, currency) for p in products or []]
+    own_id = (_text(props.get("product_id")) or _text(props.get("sku"))
+              or _text(props.get("id")))
+    if not items and action is not None and own_id is not None:
+        items = [_item(props, currency)]
+    one = items[0] if len(items) == 1 else {}
+    revenue = _number(props.get("revenue"))
+    return {
+        "product_id": own_id or one.get("product_id"),
+        "product_name": _text(props.get("name")) or one.get("name"),
+        "product_category": _text(props.get("category")) or one.get("category"),
+        "product_action": action,
+        "price": _number(props.get("price")) if "price" in props else one.get("price"),
+        "currency": currency or one.get("currency"),
+        "quantity": (_number(props.get("quantity")) if "quantity" in props
+                     else one.get("quantity")),
+        "order_id": _text(props.get("order_id")),
+        "revenue": revenue if revenue is not None else _number(props.get("total")),
+        "items": items or None,
+        "search_query": _text(props.get("query")),
+    }
+
+
 def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
     """Canonical columns of one pixel hit; PixelError when it cannot be one."""
     try:
@@ -77,9 +154,13 @@ def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
         else:
             extra[key] = value
     name = first.get("e") or None
-    kind = first.get("t") or ("track" if name else "page")
+    kind = first.get("t") or ("track" if name and name != "page_view" else "page")
     if kind not in ("page", "track"):
         raise PixelError(ReasonCode.PROTOCOL_VIOLATION, f"t must be page or track, not {kind!r}")
+    ecommerce = _ecommerce(name, kind, props)
+    anonymous_id, user_id = first.get("a") or None, first.get("u") or None
+    if first.get("s"):
+        extra["client_session_id"] = first["s"]  # session_id is scoped by the visitor
     headers = orjson.loads(hit["headers"]) if hit["headers"] else {}
     event_id = first.get("id") or "dn:" + hashlib.md5(
         hit["query"].encode(), usedforsecurity=False).hexdigest()
@@ -93,15 +174,16 @@ def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
         "client_ts": _client_ts(first.get("ts")),
         "received_at": hit["received_at"],
         "derived_ts": hit["received_at"],
-        "anonymous_id": first.get("a") or None,
-        "user_id": first.get("u") or None,
-        "session_id": first.get("s") or None,
+        "anonymous_id": anonymous_id,
+        "user_id": user_id,
+        "session_id": scoped_session(first.get("s"), anonymous_id, user_id),
         "page_url": first.get("url") or headers.get("referer"),
         "page_title": first.get("title") or None,
         "referrer": first.get("ref") or None,
         "user_agent": headers.get("user-agent"),
         "language": (headers.get("accept-language") or "").split(",")[0].strip() or None,
         "ip": hit["ip"],
+        **ecommerce,
         "properties": orjson.dumps(props).decode() if props else None,
         "extra": orjson.dumps(extra).decode() if extra else None,
         "source": hit["source"],

@@ -13,7 +13,13 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
+from ingest.loader.protocols.ecommerce import (
+    SEGMENT_ACTIONS,
+    SEGMENT_PRODUCT,
+    action_case,
+    only_item,
+    segment_items,
+)
 from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
@@ -27,18 +33,16 @@ _EVENT_SPEC = orjson.dumps({
     "event": "VARCHAR", "uuid": "VARCHAR", "timestamp": "VARCHAR", "offset": "DOUBLE",
     "distinct_id": "VARCHAR", "$distinct_id": "VARCHAR", "$set": "JSON", "$set_once": "JSON",
 }).decode()
-_PRODUCT = {"product_id": "VARCHAR", "sku": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR",
-            "category": "VARCHAR", "price": "DOUBLE", "quantity": "DOUBLE"}
 _PROPS_SPEC = orjson.dumps({
     **dict.fromkeys(("distinct_id", "$device_id", "$user_id", "$session_id", "$current_url",
                      "$pathname", "$title", "title", "$referrer", "$browser_language",
                      "$timezone", "$raw_user_agent", "$ip", "$lib", "utm_source", "utm_medium",
-                     "utm_campaign", "utm_term", "utm_content", "currency", "order_id",
+                     "utm_campaign", "utm_term", "utm_content", "order_id",
                      "query"), "VARCHAR"),
     **dict.fromkeys(("$screen_width", "$screen_height", "$viewport_width",
                      "$viewport_height"), "BIGINT"),
     "$time": "DOUBLE", "$set": "JSON", "$set_once": "JSON", "$group_set": "JSON",
-    "revenue": "DOUBLE", "total": "DOUBLE", "products": [_PRODUCT], **_PRODUCT,
+    "revenue": "DOUBLE", "total": "DOUBLE", "products": [SEGMENT_PRODUCT], **SEGMENT_PRODUCT,
 }).decode()
 # Kinds checked before the values above are trusted (1-based positions in `t`); values of
 # other types are NULL in `e`/`p` (json_transform) and stay as sent in `properties`.
@@ -162,8 +166,16 @@ FROM (
 );
 
 CREATE OR REPLACE TEMP VIEW ph_ok AS
-SELECT *, CASE e.event {_TYPE_WHENS} ELSE 'track' END AS etype
-FROM ph_parsed WHERE q IS NULL;
+SELECT *, {only_item("its")} AS one
+FROM (
+  SELECT *, {segment_items("p", "action")} AS its
+  FROM (
+    SELECT *, {action_case("CASE WHEN etype = 'track' THEN e.event END", SEGMENT_ACTIONS)}
+      AS action
+    FROM (SELECT *, CASE e.event {_TYPE_WHENS} ELSE 'track' END AS etype
+          FROM ph_parsed WHERE q IS NULL)
+  )
+);
 """
 
 _SET = ("CASE WHEN coalesce(e.\"$set\", p.\"$set\") IS NULL THEN coalesce(e.\"$set_once\", "
@@ -208,17 +220,16 @@ _EVENTS = {
     "language": "nullif(p.\"$browser_language\", '')",
     "timezone": "nullif(p.\"$timezone\", '')",
     "ip": "coalesce(nullif(p.\"$ip\", ''), ip)",
-    "product_id": "coalesce(p.product_id, p.sku, p.id)",
-    "product_name": "p.name",
-    "product_category": "p.category",
-    "product_action": action_case("CASE WHEN etype = 'track' THEN e.event END",
-                                  SEGMENT_ACTIONS),
-    "price": "p.price",
-    "currency": "p.currency",
-    "quantity": "p.quantity",
+    "product_id": "coalesce(p.product_id, p.sku, p.id, one.product_id)",
+    "product_name": "coalesce(p.name, one.name)",
+    "product_category": "coalesce(p.category, one.category)",
+    "product_action": "action",
+    "price": "coalesce(p.price, one.price)",
+    "currency": "coalesce(p.currency, one.currency)",
+    "quantity": "coalesce(p.quantity, one.quantity)",
     "order_id": "p.order_id",
     "revenue": "coalesce(p.revenue, p.total)",
-    "items": items_json("p.products"),
+    "items": "its",
     "search_query": "p.query",
     "properties": f"nullif(json_merge_patch(item->'$.properties', {quote(_TOKENS)}), '{{}}')",
     "traits": f"nullif(CASE WHEN etype = 'group' THEN p.\"$group_set\" ELSE {_SET} END, '{{}}')",

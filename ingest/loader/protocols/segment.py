@@ -11,7 +11,14 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import SEGMENT_ACTIONS, action_case, items_json
+from ingest.loader.protocols.ecommerce import (
+    SEGMENT_ACTIONS,
+    SEGMENT_PRODUCT,
+    action_case,
+    only_item,
+    segment_items,
+)
+from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
 from schemas.version import PIPELINE_VERSION
@@ -70,12 +77,10 @@ _CONTEXT_SPEC = orjson.dumps({
                "innerHeight": "BIGINT"},
     "sessionId": "VARCHAR", "sessionStart": "VARCHAR",
 }).decode()
-_PRODUCT = {"product_id": "VARCHAR", "sku": "VARCHAR", "id": "VARCHAR", "name": "VARCHAR",
-            "category": "VARCHAR", "price": "DOUBLE", "quantity": "DOUBLE"}
 _PROPS_SPEC = orjson.dumps({
-    **_PRODUCT, "currency": "VARCHAR", "order_id": "VARCHAR", "revenue": "DOUBLE",
+    **SEGMENT_PRODUCT, "order_id": "VARCHAR", "revenue": "DOUBLE",
     "total": "DOUBLE", "query": "VARCHAR", "url": "VARCHAR", "title": "VARCHAR",
-    "path": "VARCHAR", "referrer": "VARCHAR", "products": [_PRODUCT],
+    "path": "VARCHAR", "referrer": "VARCHAR", "products": [SEGMENT_PRODUCT],
 }).decode()
 _DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
 
@@ -232,15 +237,22 @@ FROM (
 );
 
 CREATE OR REPLACE TEMP VIEW seg_ok AS
-SELECT *,
-  json_transform(ctx, {quote(_CONTEXT_SPEC)}) AS c,
-  json_transform(e.properties, {quote(_PROPS_SPEC)}) AS p
+SELECT *, {only_item("its")} AS one
 FROM (
-  SELECT *,
-    CASE WHEN batch_ctx IS NOT NULL
-         THEN json_merge_patch(batch_ctx, coalesce(e.context, '{{}}'))
-         ELSE e.context END AS ctx
-  FROM seg_parsed WHERE q IS NULL
+  SELECT *, {segment_items("p", "action")} AS its
+  FROM (
+    SELECT *,
+      json_transform(ctx, {quote(_CONTEXT_SPEC)}) AS c,
+      json_transform(e.properties, {quote(_PROPS_SPEC)}) AS p,
+      {action_case("CASE WHEN etype = 'track' THEN e.event END", SEGMENT_ACTIONS)} AS action
+    FROM (
+      SELECT *,
+        CASE WHEN batch_ctx IS NOT NULL
+             THEN json_merge_patch(batch_ctx, coalesce(e.context, '{{}}'))
+             ELSE e.context END AS ctx
+      FROM seg_parsed WHERE q IS NULL
+    )
+  )
 );
 """
 
@@ -259,7 +271,7 @@ _EVENTS = {
     "derived_ts": "received_at",
     "anonymous_id": "nullif(e.anonymousId, '')",
     "user_id": "nullif(e.userId, '')",
-    "session_id": "c.sessionId",
+    "session_id": scoped_session_sql("c.sessionId", "e.anonymousId", "e.userId"),
     "page_url": "coalesce(c.page.url, CASE WHEN etype = 'page' THEN p.url END)",
     "page_path": "coalesce(c.page.path, CASE WHEN etype = 'page' THEN p.path END)",
     "page_title": "coalesce(c.page.title, CASE WHEN etype = 'page' THEN p.title END)",
@@ -278,16 +290,16 @@ _EVENTS = {
     "language": "c.locale",
     "timezone": "c.timezone",
     "ip": "coalesce(c.ip, ip)",
-    "product_id": "coalesce(p.product_id, p.sku, p.id)",
-    "product_name": "p.name",
-    "product_category": "p.category",
-    "product_action": action_case("CASE WHEN etype = 'track' THEN e.event END", SEGMENT_ACTIONS),
-    "price": "p.price",
-    "currency": "p.currency",
-    "quantity": "p.quantity",
+    "product_id": "coalesce(p.product_id, p.sku, p.id, one.product_id)",
+    "product_name": "coalesce(p.name, one.name)",
+    "product_category": "coalesce(p.category, one.category)",
+    "product_action": "action",
+    "price": "coalesce(p.price, one.price)",
+    "currency": "coalesce(p.currency, one.currency)",
+    "quantity": "coalesce(p.quantity, one.quantity)",
     "order_id": "p.order_id",
     "revenue": "coalesce(p.revenue, p.total)",
-    "items": items_json("p.products"),
+    "items": "its",
     "search_query": "p.query",
     "properties": "e.properties",
     "traits": "e.traits",

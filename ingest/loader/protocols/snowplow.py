@@ -15,7 +15,13 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import SNOWPLOW_ACTIONS, action_case
+from ingest.loader.protocols.ecommerce import (
+    SNOWPLOW_ACTIONS,
+    action_case,
+    item_list,
+    item_struct,
+    only_item,
+)
 from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
 from schemas.version import PIPELINE_VERSION
 
@@ -49,8 +55,8 @@ _FIELDS = "struct_pack(" + ", ".join(f"{k} := nullif(r.{k}, '')" for k in _READ)
 
 _ECOM = "iglu:com.snowplowanalytics.snowplow.ecommerce/"
 _PRODUCT_SPEC = orjson.dumps({"id": "VARCHAR", "name": "VARCHAR", "category": "VARCHAR",
-                              "price": "DOUBLE", "currency": "VARCHAR",
-                              "quantity": "DOUBLE"}).decode()
+                              "brand": "VARCHAR", "variant": "VARCHAR", "price": "DOUBLE",
+                              "currency": "VARCHAR", "quantity": "DOUBLE"}).decode()
 _ORDER_SPEC = orjson.dumps({"transaction_id": "VARCHAR", "revenue": "DOUBLE",
                             "currency": "VARCHAR"}).decode()
 _IGLU = r"^iglu:([a-zA-Z0-9_.-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/([0-9]+-[0-9]+-[0-9]+)$"
@@ -161,6 +167,16 @@ _SPLIT = ("list_transform(list_filter(string_split(query, '&'), lambda kv: kv <>
 _PAIRS = ("list_transform(" + _SPLIT + ", lambda p: {'k': " + _DECODE.format(x="p.k")
           + ", 'v': " + _DECODE.format(x="p.v") + "})")
 
+# A legacy transaction item (e=ti) is about one product; an e-commerce plugin event about
+# its product entities (their currency, else the transaction's, else the cart's).
+_TI_ITEM = item_struct({"product_id": "f.ti_sk", "name": "f.ti_nm", "category": "f.ti_ca",
+                        "price": "CAST(f.ti_pr AS DOUBLE)", "quantity": "CAST(f.ti_qu AS DOUBLE)",
+                        "currency": "f.ti_cu"})
+_ECOM_ITEMS = item_list("products", "x", {
+    "product_id": "x.id", "name": "x.name", "category": "x.category", "brand": "x.brand",
+    "variant": "x.variant", "price": "x.price", "quantity": "x.quantity",
+    "currency": "x.currency"}, "coalesce(ord.currency, cart_currency)")
+
 _STAGES = f"""
 -- Bodies stay out of the stages (copying one onto each of its events is quadratic), except
 -- the few a hit-level failure quarantines whole.
@@ -237,6 +253,10 @@ FROM (
 );
 
 CREATE OR REPLACE TEMP VIEW sp_ok AS
+SELECT *, {only_item("item_list")} AS one
+FROM (
+SELECT *, CASE f.e WHEN 'ti' THEN [{_TI_ITEM}] WHEN 'ue' THEN {_ECOM_ITEMS} END AS item_list
+FROM (
 SELECT *,
   CASE WHEN is_ecom THEN list_transform(list_filter(entities, lambda x:
          starts_with(x->>'$.schema', '{_ECOM}product/')),
@@ -257,6 +277,8 @@ FROM (
                AND iglu.name = 'snowplow_ecommerce_action', false) AS is_ecom
     FROM sp_parsed WHERE q IS NULL
   )
+)
+)
 );
 """
 
@@ -273,7 +295,6 @@ def _event_columns() -> dict[str, str]:
     drop = ("CASE f.e " + " ".join(f"WHEN '{e}' THEN {_json_drop(COLUMN_PARAMS + params)}"
                                    for e, params in TYPE_PARAMS.items())
             + f" ELSE {_json_drop(COLUMN_PARAMS)} END")
-    one = "len(products) = 1"
     properties = """CASE f.e
       WHEN 'ue' THEN ue_data
       WHEN 'se' THEN json_object('category', f.se_ca, 'action', f.se_ac, 'label', f.se_la,
@@ -312,29 +333,21 @@ def _event_columns() -> dict[str, str]:
         "language": "f.lang",
         "timezone": "f.tz",
         "ip": "coalesce(f.ip, ip)",
-        "product_id": f"CASE f.e WHEN 'ti' THEN f.ti_sk WHEN 'ue' THEN "
-                      f"CASE WHEN {one} THEN products[1].id END END",
-        "product_name": f"CASE f.e WHEN 'ti' THEN f.ti_nm WHEN 'ue' THEN "
-                        f"CASE WHEN {one} THEN products[1].name END END",
-        "product_category": f"CASE f.e WHEN 'ti' THEN f.ti_ca WHEN 'ue' THEN "
-                            f"CASE WHEN {one} THEN products[1].category END END",
+        "product_id": "one.product_id",
+        "product_name": "one.name",
+        "product_category": "one.category",
         "product_action": f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' "
                           f"WHEN iglu.name = 'site_search' THEN 'search' "
                           f"ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END",
-        "price": f"CASE f.e WHEN 'ti' THEN CAST(f.ti_pr AS DOUBLE) WHEN 'ue' THEN "
-                 f"CASE WHEN {one} THEN products[1].price END END",
-        "currency": f"CASE f.e WHEN 'tr' THEN f.tr_cu WHEN 'ti' THEN f.ti_cu WHEN 'ue' THEN "
-                    f"coalesce(CASE WHEN {one} THEN products[1].currency END, ord.currency, "
-                    f"cart_currency) END",
-        "quantity": f"CASE f.e WHEN 'ti' THEN CAST(f.ti_qu AS DOUBLE) WHEN 'ue' THEN "
-                    f"CASE WHEN {one} THEN products[1].quantity END END",
+        "price": "one.price",
+        "currency": "CASE f.e WHEN 'tr' THEN f.tr_cu WHEN 'ti' THEN f.ti_cu WHEN 'ue' THEN "
+                    "coalesce(one.currency, ord.currency, cart_currency) END",
+        "quantity": "one.quantity",
         "order_id": "CASE f.e WHEN 'tr' THEN f.tr_id WHEN 'ti' THEN f.ti_id "
                     "WHEN 'ue' THEN ord.transaction_id END",
         "revenue": "CASE f.e WHEN 'tr' THEN CAST(f.tr_tt AS DOUBLE) "
                    "WHEN 'ue' THEN ord.revenue END",
-        "items": "CASE WHEN len(products) > 0 THEN to_json(list_transform(products, lambda x: "
-                 "{'product_id': x.id, 'name': x.name, 'category': x.category, "
-                 "'price': x.price, 'quantity': x.quantity})) END",
+        "items": "item_list",
         "search_query": "CASE WHEN iglu.name = 'site_search' THEN array_to_string(try("
                         "json_transform(ue_data->'$.terms', '[\"VARCHAR\"]')), ' ') END",
         # json_merge_patch drops the nulls: only the fields the tracker sent are kept.

@@ -42,7 +42,7 @@ def _shop_rows() -> list[dict[str, Any]]:
             rows.append(event(minute=m + 2, event_name="Order Completed",
                               product_action="purchase", order_id=f"o{i}",
                               properties=json.dumps({"order_id": f"o{i}", "coupon": "X"}),
-                              items=json.dumps([{"product_id": f"p{i % 3}", "price": 9.5}]),
+                              items=[{"product_id": f"p{i % 3}", "price": 9.5}],
                               **s))
     return rows
 

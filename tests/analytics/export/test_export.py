@@ -42,12 +42,12 @@ def _rows() -> list[dict[str, Any]]:
               product_action="add"),
         _view("s1", 61, "LATE"),
         event(minute=62, session_id="s1", event_name="Order Completed",
-              product_action="purchase", items=json.dumps([{"product_id": "i2"}])),
+              product_action="purchase", items=[{"product_id": "i2"}]),
         # train session that buys before T1: a multi-item order, then nothing
         _view("s2", 10, "i3", anonymous_id="a2"),
         event(minute=11, session_id="s2", anonymous_id="a2", event_name="Order Completed",
               product_action="purchase", order_id="o2",
-              items=json.dumps([{"product_id": "i3"}, {"product_id": "i4"}])),
+              items=[{"product_id": "i3"}, {"product_id": "i4"}]),
         # valid session
         _view("s3", 70, "i5", anonymous_id="a3"),
         # test session, no session id: inferred by inactivity

@@ -83,13 +83,16 @@ def test_real_purchase_hit(ga: Server) -> None:
     assert len(got) == 1
     *fields, items = got[0]
     assert fields == ["track", "purchase", "ga4", "G-ABC123", "1677925765.1764678332",
-                      "1766755460", 2, "https://www.example.com/?g=123123", "Example Domain",
-                      "en-us", "1920x1080", "purchase", "T_12345", 72.05, "USD"]
-    assert orjson.loads(items) == [
+                      "1677925765.1764678332:1766755460", 2,
+                      "https://www.example.com/?g=123123", "Example Domain", "en-us",
+                      "1920x1080", "purchase", "T_12345", 72.05, "USD"]
+    assert items == [
         {"product_id": "SKU_12345", "name": "Stan and Friends Tee", "category": "Apparel",
-         "price": 10.01, "quantity": 3.0},
+         "brand": "Google", "variant": "green", "price": 10.01, "quantity": 3.0,
+         "currency": "USD"},
         {"product_id": "SKU_12346", "name": "Google Grey Women's Tee", "category": "Apparel",
-         "price": 21.01, "quantity": 2.0}]
+         "brand": "Google", "variant": "gray", "price": 21.01, "quantity": 2.0,
+         "currency": "USD"}]
     props = orjson.loads(rows(ga, "SELECT properties FROM events WHERE order_id = 'T_12345'")[0][0])
     assert (props["value"], props["tax"], props["coupon"]) == (72.05, 3.6, "SUMMER_SALE")
     assert props["items"][1]["promotion_name"] == "Summer Sale"

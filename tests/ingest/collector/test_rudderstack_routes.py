@@ -70,7 +70,9 @@ def test_sdk_track_on_segment_path(rs: Server) -> None:
     got = rows(rs, "SELECT protocol, event_name, product_action, product_id, price, session_id, "
                    "screen, viewport, page_path, language FROM events WHERE event_id = ?",
                [msg["messageId"]])
-    assert got == [("segment", "Product Added", "add", "sku-1", 49.9, "1767261600000",
+    # RudderStack's sessionId is a device-side timestamp: scoped by the anonymous id
+    session = f"{msg['anonymousId']}:1767261600000"
+    assert got == [("segment", "Product Added", "add", "sku-1", 49.9, session,
                     "1920x1080", "1280x720", "/shoes", "de-DE")]
 
 

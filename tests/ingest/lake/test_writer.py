@@ -7,11 +7,14 @@ import threading
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+import pytest
+from deltalake import DeltaTable, write_deltalake
 
+from ingest.lake.errors import LakeSchemaError
 from ingest.lake.writer import LakeWriter, split_by_partition
-from schemas.lake import loader_app_id
+from schemas.lake import PARTITION_COLUMNS, delta_schema, loader_app_id
 from schemas.storage import LakeLocation
 from tests.ingest.lake.rows import batch, event_row, table
 from tests.support import lake_rows
@@ -103,3 +106,16 @@ def test_two_loaders_owning_the_same_partition_write_its_batch_once(tmp_path: Pa
     assert not errors
     assert _ids(tmp_path) == sorted(f"m-3-{o}" for o in range(1, 21))
     assert len(lake_rows(tmp_path, "raw", "SELECT * FROM t")) == 20
+
+
+def test_a_table_with_an_older_column_type_is_refused_with_a_clear_error(
+        tmp_path: Path) -> None:
+    """Lakes made before ``items`` became a list of structs hold it as JSON text."""
+    schema = delta_schema("events")
+    old = schema.set(schema.get_field_index("items"), pa.field("items", pa.string()))
+    write_deltalake(str(tmp_path / "events"), old.empty_table(),
+                    partition_by=list(PARTITION_COLUMNS))
+    with pytest.raises(LakeSchemaError) as info:
+        LakeWriter(LakeLocation.parse(tmp_path))
+    assert "items" in str(info.value) and "driftnet replay" in str(info.value)
+    assert not info.value.transient

@@ -28,18 +28,19 @@ def test_real_purchase_maps_to_columns(pipeline: Pipeline) -> None:
     assert (e["event_type"], e["event_name"], e["protocol"], e["platform"]) == (
         "track", "purchase", "ga4", "web")
     assert (e["app_id"], e["anonymous_id"], e["session_id"], e["session_index"]) == (
-        "G-ABC123", "1677925765.1764678332", "1766755460", 2)
+        "G-ABC123", "1677925765.1764678332", "1677925765.1764678332:1766755460", 2)
     assert (e["page_host"], e["page_path"], e["page_title"]) == (
         "www.example.com", "/", "Example Domain")
     assert (e["product_action"], e["order_id"], e["revenue"], e["currency"]) == (
         "purchase", "T_12345", 72.05, "USD")
     assert e["product_id"] is None  # two items: the event is not about one product
-    assert [i["product_id"] for i in orjson.loads(e["items"])] == ["SKU_12345", "SKU_12346"]
+    assert [i["product_id"] for i in e["items"]] == ["SKU_12345", "SKU_12346"]
     assert (e["language"], e["screen"], e["user_agent"]) == ("en-us", "1920x1080", "UA/1")
     extra = orjson.loads(e["extra"])
     assert extra["gtm"] == "45je5ca1za200" and extra["tfd"] == "18058"
     assert extra["uafvl"].startswith("Microsoft%20Edge;143")  # gtag double-encodes it
     assert not {"tid", "cid", "en", "pr1", "ep.coupon"} & set(extra)
+    assert extra["client_session_id"] == "1766755460"  # the sid as sent
     assert e["event_id"].startswith("dn:")
 
 
@@ -60,7 +61,7 @@ def test_lines_override_the_shared_parameters(pipeline: Pipeline) -> None:
                             "en=first\nen=second&dt=Own&ep.kind=own&epn.kind=5\r\n\r\n"))
     first, second = events(out)
     assert (first["event_name"], first["page_title"], first["session_id"]) == (
-        "first", "Shared", "s")
+        "first", "Shared", "c1:s")  # sid is unique per client only: scoped by cid
     assert orjson.loads(first["properties"]) == {"kind": "shared"}
     assert (second["event_name"], second["page_title"]) == ("second", "Own")
     assert orjson.loads(second["properties"]) == {"kind": 5}  # a number parameter wins
@@ -103,7 +104,7 @@ def test_measurement_protocol(pipeline: Pipeline) -> None:
     view, purchase = events(out)
     assert (view["event_name"], view["app_id"], view["platform"], view["anonymous_id"],
             view["user_id"], view["session_id"], view["session_index"]) == (
-        "view_item", "G-MP", "server", "123.456", "u1", "77", 3)
+        "view_item", "G-MP", "server", "123.456", "u1", "123.456:77", 3)
     assert (view["product_id"], view["price"], view["quantity"], view["product_action"]) == (
         "I1", 9.5, 2.0, "view")
     assert view["client_ts"].isoformat() == "2026-01-01T00:00:00+00:00"

@@ -38,9 +38,9 @@ def test_enhanced_ecommerce_purchase(pipeline: Pipeline) -> None:
     [e] = events(run(pipeline, hit(body=PURCHASE)))
     assert (e["product_action"], e["order_id"], e["revenue"], e["product_id"]) == (
         "purchase", "T12345", 37.39, "P12345")
-    assert orjson.loads(e["items"]) == [{"product_id": "P12345",
-                                         "name": "Android Warhol T-Shirt",
-                                         "category": "Apparel", "price": None, "quantity": None}]
+    assert e["items"] == [{"product_id": "P12345", "name": "Android Warhol T-Shirt",
+                           "category": "Apparel", "brand": "Google", "variant": "Black",
+                           "price": None, "quantity": None, "currency": None}]
 
 
 def test_classic_ecommerce_item_and_queue_time(pipeline: Pipeline) -> None:

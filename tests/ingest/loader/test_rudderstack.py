@@ -27,7 +27,9 @@ def test_beacon_batch_keeps_the_protocol(pipeline: Pipeline) -> None:
     [e] = run(pipeline, hit("/beacon/v1/batch", body, "writeKey=k")).events.to_pylist()
     assert (e["protocol"], e["event_name"], e["product_action"], e["order_id"], e["revenue"]) == (
         "rudderstack", "Order Completed", "purchase", "o-1", 99.0)
-    assert (e["session_id"], e["viewport"]) == ("1767261600000", "1280x720")
+    # RudderStack's sessionId is a device-side timestamp: scoped by the anonymous id
+    assert (e["session_id"], e["viewport"]) == (
+        "1f6b4c5a-8a4e-4f0e-9d65-6b0e3e6c2a11:1767261600000", "1280x720")
     assert orjson.loads(e["extra"]) == {"channel": "web", "integrations": {"All": True}}
 
 

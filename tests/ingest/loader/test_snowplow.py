@@ -229,11 +229,11 @@ def test_snowplow_ecommerce_actions() -> None:
     t = rows["t"]
     assert (t["product_id"], t["order_id"], t["revenue"], t["currency"]) == (
         None, "o-9", 59.9, "EUR")
-    assert orjson.loads(t["items"]) == [
-        {"product_id": "sku-1", "name": "Name sku-1", "category": "shoes", "price": 27.5,
-         "quantity": 2.0},
-        {"product_id": "sku-2", "name": "Name sku-2", "category": "shoes", "price": 4.9,
-         "quantity": 1.0}]
+    assert t["items"] == [
+            {"product_id": "sku-1", "name": "Name sku-1", "category": "shoes", "brand": None,
+             "variant": None, "price": 27.5, "quantity": 2.0, "currency": "EUR"},
+            {"product_id": "sku-2", "name": "Name sku-2", "category": "shoes", "brand": None,
+             "variant": None, "price": 4.9, "quantity": 1.0, "currency": "EUR"}]
     assert orjson.loads(t["properties"]) == {"type": "transaction"}
     assert len(orjson.loads(t["context"])) == 3
 

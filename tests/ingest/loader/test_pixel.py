@@ -1,0 +1,41 @@
+"""driftnet's GET pixel through the loader pipeline (its e-commerce is in test_protocol_parity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import orjson
+
+from analytics.connect import connect
+from ingest.lake.writer import append_rows
+from ingest.loader.pipeline import Pipeline
+from schemas.storage import LakeLocation
+from tests.ingest.loader.helpers import envelope, events, only, run
+
+
+def pixel(**params: str) -> bytes:
+    return envelope("pixel", b"", "/p.gif", urlencode(params), "GET",
+                    {"referer": "https://shop.example/p/1"})
+
+
+def test_page_view_is_a_page_and_counts_in_sessions(pipeline: Pipeline, tmp_path: Path) -> None:
+    out = run(pipeline, pixel(e="page_view", a="anon-1", s="17"),
+              pixel(e="Newsletter Opened", a="anon-1", s="17"), pixel(a="anon-1", s="17"))
+    rows = events(out)
+    assert [(r["event_type"], r["event_name"]) for r in rows] == [
+        ("page", "page_view"), ("track", "Newsletter Opened"), ("page", "page_view")]
+    # the pixel's s is made up by the page: unique per visitor only
+    assert {r["session_id"] for r in rows} == {"anon-1:17"}
+    assert orjson.loads(rows[0]["extra"]) == {"client_session_id": "17"}
+    append_rows(LakeLocation.parse(tmp_path), "events", out.events)
+    with connect(tmp_path, "acme") as con:
+        assert con.sql("SELECT session_id, pages FROM sessions").fetchall() == [("anon-1:17", 2)]
+
+
+def test_products_must_be_a_json_list_of_objects(pipeline: Pipeline) -> None:
+    out = run(pipeline, pixel(e="Order Completed", a="a", **{"p.products": "[1, 2]"}))
+    assert out.events.num_rows == 0
+    q = only(out.quarantine)
+    assert (q["reason"], q["detail"]) == ("schema_violation",
+                                          "p.products is not a JSON list of product objects")

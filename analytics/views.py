@@ -296,7 +296,11 @@ def orders_view(reporting_currency: str | None = None) -> str:
            arg_max(user_id, {ORDER_KEY}) AS user_id,
            arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
                    {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money,
-           arg_min(items, {ORDER_KEY}) AS items,
+           -- Snowplow's legacy transaction sends each item as an event of its own
+           CASE WHEN bool_or(event_type = 'transaction_item')
+                THEN flatten(list(items ORDER BY {EVENT_ORDER})
+                             FILTER (event_type = 'transaction_item'))
+                ELSE arg_min(items, {ORDER_KEY}) END AS items,
            count(*) AS events,
            list(DISTINCT protocol ORDER BY protocol) AS protocols
     FROM session_events WHERE product_action = 'purchase'
@@ -346,6 +350,72 @@ GROUP BY s.tenant, s.person_id
 id never identified."""
 
 
+_PRODUCT_LINE_COLUMNS = ("tenant", "session_id", "product_action", "product_id", "product_name",
+                         "product_category", "price", "quantity", "currency", "items",
+                         "derived_ts")
+
+PRODUCTS: Final = f"""
+WITH se AS (
+  SELECT {", ".join(_PRODUCT_LINE_COLUMNS)} FROM session_events
+  WHERE product_action IS NOT NULL AND (product_id IS NOT NULL OR len(items) > 0)
+),
+lines AS (
+  -- one line per product an event is about: each element of items, else product_id
+  SELECT tenant, session_id, product_action, derived_ts, it.product_id, it.name,
+         it.category, it.price, it.quantity, coalesce(it.currency, currency) AS currency
+  FROM (SELECT *, unnest(items) AS it FROM se WHERE len(items) > 0)
+  UNION ALL
+  SELECT tenant, session_id, product_action, derived_ts, product_id, product_name,
+         product_category, price, quantity, currency
+  FROM se WHERE coalesce(len(items), 0) = 0
+),
+per_session AS (
+  SELECT tenant, product_id, session_id,
+         arg_max(name, derived_ts) AS name, arg_max(category, derived_ts) AS category,
+         max(derived_ts) AS last_seen,
+         count(*) FILTER (product_action = 'list_view') AS list_views,
+         count(*) FILTER (product_action = 'click') AS clicks,
+         count(*) FILTER (product_action = 'view') AS views,
+         count(*) FILTER (product_action = 'add') AS adds,
+         sum(coalesce(quantity, 1)) FILTER (product_action = 'add') AS units_added,
+         count(*) FILTER (product_action = 'remove') AS removes,
+         count(*) FILTER (product_action = 'purchase') AS purchases,
+         sum(coalesce(quantity, 1)) FILTER (product_action = 'purchase') AS units_purchased
+  FROM lines WHERE product_id IS NOT NULL
+  GROUP BY tenant, product_id, session_id
+),
+money AS (
+  SELECT tenant, product_id,
+         map(list(currency ORDER BY currency), list(amount ORDER BY currency))
+           AS revenue_by_currency
+  FROM (SELECT tenant, product_id, coalesce(currency, '{NO_CURRENCY}') AS currency,
+               sum(price * coalesce(quantity, 1)) AS amount
+        FROM lines
+        WHERE product_action = 'purchase' AND product_id IS NOT NULL AND price IS NOT NULL
+        GROUP BY ALL)
+  GROUP BY tenant, product_id
+)
+SELECT p.tenant, p.product_id, arg_max(p.name, p.last_seen) AS name,
+       arg_max(p.category, p.last_seen) AS category,
+       sum(p.list_views)::BIGINT AS list_views, sum(p.clicks)::BIGINT AS clicks,
+       sum(p.views)::BIGINT AS views, sum(p.adds)::BIGINT AS adds,
+       sum(p.units_added) AS units_added, sum(p.removes)::BIGINT AS removes,
+       sum(p.purchases)::BIGINT AS purchases, sum(p.units_purchased) AS units_purchased,
+       any_value(m.revenue_by_currency) AS revenue_by_currency,
+       count(*) FILTER (p.views > 0) AS sessions_viewed,
+       count(*) FILTER (p.adds > 0) AS sessions_added,
+       count(*) FILTER (p.purchases > 0) AS sessions_purchased,
+       count(*) FILTER (p.views > 0 AND p.purchases > 0)
+         / nullif(count(*) FILTER (p.views > 0), 0) AS view_to_purchase_rate
+FROM per_session p
+LEFT JOIN money m ON m.tenant = p.tenant AND m.product_id = p.product_id
+GROUP BY p.tenant, p.product_id
+"""
+"""One row per product: how often it was seen in lists, clicked, viewed, added and bought
+(events and sessions), purchase revenue per currency (price x quantity of its order lines),
+and the share of the sessions that viewed it and also bought it."""
+
+
 def derived_views(reporting_currency: str | None = None) -> tuple[tuple[str, str], ...]:
     """Views built on top of ``events``, in creation order; with a reporting currency,
     revenue is also converted into it (``fx_rates`` must then exist)."""
@@ -356,6 +426,7 @@ def derived_views(reporting_currency: str | None = None) -> tuple[tuple[str, str
         ("sessions", sessions_view(reporting_currency)),
         ("orders", orders_view(reporting_currency)),
         ("users", USERS),
+        ("products", PRODUCTS),
     )
 
 

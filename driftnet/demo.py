@@ -1,7 +1,7 @@
 """``driftnet demo``: the whole pipeline, on a temporary lake, with real analyses printed.
 
 1. starts ``driftnet up`` (collector + loader on the embedded log) on a free port;
-2. simulates shopper sessions for three tenants over HTTP;
+2. simulates shopper sessions for three tenants over HTTP, spread over the past 14 days;
 3. waits until the loader has committed every acknowledged hit;
 4. prints events per tenant and type, a conversion funnel, acquisition, top products and
    quarantine reasons, all through the same tenant-scoped DuckDB views a data scientist uses;
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -79,13 +80,12 @@ ANALYSES = [
     ("Acquisition: where sessions came from, and what they brought",
      "SELECT referrer_class, coalesce(utm_medium, '-') AS utm_medium, count(*) AS sessions, "
      "round(avg(pages), 1) AS pages_per_session, count(*) FILTER (WHERE purchased) AS orders, "
-     "round(sum(revenue), 2) AS revenue FROM sessions GROUP BY ALL ORDER BY sessions DESC"),
-    ("Top products (views, adds, and the add rate)",
-     "SELECT product_id, any_value(product_name) AS name, "
-     "count(*) FILTER (WHERE product_action = 'view') AS views, "
-     "count(*) FILTER (WHERE product_action = 'add') AS adds, "
-     "round(adds / nullif(views, 0), 2) AS add_rate "
-     "FROM events WHERE product_id IS NOT NULL GROUP BY 1 ORDER BY views DESC LIMIT 5"),
+     "round(sum(revenue), 2) AS revenue, string_agg(DISTINCT currency, ', ') AS currency "
+     "FROM sessions GROUP BY ALL ORDER BY sessions DESC"),
+    ("Top products (products view: views, adds, purchases, view-to-purchase rate)",
+     "SELECT product_id, name, views, adds, purchases, "
+     "round(view_to_purchase_rate, 2) AS view_to_purchase "
+     "FROM products ORDER BY views DESC, product_id LIMIT 5"),
     ("Quarantine: what could not be loaded, and why",
      "SELECT reason, detail, count(*) AS hits FROM quarantine GROUP BY ALL ORDER BY hits DESC"),
 ]
@@ -112,7 +112,7 @@ def run_demo(tenants_path: Path, sessions: int, keep: bool) -> int:
     try:
         wait_healthy(url, 30, proc)
         report = run_simulation(SimulationConfig(url=url, tenants=tenants, sessions=sessions,
-                                                 only_tenants=tuple(demo_tenants)))
+                                                 only_tenants=tuple(demo_tenants), days=14))
         print(report.summary())
         wait_loaded(EmbeddedLogSettings(path=log_path), 60)
         print(f"everything acknowledged is loaded ({time.monotonic() - started:.1f}s so far)")
@@ -162,7 +162,8 @@ def _next_steps(lake: Path | None, tenant: str) -> str:
     lines += [
         f"  driftnet sql --lake {where} --tenant {tenant}     # a SQL shell over its views",
         f"  driftnet discover --lake {where} --tenant {tenant} --target purchase",
-        f"  driftnet export --lake {where} --tenant {tenant} --recipe sessions --out ./ds",
+        f"  driftnet export --lake {where} --tenant {tenant} --recipe sessions --out ./ds "
+        f"--train-end {(dt.datetime.now(dt.UTC) - dt.timedelta(days=4)).date()}",
         "  driftnet up --tenants examples/tenants.toml --lake ./lake   # your own collector",
         "  README.md and docs/ say the rest.",
     ]

@@ -54,7 +54,9 @@ def _events(columns: tuple[str, ...], where: str) -> str:
 
 
 CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
-              "ELSE 0 END * coalesce(price, 0) * coalesce(quantity, 1)")
+              "ELSE 0 END * coalesce(CASE WHEN product_id IS NOT NULL "
+              "THEN coalesce(price, 0) * coalesce(quantity, 1) END, list_sum(list_transform("
+              "items, lambda x: coalesce(x.price, 0) * coalesce(x.quantity, 1))), 0)")
 """What an event changes the cart's value by (an add's or remove's price x quantity)."""
 
 

@@ -252,3 +252,65 @@ def test_engaged_time_from_page_pings_ga4_and_posthog(tmp_path: Path) -> None:
     assert s["ga"]["engaged_s"] == 2.0
     assert s["ph"]["engaged_s"] == 50.0
     assert s["none"]["engaged_s"] is None
+
+
+def _item(pid: str, price: float, quantity: float = 1, currency: str | None = None
+          ) -> dict[str, Any]:
+    return {"product_id": pid, "name": f"n-{pid}", "category": "c", "brand": None,
+            "variant": None, "price": price, "quantity": quantity, "currency": currency}
+
+
+def test_products_count_views_adds_purchases_and_revenue_per_currency(tmp_path: Path) -> None:
+    def view(s: str, pid: str, minute: float) -> dict[str, Any]:
+        return event(minute=minute, session_id=s, product_id=pid, product_action="view",
+                     price=10.0, currency="EUR", items=[_item(pid, 10.0, 1, "EUR")])
+
+    write_events(tmp_path, [
+        view("s1", "p1", 0), view("s1", "p1", 1), view("s2", "p1", 0), view("s3", "p2", 0),
+        event(minute=2, session_id="s1", product_id="p1", product_action="add", price=10.0,
+              quantity=2, items=[_item("p1", 10.0, 2, "EUR")]),
+        # a two-item order: lines from items, product_id NULL
+        event(minute=3, session_id="s1", product_action="purchase", order_id="o1",
+              revenue=25.0, currency="EUR",
+              items=[_item("p1", 10.0, 2), _item("p2", 5.0, 1)]),
+        # p2 bought in USD by s4, which never viewed it
+        event(minute=0, session_id="s4", product_id="p2", product_action="purchase",
+              order_id="o2", revenue=6.0, currency="USD", price=6.0, quantity=1,
+              items=[_item("p2", 6.0, 1, "USD")]),
+        event(minute=0, session_id="s5", product_action="list_view",
+              items=[_item("p1", 10.0), _item("p2", 5.0)]),
+    ])
+    with connect(tmp_path, "acme") as con:
+        rows = {r["product_id"]: r for r in
+                con.sql("SELECT * FROM products").to_arrow_table().to_pylist()}
+        order = con.sql("SELECT items FROM orders WHERE order_id = 'o1'").fetchall()[0][0]
+    p1, p2 = rows["p1"], rows["p2"]
+    assert (p1["list_views"], p1["views"], p1["adds"], p1["units_added"], p1["purchases"],
+            p1["units_purchased"]) == (1, 3, 1, 2.0, 1, 2.0)
+    assert (p1["sessions_viewed"], p1["sessions_purchased"]) == (2, 1)
+    assert p1["view_to_purchase_rate"] == 0.5 and p1["name"] == "n-p1"
+    assert dict(p1["revenue_by_currency"]) == {"EUR": 20.0}
+    assert dict(p2["revenue_by_currency"]) == {"EUR": 5.0, "USD": 6.0}
+    assert (p2["sessions_viewed"], p2["sessions_purchased"]) == (1, 2)
+    assert p2["view_to_purchase_rate"] == 0.0     # s3 viewed it; s1 and s4 bought unseen
+    assert [i["product_id"] for i in order] == ["p1", "p2"]
+
+
+def test_an_order_of_snowplow_transaction_items_lists_every_item(tmp_path: Path) -> None:
+    sp = {"session_id": "s", "protocol": "snowplow", "order_id": "o9"}
+    write_events(tmp_path, [
+        event(minute=0, event_type="transaction", event_name="transaction",
+              product_action="purchase", revenue=15.0, currency="GBP", **sp),
+        event(minute=0, event_type="transaction_item", event_name="transaction_item",
+              product_action="purchase", product_id="a", price=5.0, currency="GBP",
+              items=[_item("a", 5.0, 1, "GBP")], **sp),
+        event(minute=0, event_type="transaction_item", event_name="transaction_item",
+              product_action="purchase", product_id="b", price=10.0, currency="GBP",
+              items=[_item("b", 10.0, 1, "GBP")], **sp),
+    ])
+    with connect(tmp_path, "acme") as con:
+        ((items, revenue, currency, events),) = con.sql(
+            "SELECT items, revenue, currency, events FROM orders").fetchall()
+    assert [i["product_id"] for i in items] == ["a", "b"]
+    assert (revenue, currency, events) == (15.0, "GBP", 3)
+    assert _sessions(tmp_path)["s"]["products_purchased"] == 2

@@ -19,6 +19,7 @@ which the tracker sent them. Time is ``derived_ts`` throughout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 SESSION_GAP: Final = "INTERVAL 30 MINUTE"
@@ -41,35 +42,57 @@ _VISITOR = ("coalesce(anonymous_id, user_id, network_user_id, "
             "'event:' || event_id)")
 
 _ROW_KEY_COLUMNS: Final = ("source", "source_partition", "source_offset", "source_index",
-                            "item_index", "event_id")
+                            "item_index")
+"""Identify an event row: its place in the transport (the loader writes each once)."""
 _ROW_KEY = ", ".join(_ROW_KEY_COLUMNS)
-_NARROW = ", ".join(dict.fromkeys((*_ROW_KEY_COLUMNS, *EVENT_ORDER_COLUMNS)))
-
-INFERRED_SESSIONS: Final = f"""
-SELECT {_ROW_KEY},
-       '{INFERRED_PREFIX}' || _visitor || ':' || epoch_us(max(CASE WHEN _new THEN derived_ts END)
-         OVER (PARTITION BY _visitor ORDER BY {EVENT_ORDER} ROWS UNBOUNDED PRECEDING))
-         AS session_id
-FROM (
-  SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
-           PARTITION BY _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP}, true) AS _new
-  FROM (SELECT {_NARROW}, {_VISITOR} AS _visitor FROM events WHERE session_id IS NULL)
-)
-"""
-"""The inferred session of each event without a session id, by row key. The window runs
-over this narrow projection and is joined back to the events: a window over ``SELECT *``
-makes DuckDB read every column (JSON documents included), whatever the query needs."""
 
 
-def session_events_sql(inferred: str = f"({INFERRED_SESSIONS})") -> str:
-    """``session_events`` with the inferred sessions read from ``inferred`` (a relation
-    like :data:`INFERRED_SESSIONS`; an export computes it once for all its splits)."""
+def inferred_sessions_sql(columns: Sequence[str] = _ROW_KEY_COLUMNS,
+                          events: str = "events") -> str:
+    """``columns`` of the events of ``events`` without a session id, with ``session_id``
+    set to their inactivity session (see the module docstring)."""
+    narrow = ", ".join(dict.fromkeys((*columns, *EVENT_ORDER_COLUMNS, "anonymous_id",
+                                      "user_id", "network_user_id", "event_id")))
     return f"""
-    SELECT *, false AS session_inferred FROM events WHERE session_id IS NOT NULL
+    SELECT {", ".join(c for c in dict.fromkeys(columns) if c != "session_id")},
+           '{INFERRED_PREFIX}' || _visitor || ':' || epoch_us(
+             max(CASE WHEN _new THEN derived_ts END) OVER (
+               PARTITION BY _visitor ORDER BY {EVENT_ORDER} ROWS UNBOUNDED PRECEDING))
+             AS session_id
+    FROM (
+      SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
+               PARTITION BY _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP}, true) AS _new
+      FROM (SELECT {narrow}, {_VISITOR} AS _visitor FROM {events} WHERE session_id IS NULL)
+    )"""
+
+
+INFERRED_SESSIONS: Final = inferred_sessions_sql()
+"""The inferred session of each event without a session id, by row key."""
+
+
+def session_events_sql(inferred: str = f"({INFERRED_SESSIONS})",
+                       events: str = "events") -> str:
+    """``session_events`` over ``events``, the inferred sessions read from ``inferred`` (a
+    relation like :data:`INFERRED_SESSIONS`, by row key). The window runs over a narrow
+    projection and is joined back: a window over ``SELECT *`` makes DuckDB read every
+    column (JSON documents included) whatever the query needs."""
+    return f"""
+    SELECT *, false AS session_inferred FROM {events} WHERE session_id IS NOT NULL
     UNION ALL BY NAME
     SELECT e.* REPLACE (g.session_id AS session_id), true AS session_inferred
-    FROM (SELECT * FROM events WHERE session_id IS NULL) e
+    FROM (SELECT * FROM {events} WHERE session_id IS NULL) e
     JOIN {inferred} g USING ({_ROW_KEY})
+    """
+
+
+def narrow_session_events_sql(columns: Sequence[str], events: str = "events") -> str:
+    """``columns`` (and ``session_inferred``) of ``session_events``, without the join back:
+    what an export materialises once for all its splits."""
+    cols = ", ".join(dict.fromkeys(columns))
+    return f"""
+    SELECT {cols}, false AS session_inferred FROM {events} WHERE session_id IS NOT NULL
+    UNION ALL BY NAME
+    SELECT *, true AS session_inferred FROM ({inferred_sessions_sql(columns, events)})
     """
 
 

@@ -30,11 +30,10 @@ from analytics.export.manifest import (
     write_manifest,
 )
 from analytics.export.progress import Progress
-from analytics.export.recipes import Query, recipe_query
+from analytics.export.recipes import Query, prepare, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
 from analytics.export.writers import write_batches
 from analytics.readonly import check_read_only
-from analytics.views import INFERRED_SESSIONS, session_events_sql
 from schemas.storage import LakeLocation
 
 BATCH_ROWS = 65_536
@@ -53,13 +52,7 @@ def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
         files.setdefault(f.table, []).append(f.path)
     con = connect(lake, spec.tenant, files=files,  # type: ignore[arg-type]
                   memory_limit=memory_limit, rates=spec.rates)
-    if spec.recipe != "sql" or "session" in (spec.query or "").lower() or any(
-            name in (spec.query or "").lower() for name in ("users", "orders", "identities")):
-        # Every split reads session_events; the inactivity sessions of the events without a
-        # session id are a window over all of them, so work them out once, not per split.
-        con.execute(f"CREATE TEMP TABLE inferred_sessions AS {INFERRED_SESSIONS}")
-        con.execute("CREATE OR REPLACE VIEW session_events AS "
-                    + session_events_sql("inferred_sessions"))
+    prepare(con, spec)
     return con
 
 
@@ -69,6 +62,8 @@ def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | 
     order = query.order_by
     if fmt == "jsonl":
         # ORDER BY ALL over one JSON text column is still a total order of the rows.
+        if order is None:
+            return f"SELECT to_json(x)::VARCHAR AS line FROM ({query.sql}) AS x"
         keys = "line" if order == "ALL" else ", ".join(f"x.{k.strip()}" for k in order.split(","))
         return f"SELECT to_json(x)::VARCHAR AS line FROM ({query.sql}) AS x ORDER BY {keys}"
     if fmt == "csv":
@@ -78,7 +73,7 @@ def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | 
         if nested:
             repl = ", ".join(f'to_json("{c}")::VARCHAR AS "{c}"' for c in nested)
             base = f"SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x"
-    return f"{base} ORDER BY {order}"
+    return base if order is None else f"{base} ORDER BY {order}"
 
 
 def split_tables(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> dict[str, pa.Table]:

@@ -21,13 +21,15 @@ from typing import Any
 
 import duckdb
 
+from analytics.discover.aliases import find_aliases
 from analytics.discover.options import DiscoverOptions
 from analytics.discover.report import Catalog, FieldStats, FillPoint, Source, ValueCount
 from schemas.columns import json_columns
 from schemas.event import CanonicalEvent
 
 JSON_SOURCES: tuple[str, ...] = tuple(json_columns(CanonicalEvent))
-"""JSON text columns whose documents are catalogued path by path."""
+"""JSON columns whose documents are catalogued path by path. Read as ``TRY_CAST(c AS
+JSON)``: ``items`` may be JSON text or a typed list of structs; invalid text is skipped."""
 
 JSON_TYPES = {"VARCHAR": "string", "BIGINT": "integer", "UBIGINT": "integer",
               "DOUBLE": "number", "BOOLEAN": "boolean", "NULL": "null"}
@@ -73,7 +75,8 @@ def _column_counts(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str,
         aggs += [f"count({c}) AS n{i}",
                  f"min(CASE WHEN {c} IS NOT NULL THEN received_at END) AS a{i}",
                  f"max(CASE WHEN {c} IS NOT NULL THEN received_at END) AS b{i}"]
-    sql = (f"SELECT event_name, date, count(*) AS events, {', '.join(aggs)} "
+    sql = (f"SELECT event_name, date, count(*) AS events, min(derived_ts) AS t_min, "
+           f"max(derived_ts) AS t_max, {', '.join(aggs)} "
            f"FROM {scope} GROUP BY event_name, date")
     return _rows(con, sql, params)
 
@@ -137,8 +140,8 @@ def _json_rows_sql(scope: str) -> str:
         parts.append(f"""
         SELECT {_lit(src)} AS src, event_name, date, received_at, j.fullkey, j.type,
                j.value AS raw
-        FROM (SELECT event_name, date, received_at, {_ident(src)} AS doc FROM {scope}
-              WHERE {_ident(src)} IS NOT NULL AND json_valid({_ident(src)})) e,
+        FROM (SELECT event_name, date, received_at, TRY_CAST({_ident(src)} AS JSON) AS doc
+              FROM {scope}) e,
              json_tree(e.doc) j
         WHERE j.type NOT IN ('OBJECT', 'ARRAY')""")
     leaves = "\nUNION ALL\n".join(parts)
@@ -177,7 +180,8 @@ def _json_stats(con: duckdb.DuckDBPyConnection, scope: str,
 
 
 def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Catalog:
-    """The catalog of the events in scope (``opts.event``, ``opts.since``)."""
+    """The catalog of the events in scope (``opts.event``, ``opts.since``, ``opts.until``);
+    JSON paths that copy a column are listed as its aliases, not as fields."""
     scope, params = _scope(opts)
     types = view_columns(con)
     columns = list(types)
@@ -190,6 +194,8 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     first: dict[Key, dt.datetime] = {}
     last: dict[Key, dt.datetime] = {}
     fill_day: dict[str, dict[dt.date, int]] = defaultdict(lambda: defaultdict(int))
+    t_min = min((r["t_min"] for r in counts if r["t_min"] is not None), default=None)
+    t_max = max((r["t_max"] for r in counts if r["t_max"] is not None), default=None)
     for row in counts:
         name, day = row["event_name"], row["date"]
         events_by_name[name] += row["events"]
@@ -241,8 +247,12 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
 
     json_fields, json_fill = _json_catalog(con, (scope, sample_scope, fraction), params, opts,
                                            events_of)
-    fields += json_fields
-    fill_day.update(json_fill)
+    aliases = find_aliases(con, scope, params,
+                           [f for f in json_fields if f.event_name is None], types)
+    for f in fields:
+        f.aliases = sorted(a for a, col in aliases.items() if col == f.field)
+    fields += [f for f in json_fields if f.field not in aliases]
+    fill_day.update({k: v for k, v in json_fill.items() if k not in aliases})
     days = sorted(events_by_day)
     fill_over_time = {
         field: [FillPoint(date=d, events=events_by_day[d], filled=per_day.get(d, 0)) for d in days]
@@ -250,11 +260,11 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     }
     return Catalog(
         events=total,
-        first_event=min(first.values(), default=None) if total else None,
-        last_event=max(last.values(), default=None) if total else None,
+        first_event=t_min, last_event=t_max,
         event_names={n: events_by_name[n] for n in names},
         fields=fields,
         fill_over_time=fill_over_time,
+        aliases=aliases,
     )
 
 

@@ -289,9 +289,9 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
                              positives, opts, f.aliases, reasons))
     for name in prefix.NUMERIC:
         groups = [_group(v, n, p, base, opts.min_support) for v, n, p in numeric[name]]
+        if len(groups) < 2:
+            continue  # one group (constant, or never filled) says nothing
         distinct = len([g for g in groups if g.value != MISSING])
-        if distinct < 2:
-            continue  # one bucket (never filled, or constant) says nothing
         scores.append(_score(name, "session", "numeric", groups, distinct, total, positives,
                              opts, [], []))
     scores.sort(key=lambda s: (s.suspect, -s.score, -s.mutual_information, s.field))

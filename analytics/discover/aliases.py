@@ -83,8 +83,7 @@ def find_aliases(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, A
     sql = (f"SELECT {', '.join(aggs)} FROM (SELECT *, "
            f"{', '.join(f'{e} AS p{i}' for i, e in enumerate(exprs))} "
            f"FROM (SELECT *, {', '.join(lists)} FROM {scope} LIMIT {SAMPLE_ROWS}))")
-    row = con.execute(sql, params).fetchone()
-    assert row is not None
+    row = con.execute(sql, params).fetchall()[0]
     out: dict[str, str] = {}
     for k, (f, col) in enumerate(pairs):
         filled, agreeing = int(row[2 * k] or 0), int(row[2 * k + 1] or 0)

@@ -52,8 +52,9 @@ class DiscoverOptions(BaseModel):
         "distinct value per two events (ids, timestamps), get no top values: counting them "
         "costs a hash table entry per value and says nothing.")
     top_values_sample_rows: int = Field(
-        1_000_000, ge=1, description="Past this many events, top values are counted on a "
-        "random sample of about this size (counts scaled back; shares stay accurate).")
+        200_000, ge=1, description="Past this many events, top values are counted on a "
+        "random sample of about this size (counts scaled back; shares within about 0.2 "
+        "points). 1M cost 30% more CPU for the whole catalog at 1M events.")
     lift_values: int = Field(20, ge=2, le=200, description="Values per feature in the lift "
                              "analysis; rarer values are pooled as `(other)`.")
     max_features: int = Field(100, ge=1, description="Most logged fields ranked against the "

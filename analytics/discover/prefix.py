@@ -143,10 +143,10 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     SELECT *, epoch(s_start - lag(s_start) OVER (PARTITION BY visitor ORDER BY s_start,
                                                   session_id)) AS since_previous_session_s
     FROM s""", params)
-    row = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
-                      f"(SELECT session_id FROM {TABLE})").fetchone()
+    (excluded,), = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
+                               f"(SELECT session_id FROM {TABLE})").fetchall()
     con.execute(f"DROP TABLE {TARGETS}")
-    return int(row[0]) if row else 0
+    return int(excluded)
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:

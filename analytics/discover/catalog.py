@@ -2,13 +2,15 @@
 
 Set-at-a-time in DuckDB, a handful of scans whatever the number of fields:
 
-1. columns, per event name and day: events, filled, first and last seen (so fill over
-   time and first/last seen come from one small grouped table);
-2. columns, per event name and overall: approximate distinct counts (HyperLogLog);
-3. columns: exact top values, one narrow scan per column with few enough distinct values;
-4. JSON paths: ``json_tree`` over ``items``, ``properties``, ``traits``, ``context`` and
+1. columns, in one scan: per event name and day events, filled, first and last seen (so
+   fill over time and first/last seen come from one small grouped table); per event name
+   and overall approximate distinct counts (HyperLogLog);
+2. columns: top values, one UNPIVOT scan of the columns with few enough distinct values
+   (on a sample past ``top_values_sample_rows`` events);
+3. JSON paths: ``json_tree`` over ``items``, ``properties``, ``traits``, ``context`` and
    ``extra`` flattens every document into (path, type, value) rows, array indices folded
-   to ``[*]``, aggregated like the columns in one pass; a second pass counts top values.
+   to ``[*]``, aggregated like the columns in one pass; a second pass counts top values;
+4. JSON paths that copy a column: aliases.py, one scan of at most 200k events.
 
 No Python runs per event; Python only shapes the aggregated rows into the report.
 """
@@ -66,31 +68,33 @@ def view_columns(con: duckdb.DuckDBPyConnection, view: str = "events") -> dict[s
     return {str(r[0]): str(r[1]) for r in rows if r[0] != "date"}
 
 
-def _column_counts(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any],
-                   columns: list[str]) -> list[dict[str, Any]]:
+def _column_stats(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any],
+                  columns: list[str]) -> tuple[list[dict[str, Any]],
+                                               dict[str | None, dict[str, int]]]:
+    """One scan: per (event name, day) events, filled, first and last seen of each column;
+    per event name and overall, approximate distinct counts (one scan instead of two saved
+    a third of their CPU time on 1M events)."""
     aggs = []
     for i, col in enumerate(columns):
         c = _ident(col)
         # CASE, not FILTER: DuckDB's filtered min/max is ~15x slower here.
         aggs += [f"count({c}) AS n{i}",
                  f"min(CASE WHEN {c} IS NOT NULL THEN received_at END) AS a{i}",
-                 f"max(CASE WHEN {c} IS NOT NULL THEN received_at END) AS b{i}"]
-    sql = (f"SELECT event_name, date, count(*) AS events, min(derived_ts) AS t_min, "
-           f"max(derived_ts) AS t_max, {', '.join(aggs)} "
-           f"FROM {scope} GROUP BY event_name, date")
-    return _rows(con, sql, params)
-
-
-def _column_distinct(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any],
-                     columns: list[str]) -> dict[str | None, dict[str, int]]:
-    aggs = ", ".join(f"approx_count_distinct({_ident(c)}) AS d{i}" for i, c in enumerate(columns))
-    sql = (f"SELECT event_name, grouping(event_name) AS g, {aggs} FROM {scope} "
-           "GROUP BY GROUPING SETS ((event_name), ())")
-    out: dict[str | None, dict[str, int]] = {}
+                 f"max(CASE WHEN {c} IS NOT NULL THEN received_at END) AS b{i}",
+                 f"approx_count_distinct({c}) AS d{i}"]
+    sql = (f"SELECT event_name, date, grouping(event_name) AS g_event, grouping(date) AS g_date, "
+           f"count(*) AS events, min(derived_ts) AS t_min, max(derived_ts) AS t_max, "
+           f"{', '.join(aggs)} FROM {scope} "
+           "GROUP BY GROUPING SETS ((event_name, date), (event_name), ())")
+    counts: list[dict[str, Any]] = []
+    distinct: dict[str | None, dict[str, int]] = {}
     for row in _rows(con, sql, params):
-        name = None if row["g"] else row["event_name"]
-        out[name] = {c: int(row[f"d{i}"]) for i, c in enumerate(columns)}
-    return out
+        if not row["g_date"]:
+            counts.append(row)
+        else:
+            name = None if row["g_event"] else row["event_name"]
+            distinct[name] = {c: int(row[f"d{i}"]) for i, c in enumerate(columns)}
+    return counts, distinct
 
 
 def _top_values(con: duckdb.DuckDBPyConnection, counts_sql: str, k: int,
@@ -185,8 +189,7 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     scope, params = _scope(opts)
     types = view_columns(con)
     columns = list(types)
-    counts = _column_counts(con, scope, params, columns)
-    distinct = _column_distinct(con, scope, params, columns)
+    counts, distinct = _column_stats(con, scope, params, columns)
 
     events_by_name: dict[str, int] = defaultdict(int)
     events_by_day: dict[dt.date, int] = defaultdict(int)

@@ -154,11 +154,12 @@ def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue
     mi = _mutual_information(groups, total, positives)
     supported = [g for g in groups if not g.small]
     best = max(supported, key=lambda g: (g.lift_low, g.sessions), default=None)
-    for g in groups:
+    for g in groups if not reasons else []:  # one reason of this kind is enough
         if g.value not in (MISSING, OTHER):
             reason = _exclusive(f"sessions with {field} = {g.value!r}", g, opts, base)
             if reason:
                 reasons.append(reason)
+                break
     missing = sum(g.sessions for g in groups if g.value == MISSING)
     if kind == "categorical":  # numeric groups stay in bucket order
         groups.sort(key=lambda g: (-g.sessions, g.value))
@@ -270,6 +271,8 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     for i, f in enumerate(features):
         groups = [_group(v, n, p, base, opts.min_support)
                   for v, n, p in _pool(counts[i], opts.lift_values)]
+        if len(groups) < 2:
+            continue  # one value in every session (or none) says nothing
         reasons = []
         has, set_late = late.get(i, (0, 0))
         if has >= opts.min_support and set_late / has >= opts.suspect_late_share:

@@ -25,7 +25,8 @@ from tests.analytics.lakes import T0, event, write_events
 def _leaky_shop() -> list[dict[str, Any]]:
     """405 sessions. Email sessions buy 3x as often as the others (60% vs 20%). Buyers add
     to cart (properties.quantity) and identify (traits.plan) just before the purchase; 60%
-    of the others also add to cart, and browse as long. Five tiktok sessions all buy."""
+    of the others also add to cart, and browse as long (a product list). Five tiktok
+    sessions all buy."""
     rows = []
     for i in range(405):
         if i >= 400:
@@ -53,7 +54,8 @@ def _leaky_shop() -> list[dict[str, Any]]:
                               product_action="purchase", order_id=f"o{i}",
                               properties=json.dumps({"quantity": 1 + i % 3}), **s))
         else:
-            rows.append(event(minute=m + 5.5, event_type="page", event_name="page_view", **s))
+            rows.append(event(minute=m + 5.5, event_name="Product List Viewed",
+                              product_action="list_view", **s))
     return rows
 
 

@@ -150,8 +150,9 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
 
 
 def drop(con: duckdb.DuckDBPyConnection) -> None:
-    """Remove the prefix table."""
+    """Remove the prefix table (and the target times, if building it failed)."""
     con.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    con.execute(f"DROP TABLE IF EXISTS {TARGETS}")
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str,

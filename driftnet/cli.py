@@ -513,7 +513,7 @@ def _write_text(text: str, output: Path | None) -> None:
 @click.option("--target", default=None,
               help="Event name or product_action (e.g. purchase): rank session features "
                    "read before the target, with lift, support and 95% intervals per value.")
-@click.option("--min-support", type=int, default=30, show_default=True,
+@click.option("--min-support", type=click.IntRange(min=1), default=30, show_default=True,
               help="With --target: groups of fewer sessions are marked small and never "
                    "decide a feature's rank.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",

@@ -540,10 +540,16 @@ def _write_text(text: str, output: Path | None) -> None:
 @_analytics_tenant_option
 @click.option("--event", default=None, help="Only events with this event_name.")
 @click.option("--since", default=None,
-              help="Only events received since: 30d, 12h, 2w, or an ISO date.")
+              help="Only events that happened since (event time, derived_ts): 30d, 12h, 2w, "
+                   "or an ISO date/time (UTC when naive).")
+@click.option("--until", default=None,
+              help="Only events that happened before (event time, derived_ts): same forms.")
 @click.option("--target", default=None,
               help="Event name or product_action (e.g. purchase): rank session features "
-                   "by the information they carry about it, with lift per value.")
+                   "read before the target, with lift, support and 95% intervals per value.")
+@click.option("--min-support", type=click.IntRange(min=1), default=30, show_default=True,
+              help="With --target: groups of fewer sessions are marked small and never "
+                   "decide a feature's rank.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
               show_default=True, help="Output format (html: self-contained report).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -553,20 +559,27 @@ def _write_text(text: str, output: Path | None) -> None:
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
 @_tenants_option(required=False)
-def discover(lake: str, tenant: str, event: str | None, since: str | None, target: str | None,
-             fmt: str, output: Path | None, top_k: int, memory_limit: str | None,
-             tenants_path: Path | None) -> None:
+def discover(lake: str, tenant: str, event: str | None, since: str | None, until: str | None,
+             target: str | None, min_support: int, fmt: str, output: Path | None, top_k: int,
+             memory_limit: str | None, tenants_path: Path | None) -> None:
     """Catalog every field ever logged (columns and JSON paths), and what predicts a target.
 
     For each column and each path inside items, properties, traits, context and extra:
     types seen, fill rate, distinct count, top values, first and last seen, overall and
-    by event name. With --target, session-level lift and mutual information.
+    by event name; a JSON path that copies a column is shown once, as its alias.
+
+    With --target, each session is read up to its first target event only (what was
+    observable before it): logged fields by their first value, and session numbers
+    (events, pages, product views, adds, searches, duration, time to first add, prices
+    viewed, recency) by quantile bucket. Every value shows its support and the target
+    rate's Wilson 95% interval; features rank by the lower bound of lift, and those that
+    look like consequences of the target are marked suspect and ranked last.
 
     \b
     Examples:
       driftnet discover --lake ./lake --tenant acme --since 30d
       driftnet discover --lake ./lake --tenant acme --target purchase \\
-        --format html --output report.html
+        --since 2026-03-01 --until 2026-04-01 --format html --output report.html
     """
     from analytics import connect
     from analytics.discover import DiscoverOptions, parse_since
@@ -576,7 +589,8 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, targe
 
     _require_known_tenant(lake, tenant, tenants_path)
     opts = DiscoverOptions(event=event, since=parse_since(since) if since else None,
-                           target=target, top_k=top_k)
+                           until=parse_since(until) if until else None,
+                           target=target, top_k=top_k, min_support=min_support)
     con = connect(lake, tenant, memory_limit=memory_limit)
     try:
         report = run_discover(con, opts, tenant=tenant)

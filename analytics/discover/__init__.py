@@ -4,12 +4,14 @@
 >>> from analytics.discover import DiscoverOptions, discover
 >>> report = discover(connect("lake", "acme"), DiscoverOptions(target="purchase"))
 >>> report.target.features[0].field
-'referrer_class'
+'utm_source'
 
 The catalog (catalog.py) lists every column and JSON path with types, fill rate, distinct
-count, top values and first/last seen, overall and by event name; with a target, lift.py
-ranks session-level features by mutual information. report_table.py and report_html.py
-render the same :class:`Report`.
+count, top values and first/last seen, overall and by event name; a JSON path that copies a
+column is shown as that column's alias (aliases.py). With a target, prefix.py builds each
+session's features from its events before the target and lift.py gives lift per value with
+support and intervals, flags suspect features and ranks the rest. report_table.py and
+report_html.py render the same :class:`Report`.
 """
 
 from __future__ import annotations
@@ -29,5 +31,5 @@ def discover(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions,
     """Catalog the events in scope and, with ``opts.target``, rank features against it."""
     catalog = build_catalog(con, opts)
     target = target_report(con, catalog, opts) if opts.target else None
-    return Report(tenant=tenant, event=opts.event, since=opts.since, catalog=catalog,
-                  target=target)
+    return Report(tenant=tenant, event=opts.event, since=opts.since, until=opts.until,
+                  catalog=catalog, target=target)

@@ -1,33 +1,49 @@
-"""Which logged fields carry information about a target, at session level.
+"""Which session features say something about a target, and how sure we are.
 
 The target is an event name (``Order Completed``) or a product action (``purchase``); a
-session is positive when it contains one. A session's value of a feature is the first
-value the field took in the session *before* the first target event (so a field that is
-only sent with the purchase itself, like an order id, cannot look predictive); sessions
-whose first event already is the target have no such prefix and are left out.
+session is positive when it contains one. Features are read on the session's prefix
+before its first target event (prefix.py): logged fields (string and boolean columns,
+JSON paths; ids and lineage excluded) by their first value, and behavioural numbers
+(counts, dwell, prices, recency) cut into quantile buckets.
 
-For each categorical field (string or boolean columns and JSON paths, ids and lineage
-excluded) the values are counted per session, the ``lift_values`` most frequent kept and
-the rest pooled as ``(other)``, missing values kept as ``(missing)``. Pooling bounds the
-upward bias of mutual information on high-cardinality fields (an id column would
-otherwise "explain" everything). Fields are ranked by mutual information I(feature;
-target) in bits, with the uncertainty coefficient I/H(target) as a 0..1 score.
+Per group (a value, or a bucket) of a feature: support (sessions, positives), the rate
+with its Wilson 95% interval, and the lift (rate / base rate) with its bounds (the
+interval's bounds / base rate). Groups with fewer than ``min_support`` sessions are marked
+small. A feature's score is the highest lower bound of lift among its well-supported
+groups, so a handful of lucky sessions cannot outrank a large group whose lift is certain.
 
-One DuckDB query does the session aggregation and the per-value counts; Python only sees
-the small (feature, value) count table.
+A feature is *suspect* when it looks like a consequence of the target rather than a
+predictor (it is kept, ranked after the others, with the reason):
+
+- **late**: in most target sessions that have the field, it is first set in the last
+  quarter of the time before the target (an identify call at checkout, a cart quantity);
+- **exclusive**: sessions that have the field, or one of its values, reach the target
+  almost always (the lower bound of the rate at least ``suspect_rate``) while the target
+  is a minority.
+
+Mutual information (bits) and the uncertainty coefficient are reported too, over values
+pooled to the ``lift_values`` most frequent (the rest as ``(other)``), which bounds the
+upward bias of mutual information on high-cardinality fields.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
+from typing import Literal
 
 import duckdb
 
+from analytics.discover import prefix
 from analytics.discover.options import DiscoverOptions
-from analytics.discover.report import Catalog, FeatureScore, FieldStats, LiftValue, TargetReport
-from analytics.views import EVENT_ORDER, ORDER_KEY
+from analytics.discover.report import (
+    Catalog,
+    FeatureScore,
+    FeatureSource,
+    FieldStats,
+    LiftValue,
+    TargetReport,
+)
 
 EXCLUDED_COLUMNS = frozenset({
     "tenant", "event_id", "event_type", "event_name", "product_action", "anonymous_id",
@@ -38,13 +54,20 @@ EXCLUDED_COLUMNS = frozenset({
 
 MISSING = "(missing)"
 OTHER = "(other)"
+Z95 = 1.959963984540054
 _CATEGORICAL_COLUMN_TYPES = frozenset({"VARCHAR", "BOOLEAN"})
 _CATEGORICAL_JSON_TYPES = frozenset({"string", "boolean", "null"})
 
 METHOD = ("A session is positive when it has an event whose event_name or product_action is "
-          "the target. Features are the first non-null value of each field in the session "
-          "before its first target event; the {k} most frequent values of a feature are kept, "
-          "the rest pooled as (other). Ranked by mutual information in bits.")
+          "the target. Features are read on the events strictly before the session's first "
+          "target event (sessions without the target: all their events; sessions starting "
+          "with it are left out): a logged field by its first value (the {k} most frequent "
+          "kept, the rest pooled as (other)), a session number by its quantile bucket. "
+          "Rate intervals are Wilson 95%; lift bounds are those over the base rate. Groups "
+          "under {m} sessions are small and never decide a rank. Features rank by the "
+          "highest lower bound of lift among their well-supported groups; suspect ones "
+          "(first set right before the target, or present almost only in target sessions) "
+          "come last.")
 
 
 def candidate_features(catalog: Catalog, opts: DiscoverOptions) -> list[FieldStats]:
@@ -66,134 +89,215 @@ def candidate_features(catalog: Catalog, opts: DiscoverOptions) -> list[FieldSta
     return out[: opts.max_features]
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def wilson(positives: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (0, 1 when n is 0)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = positives / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _group(value: str, n: int, pos: int, base: float, min_support: int) -> LiftValue:
+    low, high = wilson(pos, n)
+    rate = pos / n if n else 0.0
+    return LiftValue(value=value, sessions=n, positives=pos, rate=rate, rate_low=low,
+                     rate_high=high, lift=rate / base if base else 0.0,
+                     lift_low=low / base if base else 0.0,
+                     lift_high=high / base if base else 0.0, small=n < min_support)
 
 
-def _feature_exprs(features: list[FieldStats]) -> tuple[list[str], list[str]]:
-    """(expressions over session_events computing JSON path lists, one expression per feature)."""
-    by_source: dict[str, list[str]] = defaultdict(list)
-    for f in features:
-        if f.source != "column":
-            assert f.path is not None
-            by_source[f.source].append(f.path)
-    lists = [f"try(json_extract_string({_ident(src)}, [{', '.join(map(_lit, paths))}])) "
-             f"AS _j_{src}" for src, paths in by_source.items()]
-    exprs = []
-    for f in features:
-        if f.source == "column":
-            exprs.append(f"CAST({_ident(f.field)} AS VARCHAR)")
-        else:
-            assert f.path is not None
-            exprs.append(f"_j_{f.source}[{by_source[f.source].index(f.path) + 1}]")
-    return lists, exprs
-
-
-def _counts_sql(features: list[FieldStats], opts: DiscoverOptions) -> tuple[str, dict[str, Any]]:
-    """One query: (feature, value, sessions, positives) over the sessions in scope.
-
-    The wide per-event rows are never materialised: the target time per session comes from
-    a narrow scan, joined to the streaming feature scan, and each feature keeps a single
-    ``arg_min`` state per session (an ordered aggregate would buffer every event).
-    """
-    lists, exprs = _feature_exprs(features)
-    where, params = opts.model_copy(update={"event": None}).where()
-    params["target"] = opts.target
-    only_event = "true"
-    if opts.event is not None:
-        only_event = "event_name = $event"
-        params["event"] = opts.event
-    feats = ", ".join(f"{e} AS f{i}" for i, e in enumerate(exprs))
-    firsts = ", ".join(
-        f"coalesce(arg_min(CASE WHEN {only_event} THEN f{i} END, {ORDER_KEY}), "
-        f"{_lit(MISSING)}) AS f{i}" for i in range(len(exprs)))
-    fcols = ", ".join(f"f{i}" for i in range(len(exprs)))
-    sql = f"""
-    WITH tgt AS (
-      SELECT session_id, min(derived_ts) AS t_at FROM session_events
-      WHERE {where} AND (event_name = $target OR product_action = $target)
-      GROUP BY session_id
-    ),
-    base AS NOT MATERIALIZED (
-      SELECT e.*, t.t_at, {", ".join(lists) if lists else "NULL AS _none"}
-      FROM session_events e LEFT JOIN tgt t USING (session_id)
-      WHERE {where} AND (t.t_at IS NULL OR e.derived_ts < t.t_at)
-    ),
-    ev AS NOT MATERIALIZED (
-      SELECT session_id, event_name, t_at, {EVENT_ORDER}, {feats} FROM base
-    ),
-    s AS (
-      SELECT session_id, bool_or(t_at IS NOT NULL) AS y, {firsts}
-      FROM ev GROUP BY session_id
-    ),
-    long AS (UNPIVOT s ON {fcols} INTO NAME feature VALUE v)
-    SELECT feature, v, count(*) AS n, sum(CASE WHEN y THEN 1 ELSE 0 END)::BIGINT AS pos
-    FROM long GROUP BY feature, v
-    """
-    return sql, params
+def _mutual_information(groups: list[LiftValue], total: int, positives: int) -> float:
+    mi = 0.0
+    for g in groups:
+        for joint, marginal_y in ((g.positives, positives),
+                                  (g.sessions - g.positives, total - positives)):
+            if joint and marginal_y:
+                p_xy = joint / total
+                mi += p_xy * math.log2(p_xy / ((g.sessions / total) * (marginal_y / total)))
+    return max(mi, 0.0)
 
 
 def _entropy(*probabilities: float) -> float:
     return -sum(p * math.log2(p) for p in probabilities if p > 0)
 
 
-def _score(field: FieldStats, counts: list[tuple[str, int, int]], total: int, positives: int,
-           k: int) -> FeatureScore:
-    """Pool rare values, then lift per value and mutual information of the feature."""
+def _pool(counts: list[tuple[str, int, int]], k: int) -> list[tuple[str, int, int]]:
+    """Keep the ``k`` most frequent values (and missing); pool the rest as (other)."""
     counts = sorted(counts, key=lambda c: (-c[1], c[0]))
+    top = {c[0] for c in [c for c in counts if c[0] != MISSING][:k]}
     kept: dict[str, list[int]] = {}
-    real = [c for c in counts if c[0] != MISSING]
-    top = {c[0] for c in real[:k]}
     for value, n, pos in counts:
-        key = value if value == MISSING or value in top else OTHER
-        acc = kept.setdefault(key, [0, 0])
+        acc = kept.setdefault(value if value == MISSING or value in top else OTHER, [0, 0])
         acc[0] += n
         acc[1] += pos
+    return [(v, n, p) for v, (n, p) in kept.items()]
+
+
+def _exclusive(label: str, g: LiftValue, opts: DiscoverOptions, base: float) -> str | None:
+    if g.small or base >= 0.5 or g.rate_low < opts.suspect_rate:
+        return None
+    return (f"{label} reach the target in {g.positives} of {g.sessions} sessions "
+            f"({100 * g.rate:.0f}%, base {100 * base:.1f}%): is it sent because of the target?")
+
+
+Kind = Literal["categorical", "numeric"]
+
+
+def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue],
+           distinct: int, total: int, positives: int, opts: DiscoverOptions, aliases: list[str],
+           reasons: list[str]) -> FeatureScore:
     base = positives / total
-    mi = 0.0
-    values = []
-    for value, (n, pos) in kept.items():
-        for joint, marginal_y in ((pos, positives), (n - pos, total - positives)):
-            if joint and marginal_y:
-                p_xy = joint / total
-                mi += p_xy * math.log2(p_xy / ((n / total) * (marginal_y / total)))
-        rate = pos / n
-        values.append(LiftValue(value=value, sessions=n, positives=pos, rate=rate,
-                                lift=rate / base if base else 0.0))
-    values.sort(key=lambda v: (-v.sessions, v.value))
     h = _entropy(base, 1 - base)
-    missing = kept.get(MISSING, [0, 0])[0]
-    return FeatureScore(field=field.field, source=field.source, mutual_information=max(mi, 0.0),
-                        uncertainty_coefficient=max(mi, 0.0) / h if h else 0.0,
-                        distinct=len(real), coverage=1 - missing / total, values=values)
+    mi = _mutual_information(groups, total, positives)
+    supported = [g for g in groups if not g.small]
+    best = max(supported, key=lambda g: (g.lift_low, g.sessions), default=None)
+    for g in groups if not reasons else []:  # one reason of this kind is enough
+        if g.value not in (MISSING, OTHER):
+            reason = _exclusive(f"sessions with {field} = {g.value!r}", g, opts, base)
+            if reason:
+                reasons.append(reason)
+                break
+    missing = sum(g.sessions for g in groups if g.value == MISSING)
+    if kind == "categorical":  # numeric groups stay in bucket order
+        groups.sort(key=lambda g: (-g.sessions, g.value))
+    return FeatureScore(
+        field=field, source=source, kind=kind,
+        aliases=aliases, score=best.lift_low if best else 0.0,
+        best_value=best.value if best else None, mutual_information=mi,
+        uncertainty_coefficient=mi / h if h else 0.0, distinct=distinct,
+        coverage=1 - missing / total, suspect=bool(reasons), suspect_reasons=reasons,
+        values=groups)
+
+
+def _categorical(con: duckdb.DuckDBPyConnection, features: list[FieldStats],
+                 opts: DiscoverOptions) -> tuple[dict[int, list[tuple[str, int, int]]],
+                                                 dict[int, tuple[int, int]]]:
+    """Per field index: (value, sessions, positives), and (target sessions having it,
+    of which it was set late)."""
+    counts: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
+    late: dict[int, tuple[int, int]] = {}
+    if not features:
+        return counts, late
+    cols = ", ".join(f"coalesce(c{i}, '{MISSING}') AS c{i}" for i in range(len(features)))
+    for feature, value, n, pos in prefix.rows(con, f"""
+        SELECT feature, v, count(*), sum(CASE WHEN y THEN 1 ELSE 0 END)::BIGINT
+        FROM (UNPIVOT (SELECT y, {cols} FROM {prefix.TABLE})
+              ON COLUMNS(* EXCLUDE (y)) INTO NAME feature VALUE v)
+        GROUP BY ALL"""):
+        counts[int(str(feature)[1:])].append((str(value), int(n), int(pos)))
+    aggs = ", ".join(f"count(c{i}) FILTER (y), count(*) FILTER (y AND l{i})"
+                     for i in range(len(features)))
+    row = prefix.rows(con, f"SELECT {aggs} FROM {prefix.TABLE}")[0]
+    for i in range(len(features)):
+        late[i] = (int(row[2 * i]), int(row[2 * i + 1]))
+    return counts, late
+
+
+def _label(lo: float | None, hi: float | None, integral: bool) -> str:
+    def num(x: float) -> str:
+        return f"{x:.0f}" if integral or x == int(x) else f"{x:.4g}"
+    if lo is None:
+        return "all" if hi is None else f"< {num(hi)}"
+    if hi is None:
+        return f"≥ {num(lo)}"
+    if integral and hi - lo == 1:
+        return num(lo)
+    if integral:
+        return f"{num(lo)}-{num(hi - 1)}"
+    return f"[{num(lo)}, {num(hi)})"
+
+
+def _numeric(con: duckdb.DuckDBPyConnection,
+             opts: DiscoverOptions) -> dict[str, list[tuple[str, int, int]]]:
+    """Per numeric feature: (bucket label, sessions, positives) in bucket order, then
+    (missing); bucket edges are the feature's quantiles (duplicates merged)."""
+    names = prefix.NUMERIC
+    qs = [i / opts.buckets for i in range(1, opts.buckets)]
+    row = prefix.rows(con, "SELECT " + ", ".join(
+        f"quantile_disc({n}, {qs}), bool_and({n} = round({n}))" for n in names)
+        + f" FROM {prefix.TABLE}")[0]
+    exprs, labels = [], []
+    for i, name in enumerate(names):
+        integral = bool(row[2 * i + 1])
+        edges = sorted({float(math.ceil(e)) if integral else float(e)
+                        for e in (row[2 * i] or []) if e is not None})
+        # Edges are our own numbers, written as float literals.
+        index = " + ".join(f"CASE WHEN {name} >= {e!r} THEN 1 ELSE 0 END" for e in edges) or "0"
+        # -1: no value (no add, no product viewed, first session seen)
+        exprs.append(f"CASE WHEN {name} IS NULL THEN -1 ELSE {index} END AS b{i}")
+        bounds: list[float | None] = [None, *edges, None]
+        labels.append([_label(bounds[j], bounds[j + 1], integral)
+                       for j in range(len(edges) + 1)])
+    found: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+    for feature, bucket, n, pos in prefix.rows(con, f"""
+        SELECT feature, v, count(*), sum(CASE WHEN y THEN 1 ELSE 0 END)::BIGINT
+        FROM (UNPIVOT (SELECT y, {', '.join(exprs)} FROM {prefix.TABLE})
+              ON COLUMNS(* EXCLUDE (y)) INTO NAME feature VALUE v)
+        GROUP BY ALL"""):
+        found[names[int(str(feature)[1:])]][int(bucket)] = (int(n), int(pos))
+    out: dict[str, list[tuple[str, int, int]]] = {}
+    for i, name in enumerate(names):
+        buckets = found.get(name, {})
+        out[name] = [(MISSING if b < 0 else labels[i][b], *buckets[b])
+                     for b in sorted(buckets, key=lambda b: (b < 0, b))]
+    return out
 
 
 def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
                   opts: DiscoverOptions) -> TargetReport:
-    """Rank the catalog's categorical fields by information about ``opts.target``."""
+    """Rank logged fields and session numbers by what they say about ``opts.target``."""
     assert opts.target is not None
     features = candidate_features(catalog, opts)
-    method = METHOD.format(k=opts.lift_values)
-    if not features:
-        return TargetReport(target=opts.target, sessions=0, positives=0, base_rate=0.0,
-                            entropy=0.0, features=[], method=method)
-    sql, params = _counts_sql(features, opts)
-    per_feature: dict[int, list[tuple[str, int, int]]] = defaultdict(list)
-    for feature, value, n, pos in con.sql(sql, params=params).fetchall():
-        per_feature[int(str(feature)[1:])].append((str(value), int(n), int(pos)))
-    first = per_feature.get(0, [])
-    total = sum(n for _, n, _ in first)
-    positives = sum(p for _, _, p in first)
-    if total == 0:
-        return TargetReport(target=opts.target, sessions=0, positives=0, base_rate=0.0,
-                            entropy=0.0, features=[], method=method)
-    scores = [_score(f, per_feature[i], total, positives, opts.lift_values)
-              for i, f in enumerate(features)]
-    scores.sort(key=lambda s: (-s.mutual_information, s.field))
+    method = METHOD.format(k=opts.lift_values, m=opts.min_support)
+    empty = TargetReport(target=opts.target, sessions=0, positives=0, base_rate=0.0,
+                         entropy=0.0, min_support=opts.min_support, features=[], method=method)
+    if catalog.events == 0:
+        return empty
+    try:
+        excluded = prefix.build(con, features, opts)
+        total, positives = (int(x or 0) for x in prefix.rows(
+            con, f"SELECT count(*), sum(CASE WHEN y THEN 1 ELSE 0 END) FROM {prefix.TABLE}")[0])
+        if total == 0:
+            return empty.model_copy(update={"excluded_sessions": excluded})
+        counts, late = _categorical(con, features, opts)
+        numeric = _numeric(con, opts)
+    finally:
+        prefix.drop(con)
     base = positives / total
+    scores = []
+    for i, f in enumerate(features):
+        groups = [_group(v, n, p, base, opts.min_support)
+                  for v, n, p in _pool(counts[i], opts.lift_values)]
+        if len(groups) < 2:
+            continue  # one value in every session (or none) says nothing
+        reasons = []
+        has, set_late = late.get(i, (0, 0))
+        if has >= opts.min_support and set_late / has >= opts.suspect_late_share:
+            reasons.append(f"first set right before the target (last quarter of the time "
+                           f"before it) in {set_late} of the {has} target sessions that "
+                           "have it")
+        present_n = sum(g.sessions for g in groups if g.value != MISSING)
+        present_pos = sum(g.positives for g in groups if g.value != MISSING)
+        if present_n < total:
+            reason = _exclusive(f"sessions that have {f.field}",
+                                _group("", present_n, present_pos, base, opts.min_support),
+                                opts, base)
+            if reason:
+                reasons.append(reason)
+        distinct = len([c for c in counts[i] if c[0] != MISSING])
+        scores.append(_score(f.field, f.source, "categorical", groups, distinct, total,
+                             positives, opts, f.aliases, reasons))
+    for name in prefix.NUMERIC:
+        groups = [_group(v, n, p, base, opts.min_support) for v, n, p in numeric[name]]
+        if len(groups) < 2:
+            continue  # one group (constant, or never filled) says nothing
+        distinct = len([g for g in groups if g.value != MISSING])
+        scores.append(_score(name, "session", "numeric", groups, distinct, total, positives,
+                             opts, [], []))
+    scores.sort(key=lambda s: (s.suspect, -s.score, -s.mutual_information, s.field))
     return TargetReport(target=opts.target, sessions=total, positives=positives, base_rate=base,
-                        entropy=_entropy(base, 1 - base), features=scores, method=method)
+                        entropy=_entropy(base, 1 - base), min_support=opts.min_support,
+                        excluded_sessions=excluded, features=scores, method=method)

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Source = Literal["column", "items", "properties", "traits", "context", "extra"]
+FeatureSource = Literal["column", "items", "properties", "traits", "context", "extra", "session"]
+"""Where a ranked feature comes from; ``session``: computed from the session's events."""
 
 
 class _Model(BaseModel):
@@ -47,6 +49,9 @@ class FieldStats(_Model):
                                          "scaled (see DiscoverOptions.top_values_sample_rows).")
     first_seen: dt.datetime | None = Field(description="First received_at with a value.")
     last_seen: dt.datetime | None = Field(description="Last received_at with a value.")
+    aliases: list[str] = Field(default_factory=list, description="JSON paths holding the same "
+                               "values on the same events (e.g. `context.page.url` of "
+                               "`page_url`): shown once, under this field.")
 
 
 class FillPoint(_Model):
@@ -61,12 +66,14 @@ class Catalog(_Model):
     """Every field logged in scope: columns and JSON paths, overall and by event name."""
 
     events: int
-    first_event: dt.datetime | None
-    last_event: dt.datetime | None
+    first_event: dt.datetime | None = Field(description="Earliest event time (derived_ts).")
+    last_event: dt.datetime | None = Field(description="Latest event time (derived_ts).")
     event_names: dict[str, int] = Field(description="Events in scope per event name.")
     fields: list[FieldStats]
     fill_over_time: dict[str, list[FillPoint]] = Field(
         description="Per field (overall), events and filled events per day.")
+    aliases: dict[str, str] = Field(default_factory=dict, description="JSON path -> the "
+                                    "column it duplicates (not listed as a field itself).")
 
     def overall(self) -> list[FieldStats]:
         """The all-events rows, in catalog order."""
@@ -74,37 +81,56 @@ class Catalog(_Model):
 
 
 class LiftValue(_Model):
-    """Sessions having one value of a feature, and how often they reach the target."""
+    """Sessions having one value (or bucket) of a feature, and how often they reach the
+    target, with a Wilson 95% interval."""
 
     value: str
-    sessions: int
-    positives: int
+    sessions: int = Field(description="Support: sessions in the group.")
+    positives: int = Field(description="Of those, sessions that reach the target.")
     rate: float = Field(description="positives / sessions.")
+    rate_low: float = Field(description="Wilson 95% interval of the rate, lower bound.")
+    rate_high: float = Field(description="Wilson 95% interval of the rate, upper bound.")
     lift: float = Field(description="rate / base rate of all sessions.")
+    lift_low: float = Field(description="rate_low / base rate.")
+    lift_high: float = Field(description="rate_high / base rate.")
+    small: bool = Field(description="Fewer sessions than min_support: shown, never ranked on.")
 
 
 class FeatureScore(_Model):
-    """A session-level feature ranked by the information it carries about the target."""
+    """A session-level feature, with lift per value and why it ranks where it does."""
 
     field: str
-    source: Source
+    source: FeatureSource
+    kind: Literal["categorical", "numeric"] = Field(
+        description="numeric: values are quantile buckets like `[3, 7)`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names of the field.")
+    score: float = Field(description="Ranking key: the highest lift_low among the groups "
+                         "with enough support (0 when none has).")
+    best_value: str | None = Field(description="The group that gives the score.")
     mutual_information: float = Field(description="I(feature; target) in bits.")
     uncertainty_coefficient: float = Field(description="I / H(target): share of the "
                                            "target's entropy the feature explains, 0..1.")
     distinct: int = Field(description="Distinct session values before pooling.")
     coverage: float = Field(description="Share of sessions where the feature has a value.")
+    suspect: bool = Field(False, description="Looks like a consequence of the target rather "
+                          "than a predictor (see suspect_reasons); ranked after the others.")
+    suspect_reasons: list[str] = Field(default_factory=list)
     values: list[LiftValue]
 
 
 class TargetReport(_Model):
-    """Lift and information ranking against a session-level target."""
+    """Lift per value of session features against a session-level target."""
 
     target: str
-    sessions: int
+    sessions: int = Field(description="Sessions analysed (with a non-empty prefix).")
     positives: int
     base_rate: float
     entropy: float = Field(description="H(target) in bits.")
-    features: list[FeatureScore] = Field(description="Best first.")
+    min_support: int = Field(30, description="Groups with fewer sessions are marked small.")
+    excluded_sessions: int = Field(0, description="Sessions left out because their first "
+                                   "event already is the target (nothing observable before).")
+    features: list[FeatureScore] = Field(description="Best first: not suspect before "
+                                         "suspect, then by score.")
     method: str = Field(description="How session features and the target are defined.")
 
 
@@ -114,5 +140,6 @@ class Report(_Model):
     tenant: str | None
     event: str | None
     since: dt.datetime | None
+    until: dt.datetime | None = None
     catalog: Catalog
     target: TargetReport | None = None

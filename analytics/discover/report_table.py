@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from analytics.discover.report import FieldStats, Report
+from analytics.discover.report import FieldStats, LiftValue, Report, TargetReport
 
 MAX_CELL = 48
 
@@ -40,6 +40,10 @@ def _day(ts: dt.datetime | None) -> str:
     return ts.date().isoformat() if ts else ""
 
 
+def _minute(ts: dt.datetime | None) -> str:
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
 def _types(f: FieldStats) -> str:
     return ",".join(t.lower() for t in f.types if t.lower() != "null") or "null"
 
@@ -53,8 +57,9 @@ def render_text(report: Report, show_empty: bool = False) -> str:
     cat = report.catalog
     scope = f"event {report.event!r}" if report.event else "all events"
     since = f" since {report.since.isoformat()}" if report.since else ""
-    parts = [f"{cat.events} events ({scope}{since}), {len(cat.event_names)} event names, "
-             f"{_day(cat.first_event)} .. {_day(cat.last_event)}"]
+    until = f" until {report.until.isoformat()}" if report.until else ""
+    parts = [f"{cat.events} events ({scope}{since}{until}), {len(cat.event_names)} event "
+             f"names, happened {_minute(cat.first_event)} .. {_minute(cat.last_event)}"]
     in_events: dict[str, list[str]] = {}
     for f in cat.fields:
         if f.event_name is not None:
@@ -65,7 +70,8 @@ def render_text(report: Report, show_empty: bool = False) -> str:
             continue
         names = in_events.get(f.field, [])
         where = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        rows.append([f.field, _types(f), _pct(f.fill_rate), f.distinct, _tops(f),
+        name = f.field + (f" (= {', '.join(f.aliases)})" if f.aliases else "")
+        rows.append([name, _types(f), _pct(f.fill_rate), f.distinct, _tops(f),
                      _day(f.first_seen), _day(f.last_seen), where])
     parts.append(text_table(["field", "types", "fill", "distinct", "top values", "first seen",
                              "last seen", "in events"], rows))
@@ -75,18 +81,37 @@ def render_text(report: Report, show_empty: bool = False) -> str:
                      "--format json lists them)")
     t = report.target
     if t is not None:
-        parts.append("")
-        parts.append(f"target {t.target!r}: {t.positives} of {t.sessions} sessions "
-                     f"({_pct(t.base_rate)}), H = {t.entropy:.4f} bits")
-        ranking = []
-        for i, s in enumerate(t.features, 1):
-            common = [v for v in s.values if v.sessions >= max(30, 0.01 * t.sessions)]
-            best = max(common, key=lambda v: v.lift, default=None)
-            worst = min(common, key=lambda v: v.lift, default=None)
-            ranking.append([i, s.field, round(s.mutual_information, 5),
-                            round(s.uncertainty_coefficient, 4), _pct(s.coverage),
-                            f"{best.value} x{best.lift:.2f}" if best else "",
-                            f"{worst.value} x{worst.lift:.2f}" if worst else ""])
-        parts.append(text_table(["#", "feature", "MI bits", "U", "coverage",
-                                 "highest lift", "lowest lift"], ranking))
+        parts += ["", *target_lines(t)]
     return "\n".join(parts) + "\n"
+
+
+def _group(v: LiftValue) -> str:
+    return (f"{v.value}: {v.positives}/{v.sessions} x{v.lift:.2f} "
+            f"[{v.lift_low:.2f}-{v.lift_high:.2f}]")
+
+
+def target_lines(t: TargetReport) -> list[str]:
+    """The target ranking: one row per feature with its best well-supported group."""
+    lines = [f"target {t.target!r}: {t.positives} of {t.sessions} sessions "
+             f"({_pct(t.base_rate)}), H = {t.entropy:.4f} bits; features read before the "
+             f"target; groups under {t.min_support} sessions are small and never rank"]
+    if t.excluded_sessions:
+        lines.append(f"({t.excluded_sessions} sessions start with the target: nothing to "
+                     "read before it, left out)")
+    rows = []
+    for i, s in enumerate(t.features, 1):
+        best = next((v for v in s.values if v.value == s.best_value), None)
+        supported = [v for v in s.values if not v.small]
+        worst = min(supported, key=lambda v: v.lift_high, default=None)
+        rows.append([i, s.field, s.kind, round(s.score, 2), _group(best) if best else "",
+                     _group(worst) if worst and worst is not best else "",
+                     round(s.mutual_information, 5), _pct(s.coverage),
+                     "suspect" if s.suspect else ""])
+    lines.append(text_table(["#", "feature", "kind", "score", "best group: target/support "
+                             "xlift [95%]", "lowest group", "MI bits", "coverage", ""], rows))
+    for i, s in enumerate(t.features, 1):
+        for reason in s.suspect_reasons:
+            lines.append(f"suspect #{i} {s.field}: {reason}")
+        if s.aliases:
+            lines.append(f"#{i} {s.field} also logged as {', '.join(s.aliases)}")
+    return lines

@@ -71,11 +71,16 @@ def test_catalog_lists_columns_and_every_json_path(lake: Path) -> None:
     assert cat.events == 100 and cat.event_names == {
         "page_view": 40, "Product Viewed": 40, "Order Completed": 20}
     names = {f.field for f in cat.overall()}
-    assert {"properties.variant", "properties.path", "properties.product_id",
+    assert {"properties.variant", "properties.path",
             "properties.price", "properties.tags[*]", "properties.coupon",
             "context.page.url", "context.ab", "items[*].product_id", "items[*].price",
             "geo_city", "session_id"} <= names
     assert not any("secret" in n for n in names)            # globex's property
+    # the same values on the same events as the product_id column: shown once, as its alias
+    assert "properties.product_id" not in names
+    assert _field(report, "product_id").aliases == ["properties.product_id"]
+    assert cat.aliases == {"properties.product_id": "product_id",
+                           "properties.order_id": "order_id"}
     variant = _field(report, "properties.variant")
     assert (variant.filled, variant.events, variant.fill_rate) == (40, 100, 0.4)
     assert variant.types == {"string": 40} and variant.distinct == 2

@@ -1,0 +1,161 @@
+"""Session prefixes: what was observable in a session before it reached the target.
+
+One row per session of ``session_events`` in scope, built from the events *strictly before*
+the session's first target event (``derived_ts`` earlier than the first event whose
+``event_name`` or ``product_action`` is the target; events sharing the target's time are left
+out too, since their order against it is not reliable). Sessions that never reach the target
+contribute all their events: their whole session is what could be observed of them. A
+session whose first event already is the target has an empty prefix and is left out (and
+counted).
+
+Per session the table holds ``y`` (reached the target), the first value of each logged
+field in the prefix (``c0``, ``c1``..., as text) with the time it was first set (``t0``...),
+and behavioural numbers (:data:`BEHAVIOURAL`). It is a temporary table of the connection:
+a handful of small queries (value counts, quantiles, bucket counts) then read it instead of
+the events.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Final
+
+import duckdb
+
+from analytics.discover.options import DiscoverOptions
+from analytics.discover.report import FieldStats
+from analytics.views import EVENT_ORDER, ORDER_KEY
+
+TABLE: Final = "_discover_prefixes"
+"""Name of the temporary table (dropped by :func:`drop`)."""
+TARGETS: Final = "_discover_targets"
+
+_VISITOR = "coalesce(anonymous_id, user_id, network_user_id)"
+_VIEW = "product_action IN ('view', 'click')"
+
+BEHAVIOURAL: Final[dict[str, tuple[str, str]]] = {
+    "events": ("count(*)", "Events in the prefix."),
+    "pages": ("sum(CASE WHEN event_type = 'page' THEN 1 ELSE 0 END)", "Page views."),
+    "product_views": (f"sum(CASE WHEN {_VIEW} THEN 1 ELSE 0 END)",
+                      "Product views and clicks."),
+    "adds": ("sum(CASE WHEN product_action = 'add' THEN 1 ELSE 0 END)", "Add-to-cart events."),
+    "searches": ("sum(CASE WHEN product_action = 'search' OR search_query IS NOT NULL "
+                 "THEN 1 ELSE 0 END)", "Searches."),
+    "duration_s": ("epoch(max(derived_ts) - min(derived_ts))",
+                   "Seconds from the first to the last event of the prefix."),
+    "time_to_first_add_s": ("epoch(min(CASE WHEN product_action = 'add' THEN derived_ts END)"
+                            " - min(derived_ts))", "Seconds to the first add-to-cart."),
+    "max_price_viewed": (f"max(CASE WHEN {_VIEW} THEN price END)",
+                         "Highest price of a product viewed."),
+    "mean_price_viewed": (f"avg(CASE WHEN {_VIEW} THEN price END)",
+                          "Mean price of the products viewed."),
+    "session_index": ("min(session_index)", "The tracker's count of the visitor's sessions."),
+}
+"""Session numbers computed on the prefix: name -> (aggregate over its events, meaning).
+``since_previous_session_s`` (seconds from the start of the visitor's previous session in
+scope) is added from these rows."""
+
+NUMERIC: Final[tuple[str, ...]] = (*BEHAVIOURAL, "since_previous_session_s")
+"""Every numeric session feature, in report order."""
+
+LATE: Final = 0.75
+"""A field first set after this fraction of the prefix's duration is set late ("right
+before the target")."""
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
+    """(select items extracting each JSON document's wanted paths at once, one text
+    expression per feature over them)."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for f in features:
+        if f.source != "column":
+            assert f.path is not None
+            by_source[f.source].append(f.path)
+    # CAST AS JSON: `items` may be JSON text or a typed list of structs.
+    lists = [f"try(json_extract_string(TRY_CAST({_ident(src)} AS JSON), "
+             f"[{', '.join(map(_lit, paths))}])) AS _j_{src}" for src, paths in by_source.items()]
+    exprs = []
+    for f in features:
+        if f.source == "column":
+            exprs.append(f"CAST({_ident(f.field)} AS VARCHAR)")
+        else:
+            assert f.path is not None
+            exprs.append(f"_j_{f.source}[{by_source[f.source].index(f.path) + 1}]")
+    return lists, exprs
+
+
+def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
+          opts: DiscoverOptions) -> int:
+    """Create the prefix table; return the sessions left out (target at their first event).
+
+    The wide event rows are never materialised: the target time per session comes from a
+    narrow scan joined to the streaming feature scan, and each field keeps one ``arg_min``
+    state per session (an ordered aggregate would buffer every event).
+    """
+    assert opts.target is not None
+    lists, exprs = field_exprs(features)
+    where, params = opts.model_copy(update={"event": None}).where()
+    only_event = "true"
+    if opts.event is not None:  # fields are read from these events; behaviour from all
+        only_event = "event_name = $event"
+        params["event"] = opts.event
+    feats = "".join(f", {e} AS f{i}" for i, e in enumerate(exprs))
+    late = (f"epoch_us(min(derived_ts)) + {LATE} * "
+            "(epoch_us(any_value(t_at)) - epoch_us(min(derived_ts)))")
+    firsts = "".join(
+        f", arg_min(CASE WHEN {only_event} THEN f{i} END, {ORDER_KEY}) AS c{i}"
+        f", min(CASE WHEN {only_event} AND f{i} IS NOT NULL THEN epoch_us(derived_ts) END)"
+        f" > {late} AS l{i}"
+        for i in range(len(exprs)))
+    behaviour = "".join(f", {sql} AS {name}" for name, (sql, _) in BEHAVIOURAL.items())
+    # The target times first, on their own: a narrow scan, and the count of left-out
+    # sessions comes from it for free.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {TARGETS} AS
+    SELECT session_id, min(derived_ts) AS t_at FROM session_events
+    WHERE {where} AND (event_name = $target OR product_action = $target)
+    GROUP BY session_id""", {k: v for k, v in params.items() if k != "event"}
+                | {"target": opts.target})
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {TABLE} AS
+    WITH ev AS NOT MATERIALIZED (
+      SELECT e.session_id, e.event_name, e.event_type, e.product_action, e.price,
+             e.search_query, e.session_index, {_VISITOR} AS visitor, t.t_at,
+             {EVENT_ORDER}{feats}
+      FROM (SELECT *{''.join(', ' + x for x in lists)} FROM session_events) e
+      LEFT JOIN {TARGETS} t USING (session_id)
+      WHERE {where} AND (t.t_at IS NULL OR e.derived_ts < t.t_at)
+    ),
+    s AS (
+      SELECT session_id, any_value(t_at) IS NOT NULL AS y, min(derived_ts) AS s_start,
+             arg_min(visitor, {ORDER_KEY}) AS visitor{behaviour}{firsts}
+      FROM ev GROUP BY session_id
+    )
+    SELECT *, epoch(s_start - lag(s_start) OVER (PARTITION BY visitor ORDER BY s_start,
+                                                  session_id)) AS since_previous_session_s
+    FROM s""", params)
+    (excluded,), = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
+                               f"(SELECT session_id FROM {TABLE})").fetchall()
+    con.execute(f"DROP TABLE {TARGETS}")
+    return int(excluded)
+
+
+def drop(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the prefix table (and the target times, if building it failed)."""
+    con.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    con.execute(f"DROP TABLE IF EXISTS {TARGETS}")
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str,
+         params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of a query over the prefix table."""
+    return con.execute(sql, params or {}).fetchall()

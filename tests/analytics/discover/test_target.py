@@ -1,0 +1,188 @@
+"""discover --target that does not mislead: leakage is flagged, support and intervals shown,
+small groups never lead, session numbers ranked, time windows on event time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from analytics import connect
+from analytics.discover import DiscoverOptions, Report, discover
+from analytics.discover.lift import wilson
+from analytics.discover.report import FeatureScore
+from analytics.discover.report_html import render_html
+from analytics.discover.report_table import render_text
+from driftnet.cli import main
+from tests.analytics.lakes import T0, event, write_events
+
+
+def _leaky_shop() -> list[dict[str, Any]]:
+    """405 sessions. Email sessions buy 3x as often as the others (60% vs 20%). Buyers add
+    to cart (properties.quantity) and identify (traits.plan) just before the purchase; 60%
+    of the others also add to cart, and browse as long (a product list). Five tiktok
+    sessions all buy."""
+    rows = []
+    for i in range(405):
+        if i >= 400:
+            source, buys = "tiktok", True
+        elif i % 4 == 0:
+            source, buys = "email", (i // 4) % 5 < 3
+        else:
+            source, buys = ("google" if i % 4 == 1 else None), (i // 4) % 5 == 0
+        adds = buys or (i * 7) % 10 < 6
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        m = i * 10
+        rows.append(event(minute=m, event_type="page", event_name="page_view",
+                          utm_source=source, **s))
+        rows += [event(minute=m + k, product_id=f"p{k}", product_action="view", **s)
+                 for k in (1, 2)]
+        if adds:
+            rows.append(event(minute=m + 5, event_name="Product Added", product_action="add",
+                              product_id="p1", properties=json.dumps({"quantity": 1 + i % 3}),
+                              **s))
+        if buys:
+            rows.append(event(minute=m + 5.5, event_type="identify", event_name="identify",
+                              user_id=f"u{i}", traits=json.dumps({"plan": "pro" if i % 2
+                                                                  else "free"}), **s))
+            rows.append(event(minute=m + 6, event_name="Order Completed",
+                              product_action="purchase", order_id=f"o{i}",
+                              properties=json.dumps({"quantity": 1 + i % 3}), **s))
+        else:
+            rows.append(event(minute=m + 5.5, event_name="Product List Viewed",
+                              product_action="list_view", **s))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("leaky")
+    write_events(root, _leaky_shop())
+    return root
+
+
+def _report(lake: Path, **opts: Any) -> Report:
+    with connect(lake, "acme") as con:
+        return discover(con, DiscoverOptions(target="purchase", **opts), tenant="acme")
+
+
+def _feature(report: Report, name: str) -> FeatureScore:
+    assert report.target is not None
+    return next(f for f in report.target.features if f.field == name)
+
+
+def test_leaky_fields_are_suspect_and_ranked_after_a_real_predictor(leaky: Path) -> None:
+    report = _report(leaky)
+    t = report.target
+    assert t is not None
+    assert (t.sessions, t.positives) == (405, 125)
+    top = t.features[0]
+    assert top.field == "utm_source" and not top.suspect
+    assert top.best_value == "email"
+    plan, quantity = _feature(report, "traits.plan"), _feature(report, "properties.quantity")
+    for leak in (plan, quantity):
+        assert leak.suspect and leak.suspect_reasons
+        assert t.features.index(leak) > t.features.index(top)
+    # every target session that has them got them in the last quarter before the purchase
+    assert any("right before the target" in r and "125 of the 125" in r
+               for r in plan.suspect_reasons)
+    assert any("right before the target" in r for r in quantity.suspect_reasons)
+    # traits.plan exists only in buying sessions
+    assert any("reach the target in 125 of 125" in r for r in plan.suspect_reasons)
+    # no suspect field is ranked above a clean one
+    flags = [f.suspect for f in t.features]
+    assert flags == sorted(flags)
+
+
+def test_lift_shows_support_and_a_wilson_interval(leaky: Path) -> None:
+    report = _report(leaky)
+    assert report.target is not None
+    base = report.target.base_rate
+    email = next(v for v in _feature(report, "utm_source").values if v.value == "email")
+    assert (email.sessions, email.positives) == (100, 60)
+    assert email.rate == 0.6 and not email.small
+    low, high = wilson(60, 100)
+    assert (email.rate_low, email.rate_high) == pytest.approx((low, high))
+    assert low == pytest.approx(0.502, abs=1e-3) and high == pytest.approx(0.691, abs=1e-3)
+    assert (email.lift_low, email.lift, email.lift_high) == pytest.approx(
+        (low / base, 0.6 / base, high / base))
+    others = [v for v in _feature(report, "utm_source").values
+              if v.value in ("google", "(missing)")]
+    assert [round(v.rate, 2) for v in others] == [0.2, 0.2]   # 3x less than email
+
+
+def test_small_groups_are_marked_and_never_lead(leaky: Path) -> None:
+    report = _report(leaky)
+    source = _feature(report, "utm_source")
+    tiktok = next(v for v in source.values if v.value == "tiktok")
+    assert (tiktok.sessions, tiktok.positives, tiktok.small) == (5, 5, True)
+    assert tiktok.lift > next(v.lift for v in source.values if v.value == "email")
+    assert source.best_value == "email"          # highest lift, but 5 sessions
+    assert source.score == pytest.approx(
+        next(v.lift_low for v in source.values if v.value == "email"))
+    # with a lower threshold tiktok is a group like the others (and then leads)
+    lenient = _feature(_report(leaky, min_support=5), "utm_source")
+    assert next(v for v in lenient.values if v.value == "tiktok").small is False
+
+
+def test_session_numbers_are_ranked_in_quantile_buckets(leaky: Path) -> None:
+    report = _report(leaky)
+    assert report.target is not None
+    numeric = {f.field: f for f in report.target.features if f.kind == "numeric"}
+    assert {"events", "adds", "time_to_first_add_s"} <= set(numeric)
+    assert "duration_s" not in numeric       # 5.5 minutes in every prefix: says nothing
+    adds = numeric["adds"]
+    assert adds.source == "session"
+    # counted before the target: a buyer's prefix has exactly one add
+    assert {v.value: (v.sessions, v.positives) for v in adds.values} == {
+        "0": (405 - 125 - 180, 0), "≥ 1": (125 + 180, 125)}
+    # the purchase is not in the prefix: buyers have 5 events before it, not 6
+    assert max(v.value for v in numeric["events"].values) == "≥ 5"
+
+
+def test_since_and_until_are_event_time(tmp_path: Path) -> None:
+    day = dt.timedelta(days=1)
+    late = T0 + 3 * day
+    rows = [event(minute=0, event_name="happened day 0, received day 3",
+                  received_at=late, derived_ts=T0),
+            event(minute=0, event_name="happened day 2", received_at=T0 + 2 * day,
+                  derived_ts=T0 + 2 * day),
+            event(minute=0, event_name="happened day 3", received_at=late, derived_ts=late)]
+    write_events(tmp_path, rows)
+    with connect(tmp_path, "acme") as con:
+        since = discover(con, DiscoverOptions(since=T0 + day)).catalog
+        until = discover(con, DiscoverOptions(until=T0 + 3 * day)).catalog
+    assert set(since.event_names) == {"happened day 2", "happened day 3"}
+    assert since.first_event == T0 + 2 * day and since.last_event == late
+    assert set(until.event_names) == {"happened day 0, received day 3", "happened day 2"}
+    out = CliRunner().invoke(main, ["discover", "--lake", str(tmp_path), "--tenant", "acme",
+                                    "--since", (T0 + day).isoformat(),
+                                    "--until", late.isoformat(), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["catalog"]["event_names"] == {"happened day 2": 1}
+
+
+def test_outputs_show_support_intervals_and_suspects(leaky: Path) -> None:
+    report = _report(leaky)
+    text = render_text(report)
+    assert re.search(r"1\s+utm_source\s.*email", text)
+    assert "60/100" in text and "suspect" in text
+    html = render_html(report)
+    body = html[html.index("<body>"):]
+    # the target section comes first, after a table of contents
+    assert body.index("id='toc'") < body.index("id='target'") < body.index("id='fields'")
+    assert "60/100" in html and "traits.plan" in html and "suspect" in html.lower()
+    # the header gives the event-time range analysed
+    header = body[: body.index("id='toc'")]
+    assert "2026-03-01 09:00" in header and "2026-03-04 04:26" in header
+    cli = CliRunner().invoke(main, ["discover", "--lake", str(leaky), "--tenant", "acme",
+                                    "--target", "purchase", "--min-support", "5",
+                                    "--format", "json"])
+    assert cli.exit_code == 0, cli.output
+    data = json.loads(cli.output)["target"]
+    assert data["min_support"] == 5 and data["features"][0]["values"][0]["rate_low"] > 0

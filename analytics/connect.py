@@ -25,6 +25,7 @@ export manifest's inputs instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import posixpath
 import shutil
 import tempfile
@@ -38,10 +39,17 @@ import pyarrow.dataset as ds
 
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.money import RATES_SCHEMA, FxRates
-from analytics.views import DERIVED_VIEWS, derived_views
+from analytics.stored_sessions import (
+    identities_view_sql,
+    prepare_recent,
+    register_stored,
+    sessions_base_sql,
+    stored,
+)
+from analytics.views import DERIVED_VIEWS, derived_views, sessions_sql
 from schemas.columns import sql_type
 from schemas.delta import table_snapshot
-from schemas.lake import ROW_SCHEMAS, TABLES, Table
+from schemas.lake import DERIVED_IDENTITIES_TABLE, ROW_SCHEMAS, TABLES, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
@@ -107,13 +115,16 @@ def connect(
     memory_limit: str | None = None,
     files: Mapping[Table, Sequence[str | Path]] | None = None,
     rates: FxRates | None = None,
+    stored_sessions: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake views of one tenant (or all, for operators).
 
     ``files`` pins the views to exactly these data files (paths relative to the lake, as in
     an export manifest); a table it does not name is empty. Raises TenantScopeError when
     neither a valid tenant nor ``all_tenants`` is given, or a pinned file is out of scope.
-    ``rates`` adds ``revenue_converted`` in its reporting currency to ``sessions``,
+    ``stored_sessions`` (one tenant, not pinned) reads the session rows of closed days
+    from the lake's stored sessions (analytics/stored_sessions.py) instead of computing
+    them. ``rates`` adds ``revenue_converted`` in its reporting currency to ``sessions``,
     ``orders`` and ``users`` (analytics/money.py); the rates are the table ``fx_rates``.
     """
     location = LakeLocation.parse(lake)
@@ -140,11 +151,15 @@ def connect(
     # con.query_progress(), e.g. export's progress bar) but never print it.
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
+    oldest: dt.date | None = None
     for table in TABLES:
         if files is not None:
             paths = _pinned(location, table, tenant, files.get(table, ()))
         else:
-            paths = [f.uri for f in table_snapshot(location, table, tenant).files]
+            snapshot = table_snapshot(location, table, tenant).files
+            paths = [f.uri for f in snapshot]
+            if table == "events" and snapshot:
+                oldest = min(f.date for f in snapshot)
         body = _dataset_view(con, location, table, paths) if paths else _empty_view(table)
         con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
@@ -153,8 +168,25 @@ def connect(
     con.register("fx_rates_input", fx)
     con.execute("CREATE TABLE fx_rates AS SELECT * FROM fx_rates_input ORDER BY currency, date")
     con.unregister("fx_rates_input")
+    store = (stored(location, tenant) if stored_sessions and tenant is not None
+             and files is None and oldest is not None else None)
     for name, view_sql in derived_views(rates.reporting_currency if rates else None):
-        con.execute(f"CREATE VIEW {name} AS {view_sql}")
+        body = view_sql
+        if name == "sessions_base" and store is not None and oldest is not None:
+            recent = prepare_recent(con, store.cutoff)
+            relation = f"({sessions_sql()} LIMIT 0)"
+            if store.uris:
+                register_stored(con, location, store.uris, "lake_stored_sessions_files")
+                relation = "lake_stored_sessions_files"
+            body = sessions_base_sql(relation, store.cutoff, oldest, recent)
+        elif name == "identities" and store is not None:
+            parts = None
+            if store.identity_uris:
+                register_stored(con, location, store.identity_uris, "lake_stored_identity_files",
+                                DERIVED_IDENTITIES_TABLE)
+                parts = "lake_stored_identity_files"
+            body = identities_view_sql(parts, store.cutoff)
+        con.execute(f"CREATE VIEW {name} AS {body}")
     con.execute("SET allowed_directories = []")  # the spill directory stays usable
     con.execute("SET enable_external_access = false")
     con.execute("SET python_enable_replacements = false")

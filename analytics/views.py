@@ -187,13 +187,20 @@ _SESSION_COLUMNS = (
         "page_url", "page_path", "referrer", "referrer_class", "referrer_source", "utm_source",
         "utm_medium", "utm_campaign", "utm_term", "utm_content", "click_id", "click_id_type")),
     "ua_device", "ua_browser", "ua_os", "language", "geo_country", "geo_region", "geo_city",
-    "is_bot", "protocol")
+    "is_bot", "protocol", "date")
 
-SESSIONS: Final = f"""
+
+def sessions_sql(session_events: str = "session_events") -> str:
+    """One row per session of ``session_events`` (a relation of its columns): the SQL
+    behind :data:`SESSIONS`."""
+    return _SESSIONS.replace("@session_events@", session_events)
+
+
+_SESSIONS = f"""
 WITH se AS (
   -- read once (a view is recomputed at each mention), and narrow: no JSON document
   SELECT {", ".join(dict.fromkeys(_SESSION_COLUMNS))}, {_ENGAGED_MS} AS _engaged_ms
-  FROM session_events
+  FROM @session_events@
 )
 SELECT s.* EXCLUDE (landing, _tracker_ms, _ping_ts, _ping_kind), unnest(s.landing),
        m.currency, m.revenue, m.revenue_by_currency,
@@ -231,30 +238,49 @@ FROM (
     {_first("geo_region", "region")},
     {_first("geo_city", "city")},
     coalesce(bool_or(is_bot), false) AS is_bot,
+    max(date) AS last_received_date,
     {ENGAGEMENT}
   FROM se
   GROUP BY tenant, session_id
 ) s
 LEFT JOIN ({SESSION_MONEY}) m USING (tenant, session_id)
 """
+SESSIONS: Final = sessions_sql()
 """One row per session, as stored (see docs/analytics.md for the columns): what the
 session's own events say. The ``sessions`` view adds who the visitor turned out to be and
 converted revenue, which change as later data and rates arrive."""
 
-IDENTITIES: Final = f"""
-SELECT tenant, anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id,
-       count(DISTINCT user_id) AS user_ids, min(derived_ts) AS first_linked,
-       max(derived_ts) AS last_linked
-FROM (
-  SELECT * FROM events WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-  UNION ALL BY NAME
-  -- Segment alias: previousId (an anonymous or older id) becomes userId
-  SELECT * REPLACE (json_extract_string(extra, '$.previousId') AS anonymous_id)
-  FROM events WHERE event_type = 'alias' AND user_id IS NOT NULL
-    AND json_extract_string(extra, '$.previousId') IS NOT NULL
-)
-GROUP BY tenant, anonymous_id
-"""
+def identity_parts_sql(events: str = "events") -> str:
+    """Per anonymous id of ``events`` seen with a user id: the latest user (and its event
+    order key), every user, first and last time linked. Parts of several event sets
+    combine exactly (:func:`identities_sql`): stored parts of closed days with recent ones."""
+    return f"""
+    SELECT tenant, anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id,
+           max({ORDER_KEY}) AS link_key, list(DISTINCT user_id) AS user_id_list,
+           min(derived_ts) AS first_linked, max(derived_ts) AS last_linked
+    FROM (
+      SELECT tenant, anonymous_id, user_id, {EVENT_ORDER} FROM {events}
+      WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
+      UNION ALL
+      -- Segment alias: previousId (an anonymous or older id) becomes userId
+      SELECT tenant, json_extract_string(extra, '$.previousId'), user_id, {EVENT_ORDER}
+      FROM {events} WHERE event_type = 'alias' AND user_id IS NOT NULL
+        AND json_extract_string(extra, '$.previousId') IS NOT NULL
+    )
+    GROUP BY tenant, anonymous_id"""
+
+
+def identities_sql(parts: str = f"({identity_parts_sql()})") -> str:
+    """``identities`` from identity parts (a relation like :func:`identity_parts_sql`)."""
+    return f"""
+    SELECT tenant, anonymous_id, arg_max(user_id, link_key) AS user_id,
+           len(list_distinct(flatten(list(user_id_list)))) AS user_ids,
+           min(first_linked) AS first_linked, max(last_linked) AS last_linked
+    FROM {parts}
+    GROUP BY tenant, anonymous_id"""
+
+
+IDENTITIES: Final = identities_sql()
 """One row per anonymous id ever seen with a user id: the user it belongs to (the latest
 one when a device was shared)."""
 

@@ -413,6 +413,7 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
         "files_rewritten": sum(r.files_rewritten for r in receipt.tables.values()),
         "files_deleted": sum(len(r.deleted) for r in receipt.tables.values()),
         "session_states_removed": receipt.session_states_removed,
+        "stored_session_files_removed": receipt.stored_session_files_removed,
         "linked_anonymous_ids": len(receipt.linked),
     }
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -100,11 +101,26 @@ def run_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
     return 0
 
 
+STORED_SESSIONS_TENANTS_PER_PASS = 20
+"""Tenants whose stored sessions one maintenance pass rebuilds at most."""
+
+
 def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None) -> Maintainer:
-    """The maintenance task of the configured lake."""
-    return Maintainer(LakeLocation.parse(settings.loader.lake), settings.maintain, tenants,
-                      settings.loader.zstd_level,
-                      state_retention_days=settings.enrich.sessions.state_retention_days)
+    """The maintenance task of the configured lake; each pass ends by rebuilding the stored
+    sessions of tenants with a newly closed day (analytics/stored_sessions.py)."""
+    from analytics.stored_sessions import build_sessions
+
+    lake = LakeLocation.parse(settings.loader.lake)
+
+    def store_sessions(now: dt.datetime) -> None:
+        report = build_sessions(lake, now, settings.maintain.closed_after_hours,
+                                max_tenants=STORED_SESSIONS_TENANTS_PER_PASS)
+        if report.rebuilt:
+            log.info("stored sessions rebuilt: %s", report.rebuilt)
+
+    return Maintainer(lake, settings.maintain, tenants, settings.loader.zstd_level,
+                      state_retention_days=settings.enrich.sessions.state_retention_days,
+                      after_pass=[store_sessions])
 
 
 def run_maintain(settings: DriftnetSettings, tenants: Tenants | None, once: bool = False) -> int:

@@ -7,6 +7,8 @@
     <lake>/quarantine/  _delta_log/ + tenant=<t>/date=<YYYY-MM-DD>/<file>.parquet
     <lake>/_audit/      _delta_log/ + one row per `driftnet forget` (receipts)
     <lake>/_loader/     loader state that is not a table (sessions)
+    <lake>/_derived/sessions/    _delta_log/ + tenant=<t>/<file>.parquet: stored session rows
+    <lake>/_derived/identities/  _delta_log/ + tenant=<t>/<file>.parquet: stored identity parts
 
 ``date`` is the UTC date of ``received_at``. A table is what its Delta log says: a data file
 under a partition directory is part of the table only once a commit has added it (and until
@@ -59,6 +61,25 @@ LOADER_STATE_DIR: Final = "_loader"
 
 AUDIT_TABLE: Final = "_audit"
 """Delta table of `driftnet forget` receipts (operators only, no tenant partitions)."""
+
+DERIVED_SESSIONS_TABLE: Final = "_derived/sessions"
+"""Delta table of stored session rows (analytics/stored_sessions.py), partitioned by tenant:
+derived data, rebuilt from events whenever it is dropped."""
+
+
+DERIVED_IDENTITIES_TABLE: Final = "_derived/identities"
+"""Delta table of stored identity parts (anonymous id -> user), built with the stored
+sessions, from the same closed days."""
+
+DERIVED_TABLES: Final = (DERIVED_IDENTITIES_TABLE, DERIVED_SESSIONS_TABLE)
+"""The derived tables, in the order a build writes them."""
+
+
+def derived_sessions_app_id(tenant: str) -> str:
+    """Application id whose version is the tenant's stored-sessions cutoff (days since
+    1970-01-01; 0: nothing stored)."""
+    return f"driftnet-sessions:{tenant}"
+
 
 MAINTENANCE_APP_ID: Final = "driftnet-maintenance"
 """Application id carried by every commit that removes files (see module docstring)."""

@@ -48,6 +48,7 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.lake.compact import kind_of
+from ingest.lake.derived import drop_stored_sessions
 from ingest.lake.errors import ConcurrentCommitError, ForgetError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
@@ -104,6 +105,7 @@ class Receipt:
     files_deleted_at: dt.datetime | None = None
     tables: dict[Table, TableResult] = field(default_factory=dict)
     session_states_removed: int = 0
+    stored_session_files_removed: int = 0
     event_keys: list[tuple[int, int]] = field(default_factory=list)
     linked: list[str] = field(default_factory=list)
     """Anonymous ids found with the user ids and forgotten too (``with_linked``)."""
@@ -186,6 +188,8 @@ class Forgetter:
         receipt.identifier_hashes = [(i.kind, _hash(salt, tenant, i)) for i in ids]
         for table in _ORDER:
             receipt.tables[table] = self._forget_table(table, tenant, ids, receipt)
+        # stored session rows are derived from the events just rewritten: drop them all
+        receipt.stored_session_files_removed = drop_stored_sessions(self.lake, tenant)
         receipt.files_deleted_at = dt.datetime.now(dt.UTC)
         receipt.session_states_removed = self._forget_sessions(tenant, ids)
         receipt.completed_at = dt.datetime.now(dt.UTC)

@@ -96,8 +96,12 @@ class Maintainer:
     def __init__(self, lake: LakeLocation, settings: MaintainSettings | None = None,
                  tenants: Tenants | None = None, zstd_level: int = 3,
                  clock: Callable[[], dt.datetime] | None = None,
-                 state_retention_days: float = 400) -> None:
+                 state_retention_days: float = 400,
+                 after_pass: Sequence[Callable[[dt.datetime], object]] = ()) -> None:
         self.lake = lake
+        self.after_pass = tuple(after_pass)
+        """Called with the pass's time after each pass (the stored sessions' build, wired
+        by driftnet: ingest does not know analytics)."""
         self.state_retention_days = state_retention_days
         self.settings = settings or MaintainSettings()
         self.tenants = tenants
@@ -146,6 +150,8 @@ class Maintainer:
         for name in TABLES:
             report.tables[name] = self._maintain_table(name, vacuum)
         report.state = self._maintain_state(vacuum)
+        for hook in self.after_pass:
+            hook(self._clock())
         self.passes += 1
         report.seconds = time.monotonic() - started
         return report

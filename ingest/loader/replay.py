@@ -29,6 +29,7 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.enrich import default_chain
 from ingest.enrich.config import EnrichSettings
+from ingest.lake.derived import drop_stored_sessions
 from ingest.lake.errors import ConcurrentCommitError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
@@ -123,6 +124,7 @@ def replay(
             report.days.append(day_report)
             if progress is not None:
                 progress(day_report)
+        drop_stored_sessions(location, tenant)   # derived from the events just rebuilt
         return report
     finally:
         pipeline.close()

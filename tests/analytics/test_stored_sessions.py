@@ -1,0 +1,165 @@
+"""Stored sessions (closed days in a Delta table, the rest computed) equal the sessions
+computed from events alone, on a real lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import analytics.stored_sessions as stored_sessions
+from analytics import connect
+from analytics.stored_sessions import build_sessions, closed_cutoff, stored
+from ingest.lake.forget import Forgetter, Identifier
+from schemas.storage import LakeLocation
+from tests.analytics.lakes import event, write_events
+
+DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 3, 5, 12, tzinfo=dt.UTC)   # closed: up to 03-04; 03-05 is open
+HOURS = 6
+
+
+def at(day: int, hour: float, received: dt.datetime | None = None, **fields: Any
+       ) -> dict[str, Any]:
+    ts = DAY0 + dt.timedelta(days=day, hours=hour)
+    row = event(**fields)
+    row.update(client_ts=ts, sent_ts=ts, derived_ts=ts, received_at=received or ts)
+    return row
+
+
+def _rows() -> list[dict[str, Any]]:
+    buy = {"product_action": "purchase", "event_name": "Order Completed"}
+    return [
+        # closed sessions, one with an order
+        at(0, 9, session_id="closed1", anonymous_id="a1"),
+        at(0, 9.2, session_id="closed1", anonymous_id="a1", order_id="o1", revenue=5.0,
+           currency="EUR", **buy),
+        at(1, 10, session_id="closed2", anonymous_id="a2", event_type="page",
+           event_name="page_view", utm_source="mail"),
+        # crosses midnight into the open day
+        at(3, 23.9, session_id="cross", anonymous_id="a3"),
+        at(4, 0.1, session_id="cross", anonymous_id="a3"),
+        # closed; one more of its events arrives late, after the build (_late)
+        at(1, 12, session_id="late", anonymous_id="a4"),
+        # no session id: inactivity sessions, one crossing into the open day
+        at(2, 8, session_id=None, anonymous_id="v1"),
+        at(3, 23.95, session_id=None, anonymous_id="v1"),
+        at(4, 0.2, session_id=None, anonymous_id="v1"),
+        at(4, 9, session_id="open", anonymous_id="a5"),
+    ]
+
+
+def _late() -> dict[str, Any]:
+    return at(1, 12.1, received=NOW - dt.timedelta(hours=1), session_id="late",
+              anonymous_id="a4", order_id="o2", revenue=7.0, currency="USD",
+              product_action="purchase", event_name="Order Completed")
+
+
+def _sessions(lake: Path, **kw: Any) -> list[dict[str, Any]]:
+    with connect(lake, "acme", **kw) as con:
+        return con.sql("SELECT * FROM sessions ORDER BY session_id").to_arrow_table().to_pylist()
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    write_events(tmp_path, _rows())
+    write_events(tmp_path, [at(0, 9, tenant="globex", session_id="g")])
+    return tmp_path
+
+
+def test_stored_and_computed_sessions_equal_the_computation_from_events(lake: Path) -> None:
+    report = build_sessions(LakeLocation.parse(lake), NOW, HOURS)
+    assert set(report.rebuilt) == {"acme", "globex"}
+    store = stored(LakeLocation.parse(lake), "acme")
+    assert store is not None and store.cutoff == dt.date(2026, 3, 4) and store.uris
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+    write_events(lake, [_late()])          # a stored session gets a late event
+    expected = _sessions(lake, stored_sessions=False)
+    assert _sessions(lake) == expected
+    by_id = {r["session_id"]: r for r in expected}
+    assert by_id["late"]["revenue_by_currency"] == [("USD", 7.0)]
+    assert by_id["cross"]["events"] == 2
+    # the rows of closed sessions do come from the table: remove their events and they stay
+    with connect(lake, "acme") as con:
+        stored_ids = {r[0] for r in con.sql(
+            "SELECT session_id FROM lake_stored_sessions_files").fetchall()}
+    assert stored_ids == {"closed1", "closed2", "late"} | {
+        r["session_id"] for r in expected
+        if r["session_inferred"] and r["start"] < DAY0 + dt.timedelta(days=3)}
+
+
+def test_a_second_build_waits_for_the_next_closed_day(lake: Path) -> None:
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    assert build_sessions(location, NOW + dt.timedelta(hours=1), HOURS).rebuilt == {}
+    later = NOW + dt.timedelta(days=1)
+    assert closed_cutoff(later, HOURS) == dt.date(2026, 3, 5)
+    assert set(build_sessions(location, later, HOURS).rebuilt) == {"acme", "globex"}
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+
+
+def test_another_session_definition_ignores_and_replaces_the_table(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    monkeypatch.setattr(stored_sessions, "DEFINITION", "another-version")
+    assert stored(location, "acme") is None            # not read
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+    assert set(build_sessions(location, NOW, HOURS).rebuilt) == {"acme", "globex"}
+    assert stored(location, "acme") is not None
+
+
+def test_pinned_connections_never_read_stored_rows(lake: Path) -> None:
+    files = write_events(lake, [at(0, 8, session_id="pinned", anonymous_id="p")])
+    build_sessions(LakeLocation.parse(lake), NOW, HOURS)
+    with connect(lake, "acme", files={"events": files}) as con:
+        assert [r[0] for r in con.sql("SELECT session_id FROM sessions").fetchall()] == [
+            "pinned"]
+
+
+def test_forget_drops_the_tenants_stored_rows_at_once(lake: Path) -> None:
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    store = stored(location, "acme")
+    assert store is not None
+    stored_files = [Path(u) for u in store.uris]
+    forgetter = Forgetter(location)
+    try:
+        receipt = forgetter.forget("acme", [Identifier("anonymous_id", "a2")])
+    finally:
+        forgetter.close()
+    assert receipt.stored_session_files_removed == len(stored_files) > 0
+    assert not any(f.exists() for f in stored_files)       # deleted, not left for vacuum
+    assert stored(location, "acme") is None and stored(location, "globex") is not None
+    rows = _sessions(lake)
+    assert "closed2" not in {r["session_id"] for r in rows}  # a2's only session
+    assert rows == _sessions(lake, stored_sessions=False)
+    build_sessions(location, NOW, HOURS)                     # stored again, without a2
+    assert stored(location, "acme") is not None and _sessions(lake) == rows
+
+
+def test_a_maintenance_pass_stores_the_sessions_of_closed_days(lake: Path) -> None:
+    """`driftnet maintain` and the maintenance task of `driftnet up` store sessions."""
+    from driftnet.runner import run_maintain
+    from ingest.settings import DriftnetSettings
+
+    assert stored(LakeLocation.parse(lake), "acme") is None
+    settings = DriftnetSettings.model_validate({"loader": {"lake": str(lake)}})
+    assert run_maintain(settings, None, once=True) == 0
+    store = stored(LakeLocation.parse(lake), "acme")
+    assert store is not None and store.cutoff >= dt.date(2026, 3, 5)   # all days closed now
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+
+
+def test_stitching_combines_stored_identities_with_todays_logins(lake: Path) -> None:
+    """A device seen on closed days logs in today: its stored sessions get the user."""
+    build_sessions(LakeLocation.parse(lake), NOW, HOURS)
+    before = {r["session_id"]: r for r in _sessions(lake)}
+    assert before["closed1"]["stitched_user_id"] is None
+    write_events(lake, [at(4, 10, session_id="login", anonymous_id="a1", user_id="u1",
+                           event_type="identify", event_name="identify")])
+    rows = _sessions(lake)
+    assert rows == _sessions(lake, stored_sessions=False)
+    assert {r["session_id"]: r for r in rows}["closed1"]["person_id"] == "u:u1"

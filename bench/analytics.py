@@ -267,7 +267,7 @@ def run_step(step: str, lake: Path, tenant: str, out: Path) -> dict[str, object]
     detail: object
     if step == "store sessions (maintenance build)":
         from analytics.stored_sessions import build_sessions
-        built = build_sessions(LakeLocation.parse(lake), dt.datetime.now(dt.UTC), 6)
+        built = build_sessions(LakeLocation.parse(lake), dt.datetime.now(dt.UTC), 2)
         detail = built.rebuilt
     elif step == "sql: sessions computed from events (group by)":
         with connect(lake, tenant, stored_sessions=False) as con:

@@ -21,6 +21,7 @@ from ingest.collector.config import CollectorSettings
 from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
 from ingest.collector.hit import Hit
+from ingest.collector.http import body_received
 from ingest.collector.routes import Route, find_route
 from ingest.collector.visitor import routing_hash
 from ingest.transport.base import Producer
@@ -185,9 +186,9 @@ class CollectorApp:
                                    origin, method)
             return
         self.counts["accepted"] += 1
-        response_headers = list(answer.headers)
+        response_headers: Any = answer.headers
         if origin is not None:
-            response_headers += _cors_headers(origin)
+            response_headers = [*answer.headers, *_cors_headers(origin)]
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": response_headers})
         await send({"type": "http.response.body",
@@ -372,6 +373,10 @@ def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
 
 async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
     """The whole body, within ``timeout_s`` (a client trickling bytes gets 408)."""
+    if body_received(receive):
+        # The usual beacon: its body came with its headers, reading it cannot wait on the
+        # client, and a deadline (a timer armed and cancelled per request) would only cost.
+        return await _receive_body(receive, limit)
     try:
         async with asyncio.timeout(timeout_s):
             return await _receive_body(receive, limit)

@@ -10,36 +10,56 @@ connection is closed. Bodies have their own deadline in the app (408).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+def body_received(receive: Any) -> bool:
+    """True when the server already holds the request's whole body, so reading it cannot
+    wait on the client: uvicorn's ``RequestResponseCycle`` (whose method ``receive`` is)
+    turns ``more_body`` False once its parser saw the end of the message. For any other
+    server, False: the caller then reads under its deadline."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
 
 
 def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
     """A protocol class closing connections whose headers take over ``header_timeout_s``."""
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        # One timer per connection, not one per request: a request's headers only set or
+        # clear ``_header_deadline`` (a float store); the timer, when it fires, closes the
+        # connection if the deadline passed, or sleeps until the deadline if one is set.
         _header_timer: asyncio.TimerHandle | None = None
+        _header_deadline: float | None = None
 
         def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(header_timeout_s, self._expire)
+            self._header_deadline = self.loop.time() + header_timeout_s
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(self._header_deadline, self._check)
 
         def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._header_deadline = None
 
-        def _expire(self) -> None:
+        def _check(self) -> None:
             self._header_timer = None
-            if not self.transport.is_closing():
+            deadline = self._header_deadline
+            if deadline is None or self.transport.is_closing():
+                return
+            if self.loop.time() >= deadline:
                 self.transport.close()
+            else:
+                self._header_timer = self.loop.call_at(deadline, self._check)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            self._header_deadline = None
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
             super().connection_lost(exc)
 
         def on_headers_complete(self) -> None:

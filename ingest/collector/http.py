@@ -25,8 +25,8 @@ def body_received(receive: Any) -> bool:
 
 class ResponseWriter:
     """The transport a request's response cycle writes to: a response's head is held until
-    its body (or the response's end), so that head and body leave in one write, as one
-    segment, instead of two (uvicorn writes them separately).
+    its body (or the response's end), so that head and body leave in one transport write
+    instead of two (uvicorn writes them separately).
 
     Only a head (``HTTP/1.1 <status ≥ 200> ...\r\n\r\n``, uvicorn's first write of a
     response) is held, never an interim ``100 Continue``; whatever is held goes out with the

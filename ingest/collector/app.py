@@ -203,13 +203,20 @@ class CollectorApp:
         declared = headers.pop("content-length", None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HttpError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
-        body = await _read_body(receive, limit, self.settings.body_timeout_s)
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding and encoding != "identity":
-            if body:
-                body = _decompress(body, encoding, limit)
-            # The envelope holds the inflated body; say so instead of claiming it is gzip.
-            headers["x-driftnet-inflated"] = headers.pop("content-encoding")
+        if body_received(receive):
+            # The usual beacon: its body came with its headers, reading it cannot wait on the
+            # client, and a deadline (a timer armed and cancelled per request) would only cost.
+            body = await _receive_body(receive, limit)
+        else:
+            body = await _read_body(receive, limit, self.settings.body_timeout_s)
+        encoding = headers.get("content-encoding")
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding and encoding != "identity":
+                if body:
+                    body = _decompress(body, encoding, limit)
+                # The envelope holds the inflated body; say so instead of claiming it is gzip.
+                headers["x-driftnet-inflated"] = headers.pop("content-encoding")
         if secrets:
             headers.update(secrets)  # read by the key finder, removed below
         hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
@@ -373,10 +380,6 @@ def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
 
 async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
     """The whole body, within ``timeout_s`` (a client trickling bytes gets 408)."""
-    if body_received(receive):
-        # The usual beacon: its body came with its headers, reading it cannot wait on the
-        # client, and a deadline (a timer armed and cancelled per request) would only cost.
-        return await _receive_body(receive, limit)
     try:
         async with asyncio.timeout(timeout_s):
             return await _receive_body(receive, limit)

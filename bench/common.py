@@ -70,12 +70,15 @@ def event(i: int) -> dict[str, object]:
     }
 
 
-def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path) -> float:
-    """Requests/s of wrk POSTing ``body`` to ``url`` (bench/wrk/post.lua); any non-2xx fails."""
+def wrk(url: str, body: bytes, seconds: int, connections: int, workdir: Path,
+        cpu: int | None = None) -> float:
+    """Requests/s of wrk POSTing ``body`` to ``url`` (bench/wrk/post.lua); any non-2xx fails.
+    ``cpu``: pin wrk to that core (``taskset``)."""
     body_file = workdir / f"body-{len(body)}.json"
     body_file.write_bytes(body)
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
+        [*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
          str(ROOT / "bench" / "wrk" / "post.lua"), url],
         capture_output=True, text=True, check=True,
         env={**os.environ, "BODY_FILE": str(body_file), "AUTH": AUTH})

@@ -24,9 +24,14 @@ class Answer:
     body: bytes
 
 
-JSON_SUCCESS = Answer(200, ((b"content-type", b"application/json"),), b'{"success":true}')
-GIF = Answer(200, ((b"content-type", b"image/gif"), NO_CACHE), TRANSPARENT_GIF)
-OK_TEXT = Answer(200, ((b"content-type", b"text/plain; charset=utf-8"), NO_CACHE), b"ok")
+def _sized(status: int, headers: tuple[tuple[bytes, bytes], ...], body: bytes) -> Answer:
+    # With its length said, the body goes out as is (no chunked framing around it).
+    return Answer(status, (*headers, (b"content-length", str(len(body)).encode())), body)
+
+
+JSON_SUCCESS = _sized(200, ((b"content-type", b"application/json"),), b'{"success":true}')
+GIF = _sized(200, ((b"content-type", b"image/gif"), NO_CACHE), TRANSPARENT_GIF)
+OK_TEXT = _sized(200, ((b"content-type", b"text/plain; charset=utf-8"), NO_CACHE), b"ok")
 NO_CONTENT = Answer(204, (), b"")
 
 
@@ -70,7 +75,7 @@ def _cookie(header: str | None, name: str) -> str | None:
     return None
 
 
-POSTHOG_OK = Answer(200, ((b"content-type", b"application/json"),), b'{"status":1}')
+POSTHOG_OK = _sized(200, ((b"content-type", b"application/json"),), b'{"status":1}')
 
 
 def posthog(hit: Hit, cookie: str | None) -> Answer:

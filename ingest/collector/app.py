@@ -21,6 +21,7 @@ from ingest.collector.config import CollectorSettings
 from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
 from ingest.collector.hit import Hit
+from ingest.collector.http import body_received
 from ingest.collector.routes import Route, find_route
 from ingest.collector.visitor import routing_hash
 from ingest.transport.base import Producer
@@ -185,9 +186,9 @@ class CollectorApp:
                                    origin, method)
             return
         self.counts["accepted"] += 1
-        response_headers = list(answer.headers)
+        response_headers: Any = answer.headers
         if origin is not None:
-            response_headers += _cors_headers(origin)
+            response_headers = [*answer.headers, *_cors_headers(origin)]
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": response_headers})
         await send({"type": "http.response.body",
@@ -202,13 +203,20 @@ class CollectorApp:
         declared = headers.pop("content-length", None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HttpError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
-        body = await _read_body(receive, limit, self.settings.body_timeout_s)
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding and encoding != "identity":
-            if body:
-                body = _decompress(body, encoding, limit)
-            # The envelope holds the inflated body; say so instead of claiming it is gzip.
-            headers["x-driftnet-inflated"] = headers.pop("content-encoding")
+        if body_received(receive):
+            # The usual beacon: its body came with its headers, reading it cannot wait on the
+            # client, and a deadline (a timer armed and cancelled per request) would only cost.
+            body = await _receive_body(receive, limit)
+        else:
+            body = await _read_body(receive, limit, self.settings.body_timeout_s)
+        encoding = headers.get("content-encoding")
+        if encoding is not None:
+            encoding = encoding.strip().lower()
+            if encoding and encoding != "identity":
+                if body:
+                    body = _decompress(body, encoding, limit)
+                # The envelope holds the inflated body; say so instead of claiming it is gzip.
+                headers["x-driftnet-inflated"] = headers.pop("content-encoding")
         if secrets:
             headers.update(secrets)  # read by the key finder, removed below
         hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)

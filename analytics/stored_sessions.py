@@ -22,7 +22,7 @@ rows of a date that retention has since removed from events are not read.
 **Invalidation.** The table's description holds a hash of the session SQL: a new
 definition (another driftnet version) makes readers ignore the table and the next build
 replace it. ``driftnet forget`` and ``driftnet replay`` drop the tenant's stored rows (the
-next build recomputes them), through ingest/lake/derived.py.
+next build recomputes them), through schemas/derived.py.
 
 Pinned connections (exports reproducing a manifest) compute sessions from the pinned
 events and never read this table: its rows are those same numbers, and a reproduction
@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -51,11 +51,13 @@ from analytics.views import (
     session_events_sql,
     sessions_sql,
 )
-from schemas.delta import lake_tenants, table_snapshot
+from schemas.delta import lake_tenants, open_table, table_snapshot
+from schemas.derived import drop_stored_sessions
 from schemas.lake import (
     DERIVED_IDENTITIES_TABLE,
     DERIVED_SESSIONS_TABLE,
     DERIVED_TABLES,
+    MAINTENANCE_APP_ID,
     derived_sessions_app_id,
 )
 from schemas.storage import LakeLocation
@@ -199,13 +201,17 @@ def closed_cutoff(now: dt.datetime, closed_after_hours: float) -> dt.date:
 
 
 def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: float, *,
-                   tenants: Sequence[str] | None = None, max_tenants: int | None = None,
-                   connect: Callable[..., object] | None = None) -> BuildReport:
+                   tenants: Sequence[str] | None = None, max_tenants: int | None = None
+                   ) -> BuildReport:
     """Rebuild the stored sessions of every tenant (or ``tenants``) whose newest closed date
-    moved since its last build; at most ``max_tenants`` per call."""
-    from analytics.connect import connect as _connect
+    moved since its last build; at most ``max_tenants`` per call.
 
-    open_connection = connect or _connect
+    A build that overlapped a commit removing events files (forget, replay, compaction
+    from another process: they carry the maintenance application id) is dropped again at
+    once: it may hold rows that were just forgotten.
+    """
+    from analytics.connect import connect
+
     report = BuildReport()
     cutoff = closed_cutoff(now, closed_after_hours)
     delta = _open(lake)
@@ -220,20 +226,26 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
         if not built or _EPOCH + dt.timedelta(days=built) < cutoff:
             todo.append(tenant)
     for tenant in todo[:max_tenants]:
+        before = _removals(lake)
         if not table_snapshot(lake, "events", tenant).files:
             continue
-        con = open_connection(lake, tenant, stored_sessions=False)
+        con = connect(lake, tenant, stored_sessions=False)
         day = f"DATE '{cutoff.isoformat()}'"
         try:
             closed = f"(SELECT * FROM events WHERE date <= {day})"
-            parts = con.sql(  # type: ignore[attr-defined]
-                f"SELECT * FROM ({identity_parts_sql(closed)}) ORDER BY anonymous_id"
-            ).to_arrow_table()
-            rows = con.sql(  # type: ignore[attr-defined]
-                f"SELECT * FROM sessions_base WHERE last_received_date <= {day} "
-                "ORDER BY start, session_id").to_arrow_table()
+            parts = con.sql(f"SELECT * FROM ({identity_parts_sql(closed)}) ORDER BY anonymous_id"
+                            ).to_arrow_table()
+            rows = con.sql(f"SELECT * FROM sessions_base WHERE last_received_date <= {day} "
+                           "ORDER BY start, session_id").to_arrow_table()
+        except duckdb.Error as exc:
+            if _removals(lake) == before:
+                raise AnalyticsError(f"building the stored sessions failed: {exc}",
+                                     tenant=tenant) from exc
+            log.info("events of %s changed during its build; next pass", tenant)
+            report.skipped.append(tenant)
+            continue
         finally:
-            con.close()  # type: ignore[attr-defined]
+            con.close()
         try:
             # identities first: readers take the cutoff from the sessions table's commit
             _write(lake, DERIVED_IDENTITIES_TABLE, tenant, parts, (cutoff - _EPOCH).days)
@@ -242,8 +254,19 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
             log.info("stored sessions of %s lost a race (%s); next pass", tenant, exc)
             report.skipped.append(tenant)
             continue
+        if _removals(lake) != before:
+            drop_stored_sessions(lake, tenant)
+            log.info("events of %s changed during its build; next pass", tenant)
+            report.skipped.append(tenant)
+            continue
         report.rebuilt[tenant] = rows.num_rows
     return report
+
+
+def _removals(lake: LakeLocation) -> int | None:
+    """The events table's count of commits that removed files (maintenance app id)."""
+    delta = open_table(lake, "events")
+    return None if delta is None else delta.transaction_version(MAINTENANCE_APP_ID)
 
 
 def _write(lake: LakeLocation, table: str, tenant: str, rows: pa.Table, cutoff_days: int

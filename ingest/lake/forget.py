@@ -48,7 +48,6 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.lake.compact import kind_of
-from ingest.lake.derived import drop_stored_sessions
 from ingest.lake.errors import ConcurrentCommitError, ForgetError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
@@ -57,6 +56,7 @@ from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
 from schemas.audit import RECEIPT_SCHEMA
 from schemas.delta import DataFile, read_files_sql, snapshot_files, table_uri
+from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
 from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
 from schemas.storage import LakeLocation

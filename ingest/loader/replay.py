@@ -29,7 +29,6 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.enrich import default_chain
 from ingest.enrich.config import EnrichSettings
-from ingest.lake.derived import drop_stored_sessions
 from ingest.lake.errors import ConcurrentCommitError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
@@ -38,6 +37,7 @@ from ingest.lake.writer import split_by_partition
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import Pipeline, conform
 from schemas.delta import DataFile, read_files_sql, snapshot_files
+from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
 from schemas.lake import Table
 from schemas.raw import RAW_SCHEMA

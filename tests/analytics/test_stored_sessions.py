@@ -163,3 +163,25 @@ def test_stitching_combines_stored_identities_with_todays_logins(lake: Path) -> 
     rows = _sessions(lake)
     assert rows == _sessions(lake, stored_sessions=False)
     assert {r["session_id"]: r for r in rows}["closed1"]["person_id"] == "u:u1"
+
+
+def test_a_build_that_overlapped_a_forget_is_dropped(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build read events before the person was forgotten: its rows must not stay."""
+    location = LakeLocation.parse(lake)
+    original = stored_sessions._write
+
+    def forget_then_write(*args: Any) -> None:
+        forgetter = Forgetter(location)
+        try:
+            forgetter.forget("acme", [Identifier("anonymous_id", "a2")])
+        finally:
+            forgetter.close()
+        monkeypatch.setattr(stored_sessions, "_write", original)
+        original(*args)
+
+    monkeypatch.setattr(stored_sessions, "_write", forget_then_write)
+    report = build_sessions(location, NOW, HOURS, tenants=["acme"])
+    assert report.skipped == ["acme"] and report.rebuilt == {}
+    assert stored(location, "acme") is None
+    assert "closed2" not in {r["session_id"] for r in _sessions(lake)}

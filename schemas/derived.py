@@ -1,4 +1,5 @@
-"""Dropping a tenant's stored sessions when its events change under them.
+"""Dropping a tenant's stored sessions when its events change under them (shared by ingest's
+forget and replay, and by the analytics build that lost a race with them).
 
 The stored sessions and identities (``<lake>/_derived/``, built by
 analytics/stored_sessions.py) are computed from events. ``driftnet forget`` and
@@ -17,7 +18,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from ingest.lake.errors import LakeWriteError
+from schemas.errors import LakeError
 from schemas.lake import DERIVED_TABLES, derived_sessions_app_id
 from schemas.storage import LakeLocation
 
@@ -43,8 +44,8 @@ def _drop(lake: LakeLocation, table: str, tenant: str) -> int:
         delta.delete(f"tenant = '{tenant}'", commit_properties=CommitProperties(
             app_transactions=[Transaction(derived_sessions_app_id(tenant), 0)]))
     except DeltaError as exc:
-        raise LakeWriteError(f"dropping the stored sessions of {tenant} failed: {exc}",
-                             tenant=tenant) from exc
+        raise LakeError(f"dropping the stored sessions of {tenant} failed: {exc}",
+                        tenant=tenant) from exc
     fs, base = lake.filesystem()
     for path in paths:
         with contextlib.suppress(FileNotFoundError):

@@ -7,16 +7,17 @@ dedupe flagged; ``events_all`` with them), plus ``session_events`` and ``session
 (schemas/delta.py), never from a glob, so files a commit has not added (or has removed:
 compaction, retention, forget) are never read.
 
-The views read the files through Arrow datasets bound to exactly that file list (pyarrow's
-local or object-store filesystem), registered with the connection; the connection itself
-is then given no path at all: external access is off (no file, no URL, no INSTALL), no
-directory is allowed but its own private spill directory, Python objects are not looked up
-by name, and the configuration is locked. So whatever SQL a session runs, and whatever a
+DuckDB's own Parquet reader reads exactly that file list through a read-only filesystem
+registered with the connection (analytics/snapshot_fs.py: ``dnsnap://`` knows those files
+and opens them for reading only); the connection itself is then given no other path:
+external access is off (no file, no URL, no INSTALL), no directory is allowed but
+``dnsnap://`` and its own private spill directory, Python objects are not looked up by
+name, and the configuration is locked. So whatever SQL a session runs, and whatever a
 Python caller does with the connection and its relations, it can neither read another
 tenant's rows nor write anything into the lake (COPY TO, ATTACH, EXPORT, a relation's
-``to_parquet``): the lake is not reachable from DuckDB except through the datasets. The SQL
-entry points also refuse those statements up front with a clear message
-(analytics/readonly.py). ``all_tenants=True`` (operators) spans every tenant instead.
+``to_parquet``). The SQL entry points also refuse those statements up front with a clear
+message (analytics/readonly.py). ``all_tenants=True`` (operators) spans every tenant
+instead.
 
 Views are bound to the snapshot taken when the connection is made; reconnect to see newer
 data (the REPL's ``.refresh`` does that). ``files`` or ``versions`` pin a connection to an
@@ -34,22 +35,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
-import pyarrow.dataset as ds
 
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.money import RATES_SCHEMA, FxRates
+from analytics.snapshot_fs import SCHEME, SnapshotFileSystem
 from analytics.stored_sessions import (
     identities_view_sql,
     prepare_recent,
-    register_stored,
     sessions_base_sql,
     stored,
+    stored_view_sql,
 )
 from analytics.views import DERIVED_VIEWS, derived_views, sessions_sql
 from schemas.columns import sql_type
-from schemas.delta import table_snapshot
-from schemas.lake import DERIVED_IDENTITIES_TABLE, ROW_SCHEMAS, TABLES, Table
+from schemas.delta import read_files_select, table_snapshot
+from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
@@ -88,22 +88,38 @@ def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
     return out
 
 
-def _dataset_view(con: duckdb.DuckDBPyConnection, lake: LakeLocation, table: Table,
-                  uris: Sequence[str]) -> str:
-    """A SELECT of ``uris`` (data files of ``table``) through an Arrow dataset: the table's
-    columns (missing ones NULL), then ``date``."""
-    fs, root = lake.filesystem()
+def _relative(lake: LakeLocation, uri: str) -> str:
     prefix = lake.uri.rstrip("/") + "/"
-    paths = [f"{root}/{u[len(prefix):]}" for u in uris]
-    schema = pa.schema([*ROW_SCHEMAS[table], pa.field("date", pa.date32())])
-    dataset = ds.dataset(
-        paths, schema=schema, format="parquet", filesystem=fs,
-        partitioning=ds.partitioning(pa.schema([("tenant", pa.string()),
-                                                ("date", pa.date32())]), flavor="hive"),
-        partition_base_dir=f"{root}/{table}")
-    name = f"lake_{table}_files"
-    con.register(name, dataset)
-    return f"SELECT * FROM {name}"
+    if not uri.startswith(prefix):
+        raise TenantScopeError("file outside the lake", file=uri)
+    return uri[len(prefix):]
+
+
+def _snapshot_view(con: duckdb.DuckDBPyConnection, snapfs: SnapshotFileSystem,
+                   lake: LakeLocation, table: Table, files: Mapping[str, int | None]
+                   ) -> tuple[str, list[tuple[str, str]]]:
+    """A SELECT of ``files`` (URI -> size) of ``table`` through the connection's snapshot
+    filesystem and DuckDB's Parquet reader: the table's columns (missing ones NULL), then
+    ``date``; and those columns' (name, SQL type)."""
+    relative = {_relative(lake, uri): size for uri, size in files.items()}
+    snapfs.allow(relative)
+    return read_files_select(con, table, [f"{SCHEME}://{r}" for r in relative],
+                             partitions=True)
+
+
+def _empty_select(columns: Sequence[tuple[str, str]]) -> str:
+    listed = ", ".join(f"CAST(NULL AS {t}) AS {_quote(n)}" for n, t in columns)
+    return f"SELECT {listed} WHERE false"
+
+
+def _stored_view(snapfs: SnapshotFileSystem, lake: LakeLocation, uris: Sequence[str]) -> str:
+    relative = [_relative(lake, u) for u in uris]
+    snapfs.allow(dict.fromkeys(relative))
+    return stored_view_sql([f"{SCHEME}://{r}" for r in relative])
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def connect(
@@ -151,17 +167,34 @@ def connect(
     # con.query_progress(), e.g. export's progress bar) but never print it.
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
+    con.execute("SET parquet_metadata_cache = true")
     oldest: dt.date | None = None
+    fs, root = location.filesystem()
+    snapfs = SnapshotFileSystem(fs, root, {})
+    con.register_filesystem(snapfs)
+    # DuckDB binds a view when it is created, and binding a read over hundreds of files
+    # opens each of them: the derived views would bind ``events_all`` about 25 times
+    # (80 ms each on 305 files). Views are kept as SQL and bound again when queried, so
+    # they are created over empty stand-ins of the same columns, and the real reads of
+    # the tables replace the stand-ins last.
+    reads: dict[str, str] = {}
+    event_dates: set[dt.date] = set()
     for table in TABLES:
+        view = "events_all" if table == "events" else table
+        paths: dict[str, int | None]
         if files is not None:
-            paths = _pinned(location, table, tenant, files.get(table, ()))
+            paths = dict.fromkeys(_pinned(location, table, tenant, files.get(table, ())))
         else:
             snapshot = table_snapshot(location, table, tenant).files
-            paths = [f.uri for f in snapshot]
+            paths = {f.uri: f.size for f in snapshot}
             if table == "events" and snapshot:
-                oldest = min(f.date for f in snapshot)
-        body = _dataset_view(con, location, table, paths) if paths else _empty_view(table)
-        con.execute(f"CREATE VIEW {'events_all' if table == 'events' else table} AS {body}")
+                event_dates = {f.date for f in snapshot}
+                oldest = min(event_dates)
+        if paths:
+            reads[view], columns = _snapshot_view(con, snapfs, location, table, paths)
+            con.execute(f"CREATE VIEW {view} AS {_empty_select(columns)}")
+        else:
+            con.execute(f"CREATE VIEW {view} AS {_empty_view(table)}")
     # Retries the loader flagged stay in the lake (events_all) but not in what analysts see.
     con.execute("CREATE VIEW events AS SELECT * FROM events_all WHERE is_duplicate IS NOT TRUE")
     fx = rates.table() if rates is not None else RATES_SCHEMA.empty_table()
@@ -170,24 +203,33 @@ def connect(
     con.unregister("fx_rates_input")
     store = (stored(location, tenant) if stored_sessions and tenant is not None
              and files is None and oldest is not None else None)
+    recent = False
+    if store is not None:
+        # Sessions with an event received after the cutoff are computed at query time;
+        # their lists are filled once the real reads are in place.
+        recent = any(d > store.cutoff for d in event_dates)
+        prepare_recent(con, store.cutoff, fill=False)
+        for stored_name, uris in (("lake_stored_sessions", store.uris),
+                                  ("lake_stored_identities", store.identity_uris)):
+            if uris:
+                con.execute(f"CREATE VIEW {stored_name} AS "
+                            f"{_stored_view(snapfs, location, uris)}")
     for name, view_sql in derived_views(rates.reporting_currency if rates else None):
         body = view_sql
         if name == "sessions_base" and store is not None and oldest is not None:
-            recent = prepare_recent(con, store.cutoff)
-            relation = f"({sessions_sql()} LIMIT 0)"
-            if store.uris:
-                register_stored(con, location, store.uris, "lake_stored_sessions_files")
-                relation = "lake_stored_sessions_files"
+            relation = ("lake_stored_sessions" if store.uris
+                        else f"({sessions_sql()} LIMIT 0)")
             body = sessions_base_sql(relation, store.cutoff, oldest, recent)
         elif name == "identities" and store is not None:
-            parts = None
-            if store.identity_uris:
-                register_stored(con, location, store.identity_uris, "lake_stored_identity_files",
-                                DERIVED_IDENTITIES_TABLE)
-                parts = "lake_stored_identity_files"
-            body = identities_view_sql(parts, store.cutoff)
+            body = identities_view_sql(
+                "lake_stored_identities" if store.identity_uris else None, store.cutoff)
         con.execute(f"CREATE VIEW {name} AS {body}")
-    con.execute("SET allowed_directories = []")  # the spill directory stays usable
+    for name, read in reads.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {read}")
+    if store is not None and recent:
+        prepare_recent(con, store.cutoff, fill=True)
+    # The snapshot filesystem is the one way in; the spill directory stays usable.
+    con.execute(f"SET allowed_directories = ['{SCHEME}://']")
     con.execute("SET enable_external_access = false")
     con.execute("SET python_enable_replacements = false")
     con.execute("SET lock_configuration = true")

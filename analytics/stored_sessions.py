@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -51,7 +50,7 @@ from analytics.views import (
     session_events_sql,
     sessions_sql,
 )
-from schemas.delta import lake_tenants, open_table, table_snapshot
+from schemas.delta import lake_tenants, open_table, sql_literal, table_snapshot
 from schemas.derived import drop_stored_sessions
 from schemas.lake import (
     DERIVED_IDENTITIES_TABLE,
@@ -127,37 +126,33 @@ def stored(lake: LakeLocation, tenant: str) -> Stored | None:
                   _tenant_uris(lake, DERIVED_IDENTITIES_TABLE, identities, tenant))
 
 
-def register_stored(con: object, lake: LakeLocation, uris: Sequence[str], name: str,
-                    table: str = DERIVED_SESSIONS_TABLE) -> None:
-    """Register stored files of ``table`` as an Arrow dataset named ``name`` (``tenant``
-    from the partition directories)."""
-    fs, root = lake.filesystem()
-    prefix = lake.uri.rstrip("/") + "/"
-    paths = [f"{root}/{u[len(prefix):]}" for u in uris]
-    dataset = ds.dataset(paths, format="parquet", filesystem=fs,
-                         partitioning=ds.partitioning(pa.schema([("tenant", pa.string())]),
-                                                      flavor="hive"),
-                         partition_base_dir=f"{root}/{table}")
-    con.register(name, dataset)  # type: ignore[attr-defined]
+def stored_view_sql(uris: Sequence[str]) -> str:
+    """A SELECT of stored files of a derived table (``dnsnap://`` URIs of the connection's
+    snapshot filesystem, analytics/snapshot_fs.py), ``tenant`` from the partition
+    directories."""
+    listed = ", ".join(sql_literal(u) for u in uris)
+    return (f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
+            "hive_partitioning = true, hive_types = {'tenant': VARCHAR})")
 
 
 VISITOR = "coalesce(anonymous_id, user_id, network_user_id, 'event:' || event_id)"
 """The visitor of an event without a session id (as in analytics/views.py)."""
 
 
-def prepare_recent(con: duckdb.DuckDBPyConnection, cutoff: dt.date) -> bool:
-    """Collect, into temporary tables, the sessions and visitors that have an event
-    received after ``cutoff`` (the events view prunes to those dates' files); False when
-    there are none, so ``sessions_base`` is the stored rows alone."""
+def prepare_recent(con: duckdb.DuckDBPyConnection, cutoff: dt.date, *, fill: bool) -> None:
+    """The temporary tables of the sessions and visitors that have an event received after
+    ``cutoff``: created empty (``fill`` False), or filled from ``events`` (the view prunes
+    to those dates' files)."""
     day = f"DATE '{cutoff.isoformat()}'"
-    con.execute(f"""CREATE TEMP TABLE recent_sessions AS
+    if not fill:
+        con.execute("CREATE TEMP TABLE recent_sessions (session_id VARCHAR)")
+        con.execute("CREATE TEMP TABLE recent_visitors (visitor VARCHAR)")
+        return
+    con.execute(f"""INSERT INTO recent_sessions
         SELECT DISTINCT session_id FROM events WHERE date > {day} AND session_id IS NOT NULL""")
-    con.execute(f"""CREATE TEMP TABLE recent_visitors AS
+    con.execute(f"""INSERT INTO recent_visitors
         SELECT DISTINCT {VISITOR} AS visitor FROM events
         WHERE date > {day} AND session_id IS NULL""")
-    counts = con.sql("SELECT (SELECT count(*) FROM recent_sessions) + "
-                     "(SELECT count(*) FROM recent_visitors)").fetchall()
-    return bool(counts[0][0])
 
 
 def sessions_base_sql(stored_relation: str, cutoff: dt.date, oldest_event_date: dt.date,

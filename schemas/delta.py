@@ -133,6 +133,13 @@ def read_files_sql(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence
     has reads as NULL, one the code does not know (written by newer code) comes last.
     ``partitions`` adds ``tenant`` and ``date`` from the paths; ``filename`` the file's path.
     """
+    return read_files_select(con, table, paths, partitions=partitions, filename=filename)[0]
+
+
+def read_files_select(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence[str], *,
+                      partitions: bool = False, filename: bool = False
+                      ) -> tuple[str, list[tuple[str, str]]]:
+    """:func:`read_files_sql`, and the (name, SQL type) of the columns it selects."""
     options = ["union_by_name = true"]
     if partitions:
         options.append("hive_partitioning = true, "
@@ -143,7 +150,8 @@ def read_files_sql(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence
         options.append("filename = true")
     source = (f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], "
               f"{', '.join(options)})")
-    present = [str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    present = {str(r[0]): str(r[1])
+               for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     fields = list(ROW_SCHEMAS[table])
     if not partitions:
         fields = [f for f in fields if f.name != "tenant"]
@@ -152,5 +160,7 @@ def read_files_sql(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence
         known.append(("date", "DATE"))
     names = {n for n, _ in known}
     select = [n if n in present else f"CAST(NULL AS {t}) AS {n}" for n, t in known]
+    columns = [(n, present.get(n, t)) for n, t in known]
     select += [n for n in present if n not in names]
-    return f"SELECT {', '.join(select)} FROM {source}"
+    columns += [(n, t) for n, t in present.items() if n not in names]
+    return f"SELECT {', '.join(select)} FROM {source}", columns

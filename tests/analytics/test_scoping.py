@@ -109,6 +109,15 @@ def read_attempts(lake: Path) -> list[str]:
         "SET autoinstall_known_extensions = true",
         "SET allow_unsigned_extensions = true",
         "PRAGMA enable_profiling; PRAGMA profile_output = '/tmp/profile.json'",
+        # the snapshot filesystem (analytics/snapshot_fs.py) knows only acme's files
+        f"SELECT * FROM read_parquet('dnsnap://events/tenant=globex/{Path(g).parent.name}/"
+        f"{Path(g).name}')",
+        f"SELECT * FROM read_parquet('dnsnap://events/tenant=acme/../tenant=globex/"
+        f"{Path(g).parent.name}/{Path(g).name}')",
+        "SELECT * FROM read_parquet('dnsnap://events/tenant=globex/*/*.parquet')",
+        "SELECT * FROM read_text('dnsnap://tenants.toml')",
+        "SELECT * FROM read_text('dnsnap:///etc/passwd')",
+        f"SELECT * FROM read_text('dnsnap://{lake}/tenants.toml')",
     ]
 
 
@@ -233,13 +242,20 @@ def test_the_python_api_cannot_write_into_the_lake(lake: Path, tmp_path: Path) -
                     f"COPY (SELECT 1 AS x) TO '{target}' (USE_TMP_FILE false)",
                     f"COPY (SELECT 1 AS x) TO '{target}'",
                     f"ATTACH '{lake}/raw/tenant=acme/x.duckdb'",
-                    f"EXPORT DATABASE '{lake}/events/tenant=acme/dump'"):
+                    f"EXPORT DATABASE '{lake}/events/tenant=acme/dump'",
+                    f"COPY (SELECT 1 AS x) TO 'dnsnap://events/{data.path}' "
+                    "(USE_TMP_FILE false)",
+                    f"COPY (SELECT 1 AS x) TO 'dnsnap://events/{data.path}'",
+                    "COPY (SELECT 1 AS x) TO 'dnsnap://events/tenant=acme/forged.parquet'",
+                    "ATTACH 'dnsnap://events/tenant=acme/x.duckdb'"):
             with pytest.raises(duckdb.Error):
                 con.execute(sql)
         with pytest.raises(duckdb.Error):
             con.sql("SELECT 1 AS x").to_parquet(str(target))
         with pytest.raises(duckdb.Error):
             con.sql("SELECT 1 AS x").write_csv(str(target.parent / "forged.csv"))
+        with pytest.raises(duckdb.Error):
+            con.sql("SELECT 1 AS x").to_parquet(f"dnsnap://events/{data.path}")
         assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] > 0
     assert target.read_bytes() == before
     assert sorted(p for p in lake.rglob("*") if p.is_file()) == files_before

@@ -84,7 +84,7 @@ def test_stored_and_computed_sessions_equal_the_computation_from_events(lake: Pa
     # the rows of closed sessions do come from the table: remove their events and they stay
     with connect(lake, "acme") as con:
         stored_ids = {r[0] for r in con.sql(
-            "SELECT session_id FROM lake_stored_sessions_files").fetchall()}
+            "SELECT session_id FROM lake_stored_sessions").fetchall()}
     assert stored_ids == {"closed1", "closed2", "late"} | {
         r["session_id"] for r in expected
         if r["session_inferred"] and r["start"] < DAY0 + dt.timedelta(days=3)}

@@ -45,6 +45,7 @@ _ROW_KEY_COLUMNS: Final = ("source", "source_partition", "source_offset", "sourc
                             "item_index")
 """Identify an event row: its place in the transport (the loader writes each once)."""
 _ROW_KEY = ", ".join(_ROW_KEY_COLUMNS)
+ROW_KEY_COLUMNS: Final = _ROW_KEY_COLUMNS
 
 
 def inferred_sessions_sql(columns: Sequence[str] = _ROW_KEY_COLUMNS,

@@ -551,6 +551,11 @@ def _write_text(text: str, output: Path | None) -> None:
 @click.option("--min-support", type=click.IntRange(min=1), default=30, show_default=True,
               help="With --target: groups of fewer sessions are marked small and never "
                    "decide a feature's rank.")
+@click.option("--sample-events", type=click.IntRange(min=0), default=2_000_000,
+              show_default=True,
+              help="With --target, past this many events in scope: read the sessions of a "
+                   "random share of visitors holding about this many events (whole "
+                   "visitors, the same share on every run; the report says it). 0: all.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
               show_default=True, help="Output format (html: self-contained report).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -561,8 +566,9 @@ def _write_text(text: str, output: Path | None) -> None:
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")
 @_tenants_option(required=False)
 def discover(lake: str, tenant: str, event: str | None, since: str | None, until: str | None,
-             target: str | None, min_support: int, fmt: str, output: Path | None, top_k: int,
-             memory_limit: str | None, tenants_path: Path | None) -> None:
+             target: str | None, min_support: int, sample_events: int, fmt: str,
+             output: Path | None, top_k: int, memory_limit: str | None,
+             tenants_path: Path | None) -> None:
     """Catalog every field ever logged (columns and JSON paths), and what predicts a target.
 
     For each column and each path inside items, properties, traits, context and extra:
@@ -591,7 +597,8 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
     _require_known_tenant(lake, tenant, tenants_path)
     opts = DiscoverOptions(event=event, since=parse_since(since) if since else None,
                            until=parse_since(until) if until else None,
-                           target=target, top_k=top_k, min_support=min_support)
+                           target=target, top_k=top_k, min_support=min_support,
+                           target_sample_events=sample_events)
     con = connect(lake, tenant, memory_limit=memory_limit)
     try:
         report = run_discover(con, opts, tenant=tenant)

@@ -257,7 +257,8 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     if catalog.events == 0:
         return empty
     try:
-        excluded = prefix.build(con, features, opts)
+        share = prefix.sample_fraction(catalog.events, opts)
+        excluded = prefix.build(con, features, opts, share)
         total, positives = (int(x or 0) for x in prefix.rows(
             con, f"SELECT count(*), sum(CASE WHEN y THEN 1 ELSE 0 END) FROM {prefix.TABLE}")[0])
         if total == 0:
@@ -300,4 +301,5 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     scores.sort(key=lambda s: (s.suspect, -s.score, -s.mutual_information, s.field))
     return TargetReport(target=opts.target, sessions=total, positives=positives, base_rate=base,
                         entropy=_entropy(base, 1 - base), min_support=opts.min_support,
-                        excluded_sessions=excluded, features=scores, method=method)
+                        sampled_share=share, excluded_sessions=excluded, features=scores,
+                        method=method)

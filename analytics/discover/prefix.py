@@ -25,11 +25,19 @@ import duckdb
 
 from analytics.discover.options import DiscoverOptions
 from analytics.discover.report import FieldStats
-from analytics.views import EVENT_ORDER, ORDER_KEY
+from analytics.views import (
+    EVENT_ORDER,
+    EVENT_ORDER_COLUMNS,
+    ORDER_KEY,
+    ROW_KEY_COLUMNS,
+    inferred_sessions_sql,
+)
 
 TABLE: Final = "_discover_prefixes"
 """Name of the temporary table (dropped by :func:`drop`)."""
 TARGETS: Final = "_discover_targets"
+SAMPLE_BUCKETS: Final = 1_000_000
+"""Visitors are sampled by ``hash(visitor) % SAMPLE_BUCKETS``."""
 
 _VISITOR = "coalesce(anonymous_id, user_id, network_user_id)"
 _VIEW = "product_action IN ('view', 'click')"
@@ -93,13 +101,57 @@ def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
     return lists, exprs
 
 
+def sample_fraction(events_in_scope: int, opts: DiscoverOptions) -> float:
+    """Share of visitors whose sessions the target analysis reads (1.0: all of them)."""
+    if not opts.target_sample_events or events_in_scope <= opts.target_sample_events:
+        return 1.0
+    return opts.target_sample_events / events_in_scope
+
+
+_BASE_COLUMNS: Final = ("session_id", "event_name", "event_type", "product_action", "price",
+                        "search_query", "session_index", "anonymous_id", "user_id",
+                        "network_user_id", "derived_ts", "date", *EVENT_ORDER_COLUMNS)
+EVENTS: Final = "_discover_events"
+SAMPLE: Final = "_discover_sample"
+
+
+def _sampled_events(fraction: float) -> str:
+    """``events``, or the events of a fixed random share of visitors: whole visitors are
+    kept (all their sessions, so inferred sessions and the time since the previous session
+    are what they are in the whole data), chosen by a hash of the visitor id, so the same
+    lake gives the same sample."""
+    if fraction >= 1:
+        return "events"
+    visitor = "coalesce(anonymous_id, user_id, network_user_id, 'event:' || event_id)"
+    return (f"(SELECT * FROM events WHERE hash({visitor}) % {SAMPLE_BUCKETS} "
+            f"< {max(1, round(fraction * SAMPLE_BUCKETS))})")
+
+
+def _narrow_session_events(columns: Sequence[str], events: str) -> str:
+    """``columns`` of ``session_events`` over ``events``: the inactivity sessions of the
+    events without a session id come from a window over their row keys alone, joined back
+    (carrying wide text columns through the window's sort cost twice as much)."""
+    cols = ", ".join(dict.fromkeys(columns))
+    keys = ", ".join(ROW_KEY_COLUMNS)
+    joined = ", ".join("g.session_id" if c == "session_id" else f"e.{c}"
+                       for c in dict.fromkeys(columns))
+    return f"""
+    SELECT {cols} FROM {events} WHERE session_id IS NOT NULL
+    UNION ALL
+    SELECT {joined}
+    FROM (SELECT * FROM {events} WHERE session_id IS NULL) e
+    JOIN ({inferred_sessions_sql(ROW_KEY_COLUMNS, events)}) g USING ({keys})"""
+
+
 def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
-          opts: DiscoverOptions) -> int:
+          opts: DiscoverOptions, fraction: float = 1.0) -> int:
     """Create the prefix table; return the sessions left out (target at their first event).
 
-    The wide event rows are never materialised: the target time per session comes from a
-    narrow scan joined to the streaming feature scan, and each field keeps one ``arg_min``
-    state per session (an ordered aggregate would buffer every event).
+    The session events in scope are read once, narrow (the columns the features and
+    numbers need, each feature's value extracted once), into a temporary table; the
+    target time per session and the prefix rows come from it. Each field keeps one
+    ``arg_min`` state per session (an ordered aggregate would buffer every event).
+    ``fraction`` < 1 reads the sessions of that share of visitors (:func:`sample_fraction`).
     """
     assert opts.target is not None
     lists, exprs = field_exprs(features)
@@ -107,8 +159,20 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     only_event = "true"
     if opts.event is not None:  # fields are read from these events; behaviour from all
         only_event = "event_name = $event"
-        params["event"] = opts.event
+    sources = [f.field if f.source == "column" else f.source for f in features]
+    columns = tuple(dict.fromkeys((*_BASE_COLUMNS, *sources)))
+    # One scan of the lake: the sampled events' columns, then sessions over that table.
+    read = tuple(dict.fromkeys((*columns, "event_id", *ROW_KEY_COLUMNS)))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS "
+                f"SELECT {', '.join(read)} FROM {_sampled_events(fraction)}")
+    narrow = _narrow_session_events(columns, SAMPLE)
     feats = "".join(f", {e} AS f{i}" for i, e in enumerate(exprs))
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {EVENTS} AS
+    SELECT session_id, event_name, event_type, product_action, price, search_query,
+           session_index, {_VISITOR} AS visitor, {EVENT_ORDER}{feats}
+    FROM (SELECT *{''.join(', ' + x for x in lists)} FROM ({narrow}) WHERE {where})""",
+                params)
     late = (f"epoch_us(min(derived_ts)) + {LATE} * "
             "(epoch_us(any_value(t_at)) - epoch_us(min(derived_ts)))")
     firsts = "".join(
@@ -117,23 +181,17 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
         f" > {late} AS l{i}"
         for i in range(len(exprs)))
     behaviour = "".join(f", {sql} AS {name}" for name, (sql, _) in BEHAVIOURAL.items())
-    # The target times first, on their own: a narrow scan, and the count of left-out
-    # sessions comes from it for free.
+    # The target times first: the count of left-out sessions comes from them for free.
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {TARGETS} AS
-    SELECT session_id, min(derived_ts) AS t_at FROM session_events
-    WHERE {where} AND (event_name = $target OR product_action = $target)
-    GROUP BY session_id""", {k: v for k, v in params.items() if k != "event"}
-                | {"target": opts.target})
+    SELECT session_id, min(derived_ts) AS t_at FROM {EVENTS}
+    WHERE event_name = $target OR product_action = $target
+    GROUP BY session_id""", {"target": opts.target})
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {TABLE} AS
     WITH ev AS NOT MATERIALIZED (
-      SELECT e.session_id, e.event_name, e.event_type, e.product_action, e.price,
-             e.search_query, e.session_index, {_VISITOR} AS visitor, t.t_at,
-             {EVENT_ORDER}{feats}
-      FROM (SELECT *{''.join(', ' + x for x in lists)} FROM session_events) e
-      LEFT JOIN {TARGETS} t USING (session_id)
-      WHERE {where} AND (t.t_at IS NULL OR e.derived_ts < t.t_at)
+      SELECT e.*, t.t_at FROM {EVENTS} e LEFT JOIN {TARGETS} t USING (session_id)
+      WHERE t.t_at IS NULL OR e.derived_ts < t.t_at
     ),
     s AS (
       SELECT session_id, any_value(t_at) IS NOT NULL AS y, min(derived_ts) AS s_start,
@@ -142,10 +200,12 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     )
     SELECT *, epoch(s_start - lag(s_start) OVER (PARTITION BY visitor ORDER BY s_start,
                                                   session_id)) AS since_previous_session_s
-    FROM s""", params)
+    FROM s""", {"event": opts.event} if opts.event is not None else {})
     (excluded,), = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
                                f"(SELECT session_id FROM {TABLE})").fetchall()
     con.execute(f"DROP TABLE {TARGETS}")
+    con.execute(f"DROP TABLE {EVENTS}")
+    con.execute(f"DROP TABLE {SAMPLE}")
     return int(excluded)
 
 
@@ -153,6 +213,8 @@ def drop(con: duckdb.DuckDBPyConnection) -> None:
     """Remove the prefix table (and the target times, if building it failed)."""
     con.execute(f"DROP TABLE IF EXISTS {TABLE}")
     con.execute(f"DROP TABLE IF EXISTS {TARGETS}")
+    con.execute(f"DROP TABLE IF EXISTS {EVENTS}")
+    con.execute(f"DROP TABLE IF EXISTS {SAMPLE}")
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str,

@@ -127,6 +127,9 @@ class TargetReport(_Model):
     base_rate: float
     entropy: float = Field(description="H(target) in bits.")
     min_support: int = Field(30, description="Groups with fewer sessions are marked small.")
+    sampled_share: float = Field(1.0, description="Share of the visitors whose sessions "
+                                 "were read (1.0: all; see DiscoverOptions."
+                                 "target_sample_events).")
     excluded_sessions: int = Field(0, description="Sessions left out because their first "
                                    "event already is the target (nothing observable before).")
     features: list[FeatureScore] = Field(description="Best first: not suspect before "

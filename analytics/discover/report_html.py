@@ -88,6 +88,9 @@ def _target_section(t: TargetReport) -> str:
              f"(base rate {_pct(t.base_rate)}, entropy {t.entropy:.4f} bits). "
              f"Groups under {t.min_support} sessions are marked <span class='warn'>small</span> "
              "and never decide a rank."
+             + (f" These are the sessions of a random {_pct(t.sampled_share)} of the "
+                "visitors (the same on every run over the same lake)."
+                if t.sampled_share < 1 else "")
              + (f" {t.excluded_sessions} sessions start with the target (nothing observable "
                 "before it) and are left out." if t.excluded_sessions else "")
              + f'</p><p class="muted">{escape(t.method)}</p>']

@@ -95,6 +95,9 @@ def target_lines(t: TargetReport) -> list[str]:
     lines = [f"target {t.target!r}: {t.positives} of {t.sessions} sessions "
              f"({_pct(t.base_rate)}), H = {t.entropy:.4f} bits; features read before the "
              f"target; groups under {t.min_support} sessions are small and never rank"]
+    if t.sampled_share < 1:
+        lines.append(f"(sessions of a random {_pct(t.sampled_share)} of the visitors, the "
+                     "same on every run over the same lake: --sample-events sets the size)")
     if t.excluded_sessions:
         lines.append(f"({t.excluded_sessions} sessions start with the target: nothing to "
                      "read before it, left out)")

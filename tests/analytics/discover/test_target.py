@@ -186,3 +186,21 @@ def test_outputs_show_support_intervals_and_suspects(leaky: Path) -> None:
     assert cli.exit_code == 0, cli.output
     data = json.loads(cli.output)["target"]
     assert data["min_support"] == 5 and data["features"][0]["values"][0]["rate_low"] > 0
+
+
+def test_sampling_reads_whole_visitors_the_same_way_every_run(leaky: Path) -> None:
+    full = _report(leaky)
+    assert full.target is not None and full.target.sampled_share == 1.0
+    # the leaky shop has 2,050 events: ask for about half of them
+    half = _report(leaky, target_sample_events=1_100)
+    again = _report(leaky, target_sample_events=1_100)
+    t = half.target
+    assert t is not None and again.target is not None
+    assert t.sampled_share == pytest.approx(1_100 / full.catalog.events)
+    # a random share of the sessions, whole: every sampled session keeps all its events
+    assert 0.3 * full.target.sessions < t.sessions < 0.7 * full.target.sessions
+    assert (t.sessions, t.positives) == (again.target.sessions, again.target.positives)
+    assert [f.field for f in t.features] == [f.field for f in again.target.features]
+    assert "(sessions of a random" in render_text(half)
+    # the real predictor still leads on half the visitors
+    assert t.features[0].field == "utm_source" and t.features[0].best_value == "email"

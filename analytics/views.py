@@ -86,15 +86,22 @@ def session_events_sql(inferred: str = f"({INFERRED_SESSIONS})",
     """
 
 
-def narrow_session_events_sql(columns: Sequence[str], events: str = "events") -> str:
-    """``columns`` (and ``session_inferred``) of ``session_events``, without the join back:
-    what an export materialises once for all its splits."""
-    cols = ", ".join(dict.fromkeys(columns))
+def narrow_session_events_sql(columns: Sequence[str], events: str = "events",
+                              inferred: str | None = None) -> str:
+    """``columns`` of ``session_events`` over ``events``, without ``session_inferred``: what
+    an export or discover materialises. The inactivity sessions of the events without a
+    session id come from ``inferred`` (a relation like :data:`INFERRED_SESSIONS`, by row
+    key; default: worked out here over ``events``), joined back: carrying wide columns
+    through the window's sort costs about twice as much."""
+    cols = list(dict.fromkeys(columns))
+    joined = ", ".join("g.session_id" if c == "session_id" else f"e.{c}" for c in cols)
+    inferred = inferred or f"({inferred_sessions_sql(_ROW_KEY_COLUMNS, events)})"
     return f"""
-    SELECT {cols}, false AS session_inferred FROM {events} WHERE session_id IS NOT NULL
-    UNION ALL BY NAME
-    SELECT *, true AS session_inferred FROM ({inferred_sessions_sql(columns, events)})
-    """
+    SELECT {", ".join(cols)} FROM {events} WHERE session_id IS NOT NULL
+    UNION ALL
+    SELECT {joined}
+    FROM (SELECT * FROM {events} WHERE session_id IS NULL) e
+    JOIN {inferred} g USING ({_ROW_KEY})"""
 
 
 SESSION_EVENTS: Final = session_events_sql()

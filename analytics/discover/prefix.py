@@ -30,7 +30,7 @@ from analytics.views import (
     EVENT_ORDER_COLUMNS,
     ORDER_KEY,
     ROW_KEY_COLUMNS,
-    inferred_sessions_sql,
+    narrow_session_events_sql,
 )
 
 TABLE: Final = "_discover_prefixes"
@@ -127,22 +127,6 @@ def _sampled_events(fraction: float) -> str:
             f"< {max(1, round(fraction * SAMPLE_BUCKETS))})")
 
 
-def _narrow_session_events(columns: Sequence[str], events: str) -> str:
-    """``columns`` of ``session_events`` over ``events``: the inactivity sessions of the
-    events without a session id come from a window over their row keys alone, joined back
-    (carrying wide text columns through the window's sort cost twice as much)."""
-    cols = ", ".join(dict.fromkeys(columns))
-    keys = ", ".join(ROW_KEY_COLUMNS)
-    joined = ", ".join("g.session_id" if c == "session_id" else f"e.{c}"
-                       for c in dict.fromkeys(columns))
-    return f"""
-    SELECT {cols} FROM {events} WHERE session_id IS NOT NULL
-    UNION ALL
-    SELECT {joined}
-    FROM (SELECT * FROM {events} WHERE session_id IS NULL) e
-    JOIN ({inferred_sessions_sql(ROW_KEY_COLUMNS, events)}) g USING ({keys})"""
-
-
 def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
           opts: DiscoverOptions, fraction: float = 1.0) -> int:
     """Create the prefix table; return the sessions left out (target at their first event).
@@ -165,7 +149,7 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     read = tuple(dict.fromkeys((*columns, "event_id", *ROW_KEY_COLUMNS)))
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS "
                 f"SELECT {', '.join(read)} FROM {_sampled_events(fraction)}")
-    narrow = _narrow_session_events(columns, SAMPLE)
+    narrow = narrow_session_events_sql(columns, SAMPLE)
     feats = "".join(f", {e} AS f{i}" for i, e in enumerate(exprs))
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {EVENTS} AS

@@ -22,8 +22,9 @@ from analytics.views import (
     EVENT_ORDER,
     EVENT_ORDER_COLUMNS,
     INFERRED_SESSIONS,
-    LANDING,
     ORDER_KEY,
+    ROW_KEY_COLUMNS,
+    inferred_sessions_sql,
     narrow_session_events_sql,
     session_events_sql,
 )
@@ -46,12 +47,18 @@ IDENTITIES = f"""
 """Who each anonymous id turned out to be, from the split's events only (no later ones)."""
 _SESSIONS_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "anonymous_id", "user_id",
                      "session_index", "product_id", "product_action", "event_name", "items")
-_INTENT_COLUMNS = (*_SESSIONS_COLUMNS, "event_type", "search_query", "price", "quantity",
-                   *SESSION_FEATURES.values(), *ACQUISITION_FIELDS.values())
+_INTENT_COLUMNS = (*_SESSIONS_COLUMNS, "event_type", "search_query", "price", "quantity")
+_CONTEXT_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "event_type", "product_action",
+                    *SESSION_FEATURES.values(), *ACQUISITION_FIELDS.values())
 
 
 EXPORT_EVENTS = "export_events"
 """The temporary table of an export's session events (:func:`prepare`)."""
+EXPORT_SESSIONS = "export_sessions"
+"""The temporary table of an export's sessions: start, first purchase and, for the intent
+recipe, the session context and acquisition candidates (:func:`prepare`)."""
+_INFERRED = "export_inferred"
+_ACQ_STRUCT = "{" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_FIELDS.items()) + "}"
 
 
 def recipe_columns(recipe: str) -> tuple[str, ...]:
@@ -60,13 +67,39 @@ def recipe_columns(recipe: str) -> tuple[str, ...]:
 
 
 def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
-    """Work out, once for all splits, what every split of the export reads: the session
-    events (only the recipe's columns) for the sessions and intent recipes; for a query,
-    the inactivity sessions of the events without a session id (a window over all of
-    them)."""
+    """Work out, once for all splits, what every split of the export reads.
+
+    For the sessions and intent recipes: the session events (only the per-event columns
+    the recipe reads) and one row per session (:data:`EXPORT_SESSIONS`): its start, its
+    first purchase and, for intent, its context as candidates a split chooses from (see
+    :func:`intent_query`), so the per-event table carries no session-level text. The
+    inactivity sessions of the events without a session id are worked out once (a window
+    over their row keys alone) and joined back to both. For a query: those inactivity
+    sessions, for the ``session_events`` view."""
     if spec.recipe in ("sessions", "intent"):
+        con.execute(f"CREATE TEMP TABLE {_INFERRED} AS "
+                    + inferred_sessions_sql(ROW_KEY_COLUMNS))
         con.execute(f"CREATE TEMP TABLE {EXPORT_EVENTS} AS "
-                    + narrow_session_events_sql(recipe_columns(spec.recipe)))
+                    + narrow_session_events_sql(recipe_columns(spec.recipe),
+                                                inferred=_INFERRED))
+        if spec.recipe == "sessions":
+            con.execute(f"CREATE TEMP TABLE {EXPORT_SESSIONS} AS SELECT session_id, "
+                        f"min(derived_ts) AS start FROM {EXPORT_EVENTS} GROUP BY session_id")
+        else:
+            firsts = "".join(
+                f",\n  arg_min({{'v': {col}, 'ts': derived_ts}}, {ORDER_KEY}) "
+                f"FILTER ({col} IS NOT NULL) AS first_{name}"
+                for name, col in SESSION_FEATURES.items())
+            con.execute(f"""
+            CREATE TEMP TABLE {EXPORT_SESSIONS} AS
+            SELECT session_id, min(derived_ts) AS start,
+              min(derived_ts) FILTER (product_action = 'purchase') AS first_purchase_at,
+              arg_min({_ACQ_STRUCT}, {ORDER_KEY}) AS first_acq,
+              arg_min({_ACQ_STRUCT}, {ORDER_KEY}) FILTER (event_type = 'page') AS page_acq,
+              min(derived_ts) FILTER (event_type = 'page') AS page_at{firsts}
+            FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})
+            GROUP BY session_id""")
+        con.execute(f"DROP TABLE {_INFERRED}")
         return
     query = (spec.query or "").lower()
     if any(name in query for name in ("session", "users", "orders", "products",
@@ -124,12 +157,17 @@ def sessions_query(split: Split) -> Query:
     sql = f"""
     WITH ev AS ({_events(_SESSIONS_COLUMNS, events)}),
     ident AS ({IDENTITIES}),
+    sev AS (
+      SELECT ev.*, ss.start FROM ev
+      JOIN (SELECT session_id, start FROM {EXPORT_SESSIONS} WHERE {starts}) ss
+      USING (session_id)
+    ),
     s0 AS (
-      SELECT session_id, min(derived_ts) AS start,
+      SELECT session_id, any_value(start) AS start,
              arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
              arg_max(user_id, {ORDER_KEY}) AS user_id,
              min(session_index) AS session_index
-      FROM ev GROUP BY session_id
+      FROM sev GROUP BY session_id
     ),
     s AS (
       SELECT s0.*, coalesce(s0.user_id, ident.user_id) AS stitched_user_id
@@ -137,13 +175,13 @@ def sessions_query(split: Split) -> Query:
     ),
     steps AS (
       SELECT session_id, {EVENT_ORDER}, {ACTION} AS action, product_id AS item, 0 AS item_pos
-      FROM ev WHERE product_id IS NOT NULL
+      FROM sev WHERE product_id IS NOT NULL
       UNION ALL
       SELECT session_id, {EVENT_ORDER}, action, item, item_pos FROM (
         SELECT session_id, {EVENT_ORDER}, {ACTION} AS action,
                unnest(list_transform(items, lambda i: i.product_id)) AS item,
                unnest(range(len(items))) AS item_pos
-        FROM ev WHERE product_id IS NULL AND len(items) > 0
+        FROM sev WHERE product_id IS NULL AND len(items) > 0
       ) WHERE item IS NOT NULL
     )
     SELECT s.session_id, s.anonymous_id, s.user_id, s.stitched_user_id, s.session_index,
@@ -153,7 +191,6 @@ def sessions_query(split: Split) -> Query:
            list(derived_ts ORDER BY {ITEM_STEP_ORDER}) AS timestamps,
            list(client_ts ORDER BY {ITEM_STEP_ORDER}) AS client_timestamps
     FROM steps JOIN s USING (session_id)
-    WHERE {starts}
     GROUP BY s.session_id, s.anonymous_id, s.user_id, s.stitched_user_id, s.session_index,
              s.start
     """
@@ -171,9 +208,17 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     before the split's end) is an id to group by, not a feature.
     """
     events, starts, params = _window(split)
+    # What a session's first purchase and landing are among the split's events (those
+    # before its end), from the session row: the first purchase counts if it is before
+    # the end; the first page view is the landing when it is a step (before the end and
+    # the purchase), else the first event is. Each context field is its first value in
+    # the steps: the session's first one, if that is a step.
+    bound = "coalesce(s.purchase_at, $split_end)" if split.end is not None else "s.purchase_at"
+    purchase = ("CASE WHEN first_purchase_at < $split_end THEN first_purchase_at END"
+                if split.end is not None else "first_purchase_at")
     firsts = ",\n             ".join(
-        f"arg_min({col}, {ORDER_KEY}) AS {name}"
-        for name, col in SESSION_FEATURES.items())
+        f"CASE WHEN c.first_{name}.ts < {bound} OR {bound} IS NULL "
+        f"THEN c.first_{name}.v END AS {name}" for name in SESSION_FEATURES)
     feature_cols = ", ".join(SESSION_FEATURES)
     acquisition = ", ".join(f"acq.{name} AS {name}" for name in ACQUISITION)
     assert set(ACQUISITION) <= set(ACQUISITION_FIELDS)
@@ -181,35 +226,41 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     sql = f"""
     WITH ev AS ({_events(_INTENT_COLUMNS, events)}),
     ident AS ({IDENTITIES}),
-    s AS (
-      SELECT session_id, min(derived_ts) AS start,
-             min(CASE WHEN product_action = 'purchase' THEN derived_ts END) AS purchase_at
-      FROM ev GROUP BY session_id
+    ss AS (
+      SELECT session_id, start, {purchase} AS purchase_at FROM {EXPORT_SESSIONS}
+      WHERE {starts}
     ),
     browse AS (
-      SELECT ev.*, s.start, s.purchase_at FROM ev JOIN s USING (session_id)
-      WHERE ({starts}) AND (s.purchase_at IS NULL OR ev.derived_ts < s.purchase_at)
+      SELECT ev.*, ss.start, ss.purchase_at FROM ev JOIN ss USING (session_id)
+      WHERE ss.purchase_at IS NULL OR ev.derived_ts < ss.purchase_at
     ),
     seq AS (
       -- one ordered list of step structs (one sort, not one per list), cut at max_prefix
-      SELECT session_id, start, purchase_at IS NOT NULL AS purchased,
+      SELECT session_id, start, purchase_at,
              list({{'action': {ACTION}, 'item': product_id, 'ts': derived_ts,
                    'user_id': user_id,
                    'search': (product_action = 'search' OR search_query IS NOT NULL)::INTEGER,
                    'cart': {CART_DELTA}}}
                   ORDER BY {EVENT_ORDER})[1:$max_prefix] AS steps,
              arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
-             min(session_index) AS session_index,
-             {LANDING} AS acq,
-             {firsts}
+             min(session_index) AS session_index
       FROM browse GROUP BY session_id, start, purchase_at
+    ),
+    s AS (
+      SELECT s.session_id, s.start, s.purchase_at IS NOT NULL AS purchased, s.steps,
+             s.anonymous_id, s.session_index,
+             CASE WHEN c.page_at < {bound} OR (c.page_at IS NOT NULL AND {bound} IS NULL)
+                  THEN c.page_acq
+                  ELSE c.first_acq END AS acq,
+             {firsts}
+      FROM seq AS s JOIN {EXPORT_SESSIONS} c USING (session_id)
     ),
     -- Sessions are sorted here, before each becomes one row per prefix: sorting the prefix
     -- rows instead (10x more, each with its lists) took 3x the time and 15 GB on 10M
     -- events. Projections keep this order (preserve_insertion_order), unnest keeps k's.
     ordered AS (
-      SELECT seq.*, ident.user_id AS known_user_id
-      FROM seq LEFT JOIN ident USING (anonymous_id)
+      SELECT s.*, ident.user_id AS known_user_id
+      FROM s LEFT JOIN ident USING (anonymous_id)
       ORDER BY start, session_id
     ),
     prefixes AS (

@@ -134,6 +134,44 @@ def test_intent_prefix_carries_ids_campaign_searches_and_cart_value(tmp_path: Pa
     assert types["searches"] == "int64" and types["cart_value"] == "double"
 
 
+def test_intent_context_is_what_the_splits_own_steps_show(tmp_path: Path) -> None:
+    """Landing and context come from the steps a split reads: a page view or a context
+    value first seen after the split's end, or after the purchase, is not known."""
+    def ev(s: str, minute: float, **kw: Any) -> dict[str, Any]:
+        return event(minute=minute, session_id=s, anonymous_id=f"v-{s}", **kw)
+
+    page = {"event_type": "page", "event_name": "page_view"}
+    write_events(tmp_path, [
+        # starts before T1 with a product view; its page view and city come after T1
+        ev("cut", 50, product_id="p", product_action="view", utm_source="first"),
+        ev("cut", 65, page_path="/late", utm_source="late", geo_city="Paris", **page),
+        # its first page view and city come only after the purchase
+        ev("buy", 0, product_id="p", product_action="view", utm_source="first"),
+        ev("buy", 1, event_name="Order Completed", product_action="purchase"),
+        ev("buy", 2, page_path="/after", utm_source="after", geo_city="Rome", **page),
+        # a page view before the purchase is the landing; the city is seen at a later step
+        ev("land", 0, product_id="p", product_action="view", utm_source="first"),
+        ev("land", 1, page_path="/in", utm_source="page", **page),
+        ev("land", 2, product_id="q", product_action="view", geo_city="Oslo"),
+        ev("land", 3, event_name="Order Completed", product_action="purchase"),
+    ])
+    rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent", train_end=T1)
+                         )["train"].to_pylist()
+    by = {(r["session_id"], r["prefix_length"]): r for r in rows}
+    assert set(by) == {("cut", 1), ("buy", 1), ("land", 1), ("land", 2), ("land", 3)}
+    assert (by[("cut", 1)]["utm_source"], by[("cut", 1)]["landing_path"],
+            by[("cut", 1)]["city"], by[("cut", 1)]["purchased"]) == ("first", None, None, False)
+    assert (by[("buy", 1)]["utm_source"], by[("buy", 1)]["city"],
+            by[("buy", 1)]["purchased"]) == ("first", None, True)
+    assert (by[("land", 1)]["utm_source"], by[("land", 1)]["landing_path"],
+            by[("land", 1)]["city"]) == ("page", "/in", "Oslo")
+    # the whole data, no split: the late page view is cut's landing
+    everything = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent"))["all"]
+    cut = [r for r in everything.to_pylist() if r["session_id"] == "cut"]
+    assert {(r["utm_source"], r["landing_path"], r["city"]) for r in cut} == {
+        ("late", "/late", "Paris")}
+
+
 def test_export_with_rates_reproduces_from_its_manifest(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     write_events(lake, [event(minute=0, session_id="s", product_action="purchase",

@@ -138,38 +138,47 @@ def _lit(text: str) -> str:
 
 
 def _json_docs_sql(scope: str) -> str:
-    """(src, event_name, date, doc, w, a, b): each distinct document of a JSON source per
-    event name and day, with how many events carry it and their first and last
-    received_at. Payloads repeat a lot (a visitor's ``context``, a product's
-    ``properties``), so the documents are flattened once per distinct text, not per event
-    (on 10M events, 20M documents become about 1.4M)."""
+    """(src, event_name, date, h, doc, w, a, b): each distinct document of a JSON source
+    per event name and day (``h``: a 64-bit hash of its text), with how many events carry
+    it and their first and last received_at. Payloads repeat a lot (a visitor's
+    ``context``, a product's ``properties``): on 10M events, 20M documents are 1.8M per
+    event name and day, and 0.42M distinct texts."""
     parts = []
     for src in JSON_SOURCES:
         text = f"to_json({_ident(src)})::VARCHAR" if src == "items" else _ident(src)
         parts.append(f"SELECT {_lit(src)} AS src, event_name, date, received_at, "
                      f"{text} AS doc FROM {scope} WHERE {_ident(src)} IS NOT NULL")
     return f"""
-    SELECT src, event_name, date, doc, count(*) AS w, min(received_at) AS a,
-           max(received_at) AS b
+    SELECT src, event_name, date, hash(doc) AS h, any_value(doc) AS doc, count(*) AS w,
+           min(received_at) AS a, max(received_at) AS b
     FROM ({" UNION ALL ".join(parts)})
-    GROUP BY ALL"""
+    GROUP BY src, event_name, date, h"""
 
 
 def _json_rows_sql(scope: str) -> str:
     """(src, event_name, date, w, a, b, type, path, first_elem, v) per JSON leaf of each
-    distinct document (:func:`_json_docs_sql`; ``w`` events carry it)."""
+    distinct document (:func:`_json_docs_sql`; ``w`` events carry it). Each distinct text
+    is flattened once, whatever the event names and days it appears under (4x fewer
+    ``json_tree`` calls on 10M events), and its leaves joined back by hash (two different
+    texts with the same 64-bit hash among a million: odds about 1 in 30 million)."""
     # Array indices fold to [*]; an event counts once per path, through its first element.
     return f"""
-    SELECT d.src, d.event_name, d.date, d.w, d.a, d.b, j.type,
-           CASE WHEN contains(j.fullkey, '[')
-                THEN regexp_replace(j.fullkey, '\\[[0-9]+\\]', '[*]', 'g')
-                ELSE j.fullkey END AS path,
-           NOT contains(j.fullkey, '[') OR NOT regexp_matches(j.fullkey, '\\[[1-9][0-9]*\\]')
-             AS first_elem,
-           CASE WHEN j.type <> 'NULL'
-                THEN left(json_extract_string(j.value, '$'), {MAX_VALUE_CHARS}) END AS v
-    FROM ({_json_docs_sql(scope)}) d, json_tree(TRY_CAST(d.doc AS JSON)) j
-    WHERE j.type NOT IN ('OBJECT', 'ARRAY')"""
+    WITH d AS MATERIALIZED ({_json_docs_sql(scope)}),
+    leaves AS (
+      SELECT u.h, j.type,
+             CASE WHEN contains(j.fullkey, '[')
+                  THEN regexp_replace(j.fullkey, '\\[[0-9]+\\]', '[*]', 'g')
+                  ELSE j.fullkey END AS path,
+             NOT contains(j.fullkey, '[') OR NOT regexp_matches(j.fullkey, '\\[[1-9][0-9]*\\]')
+               AS first_elem,
+             CASE WHEN j.type <> 'NULL'
+                  THEN left(json_extract_string(j.value, '$'), {MAX_VALUE_CHARS}) END AS v
+      FROM (SELECT h, any_value(doc) AS doc FROM d GROUP BY h) u,
+           json_tree(TRY_CAST(u.doc AS JSON)) j
+      WHERE j.type NOT IN ('OBJECT', 'ARRAY')
+    )
+    SELECT d.src, d.event_name, d.date, d.w, d.a, d.b, l.type, l.path, l.first_elem, l.v
+    FROM d JOIN leaves l USING (h)"""
 
 
 def json_field_name(source: str, path: str) -> str:

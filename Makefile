@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-deps lint typecheck unit bench clean help
+.PHONY: demo demo-shop test test-deps lint typecheck unit bench clean help snippet
 
 help:
 	@echo "make demo   run the whole pipeline on generated traffic and print analyses"
@@ -57,3 +57,7 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# dn.js: rebuild ingest/collector/static/ from snippet/ with the pinned terser (commit both).
+snippet: $(NODE_STAMP)
+	node snippet/build.mjs

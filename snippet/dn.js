@@ -19,6 +19,7 @@
   var cfg = null, held = [], queue = [], busy = 0, timer = 0, backoff = 0, dropped = 0;
   var anon = null, userId = null, consent = null;
   var url = loc.href, referrer = d.referrer, shown = visible() ? Date.now() : 0, engaged = 0;
+  var current = null;  // the page of the last page view: the context of the events after it
   var script = d.currentScript;
 
   function visible() { return d.visibilityState !== "hidden"; }
@@ -44,14 +45,18 @@
   // Global Privacy Control, when the tenant's snippet asks for it (init {gpc: true}).
   function gpcBlocks() { return cfg.gpc && nav.globalPrivacyControl === true; }
 
-  function context(at) {
-    var q = new URLSearchParams(loc.search), campaign = {}, n = 0, ctx, s = w.screen;
+  function here() {
+    return { url: loc.href, path: loc.pathname, search: loc.search, title: d.title, referrer: referrer };
+  }
+
+  function context() {
+    var p = current || here(), q = new URLSearchParams(p.search), campaign = {}, n = 0, ctx, s = w.screen;
     ["source", "medium", "campaign", "term", "content"].forEach(function (f) {
       var v = q.get("utm_" + f);
       if (v) { campaign[f == "campaign" ? "name" : f] = v; n++; }
     });
     ctx = {
-      page: { url: loc.href, path: loc.pathname, search: loc.search, title: d.title, referrer: referrer },
+      page: p,
       userAgent: nav.userAgent,
       locale: nav.language,
       timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
@@ -126,7 +131,9 @@
   }
 
   function page(name, props) {
-    var p = { url: loc.href, path: loc.pathname, search: loc.search, title: d.title, referrer: referrer }, k;
+    var p = {}, k;
+    current = here();
+    for (k in current) p[k] = current[k];
     for (k in props) p[k] = props[k];
     send("page", name ? { name: name, properties: p } : { properties: p });
   }
@@ -195,7 +202,8 @@
       if (visible()) { shown = Date.now(); }
       else { engagement(); beacon(); }
     });
-    w.addEventListener("pagehide", function () { engagement(); beacon(); });
+    w.addEventListener("pagehide", function () { engagement(); shown = 0; beacon(); });
+    w.addEventListener("pageshow", function (e) { if (e.persisted) shown = Date.now(); });
     w.addEventListener("online", function () { backoff = 0; clearTimeout(timer); timer = 0; flush(); });
     var h = held;
     held = [];

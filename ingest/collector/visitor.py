@@ -17,10 +17,11 @@ else its user id), taken from the cheapest place each tracker puts it:
 - PostHog: the first event's ``$device_id`` property, else its ``distinct_id``.
 - driftnet's pixel: ``a``.
 
-A request that names none (a cookieless dn.js hit, or a body the collector cannot read: the loader quarantines it)
-falls back to the client IP and User-Agent. A request whose events name several visitors
-(a server-side Segment batch) goes where its first event's visitor goes; its other visitors'
-events may then be sessionized by another loader than the rest of their events.
+A request that names none (a cookieless dn.js hit, or a body the collector cannot read: the
+loader quarantines it) falls back to the client IP and User-Agent. A request whose events
+name several visitors (a server-side Segment batch) goes where its first event's visitor
+goes; its other visitors' events may then be sessionized by another loader than the rest of
+their events.
 """
 
 from __future__ import annotations

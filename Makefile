@@ -10,6 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 help:
 	@echo "make demo   run the whole pipeline on generated traffic and print analyses"
+	@echo "make demo-shop  serve a demo shop page that uses dn.js, until Ctrl-C"
 	@echo "make test   install what tests need and run lint, types and the whole suite"
 	@echo "make bench  measure collector, loader and latency (needs wrk)"
 
@@ -29,6 +30,10 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 
 demo: $(RUN_STAMP)
 	$(VENV)/bin/driftnet demo
+
+# A demo shop page using dn.js on http://localhost:8000/, until Ctrl-C (docs/snippet.md).
+demo-shop: $(RUN_STAMP)
+	$(VENV)/bin/driftnet demo --shop
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check schemas ingest analytics driftnet tests bench

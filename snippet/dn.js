@@ -77,7 +77,9 @@
     for (k in fields) m[k] = fields[k];
     queue.push(m);
     bound();
-    if (!timer) timer = setTimeout(flush, queue.length >= BATCH ? 0 : cfg.flushMs);
+    // A full batch goes at once, unless a retry is backing off.
+    if (queue.length >= BATCH && !backoff && timer) { clearTimeout(timer); timer = 0; }
+    if (!timer) timer = setTimeout(flush, queue.length >= BATCH && !backoff ? 0 : cfg.flushMs);
   }
 
   function bound() {

@@ -28,8 +28,9 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[dev]'
 	@touch $(RUN_STAMP) $(DEV_STAMP)
 
+# DEMO_FLAGS passes options on: `make demo DEMO_FLAGS=--shop` serves the dn.js demo shop.
 demo: $(RUN_STAMP)
-	$(VENV)/bin/driftnet demo
+	$(VENV)/bin/driftnet demo $(DEMO_FLAGS)
 
 # A demo shop page using dn.js on http://localhost:8000/, until Ctrl-C (docs/snippet.md).
 demo-shop: $(RUN_STAMP)

@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import { minify } from "terser";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,6 +24,16 @@ for (const name of ["dn.js", "loader.js"]) {
   const source = readFileSync(join(here, name), "utf8");
   const result = await minify({ [name]: source }, options);
   built[name] = result.code + "\n";
+}
+// The size budget, measured here as in tests/snippet: dn.js at most 3 KB gzipped, the
+// inline loader at most 300 bytes.
+const gzipped = gzipSync(built["dn.js"], { level: 9 }).length;
+const loader = Buffer.byteLength(built["loader.js"]);
+process.stderr.write(`dn.js: ${Buffer.byteLength(built["dn.js"])} bytes, ${gzipped} gzipped ` +
+                     `(budget 3072); loader.js: ${loader} bytes (budget 300)\n`);
+if (gzipped > 3072 || loader > 300) {
+  process.stderr.write("over the size budget\n");
+  process.exit(1);
 }
 if (process.argv.includes("--stdout")) {
   process.stdout.write(JSON.stringify(built));

@@ -216,6 +216,50 @@ def test_events_sent_offline_arrive_once_back_online(browser: Browser, pages: st
         assert len({r["event_id"] for r in got}) == 3
 
 
+def test_a_refused_batch_is_retried_with_backoff(browser: Browser, pages: str,
+                                                 collector: Server) -> None:
+    """The collector's first answer is a 503 (as when its transport is down): the batch is
+    sent again, after a backoff, and lands once."""
+    with shop_context(browser) as (context, run):
+        page = context.new_page()
+        attempts: list[float] = []
+
+        def fail_first(route: Any) -> None:
+            attempts.append(time.monotonic())
+            if len(attempts) == 1:
+                route.fulfill(status=503, body='{"error":"retry","status":503}',
+                              headers={"Access-Control-Allow-Origin": pages,
+                                       "Retry-After": "1"})
+            else:
+                route.continue_()
+
+        page.route(f"{collector.url}/dn/e", fail_first)
+        page.goto(collector_url(pages, run, collector, flushMs=100))
+        deadline = time.monotonic() + 30
+        while len(attempts) < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(200)  # Playwright runs route handlers while it is called
+        got = rows(collector, run, 1)
+        assert got[0]["event_name"] == "page_view"
+        assert len(attempts) == 2 and attempts[1] - attempts[0] >= 0.9
+
+
+def test_the_queue_is_bounded_and_says_what_it_dropped(browser: Browser, pages: str,
+                                                       collector: Server) -> None:
+    """600 events made offline: the newest 500 are kept, and events say how many went."""
+    with shop_context(browser) as (context, run):
+        page = context.new_page()
+        page.goto(collector_url(pages, run, collector, flushMs=100))
+        rows(collector, run, 1)
+        context.set_offline(True)
+        page.evaluate("for (let i = 0; i < 600; i++) dn('track', 'e' + i)")
+        context.set_offline(False)
+        page.evaluate("dn('track', 'after')")
+        got = rows(collector, run, 502, "event_name <> 'Page Engaged'")
+    names = [r["event_name"] for r in got]
+    assert names == ["page_view", *(f"e{i}" for i in range(100, 600)), "after"]
+    assert sum(r["context"].get("dropped", 0) for r in got) == 100
+
+
 def storage(page: Page) -> list[Any]:
     return [page.evaluate("document.cookie"),
             page.evaluate("localStorage.length + sessionStorage.length")]

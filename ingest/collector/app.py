@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ingest.collector.answers import error_body
+from ingest.collector.answers import Answer, error_body
 from ingest.collector.config import CollectorSettings
 from ingest.collector.cookieless import GPC_HEADER, VISITOR_HEADER, DailySalt, visitor_id
 from ingest.collector.errors import HttpError
@@ -398,7 +398,7 @@ def _without_param(query: bytes, name: bytes) -> bytes:
     return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != name)
 
 
-async def _send_answer(send: Send, answer: Any, method: str) -> None:
+async def _send_answer(send: Send, answer: Answer, method: str) -> None:
     await send({"type": "http.response.start", "status": answer.status,
                 "headers": answer.headers})
     await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})

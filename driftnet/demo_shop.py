@@ -140,6 +140,8 @@ def run_shop(port: int, seconds: float, ready: Callable[[str], None] | None = No
         wait_loaded(EmbeddedLogSettings(path=log_path), 60)
         with connect(lake, TENANT) as con:
             print("\n== What the demo shop sent (tenant demoshop)")
+            if not con.sql("SELECT count(*) FROM events").fetchall()[0][0]:
+                print(f"nothing: was {url} opened in a browser?")
             write_result(con.sql(
                 "SELECT event_name, product_action, count(*) AS events, "
                 "count(DISTINCT anonymous_id) AS visitors, "

@@ -53,4 +53,6 @@ def test_docs_publish_this_builds_version_and_integrity() -> None:
     doc = (ROOT / "docs" / "snippet.md").read_text()
     assert f"/dn/{b.version}.js" in doc
     assert f'integrity="{b.integrity}"' in doc
+    gzipped = len(gzip.compress(b.code, 9, mtime=0))
+    assert f"| size | {len(b.code)} bytes minified, {gzipped} bytes gzipped" in doc
     assert (STATIC / "loader.js").read_text().strip() in doc

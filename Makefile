@@ -6,10 +6,11 @@ PIP := $(VENV)/bin/pip
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-deps lint typecheck unit bench clean help
+.PHONY: demo demo-shop test test-deps lint typecheck unit bench clean help snippet
 
 help:
 	@echo "make demo   run the whole pipeline on generated traffic and print analyses"
+	@echo "make demo-shop  serve a demo shop page that uses dn.js, until Ctrl-C"
 	@echo "make test   install what tests need and run lint, types and the whole suite"
 	@echo "make bench  measure collector, loader and latency (needs wrk)"
 
@@ -27,8 +28,13 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[dev]'
 	@touch $(RUN_STAMP) $(DEV_STAMP)
 
+# DEMO_FLAGS passes options on: `make demo DEMO_FLAGS=--shop` serves the dn.js demo shop.
 demo: $(RUN_STAMP)
-	$(VENV)/bin/driftnet demo
+	$(VENV)/bin/driftnet demo $(DEMO_FLAGS)
+
+# A demo shop page using dn.js on http://localhost:8000/, until Ctrl-C (docs/snippet.md).
+demo-shop: $(RUN_STAMP)
+	$(VENV)/bin/driftnet demo --shop
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check schemas ingest analytics driftnet tests bench
@@ -57,3 +63,7 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# dn.js: rebuild ingest/collector/static/ from snippet/ with the pinned terser (commit both).
+snippet: $(NODE_STAMP)
+	node snippet/build.mjs

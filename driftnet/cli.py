@@ -258,16 +258,29 @@ def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[st
               default=Path("examples/tenants.toml"), show_default=True,
               help="Tenants file (its first three tenants are used).")
 @click.option("--keep", is_flag=True, help="Keep the temporary lake and print its path.")
-def demo(sessions: int, tenants_path: Path, keep: bool) -> None:
+@click.option("--shop", is_flag=True, help="Instead: serve a demo shop page that uses dn.js "
+              "(docs/snippet.md) on localhost until Ctrl-C, then print its events.")
+@click.option("--shop-port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port of the demo shop (with --shop).")
+@click.option("--shop-seconds", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Stop the demo shop after this long (with --shop; 0: at Ctrl-C).")
+def demo(sessions: int, tenants_path: Path, keep: bool, shop: bool, shop_port: int,
+         shop_seconds: float) -> None:
     """Run the whole pipeline on a temporary lake and print real analyses.
 
     Starts `driftnet up` on a free port, simulates shoppers of three tenants, waits until
-    every acknowledged hit is in the lake, prints queries, and shuts down.
+    every acknowledged hit is in the lake, prints queries, and shuts down. With --shop it
+    serves a demo shop page using driftnet's own dn.js instead, for you to click through.
 
     \b
     Example:
       driftnet demo --sessions 2000
+      driftnet demo --shop --shop-port 8000
     """
+    if shop:
+        from driftnet.demo_shop import announce, run_shop
+
+        sys.exit(run_shop(shop_port, shop_seconds, announce))
     from driftnet.demo import run_demo
 
     sys.exit(run_demo(tenants_path, sessions, keep))

@@ -165,6 +165,7 @@ def _next_steps(lake: Path | None, tenant: str) -> str:
         f"  driftnet export --lake {where} --tenant {tenant} --recipe sessions --out ./ds "
         f"--train-end {(dt.datetime.now(dt.UTC) - dt.timedelta(days=4)).date()}",
         "  driftnet up --tenants examples/tenants.toml --lake ./lake   # your own collector",
+        "  driftnet demo --shop             # a demo shop page using dn.js, in your browser",
         "  README.md and docs/ say the rest.",
     ]
     return "\n".join(lines)

@@ -64,7 +64,7 @@ class CanonicalEvent(BaseModel):
     event_name: str = Field(description="Event name: the track event as sent (`Product Viewed`), "
                             "or `page_view`, `screen_view`, `identify`, ... for other types.")
     protocol: str = Field(description="Wire protocol that carried it: segment, pixel, snowplow, "
-                          "ga4, ga_universal, posthog, rudderstack, jitsu.")
+                          "ga4, ga_universal, posthog, rudderstack, jitsu, dn (dn.js).")
     app_id: str | None = Field(None, description="Application id sent by the tracker "
                                "(Snowplow aid, GA measurement id), if any.")
     platform: str | None = Field(None, description="Platform: web, mobile, server, ...")

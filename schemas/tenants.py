@@ -59,6 +59,42 @@ class TenantEnrich(BaseModel):
     """Hosts whose referrers count as internal, besides the page's own host."""
 
 
+_ALIAS_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{1,200}")
+
+
+class TenantSnippet(BaseModel):
+    """How this tenant's dn.js is served and treated (``[tenant.snippet]``, docs/snippet.md).
+
+    ::
+
+        [tenant.snippet]
+        script_path = "/assets/app-7c1.js"   # dn.js, served at this path too
+        ingest_path = "/api/v/e"             # dn.js batches accepted at this path too
+        honor_gpc = true
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    script_path: str | None = None
+    """A path of the tenant's choosing the collector also serves dn.js at (first-party, behind
+    the shop's proxy or CDN)."""
+    ingest_path: str | None = None
+    """A path of the tenant's choosing the collector also accepts dn.js batches at; only this
+    tenant's write keys are accepted there."""
+    honor_gpc: bool = False
+    """Treat a request with ``Sec-GPC: 1`` (Global Privacy Control) as not consenting: its
+    events keep the cookieless visitor id whatever id they name."""
+
+    @field_validator("script_path", "ingest_path")
+    @classmethod
+    def _check_path(cls, path: str | None) -> str | None:
+        if path is not None and (not _ALIAS_PATH.fullmatch(path) or "//" in path
+                                 or "/../" in path + "/" or path.endswith("/")):
+            raise ValueError(f"path {path!r} must be an absolute URL path like "
+                             "/assets/app.js, without '..', '//', a query or a trailing '/'")
+        return path
+
+
 class Tenant(BaseModel):
     """One business customer. Tenants never see each other's data."""
 
@@ -80,6 +116,8 @@ class Tenant(BaseModel):
     """Days of data kept in the lake for this tenant."""
     enrich: TenantEnrich = TenantEnrich()
     """Enrichment overrides for this tenant."""
+    snippet: TenantSnippet = TenantSnippet()
+    """dn.js settings for this tenant: first-party path aliases, Global Privacy Control."""
 
     @field_validator("allowed_origins")
     @classmethod
@@ -146,6 +184,7 @@ class TenantsFile(BaseModel):
     def _unique(cls, tenants: tuple[Tenant, ...]) -> tuple[Tenant, ...]:
         seen_ids: set[str] = set()
         seen_keys: dict[str, str] = {}
+        seen_paths: dict[str, str] = {}
         for t in tenants:
             if t.id in seen_ids:
                 raise ValueError(f"tenant id {t.id!r} appears twice")
@@ -157,6 +196,13 @@ class TenantsFile(BaseModel):
                     raise ValueError(f"a write key is shared by tenants {owner!r} and {t.id!r}")
             if t.ip_mode == "hash" and t.ip_salt is None:
                 raise ValueError(f"tenant {t.id!r}: ip_mode 'hash' needs ip_salt")
+            for path in (t.snippet.script_path, t.snippet.ingest_path):
+                if path is None:
+                    continue
+                owner = seen_paths.setdefault(path, t.id)
+                if owner != t.id or t.snippet.script_path == t.snippet.ingest_path:
+                    raise ValueError(f"snippet path {path!r} is used twice (tenants "
+                                     f"{owner!r} and {t.id!r})")
         return tenants
 
 

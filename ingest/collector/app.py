@@ -16,18 +16,20 @@ from typing import Any
 
 import orjson
 
-from ingest.collector.answers import error_body
+from ingest.collector.answers import Answer, error_body
 from ingest.collector.config import CollectorSettings
+from ingest.collector.cookieless import GPC_HEADER, VISITOR_HEADER, DailySalt, visitor_id
 from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
 from ingest.collector.hit import Hit
 from ingest.collector.http import body_received
-from ingest.collector.routes import Route, find_route
+from ingest.collector.routes import DN, Route, find_route
+from ingest.collector.snippet import script_answers
 from ingest.collector.visitor import routing_hash
 from ingest.transport.base import Producer
 from schemas.envelope import ENVELOPE_VERSION, encode_frame
-from schemas.errors import DriftnetError
-from schemas.tenants import Tenants
+from schemas.errors import ConfigError, DriftnetError
+from schemas.tenants import Tenant, Tenants
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,18 @@ class CollectorApp:
         # little, and past the queue it is refused with 503.
         self._decoder = ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="decode")
         self._decode_slots = asyncio.Semaphore(DECODE_WORKERS + DECODE_QUEUE)
+        # dn.js: where it is served, tenants' ingest aliases, the cookieless ids' daily salt.
+        self._ingest_aliases = {t.snippet.ingest_path: t for t in tenants
+                                if t.snippet.ingest_path is not None}
+        script_aliases = tuple(t.snippet.script_path for t in tenants
+                               if t.snippet.script_path is not None)
+        builtin = script_answers()
+        for path in (*self._ingest_aliases, *script_aliases):
+            if path == "/healthz" or path in builtin or find_route(path) is not None:
+                raise ConfigError("a tenant's snippet path is a collector endpoint already; "
+                                  "choose another", path=path)
+        self._scripts = script_answers(script_aliases)
+        self._salt = DailySalt(settings.visitor_salt_secret)
 
     # -- ASGI entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,7 +174,12 @@ class CollectorApp:
             if path == "/healthz":
                 await self._healthz(send)
                 return
-            route = find_route(path)
+            script = self._scripts.get(path)
+            if script is not None and method in ("GET", "HEAD"):
+                await _send_answer(send, script, method)
+                return
+            alias = self._ingest_aliases.get(path)
+            route = DN if alias is not None else find_route(path)
             if route is None:
                 raise HttpError(404, f"no collector endpoint at {path}")
             if method == "OPTIONS":
@@ -175,7 +194,7 @@ class CollectorApp:
                 await self._head(route, origin, send)
                 return
             answer = await self._collect(scope, receive, route, method, path, headers, secrets,
-                                         cookie, origin)
+                                         cookie, origin, alias)
         except HttpError as exc:
             self.counts["rejected"] += 1
             await self._send_error(send, exc, origin, method)
@@ -197,6 +216,7 @@ class CollectorApp:
     async def _collect(
         self, scope: Scope, receive: Receive, route: Route, method: str, path: str,
         headers: dict[str, str], secrets: dict[str, str], cookie: str | None, origin: str | None,
+        alias: Tenant | None = None,
     ) -> Any:
         limit = (self.settings.max_event_bytes if route.single_event
                  else self.settings.max_request_bytes)
@@ -241,6 +261,8 @@ class CollectorApp:
             tenant = self.tenants.by_key(key)
         if tenant is None:
             raise HttpError(401, "unknown write key")
+        if alias is not None and tenant.id != alias.id:
+            raise HttpError(403, f"{path} accepts only its own tenant's write keys")
         if origin is not None and not tenant.origin_allowed(origin):
             raise HttpError(403, f"origin {origin} is not allowed for this write key")
         # SP-Anonymous (Snowplow's server-side anonymisation): keep no IP and no cookie.
@@ -254,6 +276,12 @@ class CollectorApp:
         ip = None if anonymous else self._client_ip(scope, headers)
         if anonymous:
             headers.pop("x-forwarded-for", None)
+        if route is DN:
+            # Computed here, from the IP before the loader anonymises it (docs/snippet.md).
+            headers[VISITOR_HEADER] = visitor_id(self._salt.today(), tenant.id, ip,
+                                                 headers.get("user-agent"))
+            if tenant.snippet.honor_gpc and headers.get("sec-gpc", "").strip() == "1":
+                headers[GPC_HEADER] = "1"
         answer = route.answer if route.respond is None else route.respond(hit, cookie)
         header = {
             "v": ENVELOPE_VERSION,
@@ -339,7 +367,7 @@ class CollectorApp:
 
 
 _SECRET_PARAMS: dict[str, tuple[bytes, ...]] = {
-    "segment": (b"writeKey",), "rudderstack": (b"writeKey",),
+    "segment": (b"writeKey",), "rudderstack": (b"writeKey",), "dn": (b"writeKey",),
     "jitsu": (b"writeKey", b"writekey"), "pixel": (b"k",),
 }
 """Query parameters that carry a write key, per protocol (GA4's api_secret is cut by its key
@@ -368,6 +396,12 @@ def _scrub_credentials(hit: Hit, protocol: str) -> None:
 
 def _without_param(query: bytes, name: bytes) -> bytes:
     return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != name)
+
+
+async def _send_answer(send: Send, answer: Answer, method: str) -> None:
+    await send({"type": "http.response.start", "status": answer.status,
+                "headers": answer.headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
 
 
 def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class CollectorSettings(BaseModel):
@@ -35,4 +35,9 @@ class CollectorSettings(BaseModel):
     kept_cookies: tuple[str, ...] = Field(("sp",), description="Cookies copied into the envelope "
                                           "(others are never stored).")
     cors_max_age_s: int = Field(86_400, ge=0, description="Access-Control-Max-Age of preflights.")
+    visitor_salt_secret: SecretStr | None = Field(None, description="Derive the daily salt of "
+                                                  "dn.js's cookieless visitor ids from this "
+                                                  "secret, so every collector replica computes "
+                                                  "the same ids (default: a random salt per "
+                                                  "day, in memory only).")
     server: str = Field("uvicorn", description="ASGI server: uvicorn (uvloop + httptools).")

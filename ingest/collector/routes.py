@@ -117,8 +117,13 @@ def _google_and_posthog_routes() -> dict[str, Route]:
     return routes
 
 
+# dn.js, driftnet's own tracker: Segment-spec batches, text/plain, write key in the body.
+# Tenants may alias its path (tenants.toml [tenant.snippet] ingest_path; the app routes those).
+DN = Route("dn", _POST, keys.segment_key, answers.JSON_SUCCESS)
+
 ROUTES: dict[str, Route] = {
     **_segment_routes(),
+    "/dn/e": DN,
     **_segment_family_routes(),
     **_google_and_posthog_routes(),
     "/p.gif": Route("pixel", _GET, keys.pixel_key, answers.GIF, single_event=True),

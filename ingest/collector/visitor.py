@@ -9,7 +9,7 @@ many hosts").
 The visitor read here is the one the loader's sessionize step uses (the event's anonymous id,
 else its user id), taken from the cheapest place each tracker puts it:
 
-- Segment, RudderStack, Jitsu: the body's (first event's) ``anonymousId``, else ``userId``;
+- Segment, RudderStack, Jitsu, dn.js: the body's (first event's) ``anonymousId``, else ``userId``;
   RudderStack's pixel: the same query parameters.
 - Snowplow: ``duid`` (domain user id) of the query, else of the body's first event.
 - GA4 (gtag) and Universal Analytics: ``cid``, from the query, else the body's first line.
@@ -17,10 +17,11 @@ else its user id), taken from the cheapest place each tracker puts it:
 - PostHog: the first event's ``$device_id`` property, else its ``distinct_id``.
 - driftnet's pixel: ``a``.
 
-A request that names none (or a body the collector cannot read: the loader quarantines it)
-falls back to the client IP and User-Agent. A request whose events name several visitors
-(a server-side Segment batch) goes where its first event's visitor goes; its other visitors'
-events may then be sessionized by another loader than the rest of their events.
+A request that names none (a cookieless dn.js hit, or a body the collector cannot read: the
+loader quarantines it) falls back to the client IP and User-Agent. A request whose events
+name several visitors (a server-side Segment batch) goes where its first event's visitor
+goes; its other visitors' events may then be sessionized by another loader than the rest of
+their events.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _ids(anonymous_id: Any, user_id: Any) -> str | None:
 
 
 _BY_PROTOCOL = {
-    "segment": _segment, "rudderstack": _segment, "jitsu": _segment,
+    "segment": _segment, "rudderstack": _segment, "jitsu": _segment, "dn": _segment,
     "snowplow": _snowplow, "ga_universal": _cid,
     "ga4": lambda hit: _ga4_mp(hit) if hit.path.endswith("/mp/collect") else _cid(hit),
     "posthog": _posthog, "pixel": _pixel,

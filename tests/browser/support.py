@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tests.support import ROOT, free_port
 
@@ -36,27 +36,49 @@ MOUNTS = {
     "/segment-cdn/analytics-next/bundles/": NODE_MODULES / "@segment/analytics-next/dist/umd",
 }
 
-TENANTS = {"snowshop": "snowshop-app", "segshop": "segshop-key"}
-"""Browser-suite tenants and their keys (Snowplow app id, Segment write key)."""
+TENANTS = {"snowshop": "snowshop-app", "segshop": "segshop-key", "dnshop": "dnshop-key"}
+"""Browser-suite tenants and their keys (Snowplow app id, Segment write key, dn.js key)."""
+DN_SNIPPET = """[tenant.snippet]
+script_path = "/assets/app-7c1.js"
+ingest_path = "/api/v/e"
+honor_gpc = true
+"""
+"""dnshop's dn.js settings: first-party aliases (tests/browser/test_dn.py proxies them)."""
+DN_LOADER = "<!--dn-loader-->"
+"""Marker in a page that the page server replaces with dn.js's built inline loader, loading
+the script URL given in the page's ``script`` query parameter."""
 
 
 def tenants_toml(page_origin: str) -> str:
-    """A tenants file whose tenants accept only the page server's origin."""
+    """A tenants file whose tenants accept only the page server's origin (dnshop: any
+    loopback port, for the first-party proxy of its aliases)."""
     return "".join(
         f'[[tenant]]\nid = "{tid}"\nwrite_keys = ["{key}"]\n'
-        f'allowed_origins = ["{page_origin}"]\nip_mode = "none"\n\n'
+        f'allowed_origins = ["{"http://127.0.0.1:*" if tid == "dnshop" else page_origin}"]\n'
+        f'ip_mode = "none"\n{DN_SNIPPET if tid == "dnshop" else ""}\n'
         for tid, key in TENANTS.items()
     )
 
 
+def dn_loader(script_url: str) -> str:
+    """The built inline loader (ingest/collector/static/loader.js) loading ``script_url``."""
+    loader = (ROOT / "ingest" / "collector" / "static" / "loader.js").read_text().strip()
+    assert "https://collector.example/dn.js" in loader
+    return "<script>" + loader.replace("https://collector.example/dn.js", script_url) + "</script>"
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         for prefix, directory in MOUNTS.items():
             if path.startswith(prefix):
                 target = (directory / path[len(prefix):]).resolve()
                 if target.is_relative_to(directory.resolve()) and target.is_file():
                     body = target.read_bytes()
+                    if target.suffix == ".html" and DN_LOADER.encode() in body:
+                        script = parse_qs(url.query).get("script", [""])[0]
+                        body = body.replace(DN_LOADER.encode(), dn_loader(script).encode())
                     kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
                     self.send_response(200)
                     self.send_header("Content-Type", kind)

@@ -92,3 +92,23 @@ def test_write_keys_never_appear_in_errors_or_repr(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_tenants("/nonexistent/tenants.toml")
+
+
+def test_snippet_settings_and_alias_paths_unique_across_tenants(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.toml"
+    one = ('[[tenant]]\nid = "a"\nwrite_keys = ["ka"]\n[tenant.snippet]\n'
+           'script_path = "/assets/app-7c1.js"\ningest_path = "/api/v/e"\nhonor_gpc = true\n')
+    path.write_text(one)
+    tenant = load_tenants(path).by_id("a")
+    assert tenant is not None
+    assert (tenant.snippet.script_path, tenant.snippet.ingest_path, tenant.snippet.honor_gpc) \
+        == ("/assets/app-7c1.js", "/api/v/e", True)
+    path.write_text(one + '[[tenant]]\nid = "b"\nwrite_keys = ["kb"]\n[tenant.snippet]\n'
+                    'ingest_path = "/api/v/e"\n')
+    with pytest.raises(ConfigError, match="used twice"):
+        load_tenants(path)
+    for bad in ("assets/x.js", "/x//y", "/x?y=1", "/x/", "/a/../b"):
+        path.write_text(f'[[tenant]]\nid = "a"\nwrite_keys = ["ka"]\n[tenant.snippet]\n'
+                        f'script_path = "{bad}"\n')
+        with pytest.raises(ConfigError, match="absolute URL path"):
+            load_tenants(path)

@@ -3,6 +3,11 @@
 Single-event endpoints carry one message; batch endpoints ``{"batch": [...], "context",
 "sentAt"}`` carry many, the top-level context merged under each item's. Every hit ends up as
 events or quarantine rows (an empty batch is quarantined, so each hit is accounted for).
+
+driftnet's own dn.js (protocol ``dn``) speaks the same spec. Until the visitor consents its
+messages name no anonymousId: the anonymous id is then the cookieless id the collector put in
+the envelope (``x-driftnet-visitor``), which is also the id kept when the tenant honours
+Global Privacy Control and the request carried it (``x-driftnet-gpc``).
 """
 
 from __future__ import annotations
@@ -84,6 +89,11 @@ _PROPS_SPEC = orjson.dumps({
 }).decode()
 _DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
 
+# dn.js: the envelope's cookieless id stands in for a missing anonymousId, and replaces any
+# when the tenant honours Global Privacy Control and the request carried Sec-GPC: 1.
+_ANON = ("CASE WHEN protocol = 'dn' AND (headers->>'x-driftnet-gpc' = '1' "
+         "OR coalesce(e.anonymousId, '') = '') THEN headers->>'x-driftnet-visitor' "
+         "ELSE e.anonymousId END")
 _SCALAR_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 _OBJECT_OR_NULL = "('OBJECT', 'NULL')"
 
@@ -128,7 +138,7 @@ def _validation() -> str:
          _q("schema_violation", _lit("anonymousId must be a string"))),
         (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {_SCALAR_ID}",
          _q("schema_violation", _lit("userId must be a string"))),
-        ("coalesce(e.anonymousId, '') = '' AND coalesce(e.userId, '') = ''",
+        ("coalesce(anon, '') = '' AND coalesce(e.userId, '') = ''",
          _q("protocol_violation", _lit("anonymousId or userId is required"))),
         (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {_SCALAR_ID}",
          _q("schema_violation", _lit("messageId must be a string"))),
@@ -226,7 +236,7 @@ FROM (
 CREATE OR REPLACE TEMP TABLE seg_parsed AS
 SELECT *, {_validation()} AS q
 FROM (
-  SELECT *, coalesce(e.type, path_type) AS etype
+  SELECT *, coalesce(e.type, path_type) AS etype, {_ANON} AS anon
   FROM (
     SELECT * EXCLUDE (j), CASE WHEN j IS NOT NULL THEN {_E} END AS e,
       CASE WHEN j IS NOT NULL THEN {_KINDS} END AS t
@@ -263,15 +273,15 @@ _EVENTS = {
     "event_name": "CASE etype WHEN 'track' THEN e.event WHEN 'page' THEN 'page_view' "
                   "WHEN 'screen' THEN 'screen_view' ELSE etype END",
     "protocol": "protocol",
-    "platform": "CASE WHEN path IN ('/v1/t', '/v1/p', '/v1/i', '/v1/s', '/v1/g', '/v1/a', "
-                "'/v1/b') THEN 'web' END",
+    "platform": "CASE WHEN protocol = 'dn' OR path IN ('/v1/t', '/v1/p', '/v1/i', '/v1/s', "
+                "'/v1/g', '/v1/a', '/v1/b') THEN 'web' END",
     "client_ts": "try_cast(coalesce(e.timestamp, e.originalTimestamp) AS TIMESTAMPTZ)",
     "sent_ts": "try_cast(coalesce(e.sentAt, batch_sent) AS TIMESTAMPTZ)",
     "received_at": "received_at",
     "derived_ts": "received_at",
-    "anonymous_id": "nullif(e.anonymousId, '')",
+    "anonymous_id": "nullif(anon, '')",
     "user_id": "nullif(e.userId, '')",
-    "session_id": scoped_session_sql("c.sessionId", "e.anonymousId", "e.userId"),
+    "session_id": scoped_session_sql("c.sessionId", "anon", "e.userId"),
     "page_url": "coalesce(c.page.url, CASE WHEN etype = 'page' THEN p.url END)",
     "page_path": "coalesce(c.page.path, CASE WHEN etype = 'page' THEN p.path END)",
     "page_title": "coalesce(c.page.title, CASE WHEN etype = 'page' THEN p.title END)",
@@ -338,9 +348,9 @@ _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM seg_ok"
 
 
 class SegmentAdapter:
-    """Segment HTTP API, analytics.js, and the Segment-spec JSON of RudderStack and Jitsu."""
+    """Segment HTTP API, analytics.js, the Segment-spec JSON of RudderStack and Jitsu, dn.js."""
 
-    protocols: tuple[str, ...] = ("segment", "rudderstack", "jitsu")
+    protocols: tuple[str, ...] = ("segment", "rudderstack", "jitsu", "dn")
 
     def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
         """Parse Segment hits in relation ``hits``."""

@@ -1,0 +1,1 @@
+!function(n,e,d,t){n.dn=n.dn||function(){(n.dn.q=n.dn.q||[]).push([arguments,Date.now()])},(t=e.createElement("script")).async=1,t.src="https://collector.example/dn.js",e.head.appendChild(t)}(window,document);

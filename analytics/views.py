@@ -157,7 +157,7 @@ _PING_MS = f"""list_sum(list_transform(range(2, len(s._ping_ts) + 1), lambda i:
        THEN least(epoch_ms(s._ping_ts[i] - s._ping_ts[i - 1]), {ENGAGEMENT_PING_CAP_S * 1000})
        ELSE 0 END))"""
 ENGAGEMENT: Final = f"""
-    sum(_engaged_ms) FILTER (_engaged_ms > 0) AS _tracker_ms,
+    sum(CASE WHEN _engaged_ms > 0 THEN _engaged_ms END) AS _tracker_ms,
     list(derived_ts ORDER BY {EVENT_ORDER}) FILTER ({_PINGS}) AS _ping_ts,
     list(event_type ORDER BY {EVENT_ORDER}) FILTER ({_PINGS}) AS _ping_kind"""
 """Aggregates of a session's engaged time, from the trackers that measure it. Snowplow: a
@@ -227,16 +227,20 @@ FROM (
     max(derived_ts) AS "end",
     epoch(max(derived_ts) - min(derived_ts)) AS duration_s,
     count(*) AS events,
-    count(*) FILTER (event_type = 'page') AS pages,
-    count(DISTINCT product_id) FILTER (product_action IN ('view', 'click')) AS products_viewed,
+    count(CASE WHEN event_type = 'page' THEN 1 END) AS pages,
+    count(DISTINCT CASE WHEN product_action IN ('view', 'click') THEN product_id END)
+      AS products_viewed,
     -- BIGINT: DuckDB sums integers into HUGEINT, which pandas reads as float64
-    coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'add'), 0)::BIGINT
+    coalesce(sum(CASE WHEN product_action = 'add' THEN {_ITEMS_IN_EVENT} END), 0)::BIGINT
       AS products_added,
-    coalesce(sum({_ITEMS_IN_EVENT}) FILTER (product_action = 'purchase'), 0)::BIGINT
+    coalesce(sum(CASE WHEN product_action = 'purchase' THEN {_ITEMS_IN_EVENT} END),
+             0)::BIGINT
       AS products_purchased,
-    count(DISTINCT coalesce(order_id, event_id)) FILTER (product_action = 'purchase') AS orders,
+    count(DISTINCT CASE WHEN product_action = 'purchase' THEN coalesce(order_id, event_id)
+                   END) AS orders,
     coalesce(bool_or(product_action = 'purchase'), false) AS purchased,
-    count(*) FILTER (product_action = 'search' OR search_query IS NOT NULL) AS searches,
+    count(CASE WHEN product_action = 'search' OR search_query IS NOT NULL THEN 1 END)
+      AS searches,
     {LANDING} AS landing,
     {_first("ua_device", "device")},
     {_first("ua_browser", "browser")},

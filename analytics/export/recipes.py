@@ -87,16 +87,20 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
                         f"min(derived_ts) AS start FROM {EXPORT_EVENTS} GROUP BY session_id")
         else:
             firsts = "".join(
-                f",\n  arg_min({{'v': {col}, 'ts': derived_ts}}, {ORDER_KEY}) "
-                f"FILTER ({col} IS NOT NULL) AS first_{name}"
+                f",\n  arg_min(CASE WHEN {col} IS NOT NULL THEN {{'v': {col}, 'ts': derived_ts}} "
+                f"END, {ORDER_KEY}) AS first_{name}"
                 for name, col in SESSION_FEATURES.items())
+            # CASE, not FILTER: DuckDB's filtered aggregates took 2.5x as long here.
+            # (arg_min skips the rows whose value or key is NULL.)
             con.execute(f"""
             CREATE TEMP TABLE {EXPORT_SESSIONS} AS
             SELECT session_id, min(derived_ts) AS start,
-              min(derived_ts) FILTER (product_action = 'purchase') AS first_purchase_at,
+              min(CASE WHEN product_action = 'purchase' THEN derived_ts END)
+                AS first_purchase_at,
               arg_min({_ACQ_STRUCT}, {ORDER_KEY}) AS first_acq,
-              arg_min({_ACQ_STRUCT}, {ORDER_KEY}) FILTER (event_type = 'page') AS page_acq,
-              min(derived_ts) FILTER (event_type = 'page') AS page_at{firsts}
+              arg_min({_ACQ_STRUCT}, CASE WHEN event_type = 'page' THEN {ORDER_KEY} END)
+                AS page_acq,
+              min(CASE WHEN event_type = 'page' THEN derived_ts END) AS page_at{firsts}
             FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})
             GROUP BY session_id""")
         con.execute(f"DROP TABLE {_INFERRED}")

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[[RebalanceListener], Consumer]
 
+LAG_AFTER_FLUSH_S = 1.0
+"""After a flush the lag is measured again within this long (then every lag_poll_s)."""
+
 
 @dataclass
 class _Buffer:
@@ -101,6 +104,8 @@ class Loader:
             self._store.track_changes = True
         self._owned: set[int] = set()
         self._processing_delay = 0.5
+        self._next_lag = 0.0
+        self._flushed_since_lag = False
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -154,12 +159,10 @@ class Loader:
         self.ready.set()
         next_stats = time.monotonic() + self.settings.stats_interval_s
         next_forget = time.monotonic() + self.settings.forget_poll_s
-        next_lag = time.monotonic()
         try:
             while not stop.is_set():
                 self._step()
-                if self.metrics is not None and time.monotonic() >= next_lag:
-                    next_lag = time.monotonic() + self.settings.lag_poll_s
+                if self.metrics is not None and time.monotonic() >= self._next_lag:
                     self._measure_lag(self.metrics)
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.settings.stats_interval_s
@@ -202,6 +205,10 @@ class Loader:
         """The transport's lag per partition into the gauges (on the loop's thread: Kafka's
         consumer is not thread-safe)."""
         assert self._consumer is not None
+        # Right after a flush (at most once a second: Kafka's lag is a few broker requests),
+        # else every lag_poll_s.
+        self._next_lag = time.monotonic() + self.settings.lag_poll_s
+        self._flushed_since_lag = False
         try:
             lags = self._consumer.partition_lag()
         except TransportError as exc:
@@ -335,6 +342,9 @@ class Loader:
                                {t: len(f) for t, f in result.files.items()},
                                result.commit_seconds)
             self.metrics.flush_interval.set(self._interval)
+            if not self._flushed_since_lag:
+                self._flushed_since_lag = True
+                self._next_lag = min(self._next_lag, time.monotonic() + LAG_AFTER_FLUSH_S)
 
     def _count(self, tables: BatchTables, result: AppendResult) -> None:
         self.stats.flushes += 1

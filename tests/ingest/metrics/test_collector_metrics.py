@@ -26,6 +26,8 @@ def test_requests_bytes_latency_and_refusals_match_what_was_sent(server: Server)
     assert httpx.get(f"{server.url}/nowhere", timeout=10).status_code == 404
     assert server.post("/v1/track", b"x" * 40_000, KEYS["acme"]).status_code == 413
     assert httpx.delete(f"{server.url}/v1/track", timeout=10).status_code == 405
+    for vendor in ("com.acme", "io.example.tracker"):  # any vendor path: one route label
+        assert httpx.get(f"{server.url}/{vendor}/v1?aid=nope", timeout=10).status_code == 401
 
     m = scrape(f"{server.url}/metrics")
     ok = {"route": "/v1/track", "protocol": "segment", "status": "200"}
@@ -36,8 +38,10 @@ def test_requests_bytes_latency_and_refusals_match_what_was_sent(server: Server)
                  protocol="segment", status="401") == 1
     assert value(m, "driftnet_collector_requests_total", route="unmatched", protocol="none",
                  status="404") == 1
+    assert value(m, "driftnet_collector_requests_total", route="/{vendor}/{version}",
+                 protocol="snowplow", status="401") == 2
     assert by_label(m, "driftnet_collector_rejected_requests_total", "reason") == {
-        "unknown_key": 1, "no_route": 1, "too_large": 1, "method_not_allowed": 1}
+        "unknown_key": 3, "no_route": 1, "too_large": 1, "method_not_allowed": 1}
     # bytes as received (the gzip body compressed) and as handed over (inflated)
     received = sum(len(b) for b in bodies) + len(globex) + len(zipped) + len(bodies[0])
     assert value(m, "driftnet_collector_request_bytes_total", protocol="segment") >= received

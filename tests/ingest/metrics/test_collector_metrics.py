@@ -90,3 +90,38 @@ def test_metrics_can_be_turned_off(tmp_path: Path, tenants_file: Path) -> None:
         assert httpx.get(f"{srv.url}/metrics", timeout=10).status_code == 404
     finally:
         assert srv.stop() == 0, srv.logs()[-3000:]
+
+
+def test_the_kafka_spool_is_reported_while_the_broker_is_away(tmp_path: Path,
+                                                              tenants_file: Path) -> None:
+    from ingest.transport.config import KafkaSettings
+    from tests.kafka_broker import Driftnet
+    from tests.support import free_port
+
+    spool = tmp_path / "spool.sqlite"
+    collector = Driftnet("collector", tmp_path / "collector", tenants_file, {
+        "DRIFTNET_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nobody listens
+        "DRIFTNET_KAFKA__SPOOL_PATH": str(spool)})
+    try:
+        collector.start()
+        for i in range(3):
+            body = orjson.dumps({"type": "track", "event": "E", "anonymousId": "a",
+                                 "messageId": f"s{i}"})
+            r = httpx.post(f"{collector.url}/v1/track", content=body, timeout=30,
+                           headers={"Authorization": basic(KEYS["acme"]),
+                                    "Content-Type": "application/json"})
+            assert r.status_code == 200, r.text
+        m = scrape(f"{collector.url}/metrics")
+    finally:
+        assert collector.stop() == 0, collector.logs()[-3000:]
+    assert 1 <= value(m, "driftnet_collector_spool_records") <= 3
+    assert value(m, "driftnet_collector_spool_bytes") > 3 * 50
+    assert value(m, "driftnet_collector_spool_limit_bytes") == KafkaSettings().spool_max_bytes
+    assert 0 < value(m, "driftnet_collector_spool_oldest_age_seconds") < 120
+    assert value(m, "driftnet_collector_hits_total", tenant="acme") == 3
+
+
+def test_the_embedded_log_has_no_spool(server: Server) -> None:
+    names = {name for name, _ in scrape(f"{server.url}/metrics")}
+    assert not any(n.startswith("driftnet_collector_spool_") for n in names)
+    assert "driftnet_loader_records_total" in names  # `driftnet up`: the loader's too

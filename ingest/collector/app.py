@@ -244,8 +244,7 @@ class CollectorApp:
             body = await _receive_body(receive, limit)
         else:
             body = await _read_body(receive, limit, self.settings.body_timeout_s)
-        if self.metrics is not None:
-            self.metrics.received(route.protocol, len(body))
+        received_bytes = len(body)
         encoding = headers.get("content-encoding")
         if encoding is not None:
             encoding = encoding.strip().lower()
@@ -259,6 +258,8 @@ class CollectorApp:
         hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
         if route.choose is not None:
             route = route.choose(hit)
+        if self.metrics is not None:
+            self.metrics.received(route.protocol, received_bytes)
         if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
             key = await self._find_key_off_loop(route, hit)
         else:

@@ -105,7 +105,6 @@ class Loader:
         self._owned: set[int] = set()
         self._processing_delay = 0.5
         self._next_lag = 0.0
-        self._flushed_since_lag = False
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -205,10 +204,7 @@ class Loader:
         """The transport's lag per partition into the gauges (on the loop's thread: Kafka's
         consumer is not thread-safe)."""
         assert self._consumer is not None
-        # Right after a flush (at most once a second: Kafka's lag is a few broker requests),
-        # else every lag_poll_s.
         self._next_lag = time.monotonic() + self.settings.lag_poll_s
-        self._flushed_since_lag = False
         try:
             lags = self._consumer.partition_lag()
         except TransportError as exc:
@@ -342,9 +338,9 @@ class Loader:
                                {t: len(f) for t, f in result.files.items()},
                                result.commit_seconds)
             self.metrics.flush_interval.set(self._interval)
-            if not self._flushed_since_lag:
-                self._flushed_since_lag = True
-                self._next_lag = min(self._next_lag, time.monotonic() + LAG_AFTER_FLUSH_S)
+            # Measured again soon after a flush, at most once a second (Kafka's lag costs a
+            # few broker requests); else every lag_poll_s.
+            self._next_lag = min(self._next_lag, time.monotonic() + LAG_AFTER_FLUSH_S)
 
     def _count(self, tables: BatchTables, result: AppendResult) -> None:
         self.stats.flushes += 1

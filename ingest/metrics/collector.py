@@ -54,7 +54,7 @@ class CollectorMetrics:
             "status.", ["route", "protocol", "status"], registry=registry)
         self.request_bytes = Counter(
             "driftnet_collector_request_bytes", "Request body bytes as received (before "
-            "inflating gzip/deflate), of requests that reached a route.", ["protocol"],
+            "inflating gzip/deflate), of requests whose body was read and inflated.", ["protocol"],
             registry=registry)
         self.event_bytes = Counter(
             "driftnet_collector_event_bytes", "Body bytes of acknowledged hits as handed to "

@@ -11,8 +11,8 @@ import orjson
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message",
-                                                                                   "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message"}  # uvicorn's ANSI-coloured copy of the message
 
 
 class JsonFormatter(logging.Formatter):

@@ -39,3 +39,22 @@ def test_text_log_lines_by_default(tmp_path: Path) -> None:
                               capture_output=True, check=False, timeout=120)
     assert json_out.returncode == 0, json_out.stderr
     assert [orjson.loads(line)["level"] for line in json_out.stderr.splitlines()]
+
+
+def test_json_lines_keep_extras_and_tracebacks() -> None:
+    import logging
+
+    from driftnet.logs import JsonFormatter
+
+    logger = logging.getLogger("driftnet.test")
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        record = logger.makeRecord("driftnet.test", logging.ERROR, __file__, 1,
+                                   "failed for %s", ("acme",), sys.exc_info(),
+                                   extra={"tenant": "acme", "color_message": "\x1b[31mx"})
+    doc = orjson.loads(JsonFormatter().format(record))
+    assert doc["message"] == "failed for acme" and doc["level"] == "ERROR"
+    assert doc["tenant"] == "acme" and "color_message" not in doc
+    assert "ValueError: bad value" in doc["exc"]
+    assert doc["ts"].endswith("+00:00")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from schemas.delta import open_table, read_files_sql
 from schemas.lake import TABLES, UNATTRIBUTED_TENANT, Table
@@ -39,11 +39,19 @@ class Window(BaseModel):
     quarantined: int = 0
     quarantined_by_reason: dict[str, int] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def quarantine_rate(self) -> float | None:
         """Quarantined share of what was received (None when nothing was)."""
         return self.quarantined / self.received if self.received else None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def quarantine_rate_by_reason(self) -> dict[str, float]:
+        """Each reason's share of what was received."""
+        return {r: n / self.received for r, n in sorted(self.quarantined_by_reason.items())}
+
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def duplicate_rate(self) -> float | None:
         """Duplicate share of the events written (None when none were)."""

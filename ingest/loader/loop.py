@@ -189,7 +189,7 @@ class Loader:
                                       for p in sorted(self._owned)})
 
     def _log_stats(self) -> None:
-        """One INFO line of counters and the consumer lag (metrics before /metrics exists)."""
+        """One INFO line of counters and the consumer lag (/metrics has them per tenant)."""
         assert self._consumer is not None
         try:
             lag: int | str = self._consumer.lag()

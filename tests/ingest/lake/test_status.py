@@ -48,6 +48,7 @@ def test_freshness_windows_files_and_retention(loaded: Server, tenants: Tenants)
         lake_rows(loaded.lake, "quarantine", "SELECT reason, count(*) FROM t GROUP BY 1",
                   "acme"))
     assert acme.quarantine_rate_day == pytest.approx(1 / 5)
+    assert sum(acme.last_day.quarantine_rate_by_reason.values()) == pytest.approx(1 / 5)
     assert acme.duplicate_rate_day == 0
     for table in ("raw", "events", "quarantine"):
         files = lake_files(loaded.lake, table, "acme")

@@ -20,6 +20,8 @@ class TableOutcome(Protocol):
     sorted_days: int
     expired_files: int
     vacuumed: int
+    checkpoint: bool
+    conflicts: int
     max_files_per_partition: int
 
 
@@ -44,6 +46,11 @@ class MaintainMetrics:
                                ["table"], registry=registry)
         self.vacuumed = Counter("driftnet_maintain_files_vacuumed", "Unreferenced files "
                                 "vacuum deleted.", ["table"], registry=registry)
+        self.checkpoints = Counter("driftnet_maintain_checkpoints", "Delta log checkpoints "
+                                   "written.", ["table"], registry=registry)
+        self.conflicts = Counter("driftnet_maintain_conflicts", "Maintenance commits that lost "
+                                 "a race with another commit (deferred to the next pass).",
+                                 ["table"], registry=registry)
         self.files = Gauge("driftnet_lake_files", "Data files in the table's current "
                            "snapshot (after the last pass).", ["table"], registry=registry)
         self.max_files = Gauge("driftnet_lake_max_files_per_partition", "Most files of one "
@@ -59,6 +66,8 @@ class MaintainMetrics:
             self.sorted_days.labels(table).inc(t.sorted_days)
             self.expired.labels(table).inc(t.expired_files)
             self.vacuumed.labels(table).inc(t.vacuumed)
+            self.checkpoints.labels(table).inc(int(t.checkpoint))
+            self.conflicts.labels(table).inc(t.conflicts)
             self.files.labels(table).set(t.files_after)
             self.max_files.labels(table).set(t.max_files_per_partition)
         self.passes.inc()

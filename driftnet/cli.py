@@ -34,9 +34,12 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines as text, or as one JSON object per line "
+              "(for log shippers).")
 @click.version_option(package_name="driftnet")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, log_format: str) -> None:
     """driftnet: collect shopper events, land them in a Parquet lake, query them with SQL.
 
     \b
@@ -45,12 +48,10 @@ def main(ctx: click.Context, debug: bool) -> None:
       driftnet simulate --url http://localhost:8080 --tenants examples/tenants.toml
       driftnet sql --lake ./lake --tenant acme "select event_name, count(*) from events group by 1"
     """
+    from driftnet.logs import configure_logging
+
     ctx.obj = {"debug": debug}
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(logging.DEBUG if debug else logging.INFO, log_format == "json")
     logging.getLogger("kafka").setLevel(logging.WARNING if not debug else logging.INFO)
 
 
@@ -380,6 +381,63 @@ def maintain(lake: str, tenants_path: Path | None, once: bool, config: Path | No
     settings = _settings(config, lake=lake)
     tenants = load_tenants(tenants_path) if tenants_path is not None else None
     sys.exit(run_maintain(settings, tenants, once=once))
+
+
+def _duration_option(ctx: click.Context, param: click.Parameter,
+                     value: str | None) -> float | None:
+    from driftnet.status import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command()
+@_lake_option
+@click.option("--tenant", default=None, callback=_tenant_id, help="Only this tenant [all].")
+@_tenants_option(required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--stale-after", default=None, callback=_duration_option, metavar="DURATION",
+              help="Exit 3 when a tenant's newest event is older than this (90s, 15m, 2h, "
+                   "1d), or it has none; for cron and health checks.")
+@click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
+              help="A loader's (or `driftnet up`'s) /metrics URL: report its lag "
+                   "(repeatable; an unreachable one is reported, not an error).")
+def status(lake: str, tenant: str | None, tenants_path: Path | None, fmt: str,
+           stale_after: float | None, metrics_urls: tuple[str, ...]) -> None:
+    """Per tenant: freshness, events of the last hour and day, losses, files, retention.
+
+    Newest event and its age; events received in the last hour and day, each one
+    accounted for (received = written + duplicate + quarantined, by reason); files and
+    bytes per table; the oldest day held and (with --tenants) the retention horizon.
+
+    \b
+    Examples:
+      driftnet status --lake ./lake
+      driftnet status --lake ./lake --tenant acme --format json
+      driftnet status --lake s3://acme-lake/driftnet --tenants tenants.toml \\
+        --stale-after 15m --metrics-url http://loader-1:9464/metrics
+    """
+    from driftnet.status import STALE_EXIT, as_json, as_table
+    from ingest.lake.status import lake_status
+    from ingest.metrics.scrape import loader_lag
+    from schemas.storage import LakeLocation
+    from schemas.tenants import load_tenants
+
+    tenants = load_tenants(tenants_path) if tenants_path is not None else None
+    if tenant is not None:
+        _require_known_tenant(lake, tenant, tenants_path)
+    report = lake_status(LakeLocation.parse(lake), tenant=tenant, tenants=tenants,
+                         stale_after_s=stale_after)
+    loaders = [loader_lag(url) for url in metrics_urls]
+    click.echo(as_json(report, loaders) if fmt == "json" else as_table(report, loaders),
+               nl=False)
+    if report.stale:
+        sys.exit(STALE_EXIT)
 
 
 @main.command()

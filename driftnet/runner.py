@@ -8,12 +8,18 @@ import signal
 import threading
 
 import uvicorn
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from ingest.collector import CollectorApp
 from ingest.collector.http import guarded_protocol
 from ingest.lake.maintain import Maintainer
 from ingest.loader.loop import Loader
 from ingest.loader.pipeline import Pipeline
+from ingest.metrics.collector import CollectorMetrics
+from ingest.metrics.exposition import MetricsListener, serve
+from ingest.metrics.lake import MaintainMetrics
+from ingest.metrics.loader import LoaderMetrics
+from ingest.metrics.tenants import TenantLabels
 from ingest.settings import DriftnetSettings
 from ingest.transport import open_consumer, open_producer
 from ingest.transport.base import Consumer, RebalanceListener
@@ -24,14 +30,44 @@ from schemas.tenants import Tenants
 log = logging.getLogger("driftnet")
 
 
-def build_app(settings: DriftnetSettings, tenants: Tenants) -> CollectorApp:
+class Metrics:
+    """The metrics of one process: one registry, one set of tenant labels, shared by its
+    collector, loader and maintenance task (``driftnet up`` has all three)."""
+
+    def __init__(self, settings: DriftnetSettings) -> None:
+        # No *_created series: Prometheus needs none of them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.enabled = settings.metrics.enabled
+        self.registry = CollectorRegistry()
+        self.tenants = TenantLabels(settings.metrics.top_tenants)
+
+    def collector(self) -> CollectorMetrics | None:
+        return CollectorMetrics(self.registry, self.tenants) if self.enabled else None
+
+    def loader(self) -> LoaderMetrics | None:
+        return LoaderMetrics(self.registry, self.tenants) if self.enabled else None
+
+    def maintain(self) -> MaintainMetrics | None:
+        return MaintainMetrics(self.registry) if self.enabled else None
+
+    def serve(self, settings: DriftnetSettings, what: str) -> MetricsListener | None:
+        """The metrics listener of a process without an HTTP port of its own."""
+        if not self.enabled:
+            return None
+        return serve(self.registry, settings.metrics.host, settings.metrics.port, what)
+
+
+def build_app(settings: DriftnetSettings, tenants: Tenants,
+              metrics: CollectorMetrics | None = None) -> CollectorApp:
     """The collector app on the configured transport."""
     return CollectorApp(
-        tenants, settings.collector, lambda: open_producer(settings.embedded, settings.kafka)
+        tenants, settings.collector, lambda: open_producer(settings.embedded, settings.kafka),
+        metrics,
     )
 
 
-def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None) -> Loader:
+def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
+                 metrics: LoaderMetrics | None = None) -> Loader:
     """A loader on the configured transport."""
 
     def consumer(listener: RebalanceListener) -> Consumer:
@@ -41,7 +77,7 @@ def build_loader(settings: DriftnetSettings, tenants: Tenants | None = None) -> 
     if lake.is_local:
         lake.path.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(settings.loader, tenants, enrich=settings.enrich)
-    return Loader(consumer, settings.loader, tenants, pipeline=pipeline)
+    return Loader(consumer, settings.loader, tenants, pipeline=pipeline, metrics=metrics)
 
 
 class _Server(uvicorn.Server):
@@ -60,6 +96,7 @@ def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
         app, host=settings.collector.host, port=settings.collector.port, loop="uvloop",
         http=guarded_protocol(settings.collector.header_timeout_s), lifespan="on",
         access_log=False, log_level="warning",
+        log_config=None,  # uvicorn's loggers go through driftnet's (--log-format json too)
         proxy_headers=False,  # X-Forwarded-For is ours to trust or not (trust_forwarded_for)
         timeout_graceful_shutdown=10, server_header=False,
         # Slow or idle clients must not hold the server: a connection cap (503 beyond), idle
@@ -81,7 +118,8 @@ def transport_name(settings: DriftnetSettings) -> str:
 def run_collector(settings: DriftnetSettings, tenants: Tenants) -> int:
     """Serve the collector until SIGINT/SIGTERM."""
     log.info("collector for %d tenants on %s", len(tenants), transport_name(settings))
-    server = _server(settings, build_app(settings, tenants))
+    metrics = Metrics(settings)
+    server = _server(settings, build_app(settings, tenants, metrics.collector()))
     for sig in (signal.SIGINT, signal.SIGTERM):  # see run_up: exit cleanly after uvicorn
         signal.signal(sig, lambda *_: None)
     server.run()
@@ -95,8 +133,14 @@ def run_loader(settings: DriftnetSettings, tenants: Tenants | None = None,
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.info("loader into %s from %s", settings.loader.lake, transport_name(settings))
-    loader = build_loader(settings, tenants)
-    loader.run(stop)
+    metrics = Metrics(settings)
+    loader = build_loader(settings, tenants, metrics.loader())
+    listener = metrics.serve(settings, "loader")
+    try:
+        loader.run(stop)
+    finally:
+        if listener is not None:
+            listener.close()
     log.info("loader stopped: %s", loader.stats)
     return 0
 
@@ -105,7 +149,8 @@ STORED_SESSIONS_TENANTS_PER_PASS = 20
 """Tenants whose stored sessions one maintenance pass rebuilds at most."""
 
 
-def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None) -> Maintainer:
+def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None,
+                     metrics: MaintainMetrics | None = None) -> Maintainer:
     """The maintenance task of the configured lake; each pass ends by rebuilding the stored
     sessions of tenants with a newly closed day (analytics/stored_sessions.py)."""
     from analytics.stored_sessions import build_sessions
@@ -120,7 +165,7 @@ def build_maintainer(settings: DriftnetSettings, tenants: Tenants | None) -> Mai
 
     return Maintainer(lake, settings.maintain, tenants, settings.loader.zstd_level,
                       state_retention_days=settings.enrich.sessions.state_retention_days,
-                      after_pass=[store_sessions])
+                      after_pass=[store_sessions], metrics=metrics)
 
 
 def run_maintain(settings: DriftnetSettings, tenants: Tenants | None, once: bool = False) -> int:
@@ -137,7 +182,14 @@ def run_maintain(settings: DriftnetSettings, tenants: Tenants | None, once: bool
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     log.info("maintaining %s every %.0fs", settings.loader.lake, settings.maintain.interval_s)
-    maintainer.run(stop, nice=0)
+    metrics = Metrics(settings)
+    maintainer.metrics = metrics.maintain()
+    listener = metrics.serve(settings, "maintain")
+    try:
+        maintainer.run(stop, nice=0)
+    finally:
+        if listener is not None:
+            listener.close()
     return 0
 
 
@@ -145,8 +197,9 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
     """Collector and loader in one process; both stop cleanly on SIGINT/SIGTERM."""
     log.info("driftnet up: %d tenants, lake %s, %s", len(tenants), settings.loader.lake,
              transport_name(settings))
-    server = _server(settings, build_app(settings, tenants))
-    loader = build_loader(settings, tenants)
+    metrics = Metrics(settings)  # one registry: the collector's port serves all three
+    server = _server(settings, build_app(settings, tenants, metrics.collector()))
+    loader = build_loader(settings, tenants, metrics.loader())
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -162,7 +215,7 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
     thread.start()
     maintenance: threading.Thread | None = None
     if settings.maintain.enabled:
-        maintainer = build_maintainer(settings, tenants)
+        maintainer = build_maintainer(settings, tenants, metrics.maintain())
         maintenance = threading.Thread(target=maintainer.run, args=(stop,), name="maintain",
                                        daemon=True)
         maintenance.start()

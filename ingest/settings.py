@@ -22,6 +22,7 @@ from ingest.collector.config import CollectorSettings
 from ingest.enrich.config import EnrichSettings
 from ingest.lake.config import MaintainSettings
 from ingest.loader.config import LoaderSettings
+from ingest.metrics.config import MetricsSettings
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
 from schemas.errors import ConfigError
 
@@ -41,6 +42,7 @@ class DriftnetSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)
     maintain: MaintainSettings = Field(default_factory=MaintainSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

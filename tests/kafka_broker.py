@@ -208,7 +208,8 @@ class Driftnet(DriftnetProcess):
         else:
             assert self.lake is not None
             args += ["--lake", str(self.lake), "--flush-interval", "0.2"]
-        self.spawn(args, self.workdir, self.env)
+        # A free metrics port each: several loaders share this host (docs/operations.md).
+        self.spawn(args, self.workdir, {"DRIFTNET_METRICS__PORT": "0", **self.env})
         if wait and self.command == "collector":
             self.wait_healthy("collector")
         return self

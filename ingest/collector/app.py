@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from ingest.collector.answers import Answer, error_body
 from ingest.collector.config import CollectorSettings
@@ -23,9 +24,11 @@ from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
 from ingest.collector.hit import Hit
 from ingest.collector.http import body_received
-from ingest.collector.routes import DN, Route, find_route
+from ingest.collector.routes import DN, Route, find_route, route_name
 from ingest.collector.snippet import script_answers
 from ingest.collector.visitor import routing_hash
+from ingest.metrics.collector import CollectorMetrics
+from ingest.metrics.exposition import render
 from ingest.transport.base import Producer
 from schemas.envelope import ENVELOPE_VERSION, encode_frame
 from schemas.errors import ConfigError, DriftnetError
@@ -56,6 +59,9 @@ SECRET_HEADERS = frozenset({"authorization", "x-write-key"})
 """Headers carrying keys: the key finder reads them, the envelope never keeps them."""
 
 _JSON = (b"content-type", b"application/json")
+_PROMETHEUS = (b"content-type", CONTENT_TYPE_PLAIN_0_0_4.encode())  # what every Prometheus reads
+_NO_PROTOCOL = "none"
+"""Protocol label of requests that reached no route."""
 
 # Header name (as the server hands it, lower-case bytes) -> (kind, str name); one dict lookup
 # per header on the hot path instead of decoding every name.
@@ -72,7 +78,8 @@ class CollectorApp:
     """ASGI application of the collector.
 
     ``producer_factory`` opens the transport at startup (lifespan); the app answers
-    ``/healthz`` with 200 only once it can accept hits.
+    ``/healthz`` with 200 only once it can accept hits. With ``metrics`` it counts what it
+    answers and serves ``/metrics`` (Prometheus text format, docs/operations.md).
     """
 
     def __init__(
@@ -80,8 +87,10 @@ class CollectorApp:
         tenants: Tenants,
         settings: CollectorSettings,
         producer_factory: Callable[[], Producer],
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self.tenants = tenants
+        self.metrics = metrics
         self.settings = settings
         self._producer_factory = producer_factory
         self._producer: Producer | None = None
@@ -135,6 +144,8 @@ class CollectorApp:
         self._producer = self._producer_factory()
         self.committer = GroupCommitter(self._producer, self.settings.max_bundle_bytes)
         self.committer.start()
+        if self.metrics is not None:
+            self.metrics.watch_spool(lambda: self._producer)
 
     async def shutdown(self) -> None:
         """Commit what is queued, then close the transport."""
@@ -146,6 +157,7 @@ class CollectorApp:
 
     # -- HTTP
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
         headers: dict[str, str] = {}
@@ -166,17 +178,23 @@ class CollectorApp:
             else:
                 headers[name] = raw_value.decode("latin-1")
         origin = headers.get("origin")
+        route: Route | None = None
         try:
             if header_bytes > self.settings.max_header_bytes:
                 # Before anything reads them: a 50 MB User-Agent must cost nothing downstream.
                 raise HttpError(431, f"request headers of {header_bytes} bytes exceed the "
                                 f"{self.settings.max_header_bytes}-byte limit")
             if path == "/healthz":
-                await self._healthz(send)
+                self._count("/healthz", _NO_PROTOCOL, await self._healthz(send))
+                return
+            if path == "/metrics" and self.metrics is not None:
+                await self._metrics(send, method)
+                self._count("/metrics", _NO_PROTOCOL, 200)
                 return
             script = self._scripts.get(path)
             if script is not None and method in ("GET", "HEAD"):
                 await _send_answer(send, script, method)
+                self._count(self._route_name(path), DN.protocol, script.status)
                 return
             alias = self._ingest_aliases.get(path)
             route = DN if alias is not None else find_route(path)
@@ -184,6 +202,7 @@ class CollectorApp:
                 raise HttpError(404, f"no collector endpoint at {path}")
             if method == "OPTIONS":
                 await self._preflight(scope, origin, send)
+                self._count(self._route_name(path), route.protocol, 204)
                 return
             if method not in route.methods:
                 raise HttpError(405, f"{method} is not accepted on {path}; "
@@ -192,19 +211,25 @@ class CollectorApp:
                 # A HEAD (link checkers, prefetchers, monitoring) asks what a GET would answer:
                 # it is answered, never recorded and never authenticated (docs/protocols.md).
                 await self._head(route, origin, send)
+                self._count(self._route_name(path), route.protocol, route.answer.status)
                 return
-            answer = await self._collect(scope, receive, route, method, path, headers, secrets,
-                                         cookie, origin, alias)
+            answer, protocol, tenant, nbytes = await self._collect(
+                scope, receive, route, method, path, headers, secrets, cookie, origin, alias)
         except HttpError as exc:
             self.counts["rejected"] += 1
+            self._refused(path, route, exc.status, transport=False)
             await self._send_error(send, exc, origin, method)
             return
         except DriftnetError as exc:  # transport trouble: the client should retry
             self.counts["rejected"] += 1
+            self._refused(path, route, 503, transport=True)
             await self._send_error(send, HttpError(503, f"not accepted, retry: {exc}", 1),
                                    origin, method)
             return
         self.counts["accepted"] += 1
+        if self.metrics is not None:
+            self.metrics.acknowledged(protocol, tenant, nbytes, started)
+            self.metrics.request(self._route_name(path), protocol, answer.status)
         response_headers: Any = answer.headers
         if origin is not None:
             response_headers = [*answer.headers, *_cors_headers(origin)]
@@ -213,11 +238,30 @@ class CollectorApp:
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else answer.body})
 
+    def _route_name(self, path: str) -> str:
+        """:func:`route_name`, with tenants' dn.js paths under two fixed labels (bounded)."""
+        if path in self._ingest_aliases:
+            return INGEST_ALIAS_ROUTE
+        if path in self._scripts:
+            return "/dn.js" if path == "/dn.js" else SCRIPT_ROUTE
+        return route_name(path)
+
+    def _count(self, route: str, protocol: str, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.request(route, protocol, status)
+
+    def _refused(self, path: str, route: Route | None, status: int, transport: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.request(self._route_name(path),
+                                 _NO_PROTOCOL if route is None else route.protocol, status)
+            self.metrics.refused(status, transport)
+
     async def _collect(
         self, scope: Scope, receive: Receive, route: Route, method: str, path: str,
         headers: dict[str, str], secrets: dict[str, str], cookie: str | None, origin: str | None,
         alias: Tenant | None = None,
-    ) -> Any:
+    ) -> tuple[Any, str, str, int]:
+        """Envelope and hand over one hit; its answer, protocol, tenant and enveloped bytes."""
         limit = (self.settings.max_event_bytes if route.single_event
                  else self.settings.max_request_bytes)
         declared = headers.pop("content-length", None)
@@ -229,6 +273,7 @@ class CollectorApp:
             body = await _receive_body(receive, limit)
         else:
             body = await _read_body(receive, limit, self.settings.body_timeout_s)
+        received_bytes = len(body)
         encoding = headers.get("content-encoding")
         if encoding is not None:
             encoding = encoding.strip().lower()
@@ -242,6 +287,8 @@ class CollectorApp:
         hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
         if route.choose is not None:
             route = route.choose(hit)
+        if self.metrics is not None:
+            self.metrics.received(route.protocol, received_bytes)
         if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
             key = await self._find_key_off_loop(route, hit)
         else:
@@ -300,7 +347,7 @@ class CollectorApp:
                 if self.committer.partitions > 1 else 0)
         # hit.body: a key finder that had to decode the body (PostHog) left the decoded one.
         await self.committer.submit(encode_frame(header, hit.body), lane)
-        return answer
+        return answer, route.protocol, tenant.id, len(hit.body)
 
     def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
         if self.settings.trust_forwarded_for:
@@ -327,12 +374,20 @@ class CollectorApp:
                     "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _healthz(self, send: Send) -> None:
+    async def _healthz(self, send: Send) -> int:
         ok = self.committer is not None and self.committer.running
         status = 200 if ok else 503
         body = b'{"status":"ok"}' if ok else b'{"status":"starting"}'
         await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
         await send({"type": "http.response.body", "body": body})
+        return status
+
+    async def _metrics(self, send: Send, method: str) -> None:
+        assert self.metrics is not None
+        body = render(self.metrics.registry)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            _PROMETHEUS, (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     async def _preflight(self, scope: Scope, origin: str | None, send: Send) -> None:
         if origin is None:
@@ -365,6 +420,11 @@ class CollectorApp:
         body = b"" if method == "HEAD" else error_body(exc.status, exc.reason)
         await send({"type": "http.response.body", "body": body})
 
+
+INGEST_ALIAS_ROUTE = "{tenant ingest path}"
+"""Metrics label of requests to a tenant's own dn.js ingest path (tenants.toml)."""
+SCRIPT_ROUTE = "{dn.js script path}"
+"""Metrics label of dn.js served at its versioned URL or a tenant's own script path."""
 
 _SECRET_PARAMS: dict[str, tuple[bytes, ...]] = {
     "segment": (b"writeKey",), "rudderstack": (b"writeKey",), "dn": (b"writeKey",),

@@ -133,6 +133,24 @@ ROUTES: dict[str, Route] = {
 """Exact-path routes."""
 
 
+VENDOR_ROUTE = "/{vendor}/{version}"
+"""The route name of Snowplow's custom vendor paths."""
+UNMATCHED_ROUTE = "unmatched"
+"""The route name of a path no route serves."""
+
+
+def route_name(path: str) -> str:
+    """The route table's name for a request path: bounded, so it can be a metrics label."""
+    if path in ROUTES:
+        return path
+    stripped = path.rstrip("/")
+    if stripped in ROUTES:
+        return stripped
+    if _VENDOR_PATH.fullmatch(path):
+        return VENDOR_ROUTE
+    return UNMATCHED_ROUTE
+
+
 def find_route(path: str) -> Route | None:
     """The route for a request path, or None (404)."""
     route = ROUTES.get(path) or ROUTES.get(path.rstrip("/"))

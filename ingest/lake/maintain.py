@@ -41,6 +41,7 @@ from ingest.lake.housekeeping import Housekeeping
 from ingest.lake.retention import expired
 from ingest.lake.state import StateCompaction, compact_state, open_state
 from ingest.lake.tables import commit, open_for_write, refresh
+from ingest.metrics.lake import MaintainMetrics
 from schemas.delta import DataFile, snapshot_files
 from schemas.errors import DriftnetError
 from schemas.lake import MAINTENANCE_APP_ID, TABLES, Table, loader_app_id
@@ -97,8 +98,10 @@ class Maintainer:
                  tenants: Tenants | None = None, zstd_level: int = 3,
                  clock: Callable[[], dt.datetime] | None = None,
                  state_retention_days: float = 400,
-                 after_pass: Sequence[Callable[[dt.datetime], object]] = ()) -> None:
+                 after_pass: Sequence[Callable[[dt.datetime], object]] = (),
+                 metrics: MaintainMetrics | None = None) -> None:
         self.lake = lake
+        self.metrics = metrics
         self.after_pass = tuple(after_pass)
         """Called with the pass's time after each pass (the stored sessions' build, wired
         by driftnet: ingest does not know analytics)."""
@@ -131,8 +134,12 @@ class Maintainer:
                 self._log(report)
             except DriftnetError as exc:
                 log.warning("maintenance pass failed, retrying next pass: %s", exc)
+                if self.metrics is not None:
+                    self.metrics.failures.inc()
             except Exception:
                 log.exception("maintenance pass failed")
+                if self.metrics is not None:
+                    self.metrics.failures.inc()
             stop.wait(self.settings.interval_s)
 
     def _log(self, report: PassReport) -> None:
@@ -154,6 +161,8 @@ class Maintainer:
             hook(self._clock())
         self.passes += 1
         report.seconds = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.pass_done(report.tables.items(), report.seconds)
         return report
 
     def _maintain_state(self, vacuum: bool | None) -> StateCompaction:

@@ -105,6 +105,8 @@ class AppendResult:
     versions: dict[Table, int] = field(default_factory=dict)
     commit_seconds: dict[Table, float] = field(default_factory=dict)
     """Time each table's Delta commit took (writing the files not included)."""
+    written: dict[Table, pa.Table] = field(default_factory=dict)
+    """The rows each table's commit added (what the batch held minus ``skipped``)."""
 
     @property
     def file_count(self) -> int:
@@ -185,6 +187,7 @@ class LakeWriter:
             self.files_written += len(written)
             result.files[name] = written
             result.rows[name] = fresh.num_rows
+            result.written[name] = fresh
             result.skipped[name] = result.skipped.get(name, 0) + skipped
             result.versions[name] = version
             return

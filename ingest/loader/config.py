@@ -43,6 +43,8 @@ class LoaderSettings(BaseModel):
     forget_poll_s: float = Field(30.0, gt=0, description="Seconds between looks at the lake's "
                                  "forget receipts (the dedupe keys of forgotten events leave "
                                  "the loader's window).")
+    lag_poll_s: float = Field(5.0, gt=0, description="Seconds between the loader's "
+                              "measurements of its transport lag per partition (/metrics).")
     stats_interval_s: float = Field(60.0, gt=0, description="Seconds between the loader's "
                                     "INFO lines of counters and consumer lag.")
 

@@ -39,6 +39,7 @@ from ingest.lake.state import SessionStateTable
 from ingest.lake.writer import AppendResult, LakeWriter
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
+from ingest.metrics.loader import LoaderMetrics
 from ingest.transport.base import Consumer, RebalanceListener, Record
 from schemas.errors import TransportError
 from schemas.storage import LakeLocation
@@ -47,6 +48,9 @@ from schemas.tenants import Tenants
 log = logging.getLogger(__name__)
 
 ConsumerFactory = Callable[[RebalanceListener], Consumer]
+
+LAG_AFTER_FLUSH_S = 1.0
+"""After a flush the lag is measured again within this long (then every lag_poll_s)."""
 
 
 @dataclass
@@ -58,7 +62,7 @@ class _Buffer:
 
 @dataclass
 class LoaderStats:
-    """Counters of what the loader did (logged, and exposed for status and tests)."""
+    """Counters of what the loader did (logged; /metrics has them per tenant and reason)."""
 
     records: int = 0
     hits: int = 0
@@ -80,8 +84,10 @@ class Loader:
 
     def __init__(self, consumer_factory: ConsumerFactory, settings: LoaderSettings,
                  tenants: Tenants | None = None, pipeline: Pipeline | None = None,
-                 writer: LakeWriter | None = None) -> None:
+                 writer: LakeWriter | None = None, metrics: LoaderMetrics | None = None
+                 ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.lake = LakeLocation.parse(settings.lake)
         self.pipeline = pipeline or Pipeline(settings, tenants)
         self.writer = writer or LakeWriter(self.lake, settings.zstd_level,
@@ -98,6 +104,7 @@ class Loader:
             self._store.track_changes = True
         self._owned: set[int] = set()
         self._processing_delay = 0.5
+        self._next_lag = 0.0
         self.stats = LoaderStats()
         self.ready = threading.Event()
 
@@ -154,6 +161,8 @@ class Loader:
         try:
             while not stop.is_set():
                 self._step()
+                if self.metrics is not None and time.monotonic() >= self._next_lag:
+                    self._measure_lag(self.metrics)
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.settings.stats_interval_s
                     self._log_stats()
@@ -180,7 +189,7 @@ class Loader:
                                       for p in sorted(self._owned)})
 
     def _log_stats(self) -> None:
-        """One INFO line of counters and the consumer lag (metrics before /metrics exists)."""
+        """One INFO line of counters and the consumer lag (/metrics has them per tenant)."""
         assert self._consumer is not None
         try:
             lag: int | str = self._consumer.lag()
@@ -190,6 +199,18 @@ class Loader:
         log.info("loader %s: records=%d hits=%d events=%d quarantined=%d files=%d flushes=%d "
                  "flush_interval=%.1fs lag=%s", self._consumer.source, s.records, s.hits,
                  s.events, s.quarantined, s.files, s.flushes, self._interval, lag)
+
+    def _measure_lag(self, metrics: LoaderMetrics) -> None:
+        """The transport's lag per partition into the gauges (on the loop's thread: Kafka's
+        consumer is not thread-safe)."""
+        assert self._consumer is not None
+        self._next_lag = time.monotonic() + self.settings.lag_poll_s
+        try:
+            lags = self._consumer.partition_lag()
+        except TransportError as exc:
+            log.debug("lag unknown: %s", exc)
+            return
+        metrics.lag(lags)
 
     def _step(self) -> None:
         assert self._consumer is not None
@@ -206,6 +227,8 @@ class Loader:
             buf.records.append(record)
             buf.nbytes += len(record.value)
         self.stats.records += len(records)
+        if self.metrics is not None and records:
+            self.metrics.records.inc(len(records))
         if any(len(buf.records) >= self.settings.max_batch_records
                or buf.nbytes >= self.settings.max_batch_bytes
                or now - buf.since >= self._interval
@@ -225,6 +248,8 @@ class Loader:
             # Not the data's fault (out of memory, a file error): nothing was written or
             # quarantined; the records are back in their buffers and go again after a pause.
             self.stats.processing_failures += 1
+            if self.metrics is not None:
+                self.metrics.processing_failures.inc()
             self._processing_delay = min(30.0, max(1.0, self._processing_delay * 2))
             log.error("%s; retrying in %.0fs", exc, self._processing_delay)
             self._stop.wait(self._processing_delay)
@@ -238,6 +263,8 @@ class Loader:
                 self._write(*batch)
                 return
             except LakeWriteError as exc:
+                if self.metrics is not None:
+                    self.metrics.write_failures.inc()
                 if self._stop.is_set() and not final:
                     log.error("lake write failed while stopping; the batch will be read again "
                               "on restart: %s", exc)
@@ -264,6 +291,7 @@ class Loader:
         records = [r for buf in buffers.values() for r in buf.records]
         if not records:
             return None
+        started = time.perf_counter()
         try:
             tables = self.pipeline.process(records, self._consumer.source)
         except ProcessingUnavailable:
@@ -274,6 +302,8 @@ class Loader:
                 self._load_state(stream, {p: self.writer.held("raw", stream, p)
                                           for p in sorted(self._owned)})
             raise
+        if self.metrics is not None:
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
         states = self._store.take_changes() if self._store is not None else None
         last = {p: buf.records[-1].offset for p, buf in buffers.items() if buf.records}
         return last, tables, states
@@ -283,6 +313,7 @@ class Loader:
         """Append a processed batch to the lake (session state first), then commit the
         transport offsets."""
         assert self._consumer is not None
+        started = time.perf_counter()
         source = self._consumer.source
         if states is not None and states.num_rows:
             self.state.append(self._consumer.stream_id, states, last)
@@ -294,11 +325,22 @@ class Loader:
         except TransportError as exc:
             # The lake holds the batch; the transport offset only trails it (lag, trimming).
             self.stats.commits_failed += 1
+            if self.metrics is not None:
+                self.metrics.offset_commit_failures.inc()
             log.warning("transport commit of %s up to %s failed (the lake holds the batch): %s",
                         source, last, exc)
         self.pipeline.remember(tables)
         self._count(tables, result)
         self._adapt_interval(result)
+        if self.metrics is not None:
+            self.metrics.write_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch(result.written, result.skipped,
+                               {t: len(f) for t, f in result.files.items()},
+                               result.commit_seconds)
+            self.metrics.flush_interval.set(self._interval)
+            # Measured again soon after a flush, at most once a second (Kafka's lag costs a
+            # few broker requests); else every lag_poll_s.
+            self._next_lag = min(self._next_lag, time.monotonic() + LAG_AFTER_FLUSH_S)
 
     def _count(self, tables: BatchTables, result: AppendResult) -> None:
         self.stats.flushes += 1

@@ -102,6 +102,10 @@ class Consumer(Protocol):
         """Records produced but not yet committed by this group, over assigned partitions."""
         ...
 
+    def partition_lag(self) -> dict[int, int]:
+        """:meth:`lag` of each assigned partition."""
+        ...
+
     def close(self) -> None:
         """Leave the group and release resources (does not commit)."""
         ...

@@ -241,6 +241,10 @@ class EmbeddedConsumer:
         start = committed if committed is not None else self._first_offset()
         return max(0, _head(self._conn) - start)
 
+    def partition_lag(self) -> dict[int, int]:
+        """:meth:`lag` of the one partition."""
+        return {PARTITION: self.lag()}
+
     def close(self) -> None:
         """Close the connection and release the group lock."""
         self._conn.close()

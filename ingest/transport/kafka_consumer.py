@@ -193,9 +193,13 @@ class KafkaConsumerTransport:
 
     def lag(self) -> int:
         """End offsets minus committed offsets, summed over the assigned partitions."""
+        return sum(self.partition_lag().values())
+
+    def partition_lag(self) -> dict[int, int]:
+        """End offset minus committed offset of each assigned partition."""
         assigned = sorted(self._consumer.assignment())
         if not assigned:
-            return 0
+            return {}
         try:
             ends: dict[TopicPartition, int] = self._consumer.end_offsets(
                 assigned, timeout_ms=self._timeout_ms)
@@ -204,15 +208,15 @@ class KafkaConsumerTransport:
         except kafka_errors.KafkaError as exc:
             raise TransportError(f"cannot read end offsets: {exc}", **describe(self.settings)
                                  ) from exc
-        total = 0
+        lags: dict[int, int] = {}
         for tp in assigned:
             # The last fetch's high watermark too: some Kafka-protocol brokers (Tansu) answer
             # ListOffsets with the last batch's base offset + 1 instead of the log end.
             end = max(ends.get(tp, 0), self._highwater(tp))
             committed = self.committed(tp.partition)
             start = committed if committed is not None else begins.get(tp, 0)
-            total += max(0, end - start)
-        return total
+            lags[tp.partition] = max(0, end - start)
+        return lags
 
     def _highwater(self, tp: TopicPartition) -> int:
         try:

@@ -292,6 +292,13 @@ class KafkaProducerTransport:
             self._broker_up = True
         return True
 
+    def spool_state(self) -> tuple[int, int, int, float | None]:
+        """Spooled records, their bytes, the spool's byte limit, and the age in seconds of
+        the oldest (for /metrics)."""
+        depth = self._spool.depth
+        oldest = self._spool.oldest_age_s() if depth.records else None
+        return depth.records, depth.bytes, self._spool.max_bytes, oldest
+
     def log_metrics(self) -> None:
         """Log the counters and the spool depth as one INFO line."""
         depth = self._spool.depth

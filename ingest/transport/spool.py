@@ -111,6 +111,19 @@ class Spool:
         with self._lock:
             return SpoolDepth(self._records, self._bytes)
 
+    def oldest_age_s(self) -> float | None:
+        """Seconds the oldest waiting record has been in the spool (None when empty)."""
+        with self._lock:
+            if self._records == 0:
+                return None
+            try:
+                row = self._conn.execute("SELECT min(spooled_at_ms) FROM spool").fetchone()
+            except sqlite3.Error as exc:
+                raise TransportError(f"spool read failed: {exc}", spool=str(self.path)) from exc
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, time.time() - int(row[0]) / 1000)
+
     def append(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         """Durably append all ``records``, or none: raises SpoolFullError past ``max_bytes``."""
         size = sum(_nbytes(k, v) for k, v in records)

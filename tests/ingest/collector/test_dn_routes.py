@@ -18,6 +18,7 @@ import pytest
 from ingest.collector.snippet import STATIC, build
 from schemas.errors import ConfigError
 from schemas.tenants import load_tenants
+from tests.ingest.metrics.scrape import by_label, scrape
 from tests.support import Server, serving
 
 TENANTS = """
@@ -155,3 +156,14 @@ def test_alias_paths_are_checked(tmp_path: Any, snippet: str, problem: str) -> N
     path.write_text(f'[[tenant]]\nid = "t"\nwrite_keys = ["k"]\n[tenant.snippet]\n{snippet}\n')
     with pytest.raises(ConfigError, match=problem):
         build_app(DriftnetSettings(), load_tenants(path))
+
+
+def test_dn_paths_are_bounded_metrics_labels(dn: Server) -> None:
+    """A tenant's own paths count under fixed route labels, never as themselves."""
+    assert post(dn, "/api/v/e", [message("dn-m1")]).status_code == 200
+    assert httpx.get(f"{dn.url}/assets/app-7c1.js").status_code == 200
+    assert httpx.get(f"{dn.url}/dn.js").status_code == 200
+    routes = by_label(scrape(f"{dn.url}/metrics"), "driftnet_collector_requests_total", "route")
+    assert routes["{tenant ingest path}"] >= 1 and routes["{dn.js script path}"] >= 1
+    assert routes["/dn.js"] >= 1
+    assert not {"/api/v/e", "/assets/app-7c1.js"} & set(routes)

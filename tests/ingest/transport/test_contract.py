@@ -163,8 +163,10 @@ def test_lag_counts_what_the_group_has_not_committed(kit: Kit) -> None:
     consumer = kit.consumer()
     parts = by_partition(read(consumer, 15))
     assert consumer.lag() == 15
+    assert consumer.partition_lag() == {p: len(rs) for p, rs in parts.items()}
     consumer.commit({p: rs[-1].offset for p, rs in parts.items()})  # all but the last of each
     assert consumer.lag() == len(parts)
+    assert consumer.partition_lag() == dict.fromkeys(parts, 1)
     consumer.commit({p: rs[-1].offset + 1 for p, rs in parts.items()})
     assert consumer.lag() == 0
 

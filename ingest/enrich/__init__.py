@@ -24,11 +24,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
+import pyarrow as pa
+
+from schemas.sql import quote as quote
 
 if TYPE_CHECKING:
     from ingest.enrich.config import EnrichSettings
     from ingest.enrich.fallback import Enriched
     from schemas.tenants import Tenants
+
+ROW_COLUMN = "_enrich_row"
+"""A column the loader adds to the events it hands the chain: each row's place in the
+batch, so that what the chain returns can be matched with what it never saw."""
+
+UNTOUCHED_COLUMNS: frozenset[str] = frozenset({
+    "properties", "traits", "extra", "items", "page_title", "search_query", "event_type",
+    "event_name", "product_id", "product_name", "product_category", "product_action",
+    "price", "currency", "quantity", "order_id", "revenue", "screen", "viewport",
+    "language", "timezone",
+})
+"""Event columns no step reads or writes. The loader keeps them out of the chain (its
+views then carry the narrow rest of each row through DuckDB, not the JSON payloads) and
+puts them back by :data:`ROW_COLUMN`. A step that reads one of these fails on a missing
+column, never silently: take the column out of this set first."""
 
 
 @dataclass
@@ -77,11 +95,6 @@ class Resource(Protocol):
     def close(self) -> None:
         """Release it."""
         ...
-
-
-def quote(value: str) -> str:
-    """A SQL string literal (for values from our own code and config, never event data)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def batch_key(con: duckdb.DuckDBPyConnection, relation: str) -> str:
@@ -146,11 +159,18 @@ class Chain:
         return out
 
     def run(self, con: duckdb.DuckDBPyConnection, relation: str,
-            hits: str | None = None) -> Enriched:
-        """Like :meth:`apply`, but rows a step cannot enrich become quarantine rows."""
+            hits: str | None = None, columns: Sequence[str] | None = None,
+            originals: pa.Table | None = None) -> Enriched:
+        """Like :meth:`apply`, but rows a step cannot enrich become quarantine rows.
+
+        ``columns``: the columns to read back when every row is enriched (all by default);
+        rows enriched after a failure come back with all the relation's columns.
+        ``originals``: the whole events when ``relation`` holds some of their columns and
+        :data:`ROW_COLUMN` (the payload of a quarantined event is its original row).
+        """
         from ingest.enrich.fallback import run_with_fallback
 
-        return run_with_fallback(self, con, relation, hits)
+        return run_with_fallback(self, con, relation, hits, columns, originals)
 
     def close(self) -> None:
         """Close what the steps hold open."""

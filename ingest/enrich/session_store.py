@@ -122,11 +122,19 @@ class SessionStore:
             return found
         with self._lock:
             db = self._db
-            db.execute("DELETE FROM want")
-            db.executemany("INSERT INTO want VALUES (?, ?)", missing)
-            rows = db.execute(
-                "SELECT v.tenant, v.visitor, " + ", ".join(f"v.{c}" for c in _COLS)
-                + " FROM want w JOIN visitor_session v USING (tenant, visitor)").fetchall()
+            # One transaction: each INSERT of its own would be one (the temporary table is
+            # on disk), ~18 us a visitor instead of ~1.
+            db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM want")
+                db.executemany("INSERT INTO want VALUES (?, ?)", missing)
+                rows = db.execute(
+                    "SELECT v.tenant, v.visitor, " + ", ".join(f"v.{c}" for c in _COLS)
+                    + " FROM want w JOIN visitor_session v USING (tenant, visitor)").fetchall()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
         for tenant, visitor, *values in rows:
             found[(tenant, visitor)] = VisitorState(*values)
         return found

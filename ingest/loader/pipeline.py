@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.enrich import Chain, default_chain
+from ingest.enrich import ROW_COLUMN, UNTOUCHED_COLUMNS, Chain, default_chain
 from ingest.enrich.anonymize_ip import IpAnonymizer
 from ingest.enrich.config import EnrichSettings
 from ingest.enrich.scrub_payloads import scrub_payloads
@@ -250,14 +251,27 @@ class Pipeline:
         """Enriched events, and quarantine rows for events a step failed on."""
         if events.num_rows == 0:
             return events, QUARANTINE_SCHEMA.empty_table()
-        self.con.register("parsed_events", events)
+        # The chain sees the columns it works on and each row's place; the JSON payloads and
+        # other columns no step touches skip the round trip through DuckDB.
+        seen = [name for name in events.column_names if name not in UNTOUCHED_COLUMNS]
+        places = pa.array(np.arange(events.num_rows, dtype=np.int64))
+        self.con.register("parsed_events", events.select(seen).append_column(ROW_COLUMN, places))
         self.con.register("enrich_hits", raw)  # request headers (client hints) by lineage
         try:
-            enriched = self.chain.run(self.con, "parsed_events", hits="enrich_hits")
+            enriched = self.chain.run(self.con, "parsed_events", hits="enrich_hits",
+                                      columns=[*seen, ROW_COLUMN], originals=events)
         finally:
             self.con.unregister("parsed_events")
             self.con.unregister("enrich_hits")
-        return conform(enriched.events, EVENT_SCHEMA), enriched.quarantine
+        out = enriched.events
+        rows = out[ROW_COLUMN].combine_chunks()
+        in_place = rows.equals(places)  # the usual case: rows come back in their order
+        for name in events.column_names:
+            if name not in out.column_names:
+                column = events[name]
+                out = out.append_column(events.field(name),
+                                        column if in_place else column.take(rows))
+        return conform(out, EVENT_SCHEMA), enriched.quarantine
 
 
     def _dedupe(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:

@@ -10,12 +10,11 @@ from schemas.columns import sql_type
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
 from schemas.raw import RAW_SCHEMA
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
-
-def quote(value: str) -> str:
-    """A SQL string literal (for constants from our own code, never for user data)."""
-    return "'" + value.replace("'", "''") + "'"
+__all__ = ["LINEAGE", "QUARANTINE_FROM_HIT", "quote", "select_columns", "select_events",
+           "select_quarantine", "select_raw", "select_rejected"]
 
 
 def select_columns(schema: pa.Schema, exprs: Mapping[str, str]) -> str:

@@ -26,6 +26,7 @@ from ingest.loader.protocols.ecommerce import (
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
+from schemas.sql import quote_ident
 from schemas.version import PIPELINE_VERSION
 
 BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
@@ -113,11 +114,6 @@ def _present(field: str) -> str:
 def _bad_time(field: str) -> str:
     return (f"({_present(field)} AND (t[{_T[field]}] <> 'VARCHAR' "
             f"OR try_cast(e.{quote_ident(field)} AS TIMESTAMPTZ) IS NULL))")
-
-
-def quote_ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _validation() -> str:

@@ -10,7 +10,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from ingest.enrich import Batch, Chain, default_chain
+from ingest.enrich import ROW_COLUMN, Batch, Chain, default_chain
 from ingest.enrich.lookup import DistinctFunction
 from ingest.enrich.sessionize import Sessionize
 from ingest.loader.pipeline import Pipeline
@@ -63,7 +63,8 @@ def test_rows_a_step_fails_on_are_quarantined(bug: Any, detail: str) -> None:
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
     messages = [track(anonymousId="v1", messageId=f"m{i}",
                       timestamp=(start + dt.timedelta(seconds=i)).isoformat(),
-                      context={"userAgent": "boom" if i == 1500 else "Mozilla/5.0"})
+                      context={"userAgent": "boom" if i == 1500 else "Mozilla/5.0"},
+                      properties={"n": i})
                 for i in range(2500)]
     out = _process(Chain(steps, resources=base.resources),
                    [frame({"batch": messages}, path="/v1/batch")])
@@ -72,7 +73,13 @@ def test_rows_a_step_fails_on_are_quarantined(bug: Any, detail: str) -> None:
     assert (q["reason"], q["event_id"], q["item_index"]) == ("enrichment_failure", "m1500",
                                                              1500)
     assert q["detail"].startswith("enrichment step lazy_bug: ") and detail in q["detail"]
-    assert orjson.loads(q["payload"])["user_agent"] == "boom"
+    payload = orjson.loads(q["payload"])
+    assert payload["user_agent"] == "boom"
+    # The payload is the whole event, columns the chain never sees included, and only those.
+    assert orjson.loads(payload["properties"]) == {"n": 1500}
+    assert ROW_COLUMN not in payload and "extra" in payload
+    assert [orjson.loads(p)["n"] for p in out.events["properties"].to_pylist()] == [
+        int(e[1:]) for e in out.events["event_id"].to_pylist()]
     # Row groups were enriched separately, yet the visitor's session is one session.
     assert set(out.events["session_index"].to_pylist()) == {1}
     assert len(set(out.events["session_id"].to_pylist())) == 1
@@ -88,3 +95,31 @@ def test_a_failed_attempt_leaves_no_session_state_behind() -> None:
     assert out.events.num_rows == 2 and out.quarantine.num_rows == 1
     again = _process(chain, [frame({"batch": rows[1:]}, path="/v1/batch")])
     assert again.events["session_index"].to_pylist() == [1, 1]
+
+
+def reverse(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) -> str:
+    """A step that hands its rows on in another order."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW reversed AS SELECT * FROM {relation} "
+                f"ORDER BY event_id DESC")
+    return "reversed"
+
+
+def test_columns_the_chain_never_sees_stay_with_their_rows() -> None:
+    messages = [track(anonymousId=f"v{i % 7}", messageId=f"m{i:04d}",
+                      properties={"n": i, "product_id": f"p{i}", "price": i / 2},
+                      context={"userAgent": "Mozilla/5.0"}, extra_field=i)
+                for i in range(300)]
+    for last in (True, False):  # the chain reorders its rows last, or first
+        base = default_chain()
+        steps = [*base.steps, ("reverse", reverse)] if last else [("reverse", reverse),
+                                                                  *base.steps]
+        out = _process(Chain(steps, resources=base.resources),
+                       [frame({"batch": messages}, path="/v1/batch")])
+        rows = out.events.to_pylist()
+        assert [r["event_id"] for r in rows] == [f"m{i:04d}" for i in range(299, -1, -1)]
+        for r in rows:
+            i = int(r["event_id"][1:])
+            assert orjson.loads(r["properties"])["n"] == i
+            assert (r["product_id"], r["price"]) == (f"p{i}", i / 2)
+            assert orjson.loads(r["extra"]) == {"extra_field": i}
+            assert r["session_id"] is not None and r["ua_device"] is not None

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["collector.py", "pipeline.py", "kafka.py", "enrich.py", "analytics.py"]
+SCRIPTS = ["collector.py", "pipeline.py", "loader.py", "kafka.py", "enrich.py", "analytics.py"]
 
 
 def main() -> int:

@@ -89,6 +89,7 @@ _PROPS_SPEC = orjson.dumps({
     "path": "VARCHAR", "referrer": "VARCHAR", "products": [SEGMENT_PRODUCT],
 }).decode()
 _DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
+_MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
 
 # dn.js: the envelope's cookieless id stands in for a missing anonymousId, and replaces any
 # when the tenant honours Global Privacy Control and the request carried Sec-GPC: 1.
@@ -195,7 +196,9 @@ FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
                            THEN CAST({nested_json("query", ("writeKey",))} AS VARCHAR)
                       END AS text FROM @hits@));
 
-CREATE OR REPLACE TEMP VIEW seg_batches AS
+-- Batch bodies are parsed once, into their items, context and sentAt; the item count
+-- and the items come from that one parse (a table: its query and the quarantine's read it).
+CREATE OR REPLACE TEMP TABLE seg_batches AS
 SELECT *,
   CASE
     WHEN batch_type IS DISTINCT FROM 'ARRAY' THEN
@@ -207,9 +210,12 @@ SELECT *,
           "@max_batch_items@-event limit'")}
   END AS batch_q
 FROM (
-  SELECT *, CASE WHEN batch_type = 'ARRAY' THEN json_array_length(text, '$.batch') END AS n_items
-  FROM seg_hits
-  WHERE hit_q IS NULL AND (path IN ({_BATCH_PATHS}) OR batch_type IS NOT NULL)
+  SELECT *, len(b.batch) AS n_items
+  FROM (SELECT *, CASE WHEN batch_type = 'ARRAY' THEN
+                    json_transform(text, '{{"batch":["JSON"],"context":"JSON","sentAt":"VARCHAR"}}')
+                  END AS b
+        FROM seg_hits
+        WHERE hit_q IS NULL AND (path IN ({_BATCH_PATHS}) OR batch_type IS NOT NULL))
 );
 
 CREATE OR REPLACE TEMP VIEW seg_items AS
@@ -224,9 +230,7 @@ FROM (
   SELECT {_ITEM_COLS}, unnest(b.batch) AS item, unnest(range(len(b.batch))) AS item_index,
          CASE WHEN json_type(b.context) = 'OBJECT' THEN b.context END AS batch_ctx,
          b.sentAt AS batch_sent
-  FROM (SELECT *,
-          json_transform(text, '{{"batch":["JSON"],"context":"JSON","sentAt":"VARCHAR"}}') AS b
-        FROM seg_batches WHERE batch_q IS NULL)
+  FROM seg_batches WHERE batch_q IS NULL
 );
 
 CREATE OR REPLACE TEMP TABLE seg_parsed AS
@@ -310,7 +314,10 @@ _EVENTS = {
     "properties": "e.properties",
     "traits": "e.traits",
     "context": "ctx",
-    "extra": f"nullif(json_merge_patch(item, {quote(_DROP_MAPPED)}), '{{}}')",
+    # Most messages hold only mapped fields: a look at the keys spares them the merge patch.
+    "extra": f"CASE WHEN len(list_filter(json_keys(item), lambda k: NOT list_contains("
+             f"{_MAPPED_LIST}, k))) > 0 THEN nullif(json_merge_patch(item, "
+             f"{quote(_DROP_MAPPED)}), '{{}}') END",
     **LINEAGE,
     "item_index": "item_index",
     "pipeline_version": quote(PIPELINE_VERSION),

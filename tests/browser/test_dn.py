@@ -90,6 +90,19 @@ def rows(collector: Server, run: str, n: int, where: str = "TRUE",
     return out
 
 
+def drained(collector: Server, run: str, n: int, timeout_s: float = 60.0) -> None:
+    """Wait until at least ``n`` rows of test ``run`` are in the lake."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        collector.wait_loaded()
+        (count,), = collector.query("dnshop", "SELECT count(*) FROM events_all WHERE "
+                                    "contains(page_url, ?)", [f"run={run}"])
+        if count >= n:
+            return
+        assert time.monotonic() < deadline, f"{count} of {n} rows after {timeout_s} s"
+        time.sleep(0.2)
+
+
 def loaded(page: Page) -> None:
     page.wait_for_function("window.dn && window.dn.version")
 
@@ -253,6 +266,9 @@ def test_the_queue_is_bounded_and_says_what_it_dropped(browser: Browser, pages: 
         context.set_offline(True)
         page.evaluate("for (let i = 0; i < 600; i++) dn('track', 'e' + i)")
         context.set_offline(False)
+        # The queue is full (500): an event queued before the first batch is back out
+        # would push the oldest one out too. Wait until the retried queue drains a batch.
+        drained(collector, run, 21)
         page.evaluate("dn('track', 'after')")
         got = rows(collector, run, 502, "event_name <> 'Page Engaged'")
     names = [r["event_name"] for r in got]

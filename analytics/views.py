@@ -135,8 +135,11 @@ ACQUISITION_FIELDS: Final = {
 LANDING_KEY: Final = f"(event_type IS DISTINCT FROM 'page', {EVENT_ORDER})"
 """Order that puts a session's first page view first (its first event when it has none)."""
 
-LANDING: Final = ("arg_min({" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_FIELDS.items())
-                  + f"}}, {LANDING_KEY})")
+ACQUISITION_STRUCT: Final = ("{" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_FIELDS.items())
+                             + "}")
+"""SQL struct of an event's acquisition fields, named as the session columns."""
+
+LANDING: Final = f"arg_min({ACQUISITION_STRUCT}, {LANDING_KEY})"
 """SQL aggregate: the acquisition fields of the session's landing event, as one struct.
 Taking each field's first non-null value on its own would pair a direct landing with a
 campaign seen later in the session."""

@@ -31,6 +31,16 @@ from ingest.transport.embedded import log_lag
 from schemas.tenants import load_tenants
 
 
+def stop_up(proc: subprocess.Popen[bytes]) -> int:
+    """Stop a ``driftnet up`` child (SIGTERM, then SIGKILL after 30 s); its exit code."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return -9
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as sock:
@@ -131,12 +141,7 @@ def run_demo(tenants_path: Path, sessions: int, keep: bool) -> int:
                 write_result(con.sql(query), "table", max_rows=20)
         ok = True
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = -9
+        code = stop_up(proc)
         server_log.close()
         if code != 0:
             ok = False

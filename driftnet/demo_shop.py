@@ -26,7 +26,7 @@ from typing import Any
 
 from analytics import connect
 from analytics.output import write_result
-from driftnet.demo import free_port, wait_healthy, wait_loaded
+from driftnet.demo import free_port, stop_up, wait_healthy, wait_loaded
 from ingest.collector.snippet import STATIC
 from ingest.transport.config import EmbeddedLogSettings
 
@@ -153,12 +153,7 @@ def run_shop(port: int, seconds: float, ready: Callable[[str], None] | None = No
             signal.signal(signal.SIGINT, previous)
         shop.shutdown()
         shop.server_close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = -9
+        code = stop_up(proc)
         server_log.close()
         if code != 0:
             ok = False

@@ -19,6 +19,7 @@ import duckdb
 from analytics.export.spec import ExportSpec, Split
 from analytics.views import (
     ACQUISITION_FIELDS,
+    ACQUISITION_STRUCT,
     EVENT_ORDER,
     EVENT_ORDER_COLUMNS,
     INFERRED_SESSIONS,
@@ -58,7 +59,6 @@ EXPORT_SESSIONS = "export_sessions"
 """The temporary table of an export's sessions: start, first purchase and, for the intent
 recipe, the session context and acquisition candidates (:func:`prepare`)."""
 _INFERRED = "export_inferred"
-_ACQ_STRUCT = "{" + ", ".join(f"'{k}': {v}" for k, v in ACQUISITION_FIELDS.items()) + "}"
 
 
 def recipe_columns(recipe: str) -> tuple[str, ...]:
@@ -97,8 +97,8 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
             SELECT session_id, min(derived_ts) AS start,
               min(CASE WHEN product_action = 'purchase' THEN derived_ts END)
                 AS first_purchase_at,
-              arg_min({_ACQ_STRUCT}, {ORDER_KEY}) AS first_acq,
-              arg_min({_ACQ_STRUCT}, CASE WHEN event_type = 'page' THEN {ORDER_KEY} END)
+              arg_min({ACQUISITION_STRUCT}, {ORDER_KEY}) AS first_acq,
+              arg_min({ACQUISITION_STRUCT}, CASE WHEN event_type = 'page' THEN {ORDER_KEY} END)
                 AS page_acq,
               min(CASE WHEN event_type = 'page' THEN derived_ts END) AS page_at{firsts}
             FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})

@@ -95,7 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def page_server() -> Iterator[str]:
     """Serve pages and node_modules on a loopback port; yields the origin."""
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
+    with http_server(_Handler) as origin:
+        yield origin
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a loopback port in a thread; yields the origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

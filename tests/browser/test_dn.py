@@ -9,12 +9,11 @@ those carry Chromium's own User-Agent, and so another cookieless id than the tes
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -24,7 +23,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from ingest.collector.snippet import build
-from tests.support import Server, free_port
+from tests.browser.support import http_server
+from tests.support import Server
 
 KEY = "dnshop-key"
 COLUMNS = ("event_id, event_type, event_name, anonymous_id, user_id, page_url, page_path, "
@@ -376,15 +376,8 @@ class _Proxy(BaseHTTPRequestHandler):
 @contextmanager
 def proxy(collector: str, shop: str) -> Iterator[str]:
     handler = type("Proxy", (_Proxy,), {"collector": collector, "shop": shop})
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_server(handler) as origin:
+        yield origin
 
 
 def test_first_party_aliases_behind_the_shops_proxy(shop: tuple[Page, str], pages: str,

@@ -94,7 +94,7 @@ class _Server(uvicorn.Server):
 def _server(settings: DriftnetSettings, app: CollectorApp) -> _Server:
     config = uvicorn.Config(
         app, host=settings.collector.host, port=settings.collector.port, loop="uvloop",
-        http=guarded_protocol(settings.collector.header_timeout_s), lifespan="on",
+        http=guarded_protocol(settings.collector.header_timeout_s, app), lifespan="on",
         access_log=False, log_level="warning",
         log_config=None,  # uvicorn's loggers go through driftnet's (--log-format json too)
         proxy_headers=False,  # X-Forwarded-For is ours to trust or not (trust_forwarded_for)

@@ -7,12 +7,14 @@ path, and bench/ measures it against a bare ASGI app (see docs/ARCHITECTURE.md).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -40,6 +42,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Respond = Callable[[int, Sequence[tuple[bytes, bytes]], bytes], None]
+"""Sends a response (status, headers, body) on the connection of a request taken by
+:meth:`CollectorApp.collect_ready`."""
 
 KEPT_HEADERS = frozenset({
     "user-agent", "referer", "origin", "content-type", "content-encoding", "accept-language",
@@ -62,6 +67,9 @@ _JSON = (b"content-type", b"application/json")
 _PROMETHEUS = (b"content-type", CONTENT_TYPE_PLAIN_0_0_4.encode())  # what every Prometheus reads
 _NO_PROTOCOL = "none"
 """Protocol label of requests that reached no route."""
+# What uvicorn refuses in a response header value: an Origin echoed by the fast path must
+# pass the same check (else the request takes the ASGI path, as before).
+_UNSAFE_HEADER_VALUE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 # Header name (as the server hands it, lower-case bytes) -> (kind, str name); one dict lookup
 # per header on the hot path instead of decoding every name.
@@ -72,6 +80,37 @@ _HEADER_KINDS: dict[bytes, tuple[int, str]] = {
     b"cookie": (_COOKIE, "cookie"),
     b"content-length": (_LENGTH, "content-length"),
 }
+
+
+def _scan_headers(
+    raw: list[tuple[bytes, bytes]],
+) -> tuple[dict[str, str], dict[str, str], str | None, int]:
+    """The kept headers, the secret ones, the Cookie header and the bytes of all headers."""
+    headers: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    cookie = None
+    kinds = _HEADER_KINDS
+    header_bytes = 0
+    for raw_name, raw_value in raw:
+        header_bytes += len(raw_name) + len(raw_value)
+        found = kinds.get(raw_name)
+        if found is None:
+            continue
+        kind, name = found
+        if kind == _SECRET:
+            secrets[name] = raw_value.decode("latin-1")
+        elif kind == _COOKIE:
+            cookie = raw_value.decode("latin-1")
+        else:
+            headers[name] = raw_value.decode("latin-1")
+    return headers, secrets, cookie, header_bytes
+
+
+class _Envelope(NamedTuple):
+    frame: bytes
+    lane: int
+    answer: Answer
+    tenant: str
 
 
 class CollectorApp:
@@ -142,10 +181,15 @@ class CollectorApp:
     async def startup(self) -> None:
         """Open the transport and start the group-commit writer."""
         self._producer = self._producer_factory()
-        self.committer = GroupCommitter(self._producer, self.settings.max_bundle_bytes)
+        self.committer = GroupCommitter(
+            self._producer, self.settings.max_bundle_bytes,
+            on_group=None if self.metrics is None else self.metrics.flush)
         self.committer.start()
         if self.metrics is not None:
             self.metrics.watch_spool(lambda: self._producer)
+        # What is loaded by now (modules, tenants, routes) lives as long as the process: out
+        # of the cyclic collector's way, its collections walk only what requests allocate.
+        gc.freeze()
 
     async def shutdown(self) -> None:
         """Commit what is queued, then close the transport."""
@@ -160,23 +204,7 @@ class CollectorApp:
         started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
-        headers: dict[str, str] = {}
-        secrets: dict[str, str] = {}
-        cookie = None
-        kinds = _HEADER_KINDS
-        header_bytes = 0
-        for raw_name, raw_value in scope["headers"]:
-            header_bytes += len(raw_name) + len(raw_value)
-            found = kinds.get(raw_name)
-            if found is None:
-                continue
-            kind, name = found
-            if kind == _SECRET:
-                secrets[name] = raw_value.decode("latin-1")
-            elif kind == _COOKIE:
-                cookie = raw_value.decode("latin-1")
-            else:
-                headers[name] = raw_value.decode("latin-1")
+        headers, secrets, cookie, header_bytes = _scan_headers(scope["headers"])
         origin = headers.get("origin")
         route: Route | None = None
         try:
@@ -238,6 +266,71 @@ class CollectorApp:
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else answer.body})
 
+    # -- the fast path: a POST whose whole body came with its headers
+    def collect_ready(self, scope: Scope, body: bytes, respond: Respond) -> bool:
+        """Take a POST whose whole body has arrived, without an ASGI task: route, authenticate,
+        envelope and queue it as the ASGI path does; once its group is durable, count it and
+        ``respond`` (the protocol writes the response). ingest/collector/http.py calls it.
+
+        Returns False, having counted, queued and sent nothing, for anything off the common
+        path (refusals of every kind, encoded or oversized bodies, PostHog payloads decoded
+        off the loop, the app not started): the request then goes through the ASGI app,
+        which answers it as it always has.
+        """
+        committer = self.committer
+        if committer is None or not committer.running:
+            return False
+        started = time.perf_counter()
+        path: str = scope["path"]
+        headers, secrets, cookie, header_bytes = _scan_headers(scope["headers"])
+        if header_bytes > self.settings.max_header_bytes or "content-encoding" in headers:
+            return False
+        alias = self._ingest_aliases.get(path)
+        first = DN if alias is not None else find_route(path)
+        if first is None or "POST" not in first.methods:
+            return False
+        limit = (self.settings.max_event_bytes if first.single_event
+                 else self.settings.max_request_bytes)
+        if len(body) > limit:
+            return False
+        headers.pop("content-length", None)
+        origin = headers.get("origin")
+        if origin is not None and _UNSAFE_HEADER_VALUE.search(origin):
+            return False
+        try:
+            hit, route = self._hit(scope, first, "POST", path, headers, secrets, body, limit)
+            if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
+                return False
+            envelope = self._envelope(scope, route, hit, route.find_key(hit), secrets, cookie,
+                                      origin, alias)
+        except DriftnetError:
+            return False
+        protocol = route.protocol
+        answer = envelope.answer
+        nbytes = len(hit.body)
+
+        def durable(error: BaseException | None) -> None:
+            if error is not None:  # as the ASGI path: 503, the client retries
+                self.counts["rejected"] += 1
+                if self.metrics is not None:
+                    self.metrics.received(protocol, len(body))
+                self._refused(path, first, 503, transport=True)
+                refusal = HttpError(503, f"not accepted, retry: {error}", 1)
+                refusal_headers, refusal_body = self._error_response(refusal, origin, "POST")
+                respond(503, refusal_headers, refusal_body)
+                return
+            self.counts["accepted"] += 1
+            if self.metrics is not None:  # folded in at the end of the group (on_group)
+                self.metrics.tally((self._route_name(path), protocol, answer.status,
+                                    envelope.tenant), len(body), nbytes, started)
+            if origin is None:
+                respond(answer.status, answer.headers, answer.body)
+            else:
+                respond(answer.status, [*answer.headers, *_cors_headers(origin)], answer.body)
+
+        committer.submit_callback(envelope.frame, envelope.lane, durable)
+        return True
+
     def _route_name(self, path: str) -> str:
         """:func:`route_name`, with tenants' dn.js paths under two fixed labels (bounded)."""
         if path in self._ingest_aliases:
@@ -282,17 +375,35 @@ class CollectorApp:
                     body = _decompress(body, encoding, limit)
                 # The envelope holds the inflated body; say so instead of claiming it is gzip.
                 headers["x-driftnet-inflated"] = headers.pop("content-encoding")
-        if secrets:
-            headers.update(secrets)  # read by the key finder, removed below
-        hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
-        if route.choose is not None:
-            route = route.choose(hit)
+        hit, route = self._hit(scope, route, method, path, headers, secrets, body, limit)
         if self.metrics is not None:
             self.metrics.received(route.protocol, received_bytes)
         if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
             key = await self._find_key_off_loop(route, hit)
         else:
             key = route.find_key(hit)
+        envelope = self._envelope(scope, route, hit, key, secrets, cookie, origin, alias)
+        assert self.committer is not None
+        await self.committer.submit(envelope.frame, envelope.lane)
+        return envelope.answer, route.protocol, envelope.tenant, len(hit.body)
+
+    def _hit(self, scope: Scope, route: Route, method: str, path: str, headers: dict[str, str],
+             secrets: dict[str, str], body: bytes, limit: int) -> tuple[Hit, Route]:
+        """The hit, and its route (a shared path picks one by a look at the request)."""
+        if secrets:
+            headers.update(secrets)  # read by the key finder, removed by _envelope
+        hit = Hit(method, path, scope.get("query_string", b""), headers, body, limit)
+        if route.choose is not None:
+            route = route.choose(hit)
+        return hit, route
+
+    def _envelope(
+        self, scope: Scope, route: Route, hit: Hit, key: str | tuple[str, ...],
+        secrets: dict[str, str], cookie: str | None, origin: str | None, alias: Tenant | None,
+    ) -> _Envelope:
+        """Authenticate the hit's key and build its envelope frame: no await, no side effect
+        beyond the hit (both the ASGI path and :meth:`collect_ready` call it)."""
+        headers = hit.headers
         for name in secrets:
             headers.pop(name, None)
         _scrub_credentials(hit, route.protocol)
@@ -309,7 +420,7 @@ class CollectorApp:
         if tenant is None:
             raise HttpError(401, "unknown write key")
         if alias is not None and tenant.id != alias.id:
-            raise HttpError(403, f"{path} accepts only its own tenant's write keys")
+            raise HttpError(403, f"{hit.path} accepts only its own tenant's write keys")
         if origin is not None and not tenant.origin_allowed(origin):
             raise HttpError(403, f"origin {origin} is not allowed for this write key")
         # SP-Anonymous (Snowplow's server-side anonymisation): keep no IP and no cookie.
@@ -335,8 +446,8 @@ class CollectorApp:
             "tenant": tenant.id,
             "received_at": time.time_ns() // 1000,
             "protocol": route.protocol,
-            "method": method,
-            "path": path,
+            "method": hit.method,
+            "path": hit.path,
             "query": hit.query_string.decode("latin-1"),
             "headers": headers,
             "ip": ip,
@@ -346,8 +457,7 @@ class CollectorApp:
         lane = (routing_hash(tenant.id, route.protocol, hit, ip)
                 if self.committer.partitions > 1 else 0)
         # hit.body: a key finder that had to decode the body (PostHog) left the decoded one.
-        await self.committer.submit(encode_frame(header, hit.body), lane)
-        return answer, route.protocol, tenant.id, len(hit.body)
+        return _Envelope(encode_frame(header, hit.body), lane, answer, tenant.id)
 
     def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
         if self.settings.trust_forwarded_for:
@@ -384,6 +494,7 @@ class CollectorApp:
 
     async def _metrics(self, send: Send, method: str) -> None:
         assert self.metrics is not None
+        self.metrics.flush()
         body = render(self.metrics.registry)
         await send({"type": "http.response.start", "status": 200, "headers": [
             _PROMETHEUS, (b"cache-control", b"no-store")]})
@@ -409,6 +520,12 @@ class CollectorApp:
 
     async def _send_error(self, send: Send, exc: HttpError, origin: str | None,
                           method: str) -> None:
+        headers, body = self._error_response(exc, origin, method)
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _error_response(self, exc: HttpError, origin: str | None,
+                        method: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
         headers = [_JSON]
         if origin is not None and self.tenants.any_origin_allowed(origin):
             headers += _cors_headers(origin)
@@ -416,9 +533,7 @@ class CollectorApp:
             headers.append((b"retry-after", str(exc.retry_after_s).encode()))
         if exc.status in (408, 413, 431):  # the rest of the request may still be on its way
             headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-        body = b"" if method == "HEAD" else error_body(exc.status, exc.reason)
-        await send({"type": "http.response.body", "body": body})
+        return headers, b"" if method == "HEAD" else error_body(exc.status, exc.reason)
 
 
 INGEST_ALIAS_ROUTE = "{tenant ingest path}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable
 
 from ingest.transport.base import Producer
 from schemas.envelope import encode_bundle
@@ -22,20 +24,26 @@ log = logging.getLogger(__name__)
 SWITCH_INTERVAL_S = 0.0002
 
 
+Done = Callable[[BaseException | None], None]
+"""Called on the loop once a frame's group is durable (None) or failed (the error)."""
+
+
 class _Group:
-    """Frames waiting for the next durable write, and one future per waiting request.
+    """Frames waiting for the next durable write, and one future or callback per request.
 
     Each request waits on its own future: a client that disconnects cancels only its own
-    wait, never the group's write.
+    wait, never the group's write. Callbacks (the HTTP fast path) are called directly when
+    the group is done: no future, no further loop iteration.
     """
 
-    __slots__ = ("frames", "nbytes", "routes", "waiters")
+    __slots__ = ("callbacks", "frames", "nbytes", "routes", "waiters")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.routes: list[int] = []
         self.nbytes = 0
         self.waiters: list[asyncio.Future[None]] = []
+        self.callbacks: list[Done] = []
 
     def resolve(self, error: BaseException | None) -> None:
         for waiter in self.waiters:
@@ -44,6 +52,11 @@ class _Group:
                     waiter.set_result(None)
                 else:
                     waiter.set_exception(error)
+        for callback in self.callbacks:
+            try:
+                callback(error)
+            except Exception:  # one request's answer must not keep the others waiting
+                log.exception("answering a committed hit failed")
 
 
 def split_bundles(frames: list[bytes], max_bytes: int, routes: list[int] | None = None,
@@ -83,12 +96,21 @@ class GroupCommitter:
     and the end of a write starts the next one at once if frames queued up meanwhile.
     """
 
-    def __init__(self, producer: Producer, max_bundle_bytes: int) -> None:
+    def __init__(self, producer: Producer, max_bundle_bytes: int,
+                 on_group: Callable[[], None] | None = None) -> None:
         self._producer = producer
         self._max_bundle_bytes = max_bundle_bytes
+        self._on_group = on_group
+        """Called on the loop after each group's waiters are resolved (metrics flush)."""
         self.partitions = max(1, int(getattr(producer, "partitions", 1)))
         """Partitions frames are routed over (1: no routing, the embedded log)."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-commit")
+        # One thread of its own, fed by a queue: a thread pool's future, work item and
+        # worker bookkeeping are Python the writer thread would run, holding the GIL the
+        # event loop needs, once per group.
+        self._writes: queue.SimpleQueue[tuple[_Group, list[tuple[bytes | None, bytes]]] | None]
+        self._writes = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="group-commit",
+                                        daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = _Group()
         self._writing = False
@@ -107,6 +129,7 @@ class GroupCommitter:
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._writer.start()
 
     @property
     def running(self) -> bool:
@@ -133,6 +156,20 @@ class GroupCommitter:
             loop.call_soon(self._begin)
         return waiter
 
+    def submit_callback(self, frame: bytes, route: int, done: Done) -> None:
+        """:meth:`submit`, with ``done`` called (on the loop) instead of a future resolved."""
+        loop = self._loop
+        if loop is None or self._closing:
+            raise TransportError("collector is shutting down")
+        group = self._open
+        group.frames.append(frame)
+        group.routes.append(route)
+        group.nbytes += len(frame)
+        group.callbacks.append(done)
+        if not self._writing and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._begin)
+
     def _begin(self) -> None:
         self._scheduled = False
         group = self._open
@@ -146,16 +183,31 @@ class GroupCommitter:
         # thread should only wait on I/O, not on the GIL.
         records = split_bundles(group.frames, self._max_bundle_bytes, group.routes,
                                 self.partitions)
-        # The writer's future wakes the loop once, straight into _finish (run_in_executor would
-        # chain an asyncio future to it: more objects, and a further loop iteration).
-        loop = self._loop
-        future = self._executor.submit(self._producer.produce, records)
-        future.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._finish, group, done))
+        self._writes.put((group, records))
 
-    def _finish(self, group: _Group, done: Future[None]) -> None:
+    def _write_loop(self) -> None:
+        """The writer thread: each write wakes the loop once, straight into _finish."""
+        assert self._loop is not None
+        loop = self._loop
+        produce = self._producer.produce
+        while True:
+            item = self._writes.get()
+            if item is None:
+                return
+            group, records = item
+            error: BaseException | None = None
+            try:
+                produce(records)
+            except Exception as exc:  # noqa: BLE001 - _finish fails the group (and logs a bug)
+                error = exc
+            loop.call_soon_threadsafe(self._finish, group, error)
+
+    def _finish(self, group: _Group, error: BaseException | None) -> None:
         self._writing = False
-        error = done.exception() if not done.cancelled() else TransportError("write cancelled")
+        if self._open.frames:
+            # The next group first: its write (the writer thread waits on the disk) overlaps
+            # with answering this group's requests here.
+            self._begin()
         if error is None:
             self.groups_committed += 1
             self.frames_committed += len(group.frames)
@@ -166,9 +218,9 @@ class GroupCommitter:
         else:  # a bug in a transport must not hang every request
             log.error("group commit crashed: %r", error)
             group.resolve(TransportError(f"transport failure: {error!r}"))
-        if self._open.frames:
-            self._begin()
-        elif self._idle is not None:
+        if self._on_group is not None:
+            self._on_group()
+        if not self._writing and self._idle is not None:
             self._idle.set()
 
     async def close(self) -> None:
@@ -178,4 +230,6 @@ class GroupCommitter:
             self._begin()
         while self._idle is not None and (self._writing or self._open.frames):
             await self._idle.wait()
-        self._executor.shutdown(wait=True)
+        if self._writer.is_alive():
+            self._writes.put(None)
+            self._writer.join()

@@ -10,9 +10,26 @@ connection is closed. Bodies have their own deadline in the app (408).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Protocol
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+class ReadyCollector(Protocol):
+    """The app side of the fast path (:meth:`ingest.collector.app.CollectorApp.collect_ready`)."""
+
+    def collect_ready(self, scope: Any, body: bytes,
+                      respond: Callable[[int, Headers, bytes], None]) -> bool:
+        """Take a request whose body is whole, answering it with ``respond`` later; or False."""
+        ...
 
 
 def body_received(receive: Any) -> bool:
@@ -71,8 +88,16 @@ class ResponseWriter:
         return getattr(self._transport, name)
 
 
-def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
-    """A protocol class closing connections whose headers take over ``header_timeout_s``."""
+def guarded_protocol(header_timeout_s: float,
+                     collector: ReadyCollector | None = None) -> type[HttpToolsProtocol]:
+    """A protocol class closing connections whose headers take over ``header_timeout_s``.
+
+    With ``collector`` (the ASGI app uvicorn serves), a POST whose whole body arrived with
+    its headers (the usual beacon) is handed to ``collector.collect_ready`` instead of an ASGI
+    task, and answered from here once durable: no task, no ``receive``/``send`` messages, one
+    transport write (docs/ARCHITECTURE.md, "The collector alone"). Whatever it declines, and
+    every other request, goes through the ASGI app as before.
+    """
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # One timer per connection, not one per request: a request's headers only set or
@@ -81,6 +106,66 @@ def guarded_protocol(header_timeout_s: float) -> type[HttpToolsProtocol]:
         _header_timer: asyncio.TimerHandle | None = None
         _header_deadline: float | None = None
         _writer: ResponseWriter | None = None
+        _parsing = False
+        _deferred: RequestResponseCycle | None = None
+
+        def data_received(self, data: bytes) -> None:
+            self._parsing = True
+            try:
+                super().data_received(data)
+            finally:
+                self._parsing = False
+            cycle = self._deferred
+            if cycle is not None:
+                self._deferred = None
+                self._take(cycle)
+
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+            # Called from on_headers_complete, before the body is parsed: a POST to the
+            # collector waits for the end of this chunk, to see whether its body is whole.
+            if (self._parsing and collector is not None and app is collector
+                    and self._deferred is None and cycle.scope["method"] == "POST"):
+                self._deferred = cycle
+                return
+            super()._start_asgi_task(cycle, app)
+
+        def _take(self, cycle: RequestResponseCycle) -> None:
+            assert collector is not None
+            if (cycle.more_body or cycle.disconnected or cycle.waiting_for_100_continue
+                    or cycle.access_log or self.transport.is_closing()
+                    or not collector.collect_ready(cycle.scope, bytes(cycle.body),
+                                                   partial(self._answer, cycle))):
+                # A body still on its way (read under the app's deadline), a refusal, anything
+                # unusual: the ASGI app, as for every other request.
+                super()._start_asgi_task(cycle, self.app)
+
+        def _answer(self, cycle: RequestResponseCycle, status: int, headers: Headers,
+                    body: bytes) -> None:
+            """Send a fast-path response and complete its cycle, as uvicorn's ``send`` would."""
+            if cycle.disconnected or self.transport.is_closing():
+                return
+            keep_alive = cycle.keep_alive
+            closing = False
+            sized = status in (204, 304)
+            parts = [STATUS_LINE[status]]
+            for name, value in (*self.server_state.default_headers, *headers):
+                if name == b"content-length":
+                    sized = True
+                elif name == b"connection" and b"close" in value.lower():
+                    keep_alive, closing = False, True
+                parts += (name, b": ", value, b"\r\n")
+            if not sized:
+                parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+            if not keep_alive and not closing:
+                parts.append(b"connection: close\r\n")
+            parts += (b"\r\n", body)
+            self.transport.write(b"".join(parts))
+            cycle.response_started = True
+            cycle.response_complete = True
+            cycle.keep_alive = keep_alive
+            if not keep_alive:
+                self.transport.close()
+            cycle.on_response()
 
         def _arm(self) -> None:
             self._header_deadline = self.loop.time() + header_timeout_s

@@ -8,6 +8,7 @@ path), ``protocol`` one of the adapters', ``status`` an HTTP status, ``reason`` 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,6 +74,7 @@ class CollectorMetrics:
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._by_protocol: dict[str, tuple[Any, Any, Any]] = {}
         self._hits: dict[str, Any] = {}
+        self._tallies: list[tuple[tuple[str, str, int, str], int, int, float]] = []
 
     def request(self, route: str, protocol: str, status: int) -> None:
         """Count one answered request."""
@@ -102,6 +104,46 @@ class CollectorMetrics:
             child = self._hits[tenant] = self.hits.labels(self.tenants.label(tenant))
         child.inc()
 
+    def tally(self, key: tuple[str, str, int, str], received: int, nbytes: int,
+              started: float) -> None:
+        """Count an acknowledged hit as :meth:`received`, :meth:`acknowledged` and
+        :meth:`request` would (``key``: route, protocol, status, tenant), at the next
+        :meth:`flush`: one list append per hit instead of six locked increments. The collector
+        flushes at the end of each group commit and before each scrape."""
+        self._tallies.append((key, received, nbytes, time.perf_counter() - started))
+
+    def flush(self) -> None:
+        """Fold the tallied hits into the counters and the latency histogram."""
+        tallies = self._tallies
+        if not tallies:
+            return
+        self._tallies = []
+        groups: dict[tuple[str, str, int, str], list[Any]] = {}
+        for key, received, nbytes, latency in tallies:
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [1, received, nbytes, [latency]]
+            else:
+                group[0] += 1
+                group[1] += received
+                group[2] += nbytes
+                group[3].append(latency)
+        for (route, protocol, status, tenant), (count, received, nbytes, latencies) in (
+                groups.items()):
+            request_bytes, event_bytes, ack = self._protocol(protocol)
+            request_bytes.inc(received)
+            event_bytes.inc(nbytes)
+            _observe_all(ack, latencies)
+            key3 = (route, protocol, status)
+            child = self._requests.get(key3)
+            if child is None:
+                child = self._requests[key3] = self.requests.labels(route, protocol, str(status))
+            child.inc(count)
+            hits = self._hits.get(tenant)
+            if hits is None:
+                hits = self._hits[tenant] = self.hits.labels(self.tenants.label(tenant))
+            hits.inc(count)
+
     def _protocol(self, protocol: str) -> tuple[Any, Any, Any]:
         found = self._by_protocol.get(protocol)
         if found is None:
@@ -113,6 +155,25 @@ class CollectorMetrics:
     def watch_spool(self, producer: Callable[[], object]) -> None:
         """Report the spool of the producer ``producer()`` returns, when it has one."""
         self.registry.register(_SpoolCollector(producer))
+
+
+def _observe_all(histogram: Any, values: list[float]) -> None:
+    """``observe`` each value: by bucket counts when the child has prometheus_client's
+    bucket and sum values (one increment per bucket, not two per value), else one by one."""
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if buckets is None or total is None or bounds is None or len(buckets) != len(bounds):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
+    total.inc(sum(values))
 
 
 class _SpoolCollector(Collector):

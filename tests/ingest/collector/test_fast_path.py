@@ -1,0 +1,117 @@
+"""The collector's fast path (ingest/collector/http.py): a POST whose body came with its
+headers is collected without an ASGI task. Over raw sockets, what HTTP/1.1 allows: pipelined
+requests, Connection: close, HTTP/1.0, a body that arrives later, a client that leaves."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import orjson
+
+from tests.ingest.metrics.scrape import by_label, scrape, value
+from tests.support import KEYS, Server, basic
+
+
+def _request(body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    head = [f"POST /v1/track HTTP/{version}", "Host: collector", "Content-Type: application/json",
+            f"Authorization: {basic(KEYS['acme'])}", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def _track(tag: str) -> tuple[str, bytes]:
+    message_id = f"{tag}-{uuid.uuid4()}"
+    return message_id, orjson.dumps({"type": "track", "event": "Fast", "anonymousId": "a",
+                                     "messageId": message_id})
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """``count`` responses read off ``sock``: status line, headers, body (by Content-Length)."""
+    data = b""
+    answers: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+    while len(answers) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            status, *lines = data[:end].split(b"\r\n")
+            headers = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines)}
+            size = int(headers.get(b"content-length", b"0"))
+            if len(data) >= end + 4 + size:
+                answers.append((status, headers, data[end + 4:end + 4 + size]))
+                data = data[end + 4 + size:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} of {count} responses"
+        data += chunk
+    return answers
+
+
+def _stored(server: Server, ids: list[str]) -> set[str]:
+    server.wait_loaded()
+    marks = ", ".join("?" for _ in ids)
+    rows = server.query("acme", f"SELECT event_id FROM events WHERE event_id IN ({marks})", ids)
+    return {r[0] for r in rows}
+
+
+def test_pipelined_posts_are_answered_in_order_and_all_stored(shared_server: Server) -> None:
+    sent = [_track("pipelined") for _ in range(5)]
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(b"".join(_request(body) for _, body in sent))  # one write, five requests
+        answers = _responses(sock, 5)
+        # the connection is kept alive: one more request on it
+        extra = _track("after-pipeline")
+        sock.sendall(_request(extra[1]))
+        answers += _responses(sock, 1)
+    assert [(a[0], a[2]) for a in answers] == [(b"HTTP/1.1 200 OK", b'{"success":true}')] * 6
+    assert all(a[1][b"content-type"] == b"application/json" and b"date" in a[1]
+               and b"connection" not in a[1] for a in answers)
+    ids = [i for i, _ in sent] + [extra[0]]
+    assert _stored(shared_server, ids) == set(ids)
+
+
+def test_connection_close_and_http_1_0_are_answered_then_closed(shared_server: Server) -> None:
+    ids = []
+    for extra, version in ((("Connection: close",), "1.1"), ((), "1.0")):
+        message_id, body = _track("closing")
+        ids.append(message_id)
+        with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+            sock.sendall(_request(body, *extra, version=version))
+            ((status, headers, answer),) = _responses(sock, 1)
+            assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
+            assert headers[b"connection"] == b"close"
+            assert sock.recv(100) == b""  # the server closed it
+    assert _stored(shared_server, ids) == set(ids)
+
+
+def test_a_body_arriving_after_its_headers_is_collected(shared_server: Server) -> None:
+    message_id, body = _track("late-body")
+    request = _request(body)
+    split = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(request[:split])
+        time.sleep(1)  # the headers are parsed alone: the body is read under its deadline
+        sock.sendall(request[split:])
+        ((status, _, answer),) = _responses(sock, 1)
+    assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
+    assert _stored(shared_server, [message_id]) == {message_id}
+
+
+def test_clients_gone_before_their_ack_are_still_stored_and_counted(server: Server) -> None:
+    """A client that leaves before its answer: its hit was queued, so it is made durable
+    (stored, counted once) and the others are served as usual."""
+    gone = [_track("gone") for _ in range(20)]
+    for _, body in gone:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(_request(body))
+    message_id, body = _track("stayed")
+    r = server.post("/v1/track", body, KEYS["acme"])
+    assert r.status_code == 200 and r.json() == {"success": True}
+    ids = [i for i, _ in gone] + [message_id]
+    assert _stored(server, ids) == set(ids)
+    m = scrape(f"{server.url}/metrics")
+    assert value(m, "driftnet_collector_requests_total", route="/v1/track", protocol="segment",
+                 status="200") == 21
+    assert value(m, "driftnet_collector_ack_seconds_count", protocol="segment") == 21
+    assert value(m, "driftnet_collector_event_bytes_total", protocol="segment") == sum(
+        len(b) for _, b in [*gone, (message_id, body)])
+    assert by_label(m, "driftnet_collector_hits_total", "tenant") == {"acme": 21}

@@ -88,6 +88,32 @@ class ResponseWriter:
         return getattr(self._transport, name)
 
 
+MAX_CACHED_HEADS = 256
+"""Response heads the fast path keeps (fixed answers by date second; cleared when full)."""
+
+
+def _head(status: int, default: Headers, headers: Headers, body_bytes: int,
+          keep_alive: bool) -> tuple[bytes, bool]:
+    """A response's status line and headers as uvicorn's ``send`` writes them (its default
+    headers first, Content-Length when none is given, Connection: close when the connection
+    ends), and whether the connection stays open after it."""
+    closing = False
+    sized = status in (204, 304)
+    parts = [STATUS_LINE[status]]
+    for name, value in (*default, *headers):
+        if name == b"content-length":
+            sized = True
+        elif name == b"connection" and b"close" in value.lower():
+            keep_alive, closing = False, True
+        parts += (name, b": ", value, b"\r\n")
+    if not sized:
+        parts += (b"content-length: ", str(body_bytes).encode(), b"\r\n")
+    if not keep_alive and not closing:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), keep_alive
+
+
 def guarded_protocol(header_timeout_s: float,
                      collector: ReadyCollector | None = None) -> type[HttpToolsProtocol]:
     """A protocol class closing connections whose headers take over ``header_timeout_s``.
@@ -98,6 +124,8 @@ def guarded_protocol(header_timeout_s: float,
     transport write (docs/ARCHITECTURE.md, "The collector alone"). Whatever it declines, and
     every other request, goes through the ASGI app as before.
     """
+
+    heads: dict[tuple[Any, ...], tuple[Any, bytes, bool]] = {}
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # One timer per connection, not one per request: a request's headers only set or
@@ -144,22 +172,22 @@ def guarded_protocol(header_timeout_s: float,
             """Send a fast-path response and complete its cycle, as uvicorn's ``send`` would."""
             if cycle.disconnected or self.transport.is_closing():
                 return
-            keep_alive = cycle.keep_alive
-            closing = False
-            sized = status in (204, 304)
-            parts = [STATUS_LINE[status]]
-            for name, value in (*self.server_state.default_headers, *headers):
-                if name == b"content-length":
-                    sized = True
-                elif name == b"connection" and b"close" in value.lower():
-                    keep_alive, closing = False, True
-                parts += (name, b": ", value, b"\r\n")
-            if not sized:
-                parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-            if not keep_alive and not closing:
-                parts.append(b"connection: close\r\n")
-            parts += (b"\r\n", body)
-            self.transport.write(b"".join(parts))
+            default = self.server_state.default_headers  # the date: a new list each second
+            key = None
+            if type(headers) is tuple:  # a fixed answer's: its head is built once a second
+                key = (status, headers, len(body), cycle.keep_alive, id(default))
+                found = heads.get(key)
+            else:
+                found = None
+            if found is None:
+                head, keep_alive = _head(status, default, headers, len(body), cycle.keep_alive)
+                if key is not None:
+                    if len(heads) >= MAX_CACHED_HEADS:
+                        heads.clear()
+                    heads[key] = (default, head, keep_alive)  # holds ``default``: its id stays
+            else:
+                _, head, keep_alive = found
+            self.transport.write(head + body)
             cycle.response_started = True
             cycle.response_complete = True
             cycle.keep_alive = keep_alive

@@ -96,12 +96,9 @@ class GroupCommitter:
     and the end of a write starts the next one at once if frames queued up meanwhile.
     """
 
-    def __init__(self, producer: Producer, max_bundle_bytes: int,
-                 on_group: Callable[[], None] | None = None) -> None:
+    def __init__(self, producer: Producer, max_bundle_bytes: int) -> None:
         self._producer = producer
         self._max_bundle_bytes = max_bundle_bytes
-        self._on_group = on_group
-        """Called on the loop after each group's waiters are resolved (metrics flush)."""
         self.partitions = max(1, int(getattr(producer, "partitions", 1)))
         """Partitions frames are routed over (1: no routing, the embedded log)."""
         # One thread of its own, fed by a queue: a thread pool's future, work item and
@@ -218,8 +215,6 @@ class GroupCommitter:
         else:  # a bug in a transport must not hang every request
             log.error("group commit crashed: %r", error)
             group.resolve(TransportError(f"transport failure: {error!r}"))
-        if self._on_group is not None:
-            self._on_group()
         if not self._writing and self._idle is not None:
             self._idle.set()
 

@@ -129,15 +129,19 @@ def guarded_protocol(header_timeout_s: float,
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # One timer per connection, not one per request: a request's headers only set or
-        # clear ``_header_deadline`` (a float store); the timer, when it fires, closes the
-        # connection if the deadline passed, or sleeps until the deadline if one is set.
+        # clear ``_header_deadline``, a fast-path response sets ``_idle_deadline`` (uvicorn's
+        # keep-alive timeout) and the next bytes clear it (float stores); the timer, when it
+        # fires, closes the connection if a deadline passed, or sleeps until the next one.
         _header_timer: asyncio.TimerHandle | None = None
         _header_deadline: float | None = None
+        _idle_deadline: float | None = None
+        _timer_at = 0.0
         _writer: ResponseWriter | None = None
         _parsing = False
         _deferred: RequestResponseCycle | None = None
 
         def data_received(self, data: bytes) -> None:
+            self._idle_deadline = None
             self._parsing = True
             try:
                 super().data_received(data)
@@ -193,25 +197,57 @@ def guarded_protocol(header_timeout_s: float,
             cycle.keep_alive = keep_alive
             if not keep_alive:
                 self.transport.close()
-            cycle.on_response()
+            self._completed()
+
+        def _completed(self) -> None:
+            """uvicorn's ``on_response_complete`` for a fast-path response, with the keep-alive
+            deadline kept by the connection's one timer instead of a timer armed per response
+            and cancelled by the next request."""
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._unset_keepalive_if_required()
+            self.flow.resume_reading()
+            if self.pipeline:  # its headers are complete: no deadline for them
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._arm()  # the next request's headers
+                self._idle_until(self.loop.time() + self.timeout_keep_alive)
 
         def _arm(self) -> None:
             self._header_deadline = self.loop.time() + header_timeout_s
             if self._header_timer is None:
-                self._header_timer = self.loop.call_at(self._header_deadline, self._check)
+                self._timer_at = self._header_deadline
+                self._header_timer = self.loop.call_at(self._timer_at, self._check)
 
         def _disarm(self) -> None:
             self._header_deadline = None
 
+        def _idle_until(self, deadline: float) -> None:
+            """Close the connection at ``deadline`` unless a byte arrives before (the
+            keep-alive deadline of a fast-path response; uvicorn arms a timer per response)."""
+            self._idle_deadline = deadline
+            if self._header_timer is not None and self._timer_at <= deadline:
+                return  # it fires in time, and re-checks
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._timer_at = deadline
+            self._header_timer = self.loop.call_at(deadline, self._check)
+
         def _check(self) -> None:
             self._header_timer = None
-            deadline = self._header_deadline
-            if deadline is None or self.transport.is_closing():
+            if self.transport.is_closing():
                 return
-            if self.loop.time() >= deadline:
+            now = self.loop.time()
+            pending = [d for d in (self._header_deadline, self._idle_deadline) if d is not None]
+            if not pending:
+                return
+            if now >= min(pending):
                 self.transport.close()
             else:
-                self._header_timer = self.loop.call_at(deadline, self._check)
+                self._timer_at = min(pending)
+                self._header_timer = self.loop.call_at(self._timer_at, self._check)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -220,6 +256,7 @@ def guarded_protocol(header_timeout_s: float,
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._header_deadline = None
+            self._idle_deadline = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None

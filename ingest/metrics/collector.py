@@ -24,6 +24,9 @@ ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 """Acknowledgement latency buckets, seconds: an embedded-log ack takes about a millisecond,
 a Kafka acks=all one a few, a spooled one an fsync."""
 
+MAX_TALLIES = 4096
+"""Hits :meth:`CollectorMetrics.tally` holds before folding them into the metrics."""
+
 REJECT_REASONS: dict[int, str] = {
     400: "bad_request", 401: "unknown_key", 403: "origin_not_allowed", 404: "no_route",
     405: "method_not_allowed", 408: "body_timeout", 413: "too_large",
@@ -109,8 +112,12 @@ class CollectorMetrics:
         """Count an acknowledged hit as :meth:`received`, :meth:`acknowledged` and
         :meth:`request` would (``key``: route, protocol, status, tenant), at the next
         :meth:`flush`: one list append per hit instead of six locked increments. The collector
-        flushes at the end of each group commit and before each scrape."""
-        self._tallies.append((key, received, nbytes, time.perf_counter() - started))
+        flushes before each scrape of its ``/metrics``; past :data:`MAX_TALLIES` hits, the
+        tally flushes itself."""
+        tallies = self._tallies
+        tallies.append((key, received, nbytes, time.perf_counter() - started))
+        if len(tallies) >= MAX_TALLIES:
+            self.flush()
 
     def flush(self) -> None:
         """Fold the tallied hits into the counters and the latency histogram."""

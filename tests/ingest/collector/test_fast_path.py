@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 
@@ -115,3 +116,28 @@ def test_clients_gone_before_their_ack_are_still_stored_and_counted(server: Serv
     assert value(m, "driftnet_collector_event_bytes_total", protocol="segment") == sum(
         len(b) for _, b in [*gone, (message_id, body)])
     assert by_label(m, "driftnet_collector_hits_total", "tenant") == {"acme": 21}
+
+
+def test_kept_alive_connections_close_after_the_idle_time_not_while_used(
+        tmp_path: Path, tenants_file: Path) -> None:
+    """The keep-alive deadline of a fast-path answer (the connection's one timer, not one per
+    answer): a connection used again in time stays open; an idle one is closed."""
+    server = Server(tmp_path, tenants_file, extra_env={
+        "DRIFTNET_COLLECTOR__KEEP_ALIVE_S": "2", "DRIFTNET_COLLECTOR__HEADER_TIMEOUT_S": "30"}
+    ).start()
+    ids = []
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            for _ in range(4):  # 4 s on one connection, a request a second
+                message_id, body = _track("kept-alive")
+                ids.append(message_id)
+                sock.sendall(_request(body))
+                ((status, _, _),) = _responses(sock, 1)
+                assert status == b"HTTP/1.1 200 OK"
+                time.sleep(1)
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # idle: closed by the server
+            assert 0.5 < time.monotonic() - started < 10
+        assert _stored(server, ids) == set(ids)
+    finally:
+        assert server.stop() == 0, server.logs()[-3000:]

@@ -116,6 +116,9 @@ class CollectorMetrics:
         tally flushes itself."""
         tallies = self._tallies
         tallies.append((key, received, nbytes, time.perf_counter() - started))
+        tenant = key[3]
+        if tenant not in self._hits:  # its label is chosen now, as acknowledged() would
+            self._hits[tenant] = self.hits.labels(self.tenants.label(tenant))
         if len(tallies) >= MAX_TALLIES:
             self.flush()
 
@@ -146,10 +149,7 @@ class CollectorMetrics:
             if child is None:
                 child = self._requests[key3] = self.requests.labels(route, protocol, str(status))
             child.inc(count)
-            hits = self._hits.get(tenant)
-            if hits is None:
-                hits = self._hits[tenant] = self.hits.labels(self.tenants.label(tenant))
-            hits.inc(count)
+            self._hits[tenant].inc(count)
 
     def _protocol(self, protocol: str) -> tuple[Any, Any, Any]:
         found = self._by_protocol.get(protocol)

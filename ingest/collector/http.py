@@ -10,6 +10,7 @@ connection is closed. Bodies have their own deadline in the app (408).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
@@ -19,6 +20,8 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+
+log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -163,12 +166,17 @@ def guarded_protocol(header_timeout_s: float,
 
         def _take(self, cycle: RequestResponseCycle) -> None:
             assert collector is not None
-            if (cycle.more_body or cycle.disconnected or cycle.waiting_for_100_continue
-                    or cycle.access_log or self.transport.is_closing()
-                    or not collector.collect_ready(cycle.scope, bytes(cycle.body),
-                                                   partial(self._answer, cycle))):
+            taken = False
+            if not (cycle.more_body or cycle.disconnected or cycle.waiting_for_100_continue
+                    or cycle.access_log or self.transport.is_closing()):
+                try:
+                    taken = collector.collect_ready(cycle.scope, bytes(cycle.body),
+                                                    partial(self._answer, cycle))
+                except Exception:  # a bug: nothing was queued; the ASGI path meets it again
+                    log.exception("the fast path failed; the request goes to the ASGI app")
+            if not taken:
                 # A body still on its way (read under the app's deadline), a refusal, anything
-                # unusual: the ASGI app, as for every other request.
+                # unusual: the ASGI app, as for every other request (a bug there: uvicorn's 500).
                 super()._start_asgi_task(cycle, self.app)
 
         def _answer(self, cycle: RequestResponseCycle, status: int, headers: Headers,
@@ -176,6 +184,14 @@ def guarded_protocol(header_timeout_s: float,
             """Send a fast-path response and complete its cycle, as uvicorn's ``send`` would."""
             if cycle.disconnected or self.transport.is_closing():
                 return
+            try:
+                self._send(cycle, status, headers, body)
+            except Exception:  # as uvicorn does when an app fails mid-answer: close, log
+                log.exception("answering a collected hit failed; closing its connection")
+                self.transport.close()
+
+        def _send(self, cycle: RequestResponseCycle, status: int, headers: Headers,
+                  body: bytes) -> None:
             default = self.server_state.default_headers  # the date: a new list each second
             key = None
             if type(headers) is tuple:  # a fixed answer's: its head is built once a second

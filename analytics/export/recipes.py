@@ -67,7 +67,7 @@ CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove'
 
 
 EXPORT_EVENTS = "export_events"
-"""The temporary table of an export's session events (:func:`prepare`)."""
+"""The temporary table of the sessions export's session events (:func:`prepare`)."""
 EXPORT_SESSIONS = "export_sessions"
 """The temporary table of an export's sessions: start, first purchase and, for the intent
 recipe, the session context and acquisition candidates (:func:`prepare`)."""
@@ -129,13 +129,14 @@ def _intent_steps_sql() -> str:
 def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
     """Work out, once for all splits, what every split of the export reads.
 
-    For the sessions and intent recipes: the session events (only the per-event columns
-    the recipe reads) and one row per session (:data:`EXPORT_SESSIONS`): its start, its
-    first purchase and, for intent, its context as candidates a split chooses from (see
-    :func:`intent_query`), so the per-event table carries no session-level text. The
-    inactivity sessions of the events without a session id are worked out once (a window
-    over their row keys alone) and joined back to both. For a query: those inactivity
-    sessions, for the ``session_events`` view."""
+    For the sessions recipe: the session events (only the columns it reads) and each
+    session's start. For intent: one row per session (:data:`EXPORT_SESSIONS`, with an
+    integer key): its start, its first purchase, and its context, acquisition and visitor
+    as candidates a split chooses from (see :func:`intent_query`); its steps
+    (:data:`EXPORT_STEPS`); and the events that tie an anonymous id to a user id
+    (:data:`EXPORT_IDENTITIES`). The inactivity sessions of the events without a session
+    id are worked out once (a window over their row keys alone) and joined back. For a
+    query: those inactivity sessions, for the ``session_events`` view."""
     if spec.recipe in ("sessions", "intent"):
         con.execute(f"CREATE TEMP TABLE {_INFERRED} AS "
                     + inferred_sessions_sql(ROW_KEY_COLUMNS))

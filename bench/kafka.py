@@ -124,13 +124,14 @@ def bench_collector(bootstrap: str, seconds: int, connections: int, workdir: Pat
                     env={**os.environ, **env}), f"http://127.0.0.1:{port}")
         for _proc, url in procs.values():
             wait_port(int(url.rsplit(":", 1)[1]))
-        for _ in range(rounds):
+        for round_ in range(rounds):
             for kind, path, body, per in (("single", "/v1/track", single, 1),
                                           ("batch", "/v1/batch", batch, 50)):
                 for name, (proc, url) in procs.items():
                     cpu = cpu_seconds(proc.pid)
                     rps = wrk(f"{url}{path}", body, seconds, connections, workdir)
                     used = cpu_seconds(proc.pid) - cpu
+                    print(f"round {round_ + 1} {name} {kind}: {rps:.0f} req/s", file=sys.stderr)
                     if kind == "single":
                         per_round.setdefault(f"{name}_single_rps", []).append(rps)
                         per_round.setdefault(f"{name}_single_cpu_us_per_request", []).append(

@@ -149,7 +149,11 @@ class GroupCommitter:
         # The writer's future wakes the loop once, straight into _finish (run_in_executor would
         # chain an asyncio future to it: more objects, and a further loop iteration).
         loop = self._loop
-        future = self._executor.submit(self._producer.produce, records)
+        # A producer that can start a write without blocking (Kafka: produce_async) saves the
+        # writer thread's two hops; its future is done on the client's network thread.
+        produce_async = getattr(self._producer, "produce_async", None)
+        future = (produce_async(records) if produce_async is not None
+                  else self._executor.submit(self._producer.produce, records))
         future.add_done_callback(
             lambda done: loop.call_soon_threadsafe(self._finish, group, done))
 

@@ -25,6 +25,18 @@ from ingest.loader.protocols.ga_items import (
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
+from ingest.loader.protocols.kit import (
+    FORMAT,
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    NOT_UTF8,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCHEMA,
+    reject,
+    too_big_event,
+    too_many_events,
+)
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import (
     decode,
@@ -56,9 +68,6 @@ _PREFIXES = ("ep.", "epn.", "up.", "upn.")
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
 
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
 
 
 _LOOKED_UP = (*COLUMNS, "ep.currency", "ep.transaction_id", "ep.value", "epn.value",
@@ -104,12 +113,10 @@ SELECT {_HIT_COLS}, query, lines, CASE WHEN hit_q IS NULL THEN {first_wins('qe')
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN text IS NULL THEN {NOT_UTF8}
       WHEN NOT query_ok THEN
-        {_q("payload_format", "'query string is not percent-encoded UTF-8'")}
-      WHEN len(lines) > @max_batch_items@ THEN
-        {_q("size", "'body of ' || len(lines) || ' events exceeds the @max_batch_items@-event "
-            "limit'")}
+        {QUERY_NOT_UTF8}
+      WHEN len(lines) > {MAX_BATCH_ITEMS} THEN {too_many_events("len(lines)", "body")}
     END AS hit_q,
     CASE WHEN query_ok THEN {entries('query', ITEM_KEY)} END AS qe
   FROM (
@@ -124,15 +131,13 @@ CREATE OR REPLACE TEMP TABLE ga_parsed AS
 SELECT *,
   CASE
     WHEN NOT line_ok THEN
-      {_q("payload_format", "'event line is not percent-encoded UTF-8'")}
-    WHEN strlen(line) > @max_event_bytes@ THEN
-      {_q("size", "'event of ' || strlen(line) || ' bytes exceeds the @max_event_bytes@-byte "
-          "limit'")}
+      {reject(FORMAT, "'event line is not percent-encoded UTF-8'")}
+    WHEN strlen(line) > {MAX_EVENT_BYTES} THEN {too_big_event("strlen(line)")}
     WHEN coalesce({_f('en')}, '') = '' THEN
-      {_q("protocol_violation", "'event has no name (en)'")}
-    WHEN len(bad) > 0 THEN {_q("schema_violation", "bad[1] || ' is not a number'")}
+      {reject(PROTOCOL, "'event has no name (en)'")}
+    WHEN len(bad) > 0 THEN {reject(SCHEMA, "bad[1] || ' is not a number'")}
     WHEN coalesce({_f('sct')}, '') <> '' AND try_cast({_f('sct')} AS INTEGER) IS NULL THEN
-      {_q("schema_violation", f"'sct (session count) is not an integer: ' || {_f('sct')}")}
+      {reject(SCHEMA, f"'sct (session count) is not an integer: ' || {_f('sct')}")}
   END AS q
 FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad

@@ -23,6 +23,18 @@ from ingest.loader.protocols.ga_items import (
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
+from ingest.loader.protocols.kit import (
+    FORMAT,
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    NOT_UTF8,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCHEMA,
+    reject,
+    too_big_event,
+    too_many_events,
+)
 from ingest.loader.protocols.urlencoded import (
     decode,
     entries,
@@ -62,9 +74,6 @@ _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partiti
              "source_offset, source_index")
 
 
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
-
 
 def _parts(e: str, p: str) -> str:
     """What the entries column ``e`` contributes, columns prefixed ``p`` (see ga4._parts)."""
@@ -101,14 +110,12 @@ SELECT {_HIT_COLS}, query, lines, CASE WHEN hit_q IS NULL THEN {first_wins('qe')
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN text IS NULL THEN {NOT_UTF8}
       WHEN NOT query_ok THEN
-        {_q("payload_format", "'query string is not percent-encoded UTF-8'")}
+        {QUERY_NOT_UTF8}
       WHEN regexp_full_match(query || text, '\\s*') THEN
-        {_q("protocol_violation", "'no hit parameters in the query string or the body'")}
-      WHEN len(lines) > @max_batch_items@ THEN
-        {_q("size", "'batch of ' || len(lines) || ' hits exceeds the @max_batch_items@-hit "
-            "limit'")}
+        {reject(PROTOCOL, "'no hit parameters in the query string or the body'")}
+      WHEN len(lines) > {MAX_BATCH_ITEMS} THEN {too_many_events("len(lines)", "batch", "hit")}
     END AS hit_q,
     CASE WHEN query_ok THEN {entries('query', PRODUCT_KEY)} END AS qe
   FROM (
@@ -121,17 +128,15 @@ FROM (
 CREATE OR REPLACE TEMP TABLE ua_parsed AS
 SELECT *,
   CASE
-    WHEN NOT line_ok THEN {_q("payload_format", "'hit line is not percent-encoded UTF-8'")}
-    WHEN strlen(line) > @max_event_bytes@ THEN
-      {_q("size", "'hit of ' || strlen(line) || ' bytes exceeds the @max_event_bytes@-byte "
-          "limit'")}
-    WHEN coalesce(f.t, '') = '' THEN {_q("protocol_violation", "'hit has no type (t)'")}
-    WHEN f.t NOT IN ({_TYPES}) THEN {_q("protocol_violation", "'unknown hit type ' || f.t")}
+    WHEN NOT line_ok THEN {reject(FORMAT, "'hit line is not percent-encoded UTF-8'")}
+    WHEN strlen(line) > {MAX_EVENT_BYTES} THEN {too_big_event("strlen(line)", "hit")}
+    WHEN coalesce(f.t, '') = '' THEN {reject(PROTOCOL, "'hit has no type (t)'")}
+    WHEN f.t NOT IN ({_TYPES}) THEN {reject(PROTOCOL, "'unknown hit type ' || f.t")}
     WHEN coalesce(f.cid, '') = '' AND coalesce(f.uid, '') = '' THEN
-      {_q("protocol_violation", "'cid or uid is required'")}
+      {reject(PROTOCOL, "'cid or uid is required'")}
     WHEN f.t = 'event' AND (coalesce(f.ec, '') = '' OR coalesce(f.ea, '') = '') THEN
-      {_q("protocol_violation", "'event hit needs ec and ea'")}
-    WHEN len(bad) > 0 THEN {_q("schema_violation", "bad[1] || ' is not a number'")}
+      {reject(PROTOCOL, "'event hit needs ec and ea'")}
+    WHEN len(bad) > 0 THEN {reject(SCHEMA, "bad[1] || ' is not a number'")}
   END AS q
 FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad, struct_pack({

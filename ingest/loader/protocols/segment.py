@@ -23,6 +23,19 @@ from ingest.loader.protocols.ecommerce import (
     only_item,
     segment_items,
 )
+from ingest.loader.protocols.kit import (
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCALAR_TYPES,
+    SCHEMA,
+    json_body_checks,
+    not_a,
+    reject,
+    too_big_event,
+    too_many_events,
+)
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
@@ -96,16 +109,9 @@ _MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
 _ANON = ("CASE WHEN protocol = 'dn' AND (headers->>'x-driftnet-gpc' = '1' "
          "OR coalesce(e.anonymousId, '') = '') THEN headers->>'x-driftnet-visitor' "
          "ELSE e.anonymousId END")
-_SCALAR_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 _OBJECT_OR_NULL = "('OBJECT', 'NULL')"
 
 
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
-
-
-def _lit(text: str) -> str:
-    return quote(text)
 
 
 def _present(field: str) -> str:
@@ -121,48 +127,45 @@ def _validation() -> str:
     """CASE yielding {reason, detail} for an invalid message, NULL for a valid one."""
     checks = [
         ("item_json_type IS DISTINCT FROM 'OBJECT'",
-         _q("schema_violation", "'event is a JSON ' || lower(coalesce(item_json_type, "
-            "'nothing')) || ', not an object'")),
-        ("strlen(item) > @max_event_bytes@",
-         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the "
-            "@max_event_bytes@-byte limit'")),
+         reject(SCHEMA, not_a("item_json_type", "event"))),
+        (f"strlen(item) > {MAX_EVENT_BYTES}", too_big_event("strlen(item)")),
         (f"{_present('type')} AND t[{_T['type']}] <> 'VARCHAR'",
-         _q("schema_violation", _lit("type must be a string"))),
-        ("etype IS NULL", _q("protocol_violation", _lit("message has no type"))),
+         reject(SCHEMA, quote("type must be a string"))),
+        ("etype IS NULL", reject(PROTOCOL, quote("message has no type"))),
         (f"etype NOT IN ({', '.join(quote(x) for x in TYPES)})",
-         _q("protocol_violation", "'unknown type ' || etype")),
-        (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("anonymousId must be a string"))),
-        (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("userId must be a string"))),
+         reject(PROTOCOL, "'unknown type ' || etype")),
+        (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("anonymousId must be a string"))),
+        (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("userId must be a string"))),
         ("coalesce(anon, '') = '' AND coalesce(e.userId, '') = ''",
-         _q("protocol_violation", _lit("anonymousId or userId is required"))),
-        (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("messageId must be a string"))),
+         reject(PROTOCOL, quote("anonymousId or userId is required"))),
+        (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("messageId must be a string"))),
         (f"etype = 'track' AND NOT {_present('event')}",
-         _q("protocol_violation", _lit("track message has no event name"))),
+         reject(PROTOCOL, quote("track message has no event name"))),
         (f"etype = 'track' AND (t[{_T['event']}] <> 'VARCHAR' OR e.event = '')",
-         _q("schema_violation", _lit("event must be a non-empty string"))),
+         reject(SCHEMA, quote("event must be a non-empty string"))),
         (f"coalesce(t[{_T['properties']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'properties must be an object, not ' || "
+         reject(SCHEMA, f"'properties must be an object, not ' || "
             f"lower(t[{_T['properties']}])")),
         (f"coalesce(t[{_T['traits']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'traits must be an object, not ' || lower(t[{_T['traits']}])")),
+         reject(SCHEMA, f"'traits must be an object, not ' || lower(t[{_T['traits']}])")),
         (f"coalesce(t[{_T['context']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'context must be an object, not ' || "
+         reject(SCHEMA, f"'context must be an object, not ' || "
             f"lower(t[{_T['context']}])")),
         (_bad_time("timestamp"),
-         _q("schema_violation", "'timestamp is not an ISO-8601 date: ' || "
+         reject(SCHEMA, "'timestamp is not an ISO-8601 date: ' || "
             "coalesce(e.timestamp, '?')")),
         (_bad_time("originalTimestamp"),
-         _q("schema_violation", "'originalTimestamp is not an ISO-8601 date: ' || "
+         reject(SCHEMA, "'originalTimestamp is not an ISO-8601 date: ' || "
             "coalesce(e.originalTimestamp, '?')")),
         (_bad_time("sentAt"),
-         _q("schema_violation", "'sentAt is not an ISO-8601 date: ' || coalesce(e.sentAt, '?')")),
+         reject(SCHEMA, "'sentAt is not an ISO-8601 date: ' || coalesce(e.sentAt, '?')")),
         (f"etype = 'alias' AND NOT {_present('previousId')}",
-         _q("protocol_violation", _lit("alias message has no previousId"))),
+         reject(PROTOCOL, quote("alias message has no previousId"))),
         (f"etype = 'group' AND NOT {_present('groupId')}",
-         _q("protocol_violation", _lit("group message has no groupId"))),
+         reject(PROTOCOL, quote("group message has no groupId"))),
     ]
     whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
     return f"CASE\n      {whens}\n    END"
@@ -182,12 +185,8 @@ CREATE OR REPLACE TEMP TABLE seg_hits AS
 SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
   CASE
     WHEN text IS NULL AND method = 'GET' THEN
-      {_q("payload_format", _lit("query string is not percent-encoded UTF-8"))}
-    WHEN text IS NULL THEN {_q("payload_format", _lit("body is not valid UTF-8"))}
-    WHEN kinds IS NULL AND trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
-    WHEN kinds IS NULL THEN {_q("payload_format", _lit("body is not valid JSON"))}
-    WHEN kinds[1] <> 'OBJECT' THEN
-      {_q("protocol_violation", "'body is a JSON ' || lower(kinds[1]) || ', not an object'")}
+      {QUERY_NOT_UTF8}
+    {json_body_checks("text", "kinds")}
   END AS hit_q
 FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
       -- A GET is a RudderStack pixel: its query string, as the message it stands for.
@@ -202,12 +201,10 @@ CREATE OR REPLACE TEMP TABLE seg_batches AS
 SELECT *,
   CASE
     WHEN batch_type IS DISTINCT FROM 'ARRAY' THEN
-      {_q("protocol_violation", "'batch must be an array, not ' || "
+      {reject(PROTOCOL, "'batch must be an array, not ' || "
           "lower(coalesce(batch_type, 'missing'))")}
-    WHEN n_items = 0 THEN {_q("protocol_violation", _lit("batch holds no events"))}
-    WHEN n_items > @max_batch_items@ THEN
-      {_q("size", "'batch of ' || n_items || ' events exceeds the "
-          "@max_batch_items@-event limit'")}
+    WHEN n_items = 0 THEN {reject(PROTOCOL, quote("batch holds no events"))}
+    WHEN n_items > {MAX_BATCH_ITEMS} THEN {too_many_events("n_items", "batch")}
   END AS batch_q
 FROM (
   SELECT *, len(b.batch) AS n_items

@@ -34,10 +34,11 @@ def reject(code: ReasonCode, detail: str) -> str:
     return f"{{'reason': {quote(ReasonCode(code).value)}, 'detail': {detail}}}"
 
 
-MAX_EVENT_BYTES = "@max_event_bytes@"
-"""SQL: the byte limit of one event (:class:`~ingest.loader.protocols.Limits`)."""
-MAX_BATCH_ITEMS = "@max_batch_items@"
-"""SQL: the event limit of one batch (:class:`~ingest.loader.protocols.Limits`)."""
+MAX_EVENT_BYTES = "$max_event_bytes"
+"""SQL: the byte limit of one event (:class:`~ingest.loader.protocols.Limits`), a bound
+parameter: a statement that names it gets its value from :func:`run_stages`."""
+MAX_BATCH_ITEMS = "$max_batch_items"
+"""SQL: the event limit of one batch, a bound parameter like :data:`MAX_EVENT_BYTES`."""
 
 SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 """SQL: the JSON types an id may have (a number is taken as its text)."""
@@ -78,12 +79,12 @@ def not_a(kind: str, what: str, expected: str = "an object") -> str:
 
 def too_big_event(size: str, what: str = "event") -> str:
     """SQL: the rejection of an event of ``size`` bytes over :data:`MAX_EVENT_BYTES`."""
-    return reject(SIZE, f"{quote(what + ' of ')} || {size} || "
-                        f"{quote(' bytes exceeds the ' + MAX_EVENT_BYTES + '-byte limit')}")
+    return reject(SIZE, f"{quote(what + ' of ')} || {size} || ' bytes exceeds the ' || "
+                        f"{MAX_EVENT_BYTES} || '-byte limit'")
 
 
 def too_many_events(count: str, what: str, unit: str = "event") -> str:
     """SQL: the rejection of a batch (``what``) of ``count`` events over
     :data:`MAX_BATCH_ITEMS`."""
-    return reject(SIZE, f"{quote(what + ' of ')} || {count} || "
-                        f"{quote(f' {unit}s exceeds the {MAX_BATCH_ITEMS}-{unit} limit')}")
+    return reject(SIZE, f"{quote(what + ' of ')} || {count} || {quote(f' {unit}s exceeds the ')}"
+                        f" || {MAX_BATCH_ITEMS} || {quote(f'-{unit} limit')}")

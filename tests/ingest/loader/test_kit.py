@@ -5,11 +5,17 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
+from ingest.loader.config import LoaderSettings
+from ingest.loader.pipeline import Pipeline
+from ingest.loader.protocols import Limits
 from schemas.quarantine import ReasonCode
+from tests.ingest.loader.helpers import envelope, only, run
 from tests.support import ROOT
 
 PROTOCOLS = ROOT / "ingest" / "loader" / "protocols"
@@ -45,3 +51,47 @@ def _plain_reasons(path: Path) -> list[tuple[int, str]]:
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_reason_is_spelled_as_a_plain_string(path: Path) -> None:
     assert _plain_reasons(path) == []
+
+
+def test_no_limit_is_written_into_the_sql() -> None:
+    for module in ADAPTER_MODULES:
+        for sql in _sql_of(module):
+            assert "@max_" not in sql, module
+
+
+_SMALL = Limits(max_event_bytes=300, max_batch_items=3)
+_BIG_EVENT = {"type": "track", "event": "x", "anonymousId": "a", "properties": {"p": "y" * 400}}
+_SMALL_EVENT = {"type": "track", "event": "x", "anonymousId": "a"}
+
+
+@pytest.fixture(scope="module")
+def small_limits() -> Iterator[Pipeline]:
+    """A loader pipeline whose limits are far below the defaults."""
+    p = Pipeline(LoaderSettings(max_event_bytes=_SMALL.max_event_bytes,
+                                max_batch_items=_SMALL.max_batch_items))
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize(("frame", "detail"), [
+    (envelope("segment", orjson.dumps(_BIG_EVENT), "/v1/track"),
+     "exceeds the 300-byte limit"),
+    (envelope("segment", orjson.dumps({"batch": [_SMALL_EVENT] * 4}), "/v1/batch"),
+     "batch of 4 events exceeds the 3-event limit"),
+    (envelope("posthog", orjson.dumps([{"event": "x", "distinct_id": "d"}] * 5), "/batch"),
+     "request of 5 events exceeds the 3-event limit"),
+    (envelope("ga4", b"\n".join([b"en=x"] * 4), "/g/collect", query="v=2&tid=G-1&cid=1.2"),
+     "body of 4 events exceeds the 3-event limit"),
+    (envelope("ga4", orjson.dumps({"client_id": "c", "events": [{"name": "x"}] * 4}),
+              "/mp/collect", query="measurement_id=G-1&api_secret=s"),
+     "exceeds the Measurement Protocol's 3-event limit"),
+    (envelope("ga_universal", b"\n".join([b"v=1&t=pageview&tid=UA-1-1&cid=1"] * 4), "/batch"),
+     "batch of 4 hits exceeds the 3-hit limit"),
+    (envelope("snowplow", orjson.dumps({"schema": "iglu:x", "data": [{"e": "pv"}] * 4}),
+              "/com.snowplowanalytics.snowplow/tp2"),
+     "payload_data of 4 events exceeds the 3-event limit"),
+], ids=["event bytes", "segment batch", "posthog", "ga4", "ga4 mp", "ua batch", "snowplow"])
+def test_limits_are_the_configured_ones(small_limits: Pipeline, frame: bytes,
+                                        detail: str) -> None:
+    row = only(run(small_limits, frame).quarantine)
+    assert (row["reason"], detail in row["detail"]) == ("size", True), row["detail"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ingest.loader.sql import quote
 from schemas.columns import sql_type
 from schemas.event import EVENT_SCHEMA
+from schemas.sql import quote
 
 ITEM_TYPE = EVENT_SCHEMA.field("items").type.value_type
 """Arrow struct type of one element of ``items``."""

@@ -50,9 +50,10 @@ from ingest.loader.protocols.urlencoded import (
     unprefixed,
     valid,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 COLUMNS = {
@@ -67,7 +68,6 @@ ITEM_KEY = "pr[0-9]+"
 _PREFIXES = ("ep.", "epn.", "up.", "upn.")
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
 
 
 _LOOKED_UP = (*COLUMNS, "ep.currency", "ep.transaction_id", "ep.value", "epn.value",

@@ -29,7 +29,8 @@ from ingest.loader.protocols.kit import (
 )
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import decode
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 MAX_EVENTS = 25
@@ -49,7 +50,6 @@ _DROP_TOP = orjson.dumps(dict.fromkeys(_TOP)).decode()
 _DROP_EVENT = orjson.dumps(dict.fromkeys(("name", "params", "timestamp_micros"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
 
 
 def _absent(kind: str) -> str:

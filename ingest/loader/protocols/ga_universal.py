@@ -46,7 +46,8 @@ from ingest.loader.protocols.urlencoded import (
     object_json,
     valid,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 HIT_TYPES = {
@@ -72,7 +73,6 @@ _LOOKED_UP = (*COLUMNS, "ea", "ec", "pa", "ti", "tr", "in", "ic", "iv", "ip", "i
 _LOOKUP_SPEC = orjson.dumps(dict.fromkeys(_LOOKED_UP, "VARCHAR")).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
 
 
 def _parts(e: str, p: str) -> str:

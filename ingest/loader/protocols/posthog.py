@@ -33,7 +33,8 @@ from ingest.loader.protocols.kit import (
     too_big_event,
     too_many_events,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify",
@@ -70,7 +71,6 @@ _DROP_TOP = orjson.dumps(dict.fromkeys((
     "token", "$token", "api_key"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
 
 
 def _kind(path: str) -> str:

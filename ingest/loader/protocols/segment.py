@@ -38,8 +38,8 @@ from ingest.loader.protocols.kit import (
 )
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
-from schemas.sql import quote_ident
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, select_events, select_quarantine
+from schemas.sql import quote, quote_ident
 from schemas.version import PIPELINE_VERSION
 
 BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
@@ -110,8 +110,6 @@ _ANON = ("CASE WHEN protocol = 'dn' AND (headers->>'x-driftnet-gpc' = '1' "
          "OR coalesce(e.anonymousId, '') = '') THEN headers->>'x-driftnet-visitor' "
          "ELSE e.anonymousId END")
 _OBJECT_OR_NULL = "('OBJECT', 'NULL')"
-
-
 
 
 def _present(field: str) -> str:

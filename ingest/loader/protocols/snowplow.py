@@ -33,7 +33,8 @@ from ingest.loader.protocols.kit import (
     too_big_event,
     too_many_events,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {
@@ -78,7 +79,6 @@ _HIT_COLS = ("tenant, received_at, protocol, header_ua, header_nuid, ip, source,
              "source_partition, source_offset, source_index")
 _HEADERS = ("json_transform(headers, '{\"user-agent\": \"VARCHAR\", "
             "\"x-driftnet-nuid\": \"VARCHAR\"}')")
-
 
 
 def _b64(expr: str) -> str:

@@ -39,19 +39,13 @@ from ingest.loader.protocols.kit import (
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
 from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, select_events, select_quarantine
+from ingest.paths import BATCH, SEGMENT_PATHS, SEGMENT_TYPES
 from schemas.sql import quote, quote_ident
 from schemas.version import PIPELINE_VERSION
 
-BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
-PATH_TYPES = {
-    "/v1/track": "track", "/v1/t": "track", "/v1/page": "page", "/v1/p": "page",
-    "/v1/identify": "identify", "/v1/i": "identify", "/v1/screen": "screen", "/v1/s": "screen",
-    "/v1/group": "group", "/v1/g": "group", "/v1/alias": "alias", "/v1/a": "alias",
-}
-TYPES = ("track", "page", "identify", "screen", "group", "alias")
-# RudderStack's pixel API and Jitsu's ingest API name the type in the path too.
-PATH_TYPES.update({"/pixel/v1/track": "track", "/pixel/v1/page": "page"})
-PATH_TYPES.update({f"{api}{t}": t for api in ("/api/s/", "/api/s/s2s/") for t in TYPES})
+# What a path says about its body: the table the collector routes by.
+BATCH_PATHS = tuple(path for path, p in SEGMENT_PATHS.items() if p.message == BATCH)
+PATH_TYPES = {path: p.message for path, p in SEGMENT_PATHS.items() if p.message != BATCH}
 
 # Top-level message fields that map to columns; every other field goes to `extra`.
 # writeKey is a credential: it stays in the raw archive only.
@@ -130,7 +124,7 @@ def _validation() -> str:
         (f"{_present('type')} AND t[{_T['type']}] <> 'VARCHAR'",
          reject(SCHEMA, quote("type must be a string"))),
         ("etype IS NULL", reject(PROTOCOL, quote("message has no type"))),
-        (f"etype NOT IN ({', '.join(quote(x) for x in TYPES)})",
+        (f"etype NOT IN ({', '.join(quote(x) for x in SEGMENT_TYPES)})",
          reject(PROTOCOL, "'unknown type ' || etype")),
         (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {SCALAR_TYPES}",
          reject(SCHEMA, quote("anonymousId must be a string"))),

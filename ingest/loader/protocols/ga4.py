@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item, product_columns
 from ingest.loader.protocols.ga4_mp import mp_parse
 from ingest.loader.protocols.ga_items import (
     GA4_CANONICAL,
@@ -200,17 +200,10 @@ _EVENTS = {
     "screen": f"nullif({_f('sr')}, '')",
     "language": f"nullif({_f('ul')}, '')",
     "ip": "ip",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": f"coalesce({_CURRENCY}, one.currency)",
+    **product_columns("item_list", "action", _CURRENCY),
     "order_id": f"nullif({_f('ep.transaction_id')}, '')",
     "revenue": f"CASE WHEN action IN ('purchase', 'refund') "
                f"THEN try_cast(coalesce({_f('epn.value')}, {_f('ep.value')}) AS DOUBLE) END",
-    "items": "item_list",
     "search_query": f"nullif({_f('ep.search_term')}, '')",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('items', items)) END",

@@ -13,7 +13,7 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item, product_columns
 from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items
 from ingest.loader.protocols.kit import (
     MAX_BATCH_ITEMS,
@@ -174,16 +174,9 @@ _EVENTS = {
     "screen": "nullif(p.screen_resolution, '')",
     "language": "nullif(p.language, '')",
     "ip": "coalesce(nullif(top.ip_override, ''), ip)",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": "coalesce(nullif(p.currency, ''), one.currency)",
+    **product_columns("item_list", "action", "nullif(p.currency, '')"),
     "order_id": "nullif(p.transaction_id, '')",
     "revenue": "CASE WHEN action IN ('purchase', 'refund') THEN try_cast(p.value AS DOUBLE) END",
-    "items": "item_list",
     "search_query": "nullif(p.search_term, '')",
     "properties": "item->'$.params'",
     "traits": "top.user_properties",

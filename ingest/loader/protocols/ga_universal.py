@@ -14,7 +14,13 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import UA_ACTIONS, action_case, item_struct, only_item
+from ingest.loader.protocols.ecommerce import (
+    UA_ACTIONS,
+    action_case,
+    item_struct,
+    only_item,
+    product_columns,
+)
 from ingest.loader.protocols.ga_items import (
     UA_CANONICAL,
     UA_ITEM_FIELDS,
@@ -206,16 +212,9 @@ _EVENTS = {
     "viewport": "nullif(f.vp, '')",
     "language": "nullif(f.ul, '')",
     "ip": "coalesce(nullif(f.uip, ''), ip)",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": "coalesce(nullif(f.cu, ''), one.currency)",
+    **product_columns("item_list", "action", "nullif(f.cu, '')"),
     "order_id": "nullif(f.ti, '')",
     "revenue": "try_cast(f.tr AS DOUBLE)",
-    "items": "item_list",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('products', items)) END",
     "extra": merge_json("q_extra", "l_extra"),

@@ -21,6 +21,7 @@ from ingest.loader.protocols.ecommerce import (
     item_list,
     item_struct,
     only_item,
+    product_columns,
 )
 from ingest.loader.protocols.kit import (
     FORMAT,
@@ -333,21 +334,16 @@ def _event_columns() -> dict[str, str]:
         "language": "f.lang",
         "timezone": "f.tz",
         "ip": "coalesce(f.ip, ip)",
-        "product_id": "one.product_id",
-        "product_name": "one.name",
-        "product_category": "one.category",
-        "product_action": f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' "
-                          f"WHEN iglu.name = 'site_search' THEN 'search' "
-                          f"ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END",
-        "price": "one.price",
+        **product_columns(
+            "item_list",
+            f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' WHEN iglu.name = 'site_search' "
+            f"THEN 'search' ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END"),
         "currency": "CASE f.e WHEN 'tr' THEN f.tr_cu WHEN 'ti' THEN f.ti_cu WHEN 'ue' THEN "
                     "coalesce(one.currency, ord.currency, cart_currency) END",
-        "quantity": "one.quantity",
         "order_id": "CASE f.e WHEN 'tr' THEN f.tr_id WHEN 'ti' THEN f.ti_id "
                     "WHEN 'ue' THEN ord.transaction_id END",
         "revenue": "CASE f.e WHEN 'tr' THEN CAST(f.tr_tt AS DOUBLE) "
                    "WHEN 'ue' THEN ord.revenue END",
-        "items": "item_list",
         "search_query": "CASE WHEN iglu.name = 'site_search' THEN array_to_string(try("
                         "json_transform(ue_data->'$.terms', '[\"VARCHAR\"]')), ' ') END",
         # json_merge_patch drops the nulls: only the fields the tracker sent are kept.

@@ -95,3 +95,10 @@ def test_limits_are_the_configured_ones(small_limits: Pipeline, frame: bytes,
                                         detail: str) -> None:
     row = only(run(small_limits, frame).quarantine)
     assert (row["reason"], detail in row["detail"]) == ("size", True), row["detail"]
+
+
+@pytest.mark.parametrize("module", [m for m in ADAPTER_MODULES if m != "ecommerce"])
+def test_the_product_columns_are_mapped_once(module: str) -> None:
+    # ecommerce.product_columns: the one place an event's product columns come from its item.
+    source = (PROTOCOLS / f"{module}.py").read_text()
+    assert not re.search(r"\bone\.(product_id|name|category|price|quantity)\b", source)

@@ -57,6 +57,23 @@ def run_stages(con: duckdb.DuckDBPyConnection, stages: str, hits: str, limits: L
                   con.sql(quarantine, params=bound(quarantine, limits)).to_arrow_table())
 
 
+class SqlAdapter:
+    """An adapter declared in SQL: a subclass names its ``protocols`` and its SQL, ``stages``
+    (see :func:`run_stages`), ``events`` and ``quarantine`` (the selects of its two tables).
+
+    docs/adapters.md shows how to write one with the adapter kit (``kit.py``).
+    """
+
+    protocols: tuple[str, ...]
+    stages: str
+    events: str
+    quarantine: str
+
+    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+        """Parse the hits in relation ``hits``."""
+        return run_stages(con, self.stages, hits, limits, self.events, self.quarantine)
+
+
 class Adapter(Protocol):
     """A protocol adapter."""
 

@@ -10,10 +10,9 @@ technical rest to ``extra``. Vectorised in DuckDB, like the GA4 adapter.
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     UA_ACTIONS,
     action_case,
@@ -230,11 +229,8 @@ _QUARANTINE = select_rejected("ua_hits", "ua_parsed", "bad_body", {
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ua_ok"
 
 
-class UniversalAnalyticsAdapter:
+class UniversalAnalyticsAdapter(SqlAdapter):
     """analytics.js / Measurement Protocol v1 hits on ``/collect`` and ``/batch``."""
 
     protocols: tuple[str, ...] = ("ga_universal",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Universal Analytics hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

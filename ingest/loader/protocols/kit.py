@@ -8,13 +8,30 @@ for a constant). The quarantine rows take both as they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schemas.quarantine import ReasonCode
 from schemas.sql import quote
 
-__all__ = ["FORMAT", "MAX_BATCH_ITEMS", "MAX_EVENT_BYTES", "NOT_UTF8", "NUMBER_TYPES", "PROTOCOL",
-           "QUERY_NOT_UTF8", "SCALAR_TYPES",
-           "SCHEMA", "SIZE", "json_body_checks", "not_a", "reject", "too_big_event",
-           "too_many_events"]
+__all__ = [
+    "FORMAT",
+    "MAX_BATCH_ITEMS",
+    "MAX_EVENT_BYTES",
+    "NOT_UTF8",
+    "NUMBER_TYPES",
+    "PROTOCOL",
+    "QUERY_NOT_UTF8",
+    "SCALAR_TYPES",
+    "SCHEMA",
+    "SIZE",
+    "Check",
+    "first_rejection",
+    "json_body_checks",
+    "not_a",
+    "reject",
+    "too_big_event",
+    "too_many_events",
+]
 
 FORMAT = ReasonCode.PAYLOAD_FORMAT
 """Not what the protocol carries: not UTF-8, not JSON, bad percent-encoding or base64."""
@@ -50,6 +67,17 @@ NOT_UTF8 = reject(FORMAT, quote("body is not valid UTF-8"))
 """SQL: the rejection of a body whose bytes are not UTF-8."""
 QUERY_NOT_UTF8 = reject(FORMAT, quote("query string is not percent-encoded UTF-8"))
 """SQL: the rejection of a query string that does not decode to UTF-8."""
+
+
+Check = tuple[str, str]
+"""A rejection rule: (SQL condition that is true of a bad hit or event, its :func:`reject`)."""
+
+
+def first_rejection(checks: Sequence[Check]) -> str:
+    """SQL: the rejection of the first check that fails, NULL when none does (the ``q`` of
+    an adapter's parsed stage: its rejections, declared as a list in the order they apply)."""
+    whens = "\n      ".join(f"WHEN {cond} THEN {rejection}" for cond, rejection in checks)
+    return f"CASE\n      {whens}\n    END"
 
 
 def json_body_checks(text: str, kinds: str, expected: str = "an object",

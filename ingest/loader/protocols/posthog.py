@@ -9,10 +9,9 @@ of what it knows as ``$``-properties. Vectorised in DuckDB.
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SEGMENT_ACTIONS,
     SEGMENT_PRODUCT,
@@ -28,6 +27,7 @@ from ingest.loader.protocols.kit import (
     PROTOCOL,
     SCALAR_TYPES,
     SCHEMA,
+    first_rejection,
     json_body_checks,
     not_a,
     reject,
@@ -107,8 +107,7 @@ def _validation() -> str:
         (f"{_present('$.uuid')} AND {_kind('$.uuid')} <> 'VARCHAR'",
          reject(SCHEMA, "'uuid must be a string'")),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 _TYPE_WHENS = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in EVENT_TYPES.items())
@@ -236,11 +235,8 @@ _QUARANTINE = select_rejected("ph_hits", "ph_parsed", "bad_body", {
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ph_ok"
 
 
-class PostHogAdapter:
+class PostHogAdapter(SqlAdapter):
     """PostHog capture requests (bodies decoded to JSON by the collector)."""
 
     protocols: tuple[str, ...] = ("posthog",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse PostHog hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

@@ -12,10 +12,9 @@ Global Privacy Control and the request carried it (``x-driftnet-gpc``).
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SEGMENT_ACTIONS,
     SEGMENT_PRODUCT,
@@ -31,6 +30,7 @@ from ingest.loader.protocols.kit import (
     QUERY_NOT_UTF8,
     SCALAR_TYPES,
     SCHEMA,
+    first_rejection,
     json_body_checks,
     not_a,
     reject,
@@ -160,8 +160,7 @@ def _validation() -> str:
         (f"etype = 'group' AND NOT {_present('groupId')}",
          reject(PROTOCOL, quote("group message has no groupId"))),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 _PATH_TYPE_CASE = "CASE path " + " ".join(
@@ -331,11 +330,8 @@ _QUARANTINE = _quarantine_sql()
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM seg_ok"
 
 
-class SegmentAdapter:
+class SegmentAdapter(SqlAdapter):
     """Segment HTTP API, analytics.js, the Segment-spec JSON of RudderStack and Jitsu, dn.js."""
 
     protocols: tuple[str, ...] = ("segment", "rudderstack", "jitsu", "dn")
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Segment hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

@@ -11,10 +11,9 @@ other parameter in ``extra``: nothing is dropped. The mapping table is in docs/p
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SNOWPLOW_ACTIONS,
     action_case,
@@ -29,6 +28,7 @@ from ingest.loader.protocols.kit import (
     MAX_EVENT_BYTES,
     PROTOCOL,
     SCHEMA,
+    first_rejection,
     json_body_checks,
     reject,
     too_big_event,
@@ -160,8 +160,7 @@ def _validation() -> str:
         ("coalesce(f.co, f.cx) IS NOT NULL AND ctx_kind[2] IS DISTINCT FROM 'ARRAY'",
          reject(SCHEMA, "'contexts must be {\"schema\": ..., \"data\": [entities]}'")),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 # A GET's query string -> one JSON object of decoded parameters ('+' is a space in forms);
@@ -367,11 +366,8 @@ _QUARANTINE = select_rejected(
 _EVENTS = f"SELECT {select_events(_event_columns())} FROM sp_ok"
 
 
-class SnowplowAdapter:
+class SnowplowAdapter(SqlAdapter):
     """The Snowplow tracker protocol: JavaScript, mobile and server trackers, GET and POST."""
 
     protocols: tuple[str, ...] = ("snowplow",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Snowplow hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS, _QUARANTINE

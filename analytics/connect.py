@@ -50,6 +50,7 @@ from analytics.views import DERIVED_VIEWS, derived_views, sessions_sql
 from schemas.columns import sql_type
 from schemas.delta import read_files_select, table_snapshot
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
+from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
@@ -108,7 +109,7 @@ def _snapshot_view(con: duckdb.DuckDBPyConnection, snapfs: SnapshotFileSystem,
 
 
 def _empty_select(columns: Sequence[tuple[str, str]]) -> str:
-    listed = ", ".join(f"CAST(NULL AS {t}) AS {_quote(n)}" for n, t in columns)
+    listed = ", ".join(f"CAST(NULL AS {t}) AS {quote_ident(n)}" for n, t in columns)
     return f"SELECT {listed} WHERE false"
 
 
@@ -116,10 +117,6 @@ def _stored_view(snapfs: SnapshotFileSystem, lake: LakeLocation, uris: Sequence[
     relative = [_relative(lake, u) for u in uris]
     snapfs.allow(dict.fromkeys(relative))
     return stored_view_sql([f"{SCHEME}://{r}" for r in relative])
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def connect(

@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from analytics.errors import AnalyticsError
+from schemas.sql import quote_ident
 
 Format = Literal["table", "csv", "json", "parquet"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json", "parquet")
@@ -51,7 +52,7 @@ def _flat(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
         return rel
     exprs = []
     for name, kind in zip(rel.columns, types, strict=True):
-        quoted = '"' + name.replace('"', '""') + '"'
+        quoted = quote_ident(name)
         exprs.append(f"to_json({quoted})::VARCHAR AS {quoted}"
                      if any(marker in kind for marker in _NESTED) else quoted)
     return rel.project(", ".join(exprs))

@@ -50,7 +50,7 @@ from analytics.views import (
     session_events_sql,
     sessions_sql,
 )
-from schemas.delta import lake_tenants, open_table, sql_literal, table_snapshot
+from schemas.delta import lake_tenants, open_table, table_snapshot
 from schemas.derived import drop_stored_sessions
 from schemas.lake import (
     DERIVED_IDENTITIES_TABLE,
@@ -59,6 +59,7 @@ from schemas.lake import (
     MAINTENANCE_APP_ID,
     derived_sessions_app_id,
 )
+from schemas.sql import quote
 from schemas.storage import LakeLocation
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def stored_view_sql(uris: Sequence[str]) -> str:
     """A SELECT of stored files of a derived table (``dnsnap://`` URIs of the connection's
     snapshot filesystem, analytics/snapshot_fs.py), ``tenant`` from the partition
     directories."""
-    listed = ", ".join(sql_literal(u) for u in uris)
+    listed = ", ".join(quote(u) for u in uris)
     return (f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
             "hive_partitioning = true, hive_types = {'tenant': VARCHAR})")
 

@@ -1,12 +1,14 @@
 """Kafka bench: collector -> broker, broker -> loader, beacon -> lake, beside the embedded log.
 
     .venv/bin/python bench/kafka.py [--seconds 5] [--connections 64] [--only collector]
+    .venv/bin/python bench/kafka.py --only collector --rounds 5   # interleaved, medians
     DRIFTNET_TEST_KAFKA=127.0.0.1:9092 .venv/bin/python bench/kafka.py   # an existing broker
 
 Figures (all measured in this run, on this machine):
 - collector requests/s and events/s (wrk, bench/wrk/post.lua; one-event and 50-event Segment
   bodies) with durable acks on the embedded log, on Kafka with lz4 and on Kafka with zstd,
-  and Kafka's ratio to the embedded log (the goal: within 20%, ratio >= 0.8);
+  and Kafka's ratio to the embedded log (the goal: within 20%); the three collectors run
+  side by side and each round runs wrk against each in turn (``--rounds``: medians);
 - loader events/s on one core (DuckDB threads=1) draining pre-filled simulated traffic
   from the embedded log and from Kafka;
 - beacon-to-queryable latency p50/p95 through `driftnet up` on each transport.
@@ -21,6 +23,7 @@ import importlib.resources
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,42 +100,64 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_collector(bootstrap: str, seconds: int, connections: int, workdir: Path
-                    ) -> dict[str, float]:
+def bench_collector(bootstrap: str, seconds: int, connections: int, workdir: Path,
+                    rounds: int = 1) -> dict[str, float]:
+    """The three collectors run side by side; each round runs wrk against each in turn (the
+    machine is shared: interleaved rounds see the same noise), and a figure is the median
+    over rounds, a ratio the median of each round's ratio."""
     single = orjson.dumps(event(1))
     batch = orjson.dumps({"batch": [event(i) for i in range(50)]})
-    results: dict[str, float] = {}
     runs = {"embedded": {}, "kafka_lz4": kafka_env(bootstrap, "lz4"),
             "kafka_zstd": kafka_env(bootstrap, "zstd")}
-    for name, env in runs.items():
-        port = free_port()
-        run_dir = workdir / f"collector-{name}"
-        run_dir.mkdir()
-        with open(run_dir / "collector.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "driftnet", "collector", "--tenants", str(TENANTS),
-                 "--port", str(port), "--log", str(run_dir / "log.sqlite")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=run_dir, env={**os.environ, **env})
-        try:
-            wait_port(port)
-            url = f"http://127.0.0.1:{port}"
-            cpu = cpu_seconds(proc.pid)
-            rps = wrk(f"{url}/v1/track", single, seconds, connections, workdir)
-            results[f"{name}_single_rps"] = rps
-            results[f"{name}_single_cpu_us_per_request"] = (
-                1e6 * (cpu_seconds(proc.pid) - cpu) / (rps * seconds))
-            cpu = cpu_seconds(proc.pid)
-            rps = wrk(f"{url}/v1/batch", batch, seconds, connections, workdir)
-            results[f"{name}_batch_events_per_s"] = 50 * rps
-            results[f"{name}_batch_cpu_us_per_event"] = (
-                1e6 * (cpu_seconds(proc.pid) - cpu) / (50 * rps * seconds))
-        finally:
+    procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    per_round: dict[str, list[float]] = {}
+    try:
+        for name, env in runs.items():
+            port = free_port()
+            run_dir = workdir / f"collector-{name}"
+            run_dir.mkdir()
+            with open(run_dir / "collector.log", "wb") as log:
+                procs[name] = (subprocess.Popen(
+                    [sys.executable, "-m", "driftnet", "collector", "--tenants", str(TENANTS),
+                     "--port", str(port), "--log", str(run_dir / "log.sqlite")],
+                    stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
+                    env={**os.environ, **env}), f"http://127.0.0.1:{port}")
+        for _proc, url in procs.values():
+            wait_port(int(url.rsplit(":", 1)[1]))
+        for round_ in range(rounds):
+            for kind, path, body, per in (("single", "/v1/track", single, 1),
+                                          ("batch", "/v1/batch", batch, 50)):
+                for name, (proc, url) in procs.items():
+                    cpu = cpu_seconds(proc.pid)
+                    rps = wrk(f"{url}{path}", body, seconds, connections, workdir)
+                    used = cpu_seconds(proc.pid) - cpu
+                    print(f"round {round_ + 1} {name} {kind}: {rps:.0f} req/s", file=sys.stderr)
+                    if kind == "single":
+                        per_round.setdefault(f"{name}_single_rps", []).append(rps)
+                        per_round.setdefault(f"{name}_single_cpu_us_per_request", []).append(
+                            1e6 * used / (rps * seconds))
+                    else:
+                        per_round.setdefault(f"{name}_batch_events_per_s", []).append(per * rps)
+                        per_round.setdefault(f"{name}_batch_cpu_us_per_event", []).append(
+                            1e6 * used / (per * rps * seconds))
+    finally:
+        for proc, _ in procs.values():
             stop(proc)
+    results = {key: statistics.median(values) for key, values in per_round.items()}
     for codec in ("lz4", "zstd"):
-        results[f"kafka_{codec}_single_ratio"] = (results[f"kafka_{codec}_single_rps"]
-                                                  / results["embedded_single_rps"])
-        results[f"kafka_{codec}_batch_ratio"] = (results[f"kafka_{codec}_batch_events_per_s"]
-                                                 / results["embedded_batch_events_per_s"])
+        for kind, key in (("single", "single_rps"), ("batch", "batch_events_per_s")):
+            ratios = [k / e for k, e in zip(per_round[f"kafka_{codec}_{key}"],
+                                            per_round[f"embedded_{key}"], strict=True)]
+            results[f"kafka_{codec}_{kind}_ratio"] = statistics.median(ratios)
+            if rounds > 1:
+                results[f"kafka_{codec}_{kind}_ratio_min"] = min(ratios)
+                results[f"kafka_{codec}_{kind}_ratio_max"] = max(ratios)
+    if rounds > 1:
+        for key in ("single_rps", "batch_events_per_s"):
+            for name in runs:
+                values = per_round[f"{name}_{key}"]
+                results[f"{name}_{key}_min"] = min(values)
+                results[f"{name}_{key}_max"] = max(values)
     return results
 
 
@@ -261,6 +286,8 @@ def main() -> None:
                         help="wrk connections (many browsers: the group commit fills up)")
     parser.add_argument("--sessions", type=int, default=3000, help="simulated for the loader")
     parser.add_argument("--beacons", type=int, default=100, help="sent for the latency")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="collector: interleaved wrk rounds (figures are medians)")
     parser.add_argument("--only", choices=["collector", "loader", "latency"])
     args = parser.parse_args()
     if shutil.which("wrk") is None and args.only in (None, "collector"):
@@ -271,7 +298,7 @@ def main() -> None:
         with broker() as bootstrap:
             if args.only in (None, "collector"):
                 results.update(bench_collector(bootstrap, args.seconds, args.connections,
-                                               workdir))
+                                               workdir, args.rounds))
             if args.only in (None, "loader"):
                 results.update(bench_loader(bootstrap, args.sessions, workdir))
             if args.only in (None, "latency"):

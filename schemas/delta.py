@@ -22,6 +22,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from schemas.columns import sql_type
 from schemas.errors import LakeError
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
+from schemas.sql import quote
 from schemas.storage import LakeLocation
 
 
@@ -119,11 +120,6 @@ def lake_tenants(lake: LakeLocation) -> list[str]:
     return sorted(found)
 
 
-def sql_literal(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def read_files_sql(con: duckdb.DuckDBPyConnection, table: Table, paths: Sequence[str], *,
                    partitions: bool = False, filename: bool = False) -> str:
     """A SELECT of a table's rows from ``paths`` with every column of the table's schema.
@@ -148,7 +144,7 @@ def read_files_select(con: duckdb.DuckDBPyConnection, table: Table, paths: Seque
         options.append("hive_partitioning = false")
     if filename:
         options.append("filename = true")
-    source = (f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], "
+    source = (f"read_parquet([{', '.join(quote(p) for p in paths)}], "
               f"{', '.join(options)})")
     present = {str(r[0]): str(r[1])
                for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}

@@ -21,6 +21,7 @@ import orjson
 from analytics import connect
 from ingest.transport.config import EmbeddedLogSettings
 from ingest.transport.embedded import log_lag
+from schemas.sql import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_TENANTS = ROOT / "examples" / "tenants.toml"
@@ -215,7 +216,7 @@ def lake_rows(lake: Path | str, table: str, sql: str = "SELECT * FROM t",
     with duckdb.connect() as con:
         if not files:
             return []
-        paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        paths = ", ".join(quote(f) for f in files)
         con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet([{paths}], "
                     "hive_partitioning = true, hive_types = {'tenant': VARCHAR, 'date': DATE}, "
                     "union_by_name = true, filename = true)")

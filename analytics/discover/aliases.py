@@ -20,6 +20,7 @@ import duckdb
 
 from analytics.discover.prefix import field_exprs
 from analytics.discover.report import FieldStats
+from schemas.sql import quote_ident
 
 KNOWN: Final[dict[str, str]] = {
     "context.page.referrer": "referrer", "context.userAgent": "user_agent",
@@ -60,10 +61,6 @@ def candidates(paths: Sequence[FieldStats],
     return out
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def find_aliases(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any],
                  paths: Sequence[FieldStats], columns: dict[str, str]) -> dict[str, str]:
     """JSON field name -> the column it copies, among the candidate pairs."""
@@ -77,8 +74,8 @@ def find_aliases(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, A
     for f, col in pairs:
         v = f"p{index[f.field]}"
         numeric = columns[col].split("(")[0] not in ("VARCHAR", "BOOLEAN")
-        same = (f"TRY_CAST({v} AS DOUBLE) = {_quote(col)}" if numeric
-                else f"{v} = CAST({_quote(col)} AS VARCHAR)")
+        same = (f"TRY_CAST({v} AS DOUBLE) = {quote_ident(col)}" if numeric
+                else f"{v} = CAST({quote_ident(col)} AS VARCHAR)")
         aggs += [f"count({v})", f"sum(CASE WHEN {same} THEN 1 ELSE 0 END)"]
     sql = (f"SELECT {', '.join(aggs)} FROM (SELECT *, "
            f"{', '.join(f'{e} AS p{i}' for i, e in enumerate(exprs))} "

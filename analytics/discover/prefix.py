@@ -32,6 +32,7 @@ from analytics.views import (
     ROW_KEY_COLUMNS,
     narrow_session_events_sql,
 )
+from schemas.sql import quote, quote_ident
 
 TABLE: Final = "_discover_prefixes"
 """Name of the temporary table (dropped by :func:`drop`)."""
@@ -72,14 +73,6 @@ LATE: Final = 0.75
 before the target")."""
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
     """(select items extracting each JSON document's wanted paths at once, one text
     expression per feature over them)."""
@@ -89,12 +82,12 @@ def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
             assert f.path is not None
             by_source[f.source].append(f.path)
     # CAST AS JSON: `items` may be JSON text or a typed list of structs.
-    lists = [f"try(json_extract_string(TRY_CAST({_ident(src)} AS JSON), "
-             f"[{', '.join(map(_lit, paths))}])) AS _j_{src}" for src, paths in by_source.items()]
+    lists = [f"try(json_extract_string(TRY_CAST({quote_ident(src)} AS JSON), "
+             f"[{', '.join(map(quote, paths))}])) AS _j_{src}" for src, paths in by_source.items()]
     exprs = []
     for f in features:
         if f.source == "column":
-            exprs.append(f"CAST({_ident(f.field)} AS VARCHAR)")
+            exprs.append(f"CAST({quote_ident(f.field)} AS VARCHAR)")
         else:
             assert f.path is not None
             exprs.append(f"_j_{f.source}[{by_source[f.source].index(f.path) + 1}]")

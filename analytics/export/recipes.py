@@ -19,7 +19,6 @@ import duckdb
 from analytics.export.spec import ExportSpec, Split
 from analytics.views import (
     ACQUISITION_FIELDS,
-    ACQUISITION_STRUCT,
     EVENT_ORDER,
     EVENT_ORDER_COLUMNS,
     INFERRED_SESSIONS,
@@ -48,61 +47,129 @@ IDENTITIES = f"""
 """Who each anonymous id turned out to be, from the split's events only (no later ones)."""
 _SESSIONS_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "anonymous_id", "user_id",
                      "session_index", "product_id", "product_action", "event_name", "items")
-_INTENT_COLUMNS = (*_SESSIONS_COLUMNS, "event_type", "search_query", "price", "quantity")
-_CONTEXT_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "event_type", "product_action",
-                    *SESSION_FEATURES.values(), *ACQUISITION_FIELDS.values())
+_INTENT_SOURCE_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "user_id", "session_index",
+                          "product_id", "product_action", "event_name", "items",
+                          "search_query", "price", "quantity")
+_CONTEXT_COLUMNS = ("session_id", *EVENT_ORDER_COLUMNS, "anonymous_id", "event_type",
+                    "product_action", *SESSION_FEATURES.values(),
+                    *(ACQUISITION_FIELDS[name] for name in ACQUISITION))
+_INTENT_ACQUISITION = ("{" + ", ".join(f"'{name}': {ACQUISITION_FIELDS[name]}"
+                                       for name in ACQUISITION) + "}")
+"""The acquisition fields the intent recipe exports, as one struct (the long ones, such as
+the landing URL and the referrer, stay out of the sessions table)."""
+
+
+CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
+              "ELSE 0 END * coalesce(CASE WHEN product_id IS NOT NULL "
+              "THEN coalesce(price, 0) * coalesce(quantity, 1) END, list_sum(list_transform("
+              "items, lambda x: coalesce(x.price, 0) * coalesce(x.quantity, 1))), 0)")
+"""What an event changes the cart's value by (an add's or remove's price x quantity)."""
 
 
 EXPORT_EVENTS = "export_events"
-"""The temporary table of an export's session events (:func:`prepare`)."""
+"""The temporary table of the sessions export's session events (:func:`prepare`)."""
 EXPORT_SESSIONS = "export_sessions"
 """The temporary table of an export's sessions: start, first purchase and, for the intent
 recipe, the session context and acquisition candidates (:func:`prepare`)."""
+EXPORT_STEPS = "export_steps"
+"""The temporary table of the intent export's steps per session (:func:`_intent_steps_sql`)."""
+EXPORT_IDENTITIES = "export_identities"
+"""The temporary table of the intent export's events that carry both an anonymous and a
+user id (what :data:`IDENTITIES` reads)."""
 _INFERRED = "export_inferred"
 
 
 def recipe_columns(recipe: str) -> tuple[str, ...]:
     """The ``session_events`` columns a recipe reads."""
-    return tuple(dict.fromkeys(_SESSIONS_COLUMNS if recipe == "sessions" else _INTENT_COLUMNS))
+    return tuple(dict.fromkeys(_SESSIONS_COLUMNS if recipe == "sessions"
+                               else _INTENT_SOURCE_COLUMNS))
+
+
+def _intent_steps_sql() -> str:
+    """The rows of :data:`EXPORT_STEPS`: per session (by its integer key), its first
+    ``$max_prefix`` events as steps, in :data:`EVENT_ORDER`, and the points where the
+    lowest ``session_index`` seen so far drops, each with its time.
+
+    A split's steps are the events before a time (its end, or the session's first
+    purchase), so they are a prefix of this list (``list_filter`` on ``ts``), and its
+    ``session_index``, the lowest over those events, is the last drop before that time:
+    every split reads its sessions from this table, without touching the events again.
+    One window (one sort) numbers the events; only the steps and the drops are kept."""
+    events = narrow_session_events_sql(_INTENT_SOURCE_COLUMNS, inferred=_INFERRED)
+    window = f"PARTITION BY s.skey ORDER BY {EVENT_ORDER}"
+    return f"""
+    SELECT skey,
+           -- pos first: sorting the structs sorts by it (a list sort per session is
+           -- cheaper than an ordered aggregate, which buffers every row); the NULLs of
+           -- the index drops past max_prefix sort last, after the steps kept.
+           list_sort(list(CASE WHEN pos <= $max_prefix THEN
+                            {{'pos': pos, 'action': action, 'item': product_id,
+                              'ts': derived_ts, 'user_id': user_id, 'search': search,
+                              'cart': cart}} END), 'ASC', 'NULLS LAST')[1:$max_prefix]
+             AS steps,
+           list_filter(list_sort(list(CASE WHEN is_drop THEN
+                                        {{'pos': pos, 'ts': derived_ts,
+                                          'idx': session_index}} END)),
+                       lambda d: d IS NOT NULL) AS index_drops
+    FROM (
+      SELECT s.skey, e.derived_ts, e.product_id, e.user_id, e.session_index,
+             (row_number() OVER ({window}))::INTEGER AS pos,
+             e.session_index < coalesce(min(e.session_index) OVER (
+               {window} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+               e.session_index + 1) AS is_drop,
+             {ACTION} AS action,
+             (product_action = 'search' OR search_query IS NOT NULL)::INTEGER AS search,
+             {CART_DELTA} AS cart
+      FROM ({events}) e JOIN {EXPORT_SESSIONS} s USING (session_id)
+    )
+    WHERE pos <= $max_prefix OR is_drop
+    GROUP BY skey"""
 
 
 def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
     """Work out, once for all splits, what every split of the export reads.
 
-    For the sessions and intent recipes: the session events (only the per-event columns
-    the recipe reads) and one row per session (:data:`EXPORT_SESSIONS`): its start, its
-    first purchase and, for intent, its context as candidates a split chooses from (see
-    :func:`intent_query`), so the per-event table carries no session-level text. The
-    inactivity sessions of the events without a session id are worked out once (a window
-    over their row keys alone) and joined back to both. For a query: those inactivity
-    sessions, for the ``session_events`` view."""
+    For the sessions recipe: the session events (only the columns it reads) and each
+    session's start. For intent: one row per session (:data:`EXPORT_SESSIONS`, with an
+    integer key): its start, its first purchase, and its context, acquisition and visitor
+    as candidates a split chooses from (see :func:`intent_query`); its steps
+    (:data:`EXPORT_STEPS`); and the events that tie an anonymous id to a user id
+    (:data:`EXPORT_IDENTITIES`). The inactivity sessions of the events without a session
+    id are worked out once (a window over their row keys alone) and joined back. For a
+    query: those inactivity sessions, for the ``session_events`` view."""
     if spec.recipe in ("sessions", "intent"):
         con.execute(f"CREATE TEMP TABLE {_INFERRED} AS "
                     + inferred_sessions_sql(ROW_KEY_COLUMNS))
-        con.execute(f"CREATE TEMP TABLE {EXPORT_EVENTS} AS "
-                    + narrow_session_events_sql(recipe_columns(spec.recipe),
-                                                inferred=_INFERRED))
         if spec.recipe == "sessions":
+            con.execute(f"CREATE TEMP TABLE {EXPORT_EVENTS} AS " + narrow_session_events_sql(
+                recipe_columns(spec.recipe), inferred=_INFERRED))
             con.execute(f"CREATE TEMP TABLE {EXPORT_SESSIONS} AS SELECT session_id, "
                         f"min(derived_ts) AS start FROM {EXPORT_EVENTS} GROUP BY session_id")
         else:
             firsts = "".join(
                 f",\n  arg_min(CASE WHEN {col} IS NOT NULL THEN {{'v': {col}, 'ts': derived_ts}} "
                 f"END, {ORDER_KEY}) AS first_{name}"
-                for name, col in SESSION_FEATURES.items())
+                for name, col in {**SESSION_FEATURES, "anonymous_id": "anonymous_id"}.items())
             # CASE, not FILTER: DuckDB's filtered aggregates took 2.5x as long here.
             # (arg_min skips the rows whose value or key is NULL.)
             con.execute(f"""
             CREATE TEMP TABLE {EXPORT_SESSIONS} AS
-            SELECT session_id, min(derived_ts) AS start,
-              min(CASE WHEN product_action = 'purchase' THEN derived_ts END)
-                AS first_purchase_at,
-              arg_min({ACQUISITION_STRUCT}, {ORDER_KEY}) AS first_acq,
-              arg_min({ACQUISITION_STRUCT}, CASE WHEN event_type = 'page' THEN {ORDER_KEY} END)
-                AS page_acq,
-              min(CASE WHEN event_type = 'page' THEN derived_ts END) AS page_at{firsts}
-            FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})
-            GROUP BY session_id""")
+            SELECT (row_number() OVER ())::INTEGER AS skey, * FROM (
+              SELECT session_id, min(derived_ts) AS start,
+                min(CASE WHEN product_action = 'purchase' THEN derived_ts END)
+                  AS first_purchase_at,
+                arg_min({_INTENT_ACQUISITION}, {ORDER_KEY}) AS first_acq,
+                arg_min({_INTENT_ACQUISITION},
+                        CASE WHEN event_type = 'page' THEN {ORDER_KEY} END) AS page_acq,
+                min(CASE WHEN event_type = 'page' THEN derived_ts END) AS page_at{firsts}
+              FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})
+              GROUP BY session_id)""")
+            con.execute(f"CREATE TEMP TABLE {EXPORT_STEPS} AS " + _intent_steps_sql(),
+                        {"max_prefix": spec.max_prefix})
+            con.execute(f"""
+            CREATE TEMP TABLE {EXPORT_IDENTITIES} AS
+            SELECT anonymous_id, user_id, {EVENT_ORDER} FROM events
+            WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL""")
         con.execute(f"DROP TABLE {_INFERRED}")
         return
     query = (spec.query or "").lower()
@@ -116,13 +183,6 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
 def _events(columns: tuple[str, ...], where: str) -> str:
     """The ``ev`` relation of a recipe: the split's rows of the export's session events."""
     return f"SELECT {', '.join(dict.fromkeys(columns))} FROM {EXPORT_EVENTS} WHERE {where}"
-
-
-CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
-              "ELSE 0 END * coalesce(CASE WHEN product_id IS NOT NULL "
-              "THEN coalesce(price, 0) * coalesce(quantity, 1) END, list_sum(list_transform("
-              "items, lambda x: coalesce(x.price, 0) * coalesce(x.quantity, 1))), 0)")
-"""What an event changes the cart's value by (an add's or remove's price x quantity)."""
 
 
 @dataclass(frozen=True)
@@ -221,43 +281,36 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     purchase = ("CASE WHEN first_purchase_at < $split_end THEN first_purchase_at END"
                 if split.end is not None else "first_purchase_at")
     firsts = ",\n             ".join(
-        f"CASE WHEN c.first_{name}.ts < {bound} OR {bound} IS NULL "
-        f"THEN c.first_{name}.v END AS {name}" for name in SESSION_FEATURES)
+        f"CASE WHEN s.first_{name}.ts < {bound} OR {bound} IS NULL "
+        f"THEN s.first_{name}.v END AS {name}" for name in SESSION_FEATURES)
     feature_cols = ", ".join(SESSION_FEATURES)
     acquisition = ", ".join(f"acq.{name} AS {name}" for name in ACQUISITION)
     assert set(ACQUISITION) <= set(ACQUISITION_FIELDS)
-    params["max_prefix"] = max_prefix
+    before = f"{bound} IS NULL OR x.ts < {bound}"
     sql = f"""
-    WITH ev AS ({_events(_INTENT_COLUMNS, events)}),
-    ident AS ({IDENTITIES}),
+    WITH ident AS (
+      SELECT anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id
+      FROM {EXPORT_IDENTITIES} WHERE {events} GROUP BY anonymous_id
+    ),
     ss AS (
-      SELECT session_id, start, {purchase} AS purchase_at FROM {EXPORT_SESSIONS}
-      WHERE {starts}
+      SELECT c.*, {purchase} AS purchase_at FROM {EXPORT_SESSIONS} c WHERE {starts}
     ),
-    browse AS (
-      SELECT ev.*, ss.start, ss.purchase_at FROM ev JOIN ss USING (session_id)
-      WHERE ss.purchase_at IS NULL OR ev.derived_ts < ss.purchase_at
-    ),
-    seq AS (
-      -- one ordered list of step structs (one sort, not one per list), cut at max_prefix
-      SELECT session_id, start, purchase_at,
-             list({{'action': {ACTION}, 'item': product_id, 'ts': derived_ts,
-                   'user_id': user_id,
-                   'search': (product_action = 'search' OR search_query IS NOT NULL)::INTEGER,
-                   'cart': {CART_DELTA}}}
-                  ORDER BY {EVENT_ORDER})[1:$max_prefix] AS steps,
-             arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
-             min(session_index) AS session_index
-      FROM browse GROUP BY session_id, start, purchase_at
+    -- The split's steps of a session: its listed steps before the purchase and the end.
+    cut AS (
+      SELECT s.*, list_filter(st.steps, lambda x: {before}) AS steps,
+             list_filter(st.index_drops, lambda x: {before})[-1].idx AS session_index
+      FROM ss AS s JOIN {EXPORT_STEPS} st USING (skey)
     ),
     s AS (
       SELECT s.session_id, s.start, s.purchase_at IS NOT NULL AS purchased, s.steps,
-             s.anonymous_id, s.session_index,
-             CASE WHEN c.page_at < {bound} OR (c.page_at IS NOT NULL AND {bound} IS NULL)
-                  THEN c.page_acq
-                  ELSE c.first_acq END AS acq,
+             CASE WHEN s.first_anonymous_id.ts < {bound} OR {bound} IS NULL
+                  THEN s.first_anonymous_id.v END AS anonymous_id,
+             s.session_index,
+             CASE WHEN s.page_at < {bound} OR (s.page_at IS NOT NULL AND {bound} IS NULL)
+                  THEN s.page_acq
+                  ELSE s.first_acq END AS acq,
              {firsts}
-      FROM seq AS s JOIN {EXPORT_SESSIONS} c USING (session_id)
+      FROM cut AS s WHERE len(s.steps) > 0
     ),
     -- Sessions are sorted here, before each becomes one row per prefix: sorting the prefix
     -- rows instead (10x more, each with its lists) took 3x the time and 15 GB on 10M

@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from ingest.transport.base import Producer
 from schemas.envelope import encode_bundle
@@ -180,7 +181,18 @@ class GroupCommitter:
         # thread should only wait on I/O, not on the GIL.
         records = split_bundles(group.frames, self._max_bundle_bytes, group.routes,
                                 self.partitions)
-        self._writes.put((group, records))
+        # A producer that can start a write without blocking (Kafka: produce_async) saves the
+        # writer thread's hops; its future is done on the client's network thread and wakes
+        # the loop once, straight into _finish.
+        produce_async = getattr(self._producer, "produce_async", None)
+        if produce_async is None:
+            self._writes.put((group, records))
+            return
+        loop = self._loop
+        assert loop is not None
+        future: Future[None] = produce_async(records)
+        future.add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._finish, group, _error_of(done)))
 
     def _write_loop(self) -> None:
         """The writer thread: each write wakes the loop once, straight into _finish."""
@@ -228,3 +240,8 @@ class GroupCommitter:
         if self._writer.is_alive():
             self._writes.put(None)
             self._writer.join()
+
+
+def _error_of(done: Future[None]) -> BaseException | None:
+    """What a finished write future says: None when it succeeded."""
+    return TransportError("write cancelled") if done.cancelled() else done.exception()

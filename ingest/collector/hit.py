@@ -45,6 +45,11 @@ class Hit:
                 raise HttpError(400, f"body is not valid JSON: {exc}") from exc
         return self._json
 
+    @property
+    def parsed(self) -> bool:
+        """True once :meth:`json` has parsed the body (its result is cached)."""
+        return self._json is not _UNSET
+
     def param(self, name: str) -> str | None:
         """First value of a query-string parameter."""
         if not self.query_string:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ingest.collector import answers, keys
 from ingest.collector.errors import HttpError
 from ingest.collector.hit import Hit
+from ingest.paths import BATCH, SEGMENT_PATHS
 
 KeyFinder = Callable[[Hit], "str | tuple[str, ...]"]
 """The request's write key; several when its events name several (Snowplow app ids), which
@@ -43,19 +44,19 @@ _GET = frozenset({"GET", "HEAD"})
 
 
 def _segment_routes() -> dict[str, Route]:
-    routes: dict[str, Route] = {}
-    singles = {
-        "track": "t", "page": "p", "identify": "i", "screen": "s", "group": "g", "alias": "a",
+    """Segment's paths, and RudderStack's and Jitsu's own (their SDKs also use Segment's):
+    the table of ingest/paths.py, which the loader reads too."""
+    by_kind = {  # (protocol, batch?) -> route
+        ("segment", False): Route("segment", _POST, keys.segment_key, answers.JSON_SUCCESS,
+                                  single_event=True),
+        ("segment", True): Route("segment", _POST, keys.segment_key, answers.JSON_SUCCESS),
+        ("rudderstack", True): Route("rudderstack", _POST, keys.segment_key, answers.OK_TEXT),
+        ("rudderstack", False): Route("rudderstack", _GET, keys.rudderstack_pixel_key,
+                                      answers.GIF, single_event=True),
+        ("jitsu", False): Route("jitsu", _POST, keys.jitsu_key, answers.JSON_SUCCESS,
+                                single_event=True),
     }
-    for long, short in singles.items():
-        route = Route("segment", _POST, keys.segment_key, answers.JSON_SUCCESS, single_event=True)
-        routes[f"/v1/{long}"] = route
-        routes[f"/v1/{short}"] = route
-    batch = Route("segment", _POST, keys.segment_key, answers.JSON_SUCCESS)
-    routes["/v1/batch"] = batch
-    routes["/v1/b"] = batch
-    routes["/v1/import"] = batch
-    return routes
+    return {path: by_kind[p.protocol, p.message == BATCH] for path, p in SEGMENT_PATHS.items()}
 
 
 # Snowplow: pixel GETs, POST tp2 batches, and any /{vendor}/{version} path (its collector's
@@ -66,24 +67,6 @@ SNOWPLOW_VENDOR = Route("snowplow", _GET | _POST, keys.snowplow_key, answers.GIF
                         respond=answers.snowplow)
 # A vendor is reverse-DNS (has a dot), so /v1/nope or /g/collect never fall through to here.
 _VENDOR_PATH = re.compile(r"/[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+/[A-Za-z0-9_.-]+")
-
-
-def _segment_family_routes() -> dict[str, Route]:
-    """RudderStack's and Jitsu's own paths; their SDKs also use the Segment paths above."""
-    routes = {
-        # rudder-sdk-js's BeaconQueue: sendBeacon of {"batch": [...], "sentAt"} as text/plain.
-        "/beacon/v1/batch": Route("rudderstack", _POST, keys.segment_key, answers.OK_TEXT),
-        # RudderStack's pixel API: writeKey, type fields and properties.<k> in the query.
-        "/pixel/v1/track": Route("rudderstack", _GET, keys.rudderstack_pixel_key, answers.GIF,
-                                 single_event=True),
-        "/pixel/v1/page": Route("rudderstack", _GET, keys.rudderstack_pixel_key, answers.GIF,
-                                single_event=True),
-    }
-    jitsu = Route("jitsu", _POST, keys.jitsu_key, answers.JSON_SUCCESS, single_event=True)
-    for kind in ("page", "track", "identify", "group", "alias", "screen"):
-        routes[f"/api/s/{kind}"] = jitsu
-        routes[f"/api/s/s2s/{kind}"] = jitsu
-    return routes
 
 
 # Universal Analytics and PostHog both post to /batch: URL-encoded hit lines vs JSON.
@@ -124,7 +107,6 @@ DN = Route("dn", _POST, keys.segment_key, answers.JSON_SUCCESS)
 ROUTES: dict[str, Route] = {
     **_segment_routes(),
     "/dn/e": DN,
-    **_segment_family_routes(),
     **_google_and_posthog_routes(),
     "/p.gif": Route("pixel", _GET, keys.pixel_key, answers.GIF, single_event=True),
     "/i": SNOWPLOW_PIXEL,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from schemas.sql import quote as quote
+from schemas.sql import quote
 
 if TYPE_CHECKING:
     from ingest.enrich.config import EnrichSettings

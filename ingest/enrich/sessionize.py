@@ -29,8 +29,9 @@ from collections.abc import Mapping
 import duckdb
 import pyarrow as pa
 
-from ingest.enrich import Batch, quote
+from ingest.enrich import Batch
 from ingest.enrich.session_store import SessionStore, VisitorKey, VisitorState
+from schemas.sql import quote
 
 _VISITOR = ("CASE WHEN anonymous_id IS NOT NULL THEN 'a:' || anonymous_id "
             "WHEN user_id IS NOT NULL THEN 'u:' || user_id END")

@@ -59,6 +59,7 @@ from schemas.delta import DataFile, read_files_sql, snapshot_files, table_uri
 from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
 from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
+from schemas.sql import quote
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
 
@@ -116,12 +117,8 @@ class Receipt:
         return sum(t.rows for t in self.tables.values())
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _list(values: Sequence[str]) -> str:
-    return "[" + ", ".join(_sql_str(v) for v in values) + "]::VARCHAR[]"
+    return "[" + ", ".join(quote(v) for v in values) + "]::VARCHAR[]"
 
 
 def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
@@ -143,7 +140,7 @@ def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
         texts += [f"coalesce({f.name}::VARCHAR, '')" for f in schema
                   if pa.types.is_binary(f.type) or pa.types.is_nested(f.type)]
         haystack = "concat_ws(chr(0), " + ", ".join(texts) + ")"
-        needles = ", ".join(f"encode({_sql_str(v)})::VARCHAR" for v in long_ids)
+        needles = ", ".join(f"encode({quote(v)})::VARCHAR" for v in long_ids)
         terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN [{needles}]])")
     if lineage:
         terms.append(f"({_LINEAGE}) IN (SELECT ({_LINEAGE}) FROM forget_lineage)")
@@ -391,7 +388,6 @@ def identifier_hash(lake: LakeLocation, tenant: str, identifier: Identifier) -> 
     except (FileNotFoundError, OSError):
         return None
     return _hash(salt, tenant, identifier)
-
 
 
 class ForgetReceipts:

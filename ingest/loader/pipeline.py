@@ -29,12 +29,13 @@ from ingest.loader.config import LoaderSettings
 from ingest.loader.decode import decode_records
 from ingest.loader.dedupe import Deduper
 from ingest.loader.protocols import Adapter, Limits, Parsed, adapters
-from ingest.loader.sql import quote, select_quarantine, select_raw
+from ingest.loader.sql import select_quarantine, select_raw
 from ingest.transport.base import Record
 from schemas.event import EVENT_SCHEMA
 from schemas.lake import UNATTRIBUTED_TENANT
 from schemas.quarantine import QUARANTINE_SCHEMA, ReasonCode
 from schemas.raw import RAW_SCHEMA
+from schemas.sql import quote
 from schemas.storage import LakeLocation
 from schemas.tenants import TENANT_ID_PATTERN, Tenants
 from schemas.version import PIPELINE_VERSION

@@ -13,7 +13,7 @@ from schemas.raw import RAW_SCHEMA
 from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
-__all__ = ["LINEAGE", "QUARANTINE_FROM_HIT", "quote", "select_columns", "select_events",
+__all__ = ["LINEAGE", "QUARANTINE_FROM_HIT", "select_columns", "select_events",
            "select_quarantine", "select_raw", "select_rejected"]
 
 

@@ -24,7 +24,13 @@ class Record:
 
 
 class Producer(Protocol):
-    """Appends records durably."""
+    """Appends records durably.
+
+    A producer may also offer ``produce_async(records) -> concurrent.futures.Future[None]``:
+    the same contract as ``produce``, but it returns at once, without blocking (it is called
+    on the collector's event loop), and the future is done when ``produce`` would have
+    returned. The group commit uses it when present (Kafka), else runs ``produce`` on its
+    writer thread (the embedded log)."""
 
     @property
     def source(self) -> str:

@@ -16,6 +16,15 @@ every partition (and every loader of the group), while each visitor's hits, and 
 its sessions and retries, stay with one loader (ingest/collector/visitor.py). A record
 without a key (none is produced today) goes to any available partition.
 
+``produce_async`` is the same contract without a thread per group: the collector's event
+loop hands the bundles to kafka-python's accumulator (which never blocks once the topic's
+metadata is known) and gets a future that kafka-python's network thread completes, once
+per group, when the broker acknowledged the last bundle. Everything that may block (the
+spool, the first metadata fetch, a failed group's spooling) goes to one worker thread
+instead, which runs ``produce``'s path. The drain thread also watches the groups in
+flight: one the client has not decided within the same bound as ``produce``'s wait is
+settled there (client discarded, bundles spooled).
+
 Delivery is at least once between collector and broker: a bundle whose acknowledgement
 was lost (broker wrote it, then the connection dropped) is spooled and sent again, and a
 crash between a drained bundle's ack and its removal from the spool re-sends it. Events
@@ -29,6 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +76,42 @@ class ProducerStats:
     """Records refused because the spool was full (their hits got 503)."""
 
 
+class _InFlight:
+    """A group sent from the event loop: its records, kafka-python's futures, the future of
+    the whole group, and who settles it (the last ack, or the drain thread's watchdog)."""
+
+    __slots__ = ("deadline", "futures", "lock", "pending", "producer", "records", "result",
+                 "settled")
+
+    def __init__(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
+                 futures: list[Any], deadline: float) -> None:
+        self.producer = producer
+        self.records = records
+        self.futures = futures
+        self.deadline = deadline
+        self.result: Future[None] = Future()
+        self.pending = len(futures)
+        self.settled = False
+        self.lock = threading.Lock()
+
+    def record_done(self) -> bool:
+        """One record decided; True for the call that decided the last one, unsettled."""
+        with self.lock:
+            self.pending -= 1
+            if self.pending or self.settled:
+                return False
+            self.settled = True
+            return True
+
+    def claim(self) -> bool:
+        """Settle the group now, whatever its records say; False when already settled."""
+        with self.lock:
+            if self.settled:
+                return False
+            self.settled = True
+            return True
+
+
 class RoutePartitioner(DefaultPartitioner):  # type: ignore[misc]
     """A 4-byte key names the partition's index (modulo the topic's partition count); other
     keys hash as Kafka's default partitioner does, and no key picks any available one."""
@@ -97,6 +143,10 @@ class KafkaProducerTransport:
         self._lock = threading.Lock()  # guards the switch between direct and spooled writes
         self._wake = threading.Event()
         self._closing = threading.Event()
+        # produce_async's blocking work (spool, first metadata fetch, a failed group)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-produce")
+        self._inflight: set[_InFlight] = set()
+        self._settle_bound_s = self._timeout_s + settings.request_timeout_ms / 1000 + 1
         self._producer: KafkaProducer | None = None
         self._broker_up = False
         self.partitions = settings.partitions
@@ -163,7 +213,11 @@ class KafkaProducerTransport:
             if self._spooling or producer is None:
                 self._to_spool(records)
                 return
-        failed = self._send(producer, records)
+        self._after_send(records, self._send(producer, records))
+
+    def _after_send(self, records: Sequence[tuple[bytes | None, bytes]], failed: list[int]
+                    ) -> None:
+        """Spool the records the broker did not acknowledge; spool from now on."""
         if failed:
             with self._lock:
                 if not self._spooling:
@@ -174,6 +228,85 @@ class KafkaProducerTransport:
                 self._broker_up = False
                 self._to_spool([records[i] for i in failed])
             self._wake.set()
+
+    def produce_async(self, records: Sequence[tuple[bytes | None, bytes]]) -> Future[None]:
+        """:meth:`produce` without blocking the caller: returns at once (it runs on the
+        collector's event loop) a future done when ``produce`` would have returned, or
+        failed with what it would have raised. One group at a time, as with ``produce``."""
+        try:
+            return self._produce_async(records)
+        except Exception as exc:  # noqa: BLE001 - a waiting request must get an answer, not hang
+            log.error("kafka produce crashed: %r", exc)
+            failed: Future[None] = Future()
+            failed.set_exception(TransportError(f"transport failure: {exc!r}"))
+            return failed
+
+    def _produce_async(self, records: Sequence[tuple[bytes | None, bytes]]) -> Future[None]:
+        if not records:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        with self._lock:
+            producer = self._producer
+            direct = not self._spooling and producer is not None and self._ready(producer)
+        if not direct or producer is None:
+            return self._worker.submit(self.produce, records)
+        try:
+            futures = self._start(producer, records)
+        except TransportError as exc:
+            failed: Future[None] = Future()
+            failed.set_exception(exc)
+            return failed
+        if len(futures) < len(records):  # the client gave up on the rest: decide off the loop
+            return self._worker.submit(self._complete, producer, records, futures, True)
+        group = _InFlight(producer, records, futures, time.monotonic() + self._settle_bound_s)
+        self._inflight.add(group)
+        for future in futures:
+            future.add_both(self._record_done, group)
+        return group.result
+
+    def _ready(self, producer: KafkaProducer) -> bool:
+        """True when ``send`` cannot block: the client knows the topic's partitions (else it
+        waits up to max_block_ms for them, which the event loop must not)."""
+        metadata = getattr(producer, "_metadata", None)
+        return metadata is not None and metadata.partitions_for_topic(self.source) is not None
+
+    def _record_done(self, group: _InFlight, _value: object) -> None:
+        # On kafka-python's network thread: nothing here may block.
+        if not group.record_done():
+            return
+        self._inflight.discard(group)
+        if all(f.exception is None for f in group.futures):
+            self.stats.acknowledged += len(group.records)
+            group.result.set_result(None)
+        else:  # spooling (or raising) may block: the worker takes it
+            self._chain(self._worker.submit(self._complete, group.producer, group.records,
+                                            group.futures, False), group.result)
+
+    def _settle_overdue(self) -> None:
+        """Drain thread: a group the client has not decided in time is decided here, as
+        ``produce`` does after its bounded wait (the client is discarded)."""
+        now = time.monotonic()
+        for group in list(self._inflight):  # list(): one step, other threads add and remove
+            if group.deadline <= now and group.claim():
+                self._inflight.discard(group)
+                self._chain(self._worker.submit(self._complete, group.producer, group.records,
+                                                group.futures, False), group.result)
+
+    @staticmethod
+    def _chain(source: Future[None], target: Future[None]) -> None:
+        def copy(done: Future[None]) -> None:
+            error = done.exception()
+            if error is None:
+                target.set_result(None)
+            else:
+                target.set_exception(error)
+        source.add_done_callback(copy)
+
+    def _complete(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
+                  futures: list[Any], wait: bool) -> None:
+        """The rest of ``produce`` for records already handed to ``producer``."""
+        self._after_send(records, self._settle(producer, records, futures, wait))
 
     def _to_spool(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         try:
@@ -191,22 +324,34 @@ class KafkaProducerTransport:
         Raises TransportError when the broker refuses a record for good (too large, not
         authorised): spooling it would only postpone the same refusal.
         """
+        return self._settle(producer, records, self._start(producer, records), True)
+
+    def _start(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]]
+               ) -> list[Any]:
+        """Hand records to the client; their futures (fewer than the records when the
+        client gave up: no metadata within max_block_ms, or the client was discarded)."""
         futures: list[Any] = []
         try:
             for key, value in records:
                 futures.append(producer.send(self.source, value=value, key=key))
         except (kafka_errors.KafkaTimeoutError, kafka_errors.IllegalStateError):
-            pass  # no metadata within max_block_ms, or a client just discarded: not acked
+            pass  # not acked
         except kafka_errors.KafkaError as exc:
             raise TransportError(f"kafka refused a record: {exc}", **describe(self.settings)
                                  ) from exc
         self.stats.produced += len(futures)
+        return futures
+
+    def _settle(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
+                futures: list[Any], wait: bool) -> list[int]:
+        """The indexes of records not acknowledged; ``wait``: for the client's verdict."""
         # kafka-python fails a record delivery_timeout_ms after it was batched, but checks
         # lazily: wait for its verdict, so that a record counted as not acknowledged (and
         # spooled) is not also still waiting in the client to be sent later. The bound only
         # guards against a client that never decides.
-        with contextlib.suppress(kafka_errors.KafkaTimeoutError):
-            producer.flush(timeout=self._timeout_s + self.settings.request_timeout_ms / 1000 + 1)
+        if wait and not all(f.is_done for f in futures):
+            with contextlib.suppress(kafka_errors.KafkaTimeoutError):
+                producer.flush(timeout=self._settle_bound_s)
         if not all(f.is_done for f in futures):
             # The client did not decide in time: discard it, so that nothing it still holds
             # is sent behind the spool's back; the drain thread connects a new one.
@@ -244,6 +389,8 @@ class KafkaProducerTransport:
             if time.monotonic() >= next_metrics:
                 self.log_metrics()
                 next_metrics = time.monotonic() + interval
+            if self._inflight:
+                self._settle_overdue()
             try:
                 progressed = self._drain_once()
             except ConfigError as exc:
@@ -315,6 +462,7 @@ class KafkaProducerTransport:
         self._closing.set()
         self._wake.set()
         self._drainer.join(timeout=self._timeout_s + 5)
+        self._worker.shutdown(wait=True)
         if self._producer is not None:
             self._producer.close(timeout=self._timeout_s)
         self.log_metrics()

@@ -7,6 +7,7 @@ quarantine rows (QUARANTINE_SCHEMA). Every hit yields at least one row in one of
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,18 +31,47 @@ class Parsed:
     quarantine: pa.Table
 
 
+_STATEMENT_END = re.compile(r";[ \t]*\n")
+
+
+def bound(sql: str, limits: Limits) -> dict[str, int] | None:
+    """The parameters statement ``sql`` names: ``$max_event_bytes``, ``$max_batch_items``."""
+    values = {"max_event_bytes": int(limits.max_event_bytes),
+              "max_batch_items": int(limits.max_batch_items)}
+    return {name: value for name, value in values.items() if f"${name}" in sql} or None
+
+
 def run_stages(con: duckdb.DuckDBPyConnection, stages: str, hits: str, limits: Limits,
                events: str, quarantine: str) -> Parsed:
-    """Run an adapter's SQL: ``stages`` (a script that reads relation ``@hits@`` and may use
-    ``@max_event_bytes@`` / ``@max_batch_items@``), then its events and quarantine selects."""
-    def bind(sql: str) -> str:
-        return (sql.replace("@hits@", hits)
-                .replace("@max_event_bytes@", str(int(limits.max_event_bytes)))
-                .replace("@max_batch_items@", str(int(limits.max_batch_items))))
+    """Run an adapter's SQL: ``stages`` (statements, each ending ``;`` at the end of a line,
+    that read relation ``@hits@``), then its events and quarantine selects.
 
-    con.execute(bind(stages))
-    return Parsed(con.sql(bind(events)).to_arrow_table(),
-                  con.sql(bind(quarantine)).to_arrow_table())
+    The limits are bound as parameters, statement by statement (DuckDB binds the last
+    statement of a script only, and no view): a stage that uses one is a table.
+    """
+    for statement in _STATEMENT_END.split(stages.replace("@hits@", hits)):
+        if statement.strip():
+            con.execute(statement, bound(statement, limits))
+    events, quarantine = (sql.replace("@hits@", hits) for sql in (events, quarantine))
+    return Parsed(con.sql(events, params=bound(events, limits)).to_arrow_table(),
+                  con.sql(quarantine, params=bound(quarantine, limits)).to_arrow_table())
+
+
+class SqlAdapter:
+    """An adapter declared in SQL: a subclass names its ``protocols`` and its SQL, ``stages``
+    (see :func:`run_stages`), ``events`` and ``quarantine`` (the selects of its two tables).
+
+    docs/adapters.md shows how to write one with the adapter kit (``kit.py``).
+    """
+
+    protocols: tuple[str, ...]
+    stages: str
+    events: str
+    quarantine: str
+
+    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
+        """Parse the hits in relation ``hits``."""
+        return run_stages(con, self.stages, hits, limits, self.events, self.quarantine)
 
 
 class Adapter(Protocol):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ingest.loader.sql import quote
 from schemas.columns import sql_type
 from schemas.event import EVENT_SCHEMA
+from schemas.sql import quote
 
 ITEM_TYPE = EVENT_SCHEMA.field("items").type.value_type
 """Arrow struct type of one element of ``items``."""
@@ -126,3 +126,33 @@ def action_case(name_expr: str, table: Mapping[str, str]) -> str:
     """SQL CASE mapping ``lower(name_expr)`` through ``table``; NULL for other names."""
     whens = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in table.items())
     return f"(CASE lower({name_expr}) {whens} END)"
+
+
+def product_columns(items: str, action: str, currency: str | None = None,
+                    props: str | None = None, one: str = "one") -> dict[str, str]:
+    """SQL of the canonical e-commerce columns of an event, the same for every protocol.
+
+    ``items`` is its ``items`` list and ``one`` its :func:`only_item`, where the product
+    columns come from; ``action`` its ``product_action``; ``currency`` the event's own
+    currency, which wins over the item's. With ``props`` (a properties struct read with
+    :data:`SEGMENT_PRODUCT` and ``order_id``, ``revenue``, ``total``: the Segment e-commerce
+    spec, also PostHog's), the event's own product fields win, and the order is its own.
+    """
+    def column(item_field: str, *own: str) -> str:
+        mine = [f"{props}.{f}" for f in own] if props else []
+        return f"coalesce({', '.join([*mine, f'{one}.{item_field}'])})" if mine else \
+            f"{one}.{item_field}"
+
+    return {
+        "product_id": column("product_id", "product_id", "sku", "id"),
+        "product_name": column("name", "name"),
+        "product_category": column("category", "category"),
+        "product_action": action,
+        "price": column("price", "price"),
+        "quantity": column("quantity", "quantity"),
+        "currency": (f"coalesce({currency}, {one}.currency)" if currency
+                     else column("currency", "currency")),
+        "items": items,
+        **({"order_id": f"{props}.order_id", "revenue": f"coalesce({props}.revenue, {props}.total)"}
+           if props else {}),
+    }

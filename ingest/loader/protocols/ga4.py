@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item, product_columns
 from ingest.loader.protocols.ga4_mp import mp_parse
 from ingest.loader.protocols.ga_items import (
     GA4_CANONICAL,
@@ -25,6 +25,18 @@ from ingest.loader.protocols.ga_items import (
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
+from ingest.loader.protocols.kit import (
+    FORMAT,
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    NOT_UTF8,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCHEMA,
+    reject,
+    too_big_event,
+    too_many_events,
+)
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import (
     decode,
@@ -38,9 +50,10 @@ from ingest.loader.protocols.urlencoded import (
     unprefixed,
     valid,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
 from schemas.event import EVENT_SCHEMA
 from schemas.quarantine import QUARANTINE_SCHEMA
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 COLUMNS = {
@@ -55,10 +68,6 @@ ITEM_KEY = "pr[0-9]+"
 _PREFIXES = ("ep.", "epn.", "up.", "upn.")
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
 
 
 _LOOKED_UP = (*COLUMNS, "ep.currency", "ep.transaction_id", "ep.value", "epn.value",
@@ -104,12 +113,10 @@ SELECT {_HIT_COLS}, query, lines, CASE WHEN hit_q IS NULL THEN {first_wins('qe')
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN text IS NULL THEN {NOT_UTF8}
       WHEN NOT query_ok THEN
-        {_q("payload_format", "'query string is not percent-encoded UTF-8'")}
-      WHEN len(lines) > @max_batch_items@ THEN
-        {_q("size", "'body of ' || len(lines) || ' events exceeds the @max_batch_items@-event "
-            "limit'")}
+        {QUERY_NOT_UTF8}
+      WHEN len(lines) > {MAX_BATCH_ITEMS} THEN {too_many_events("len(lines)", "body")}
     END AS hit_q,
     CASE WHEN query_ok THEN {entries('query', ITEM_KEY)} END AS qe
   FROM (
@@ -124,15 +131,13 @@ CREATE OR REPLACE TEMP TABLE ga_parsed AS
 SELECT *,
   CASE
     WHEN NOT line_ok THEN
-      {_q("payload_format", "'event line is not percent-encoded UTF-8'")}
-    WHEN strlen(line) > @max_event_bytes@ THEN
-      {_q("size", "'event of ' || strlen(line) || ' bytes exceeds the @max_event_bytes@-byte "
-          "limit'")}
+      {reject(FORMAT, "'event line is not percent-encoded UTF-8'")}
+    WHEN strlen(line) > {MAX_EVENT_BYTES} THEN {too_big_event("strlen(line)")}
     WHEN coalesce({_f('en')}, '') = '' THEN
-      {_q("protocol_violation", "'event has no name (en)'")}
-    WHEN len(bad) > 0 THEN {_q("schema_violation", "bad[1] || ' is not a number'")}
+      {reject(PROTOCOL, "'event has no name (en)'")}
+    WHEN len(bad) > 0 THEN {reject(SCHEMA, "bad[1] || ' is not a number'")}
     WHEN coalesce({_f('sct')}, '') <> '' AND try_cast({_f('sct')} AS INTEGER) IS NULL THEN
-      {_q("schema_violation", f"'sct (session count) is not an integer: ' || {_f('sct')}")}
+      {reject(SCHEMA, f"'sct (session count) is not an integer: ' || {_f('sct')}")}
   END AS q
 FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad
@@ -195,17 +200,10 @@ _EVENTS = {
     "screen": f"nullif({_f('sr')}, '')",
     "language": f"nullif({_f('ul')}, '')",
     "ip": "ip",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": f"coalesce({_CURRENCY}, one.currency)",
+    **product_columns("item_list", "action", _CURRENCY),
     "order_id": f"nullif({_f('ep.transaction_id')}, '')",
     "revenue": f"CASE WHEN action IN ('purchase', 'refund') "
                f"THEN try_cast(coalesce({_f('epn.value')}, {_f('ep.value')}) AS DOUBLE) END",
-    "items": "item_list",
     "search_query": f"nullif({_f('ep.search_term')}, '')",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('items', items)) END",

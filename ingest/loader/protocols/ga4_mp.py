@@ -13,11 +13,24 @@ import duckdb
 import orjson
 
 from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item
+from ingest.loader.protocols.ecommerce import GA4_ACTIONS, action_case, only_item, product_columns
 from ingest.loader.protocols.ga_items import GA4_CANONICAL, canonical_items
+from ingest.loader.protocols.kit import (
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    PROTOCOL,
+    SCALAR_TYPES,
+    SCHEMA,
+    SIZE,
+    json_body_checks,
+    not_a,
+    reject,
+    too_big_event,
+)
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import decode
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 MAX_EVENTS = 25
@@ -37,11 +50,6 @@ _DROP_TOP = orjson.dumps(dict.fromkeys(_TOP)).decode()
 _DROP_EVENT = orjson.dumps(dict.fromkeys(("name", "params", "timestamp_micros"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-_SCALAR = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
-
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
 
 
 def _absent(kind: str) -> str:
@@ -58,28 +66,24 @@ SELECT {_HIT_COLS}, query, text, hit_q, CASE WHEN hit_q IS NOT NULL THEN body EN
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
-      WHEN k IS NULL AND trim(text) = '' THEN {_q("payload_format", "'body is empty'")}
-      WHEN k IS NULL THEN {_q("payload_format", "'body is not valid JSON'")}
-      WHEN k[1] <> 'OBJECT' THEN
-        {_q("protocol_violation", "'body is a JSON ' || lower(k[1]) || ', not an object'")}
+      {json_body_checks("text", "k")}
       WHEN k[2] IS DISTINCT FROM 'ARRAY' THEN
-        {_q("protocol_violation", "'body has no events array'")}
-      WHEN n_events = 0 THEN {_q("protocol_violation", "'events holds no events'")}
-      WHEN n_events > least({MAX_EVENTS}, @max_batch_items@) THEN
-        {_q("size", "'request of ' || n_events || ' events exceeds the Measurement "
-            f"Protocol''s ' || least({MAX_EVENTS}, @max_batch_items@) || '-event limit'")}
+        {reject(PROTOCOL, "'body has no events array'")}
+      WHEN n_events = 0 THEN {reject(PROTOCOL, "'events holds no events'")}
+      WHEN n_events > least({MAX_EVENTS}, {MAX_BATCH_ITEMS}) THEN
+        {reject(SIZE, "'request of ' || n_events || ' events exceeds the Measurement "
+            f"Protocol''s ' || least({MAX_EVENTS}, {MAX_BATCH_ITEMS}) || '-event limit'")}
       WHEN {_absent('k[3]')} AND {_absent('k[4]')} THEN
-        {_q("protocol_violation", "'client_id (or app_instance_id) is required'")}
-      WHEN NOT ({_absent('k[3]')} OR k[3] IN {_SCALAR}) THEN
-        {_q("schema_violation", "'client_id must be a string'")}
-      WHEN NOT ({_absent('k[5]')} OR k[5] IN {_SCALAR}) THEN
-        {_q("schema_violation", "'user_id must be a string'")}
+        {reject(PROTOCOL, "'client_id (or app_instance_id) is required'")}
+      WHEN NOT ({_absent('k[3]')} OR k[3] IN {SCALAR_TYPES}) THEN
+        {reject(SCHEMA, "'client_id must be a string'")}
+      WHEN NOT ({_absent('k[5]')} OR k[5] IN {SCALAR_TYPES}) THEN
+        {reject(SCHEMA, "'user_id must be a string'")}
       WHEN NOT ({_absent('k[6]')} OR (k[6] IN ('BIGINT', 'UBIGINT', 'VARCHAR')
                 AND {_MICROS_OK.format(x="(text->>'$.timestamp_micros')")})) THEN
-        {_q("schema_violation", "'timestamp_micros is not an integer'")}
+        {reject(SCHEMA, "'timestamp_micros is not an integer'")}
       WHEN NOT ({_absent('k[7]')} OR k[7] = 'OBJECT') THEN
-        {_q("schema_violation", "'user_properties must be an object'")}
+        {reject(SCHEMA, "'user_properties must be an object'")}
     END AS hit_q
   FROM (
     SELECT *, CASE WHEN k[2] = 'ARRAY' THEN json_array_length(text, '$.events') END AS n_events
@@ -96,21 +100,18 @@ CREATE OR REPLACE TEMP TABLE mp_parsed AS
 SELECT *,
   CASE
     WHEN t IS NULL OR t[1] <> 'OBJECT' THEN
-      {_q("schema_violation", "'event is a JSON ' || lower(coalesce(t[1], 'nothing')) || "
-          "', not an object'")}
-    WHEN strlen(item) > @max_event_bytes@ THEN
-      {_q("size", "'event of ' || strlen(item) || ' bytes exceeds the @max_event_bytes@-byte "
-          "limit'")}
-    WHEN {_absent('t[2]')} THEN {_q("protocol_violation", "'event has no name'")}
+      {reject(SCHEMA, not_a("t[1]", "event"))}
+    WHEN strlen(item) > {MAX_EVENT_BYTES} THEN {too_big_event("strlen(item)")}
+    WHEN {_absent('t[2]')} THEN {reject(PROTOCOL, "'event has no name'")}
     WHEN t[2] <> 'VARCHAR' OR e.name = '' THEN
-      {_q("schema_violation", "'name must be a non-empty string'")}
+      {reject(SCHEMA, "'name must be a non-empty string'")}
     WHEN NOT ({_absent('t[3]')} OR t[3] = 'OBJECT') THEN
-      {_q("schema_violation", "'params must be an object'")}
+      {reject(SCHEMA, "'params must be an object'")}
     WHEN NOT ({_absent('t[4]')} OR (t[4] IN ('BIGINT', 'UBIGINT', 'VARCHAR')
               AND {_MICROS_OK.format(x='e.timestamp_micros')})) THEN
-      {_q("schema_violation", "'timestamp_micros is not an integer'")}
+      {reject(SCHEMA, "'timestamp_micros is not an integer'")}
     WHEN NOT ({_absent('t[5]')} OR t[5] = 'ARRAY') THEN
-      {_q("schema_violation", "'params.items must be a list'")}
+      {reject(SCHEMA, "'params.items must be a list'")}
   END AS q
 FROM (
   SELECT *,
@@ -173,16 +174,9 @@ _EVENTS = {
     "screen": "nullif(p.screen_resolution, '')",
     "language": "nullif(p.language, '')",
     "ip": "coalesce(nullif(top.ip_override, ''), ip)",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": "coalesce(nullif(p.currency, ''), one.currency)",
+    **product_columns("item_list", "action", "nullif(p.currency, '')"),
     "order_id": "nullif(p.transaction_id, '')",
     "revenue": "CASE WHEN action IN ('purchase', 'refund') THEN try_cast(p.value AS DOUBLE) END",
-    "items": "item_list",
     "search_query": "nullif(p.search_term, '')",
     "properties": "item->'$.params'",
     "traits": "top.user_properties",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from ingest.loader.protocols.ecommerce import item_list
 from ingest.loader.protocols.urlencoded import number_json
-from ingest.loader.sql import quote
+from schemas.sql import quote
 
 GA4_ITEM_FIELDS: Mapping[str, str] = {
     "id": "item_id", "nm": "item_name", "br": "item_brand", "ca": "item_category",

@@ -10,11 +10,16 @@ technical rest to ``extra``. Vectorised in DuckDB, like the GA4 adapter.
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
-from ingest.loader.protocols.ecommerce import UA_ACTIONS, action_case, item_struct, only_item
+from ingest.loader.protocols import SqlAdapter
+from ingest.loader.protocols.ecommerce import (
+    UA_ACTIONS,
+    action_case,
+    item_struct,
+    only_item,
+    product_columns,
+)
 from ingest.loader.protocols.ga_items import (
     UA_CANONICAL,
     UA_ITEM_FIELDS,
@@ -23,6 +28,18 @@ from ingest.loader.protocols.ga_items import (
     items_sql,
 )
 from ingest.loader.protocols.ga_lines import ITEM_ENTRIES, body_lines, events_of_lines
+from ingest.loader.protocols.kit import (
+    FORMAT,
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    NOT_UTF8,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCHEMA,
+    reject,
+    too_big_event,
+    too_many_events,
+)
 from ingest.loader.protocols.urlencoded import (
     decode,
     entries,
@@ -34,7 +51,8 @@ from ingest.loader.protocols.urlencoded import (
     object_json,
     valid,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 HIT_TYPES = {
@@ -60,10 +78,6 @@ _LOOKED_UP = (*COLUMNS, "ea", "ec", "pa", "ti", "tr", "in", "ic", "iv", "ip", "i
 _LOOKUP_SPEC = orjson.dumps(dict.fromkeys(_LOOKED_UP, "VARCHAR")).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
 
 
 def _parts(e: str, p: str) -> str:
@@ -101,14 +115,12 @@ SELECT {_HIT_COLS}, query, lines, CASE WHEN hit_q IS NULL THEN {first_wins('qe')
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
+      WHEN text IS NULL THEN {NOT_UTF8}
       WHEN NOT query_ok THEN
-        {_q("payload_format", "'query string is not percent-encoded UTF-8'")}
+        {QUERY_NOT_UTF8}
       WHEN regexp_full_match(query || text, '\\s*') THEN
-        {_q("protocol_violation", "'no hit parameters in the query string or the body'")}
-      WHEN len(lines) > @max_batch_items@ THEN
-        {_q("size", "'batch of ' || len(lines) || ' hits exceeds the @max_batch_items@-hit "
-            "limit'")}
+        {reject(PROTOCOL, "'no hit parameters in the query string or the body'")}
+      WHEN len(lines) > {MAX_BATCH_ITEMS} THEN {too_many_events("len(lines)", "batch", "hit")}
     END AS hit_q,
     CASE WHEN query_ok THEN {entries('query', PRODUCT_KEY)} END AS qe
   FROM (
@@ -121,17 +133,15 @@ FROM (
 CREATE OR REPLACE TEMP TABLE ua_parsed AS
 SELECT *,
   CASE
-    WHEN NOT line_ok THEN {_q("payload_format", "'hit line is not percent-encoded UTF-8'")}
-    WHEN strlen(line) > @max_event_bytes@ THEN
-      {_q("size", "'hit of ' || strlen(line) || ' bytes exceeds the @max_event_bytes@-byte "
-          "limit'")}
-    WHEN coalesce(f.t, '') = '' THEN {_q("protocol_violation", "'hit has no type (t)'")}
-    WHEN f.t NOT IN ({_TYPES}) THEN {_q("protocol_violation", "'unknown hit type ' || f.t")}
+    WHEN NOT line_ok THEN {reject(FORMAT, "'hit line is not percent-encoded UTF-8'")}
+    WHEN strlen(line) > {MAX_EVENT_BYTES} THEN {too_big_event("strlen(line)", "hit")}
+    WHEN coalesce(f.t, '') = '' THEN {reject(PROTOCOL, "'hit has no type (t)'")}
+    WHEN f.t NOT IN ({_TYPES}) THEN {reject(PROTOCOL, "'unknown hit type ' || f.t")}
     WHEN coalesce(f.cid, '') = '' AND coalesce(f.uid, '') = '' THEN
-      {_q("protocol_violation", "'cid or uid is required'")}
+      {reject(PROTOCOL, "'cid or uid is required'")}
     WHEN f.t = 'event' AND (coalesce(f.ec, '') = '' OR coalesce(f.ea, '') = '') THEN
-      {_q("protocol_violation", "'event hit needs ec and ea'")}
-    WHEN len(bad) > 0 THEN {_q("schema_violation", "bad[1] || ' is not a number'")}
+      {reject(PROTOCOL, "'event hit needs ec and ea'")}
+    WHEN len(bad) > 0 THEN {reject(SCHEMA, "bad[1] || ' is not a number'")}
   END AS q
 FROM (
   SELECT *, list_concat(l_bad, q_bad) AS bad, struct_pack({
@@ -201,16 +211,9 @@ _EVENTS = {
     "viewport": "nullif(f.vp, '')",
     "language": "nullif(f.ul, '')",
     "ip": "coalesce(nullif(f.uip, ''), ip)",
-    "product_id": "one.product_id",
-    "product_name": "one.name",
-    "product_category": "one.category",
-    "product_action": "action",
-    "price": "one.price",
-    "quantity": "one.quantity",
-    "currency": "coalesce(nullif(f.cu, ''), one.currency)",
+    **product_columns("item_list", "action", "nullif(f.cu, '')"),
     "order_id": "nullif(f.ti, '')",
     "revenue": "try_cast(f.tr AS DOUBLE)",
-    "items": "item_list",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('products', items)) END",
     "extra": merge_json("q_extra", "l_extra"),
@@ -226,11 +229,8 @@ _QUARANTINE = select_rejected("ua_hits", "ua_parsed", "bad_body", {
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ua_ok"
 
 
-class UniversalAnalyticsAdapter:
+class UniversalAnalyticsAdapter(SqlAdapter):
     """analytics.js / Measurement Protocol v1 hits on ``/collect`` and ``/batch``."""
 
     protocols: tuple[str, ...] = ("ga_universal",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Universal Analytics hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

@@ -9,18 +9,33 @@ of what it knows as ``$``-properties. Vectorised in DuckDB.
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SEGMENT_ACTIONS,
     SEGMENT_PRODUCT,
     action_case,
     only_item,
+    product_columns,
     segment_items,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.protocols.kit import (
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    NUMBER_TYPES,
+    PROTOCOL,
+    SCALAR_TYPES,
+    SCHEMA,
+    first_rejection,
+    json_body_checks,
+    not_a,
+    reject,
+    too_big_event,
+    too_many_events,
+)
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify",
@@ -57,12 +72,6 @@ _DROP_TOP = orjson.dumps(dict.fromkeys((
     "token", "$token", "api_key"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
-_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
-_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"
-
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
 
 
 def _kind(path: str) -> str:
@@ -76,33 +85,29 @@ def _present(path: str) -> str:
 def _validation() -> str:
     checks = [
         ("t IS NULL OR t[1] <> 'OBJECT'",
-         _q("schema_violation", "'event is a JSON ' || lower(coalesce(t[1], 'nothing')) || "
-            "', not an object'")),
-        ("strlen(item) > @max_event_bytes@",
-         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the @max_event_bytes@-byte "
-            "limit'")),
-        (f"NOT {_present('$.event')}", _q("protocol_violation", "'event has no name (event)'")),
+         reject(SCHEMA, not_a("t[1]", "event"))),
+        (f"strlen(item) > {MAX_EVENT_BYTES}", too_big_event("strlen(item)")),
+        (f"NOT {_present('$.event')}", reject(PROTOCOL, "'event has no name (event)'")),
         (f"{_kind('$.event')} <> 'VARCHAR' OR e.event = ''",
-         _q("schema_violation", "'event must be a non-empty string'")),
+         reject(SCHEMA, "'event must be a non-empty string'")),
         (f"{_present('$.properties')} AND {_kind('$.properties')} <> 'OBJECT'",
-         _q("schema_violation", f"'properties must be an object, not ' || "
+         reject(SCHEMA, f"'properties must be an object, not ' || "
             f"lower({_kind('$.properties')})")),
-        (f"NOT (coalesce({_kind('$.distinct_id')}, 'NULL') IN {_ID} "
-         f"OR coalesce({_kind(_DOLLAR_ID)}, 'NULL') IN {_ID} "
-         f"OR coalesce({_kind('$.properties.distinct_id')}, 'NULL') IN {_ID}) "
+        (f"NOT (coalesce({_kind('$.distinct_id')}, 'NULL') IN {SCALAR_TYPES} "
+         f"OR coalesce({_kind(_DOLLAR_ID)}, 'NULL') IN {SCALAR_TYPES} "
+         f"OR coalesce({_kind('$.properties.distinct_id')}, 'NULL') IN {SCALAR_TYPES}) "
          f"OR coalesce(distinct_id, '') = ''",
-         _q("protocol_violation", "'distinct_id is required'")),
+         reject(PROTOCOL, "'distinct_id is required'")),
         (f"{_present('$.timestamp')} AND ({_kind('$.timestamp')} <> 'VARCHAR' "
          "OR try_cast(e.timestamp AS TIMESTAMPTZ) IS NULL)",
-         _q("schema_violation", "'timestamp is not an ISO-8601 date: ' || "
+         reject(SCHEMA, "'timestamp is not an ISO-8601 date: ' || "
             "coalesce(e.timestamp, '?')")),
-        (f"{_present('$.offset')} AND {_kind('$.offset')} NOT IN {_NUMBER}",
-         _q("schema_violation", "'offset must be a number of milliseconds'")),
+        (f"{_present('$.offset')} AND {_kind('$.offset')} NOT IN {NUMBER_TYPES}",
+         reject(SCHEMA, "'offset must be a number of milliseconds'")),
         (f"{_present('$.uuid')} AND {_kind('$.uuid')} <> 'VARCHAR'",
-         _q("schema_violation", "'uuid must be a string'")),
+         reject(SCHEMA, "'uuid must be a string'")),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 _TYPE_WHENS = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in EVENT_TYPES.items())
@@ -118,18 +123,11 @@ SELECT {_HIT_COLS}, text, k, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS
 FROM (
   SELECT *,
     CASE
-      WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
-      WHEN k IS NULL AND trim(text) = '' THEN {_q("payload_format", "'body is empty'")}
-      WHEN k IS NULL THEN {_q("payload_format", "'body is not valid JSON'")}
-      WHEN k[1] NOT IN ('OBJECT', 'ARRAY') THEN
-        {_q("protocol_violation", "'body is a JSON ' || lower(k[1]) || ', not an event, a "
-            "list of events or a batch'")}
+      {json_body_checks("text", "k", "an event, a list of events or a batch", ("OBJECT", "ARRAY"))}
       WHEN k[1] = 'OBJECT' AND k[2] IS NOT NULL AND k[2] <> 'ARRAY' THEN
-        {_q("protocol_violation", "'batch must be a list, not ' || lower(k[2])")}
-      WHEN n_items = 0 THEN {_q("protocol_violation", "'request holds no events'")}
-      WHEN n_items > @max_batch_items@ THEN
-        {_q("size", "'request of ' || n_items || ' events exceeds the @max_batch_items@-event "
-            "limit'")}
+        {reject(PROTOCOL, "'batch must be a list, not ' || lower(k[2])")}
+      WHEN n_items = 0 THEN {reject(PROTOCOL, "'request holds no events'")}
+      WHEN n_items > {MAX_BATCH_ITEMS} THEN {too_many_events("n_items", "request")}
     END AS hit_q
   FROM (
     SELECT *, CASE WHEN k[1] = 'ARRAY' THEN json_array_length(text)
@@ -220,16 +218,7 @@ _EVENTS = {
     "language": "nullif(p.\"$browser_language\", '')",
     "timezone": "nullif(p.\"$timezone\", '')",
     "ip": "coalesce(nullif(p.\"$ip\", ''), ip)",
-    "product_id": "coalesce(p.product_id, p.sku, p.id, one.product_id)",
-    "product_name": "coalesce(p.name, one.name)",
-    "product_category": "coalesce(p.category, one.category)",
-    "product_action": "action",
-    "price": "coalesce(p.price, one.price)",
-    "currency": "coalesce(p.currency, one.currency)",
-    "quantity": "coalesce(p.quantity, one.quantity)",
-    "order_id": "p.order_id",
-    "revenue": "coalesce(p.revenue, p.total)",
-    "items": "its",
+    **product_columns("its", "action", props="p"),
     "search_query": "p.query",
     "properties": f"nullif(json_merge_patch(item->'$.properties', {quote(_TOKENS)}), '{{}}')",
     "traits": f"nullif(CASE WHEN etype = 'group' THEN p.\"$group_set\" ELSE {_SET} END, '{{}}')",
@@ -246,11 +235,8 @@ _QUARANTINE = select_rejected("ph_hits", "ph_parsed", "bad_body", {
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM ph_ok"
 
 
-class PostHogAdapter:
+class PostHogAdapter(SqlAdapter):
     """PostHog capture requests (bodies decoded to JSON by the collector)."""
 
     protocols: tuple[str, ...] = ("posthog",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse PostHog hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

@@ -12,33 +12,41 @@ Global Privacy Control and the request carried it (``x-driftnet-gpc``).
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SEGMENT_ACTIONS,
     SEGMENT_PRODUCT,
     action_case,
     only_item,
+    product_columns,
     segment_items,
+)
+from ingest.loader.protocols.kit import (
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    PROTOCOL,
+    QUERY_NOT_UTF8,
+    SCALAR_TYPES,
+    SCHEMA,
+    first_rejection,
+    json_body_checks,
+    not_a,
+    reject,
+    too_big_event,
+    too_many_events,
 )
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
-from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, quote, select_events, select_quarantine
-from schemas.sql import quote_ident
+from ingest.loader.sql import LINEAGE, QUARANTINE_FROM_HIT, select_events, select_quarantine
+from ingest.paths import BATCH, SEGMENT_PATHS, SEGMENT_TYPES
+from schemas.sql import quote, quote_ident
 from schemas.version import PIPELINE_VERSION
 
-BATCH_PATHS = ("/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch")
-PATH_TYPES = {
-    "/v1/track": "track", "/v1/t": "track", "/v1/page": "page", "/v1/p": "page",
-    "/v1/identify": "identify", "/v1/i": "identify", "/v1/screen": "screen", "/v1/s": "screen",
-    "/v1/group": "group", "/v1/g": "group", "/v1/alias": "alias", "/v1/a": "alias",
-}
-TYPES = ("track", "page", "identify", "screen", "group", "alias")
-# RudderStack's pixel API and Jitsu's ingest API name the type in the path too.
-PATH_TYPES.update({"/pixel/v1/track": "track", "/pixel/v1/page": "page"})
-PATH_TYPES.update({f"{api}{t}": t for api in ("/api/s/", "/api/s/s2s/") for t in TYPES})
+# What a path says about its body: the table the collector routes by.
+BATCH_PATHS = tuple(path for path, p in SEGMENT_PATHS.items() if p.message == BATCH)
+PATH_TYPES = {path: p.message for path, p in SEGMENT_PATHS.items() if p.message != BATCH}
 
 # Top-level message fields that map to columns; every other field goes to `extra`.
 # writeKey is a credential: it stays in the raw archive only.
@@ -96,16 +104,7 @@ _MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
 _ANON = ("CASE WHEN protocol = 'dn' AND (headers->>'x-driftnet-gpc' = '1' "
          "OR coalesce(e.anonymousId, '') = '') THEN headers->>'x-driftnet-visitor' "
          "ELSE e.anonymousId END")
-_SCALAR_ID = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
 _OBJECT_OR_NULL = "('OBJECT', 'NULL')"
-
-
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
-
-
-def _lit(text: str) -> str:
-    return quote(text)
 
 
 def _present(field: str) -> str:
@@ -121,51 +120,47 @@ def _validation() -> str:
     """CASE yielding {reason, detail} for an invalid message, NULL for a valid one."""
     checks = [
         ("item_json_type IS DISTINCT FROM 'OBJECT'",
-         _q("schema_violation", "'event is a JSON ' || lower(coalesce(item_json_type, "
-            "'nothing')) || ', not an object'")),
-        ("strlen(item) > @max_event_bytes@",
-         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the "
-            "@max_event_bytes@-byte limit'")),
+         reject(SCHEMA, not_a("item_json_type", "event"))),
+        (f"strlen(item) > {MAX_EVENT_BYTES}", too_big_event("strlen(item)")),
         (f"{_present('type')} AND t[{_T['type']}] <> 'VARCHAR'",
-         _q("schema_violation", _lit("type must be a string"))),
-        ("etype IS NULL", _q("protocol_violation", _lit("message has no type"))),
-        (f"etype NOT IN ({', '.join(quote(x) for x in TYPES)})",
-         _q("protocol_violation", "'unknown type ' || etype")),
-        (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("anonymousId must be a string"))),
-        (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("userId must be a string"))),
+         reject(SCHEMA, quote("type must be a string"))),
+        ("etype IS NULL", reject(PROTOCOL, quote("message has no type"))),
+        (f"etype NOT IN ({', '.join(quote(x) for x in SEGMENT_TYPES)})",
+         reject(PROTOCOL, "'unknown type ' || etype")),
+        (f"{_present('anonymousId')} AND t[{_T['anonymousId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("anonymousId must be a string"))),
+        (f"{_present('userId')} AND t[{_T['userId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("userId must be a string"))),
         ("coalesce(anon, '') = '' AND coalesce(e.userId, '') = ''",
-         _q("protocol_violation", _lit("anonymousId or userId is required"))),
-        (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {_SCALAR_ID}",
-         _q("schema_violation", _lit("messageId must be a string"))),
+         reject(PROTOCOL, quote("anonymousId or userId is required"))),
+        (f"{_present('messageId')} AND t[{_T['messageId']}] NOT IN {SCALAR_TYPES}",
+         reject(SCHEMA, quote("messageId must be a string"))),
         (f"etype = 'track' AND NOT {_present('event')}",
-         _q("protocol_violation", _lit("track message has no event name"))),
+         reject(PROTOCOL, quote("track message has no event name"))),
         (f"etype = 'track' AND (t[{_T['event']}] <> 'VARCHAR' OR e.event = '')",
-         _q("schema_violation", _lit("event must be a non-empty string"))),
+         reject(SCHEMA, quote("event must be a non-empty string"))),
         (f"coalesce(t[{_T['properties']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'properties must be an object, not ' || "
+         reject(SCHEMA, f"'properties must be an object, not ' || "
             f"lower(t[{_T['properties']}])")),
         (f"coalesce(t[{_T['traits']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'traits must be an object, not ' || lower(t[{_T['traits']}])")),
+         reject(SCHEMA, f"'traits must be an object, not ' || lower(t[{_T['traits']}])")),
         (f"coalesce(t[{_T['context']}], 'NULL') NOT IN {_OBJECT_OR_NULL}",
-         _q("schema_violation", f"'context must be an object, not ' || "
+         reject(SCHEMA, f"'context must be an object, not ' || "
             f"lower(t[{_T['context']}])")),
         (_bad_time("timestamp"),
-         _q("schema_violation", "'timestamp is not an ISO-8601 date: ' || "
+         reject(SCHEMA, "'timestamp is not an ISO-8601 date: ' || "
             "coalesce(e.timestamp, '?')")),
         (_bad_time("originalTimestamp"),
-         _q("schema_violation", "'originalTimestamp is not an ISO-8601 date: ' || "
+         reject(SCHEMA, "'originalTimestamp is not an ISO-8601 date: ' || "
             "coalesce(e.originalTimestamp, '?')")),
         (_bad_time("sentAt"),
-         _q("schema_violation", "'sentAt is not an ISO-8601 date: ' || coalesce(e.sentAt, '?')")),
+         reject(SCHEMA, "'sentAt is not an ISO-8601 date: ' || coalesce(e.sentAt, '?')")),
         (f"etype = 'alias' AND NOT {_present('previousId')}",
-         _q("protocol_violation", _lit("alias message has no previousId"))),
+         reject(PROTOCOL, quote("alias message has no previousId"))),
         (f"etype = 'group' AND NOT {_present('groupId')}",
-         _q("protocol_violation", _lit("group message has no groupId"))),
+         reject(PROTOCOL, quote("group message has no groupId"))),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 _PATH_TYPE_CASE = "CASE path " + " ".join(
@@ -182,12 +177,8 @@ CREATE OR REPLACE TEMP TABLE seg_hits AS
 SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
   CASE
     WHEN text IS NULL AND method = 'GET' THEN
-      {_q("payload_format", _lit("query string is not percent-encoded UTF-8"))}
-    WHEN text IS NULL THEN {_q("payload_format", _lit("body is not valid UTF-8"))}
-    WHEN kinds IS NULL AND trim(text) = '' THEN {_q("payload_format", _lit("body is empty"))}
-    WHEN kinds IS NULL THEN {_q("payload_format", _lit("body is not valid JSON"))}
-    WHEN kinds[1] <> 'OBJECT' THEN
-      {_q("protocol_violation", "'body is a JSON ' || lower(kinds[1]) || ', not an object'")}
+      {QUERY_NOT_UTF8}
+    {json_body_checks("text", "kinds")}
   END AS hit_q
 FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
       -- A GET is a RudderStack pixel: its query string, as the message it stands for.
@@ -202,12 +193,10 @@ CREATE OR REPLACE TEMP TABLE seg_batches AS
 SELECT *,
   CASE
     WHEN batch_type IS DISTINCT FROM 'ARRAY' THEN
-      {_q("protocol_violation", "'batch must be an array, not ' || "
+      {reject(PROTOCOL, "'batch must be an array, not ' || "
           "lower(coalesce(batch_type, 'missing'))")}
-    WHEN n_items = 0 THEN {_q("protocol_violation", _lit("batch holds no events"))}
-    WHEN n_items > @max_batch_items@ THEN
-      {_q("size", "'batch of ' || n_items || ' events exceeds the "
-          "@max_batch_items@-event limit'")}
+    WHEN n_items = 0 THEN {reject(PROTOCOL, quote("batch holds no events"))}
+    WHEN n_items > {MAX_BATCH_ITEMS} THEN {too_many_events("n_items", "batch")}
   END AS batch_q
 FROM (
   SELECT *, len(b.batch) AS n_items
@@ -300,16 +289,7 @@ _EVENTS = {
     "language": "c.locale",
     "timezone": "c.timezone",
     "ip": "coalesce(c.ip, ip)",
-    "product_id": "coalesce(p.product_id, p.sku, p.id, one.product_id)",
-    "product_name": "coalesce(p.name, one.name)",
-    "product_category": "coalesce(p.category, one.category)",
-    "product_action": "action",
-    "price": "coalesce(p.price, one.price)",
-    "currency": "coalesce(p.currency, one.currency)",
-    "quantity": "coalesce(p.quantity, one.quantity)",
-    "order_id": "p.order_id",
-    "revenue": "coalesce(p.revenue, p.total)",
-    "items": "its",
+    **product_columns("its", "action", props="p"),
     "search_query": "p.query",
     "properties": "e.properties",
     "traits": "e.traits",
@@ -350,11 +330,8 @@ _QUARANTINE = _quarantine_sql()
 _EVENTS_SQL = f"SELECT {select_events(_EVENTS)} FROM seg_ok"
 
 
-class SegmentAdapter:
+class SegmentAdapter(SqlAdapter):
     """Segment HTTP API, analytics.js, the Segment-spec JSON of RudderStack and Jitsu, dn.js."""
 
     protocols: tuple[str, ...] = ("segment", "rudderstack", "jitsu", "dn")
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Segment hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS_SQL, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS_SQL, _QUARANTINE

@@ -11,18 +11,31 @@ other parameter in ``extra``: nothing is dropped. The mapping table is in docs/p
 
 from __future__ import annotations
 
-import duckdb
 import orjson
 
-from ingest.loader.protocols import Limits, Parsed, run_stages
+from ingest.loader.protocols import SqlAdapter
 from ingest.loader.protocols.ecommerce import (
     SNOWPLOW_ACTIONS,
     action_case,
     item_list,
     item_struct,
     only_item,
+    product_columns,
 )
-from ingest.loader.sql import LINEAGE, quote, select_events, select_rejected
+from ingest.loader.protocols.kit import (
+    FORMAT,
+    MAX_BATCH_ITEMS,
+    MAX_EVENT_BYTES,
+    PROTOCOL,
+    SCHEMA,
+    first_rejection,
+    json_body_checks,
+    reject,
+    too_big_event,
+    too_many_events,
+)
+from ingest.loader.sql import LINEAGE, select_events, select_rejected
+from schemas.sql import quote
 from schemas.version import PIPELINE_VERSION
 
 EVENT_TYPES = {
@@ -69,10 +82,6 @@ _HEADERS = ("json_transform(headers, '{\"user-agent\": \"VARCHAR\", "
             "\"x-driftnet-nuid\": \"VARCHAR\"}')")
 
 
-def _q(reason: str, detail: str) -> str:
-    return f"{{'reason': {quote(reason)}, 'detail': {detail}}}"
-
-
 def _b64(expr: str) -> str:
     """SQL: UTF-8 text of base64 ``expr`` (url-safe or standard, padded or not), else NULL."""
     bare = f"translate(rtrim({expr}, '='), '-_', '+/')"
@@ -97,23 +106,21 @@ def _validation() -> str:
     """CASE yielding {reason, detail} for an event that cannot be loaded, NULL for a valid one."""
     checks: list[tuple[str, str]] = [
         ("query IS NOT NULL AND item IS NULL",
-         _q("payload_format", "'query string is not valid percent-encoded UTF-8'")),
+         reject(FORMAT, "'query string is not valid percent-encoded UTF-8'")),
         ("item_type IS DISTINCT FROM 'OBJECT'",
-         _q("schema_violation", "'event is a JSON ' || CASE WHEN item_type IN ('BIGINT', "
+         reject(SCHEMA, "'event is a JSON ' || CASE WHEN item_type IN ('BIGINT', "
             "'UBIGINT', 'DOUBLE') THEN 'number' WHEN item_type = 'VARCHAR' THEN 'string' "
             "ELSE lower(item_type) END || ', not an object'")),
-        ("strlen(item) > @max_event_bytes@",
-         _q("size", "'event of ' || strlen(item) || ' bytes exceeds the @max_event_bytes@-byte "
-            "limit'")),
-        ("f.tv IS NULL", _q("protocol_violation", "'tv (tracker version) is required'")),
-        ("f.p IS NULL", _q("protocol_violation", "'p (platform) is required'")),
-        ("f.e IS NULL", _q("protocol_violation", "'e (event type) is required'")),
+        (f"strlen(item) > {MAX_EVENT_BYTES}", too_big_event("strlen(item)")),
+        ("f.tv IS NULL", reject(PROTOCOL, "'tv (tracker version) is required'")),
+        ("f.p IS NULL", reject(PROTOCOL, "'p (platform) is required'")),
+        ("f.e IS NULL", reject(PROTOCOL, "'e (event type) is required'")),
         (f"f.e NOT IN ({', '.join(quote(e) for e in EVENT_TYPES)})",
-         _q("protocol_violation", "'unknown event type e=' || left(f.e, 40)")),
+         reject(PROTOCOL, "'unknown event type e=' || left(f.e, 40)")),
     ]
     for field in ("dtm", "stm", "ttm"):
-        checks.append((f"f.{field} IS NOT NULL AND NOT {_ms_ok(field)}", _q(
-            "schema_violation", f"'{field} is not a time in epoch milliseconds: ' || "
+        checks.append((f"f.{field} IS NOT NULL AND NOT {_ms_ok(field)}", reject(
+            SCHEMA, f"'{field} is not a time in epoch milliseconds: ' || "
             f"left(f.{field}, 40)")))
     # Fields of other event types are not validated: they stay in extra as sent.
     integers = {None: ("vid",), "pp": ("pp_mix", "pp_max", "pp_miy", "pp_may")}
@@ -122,39 +129,38 @@ def _validation() -> str:
             applies = "" if etype is None else f"f.e = '{etype}' AND "
             checks.append((f"{applies}f.{field} IS NOT NULL AND NOT regexp_full_match("
                            f"f.{field}, '-?[0-9]{{1,9}}')",
-                           _q("schema_violation", f"'{field} is not an integer: ' || "
+                           reject(SCHEMA, f"'{field} is not an integer: ' || "
                               f"left(f.{field}, 40)")))
     numbers = {"se": ("se_va",), "tr": ("tr_tt", "tr_tx", "tr_sh"), "ti": ("ti_pr", "ti_qu")}
     for etype, fields in numbers.items():
         for field in fields:
             checks.append((f"f.e = '{etype}' AND f.{field} IS NOT NULL AND NOT {_number_ok(field)}",
-                           _q("schema_violation", f"'{field} is not a number: ' || "
+                           reject(SCHEMA, f"'{field} is not a number: ' || "
                               f"left(f.{field}, 40)")))
     checks += [
         ("f.e = 'se' AND (f.se_ca IS NULL OR f.se_ac IS NULL)",
-         _q("protocol_violation", "'structured event (e=se) needs se_ca and se_ac'")),
+         reject(PROTOCOL, "'structured event (e=se) needs se_ca and se_ac'")),
         ("f.e = 'ue' AND f.ue_pr IS NULL AND f.ue_px IS NULL",
-         _q("protocol_violation", "'self-describing event (e=ue) without ue_pr or ue_px'")),
+         reject(PROTOCOL, "'self-describing event (e=ue) without ue_pr or ue_px'")),
         ("f.e = 'ue' AND ue_text IS NULL",
-         _q("payload_format", "'ue_px is not base64 of UTF-8 text'")),
+         reject(FORMAT, "'ue_px is not base64 of UTF-8 text'")),
         ("f.e = 'ue' AND ue_kind IS NULL",
-         _q("payload_format", "'self-describing event (ue_pr/ue_px) is not valid JSON'")),
+         reject(FORMAT, "'self-describing event (ue_pr/ue_px) is not valid JSON'")),
         ("f.e = 'ue' AND (ue_kind[1] <> 'OBJECT' OR ue_kind[2] IS DISTINCT FROM 'OBJECT' "
          "OR ue_kind[3] IS DISTINCT FROM 'VARCHAR' OR ue_kind[4] IS DISTINCT FROM 'OBJECT')",
-         _q("schema_violation", "'self-describing event must be {\"schema\": ..., \"data\": "
+         reject(SCHEMA, "'self-describing event must be {\"schema\": ..., \"data\": "
             "{\"schema\": \"iglu:...\", \"data\": {...}}}'")),
         ("f.e = 'ue' AND iglu.name = ''",
-         _q("schema_violation", "'self-describing event schema is not an Iglu URI: ' || "
+         reject(SCHEMA, "'self-describing event schema is not an Iglu URI: ' || "
             "left(ue_text->>'$.data.schema', 200)")),
         ("coalesce(f.co, f.cx) IS NOT NULL AND ctx_text IS NULL",
-         _q("payload_format", "'cx is not base64 of UTF-8 text'")),
+         reject(FORMAT, "'cx is not base64 of UTF-8 text'")),
         ("coalesce(f.co, f.cx) IS NOT NULL AND ctx_kind IS NULL",
-         _q("payload_format", "'contexts (co/cx) are not valid JSON'")),
+         reject(FORMAT, "'contexts (co/cx) are not valid JSON'")),
         ("coalesce(f.co, f.cx) IS NOT NULL AND ctx_kind[2] IS DISTINCT FROM 'ARRAY'",
-         _q("schema_violation", "'contexts must be {\"schema\": ..., \"data\": [entities]}'")),
+         reject(SCHEMA, "'contexts must be {\"schema\": ..., \"data\": [entities]}'")),
     ]
-    whens = "\n      ".join(f"WHEN {cond} THEN {result}" for cond, result in checks)
-    return f"CASE\n      {whens}\n    END"
+    return first_rejection(checks)
 
 
 # A GET's query string -> one JSON object of decoded parameters ('+' is a space in forms);
@@ -187,21 +193,15 @@ FROM (
 SELECT *, hdr."user-agent" AS header_ua, hdr."x-driftnet-nuid" AS header_nuid,
   CASE
     WHEN NOT is_post AND coalesce(query, '') = '' THEN
-      {_q("protocol_violation", "'no tracker parameters in the query string'")}
+      {reject(PROTOCOL, "'no tracker parameters in the query string'")}
     WHEN NOT is_post THEN NULL
-    WHEN text IS NULL THEN {_q("payload_format", "'body is not valid UTF-8'")}
-    WHEN kinds IS NULL AND trim(text) = '' THEN {_q("payload_format", "'body is empty'")}
-    WHEN kinds IS NULL THEN {_q("payload_format", "'body is not valid JSON'")}
-    WHEN kinds[1] <> 'OBJECT' THEN
-      {_q("protocol_violation", "'body is a JSON ' || lower(kinds[1]) || ', not a "
-          "payload_data object'")}
+    {json_body_checks("text", "kinds", "a payload_data object")}
     WHEN kinds[2] IS DISTINCT FROM 'ARRAY' THEN
-      {_q("protocol_violation", "'payload_data has no data array'")}
+      {reject(PROTOCOL, "'payload_data has no data array'")}
     WHEN json_array_length(text, '$.data') = 0 THEN
-      {_q("protocol_violation", "'payload_data holds no events'")}
-    WHEN json_array_length(text, '$.data') > @max_batch_items@ THEN
-      {_q("size", "'payload_data of ' || json_array_length(text, '$.data') || ' events exceeds "
-          "the @max_batch_items@-event limit'")}
+      {reject(PROTOCOL, "'payload_data holds no events'")}
+    WHEN json_array_length(text, '$.data') > {MAX_BATCH_ITEMS} THEN
+      {too_many_events("json_array_length(text, '$.data')", "payload_data")}
   END AS hit_q
 FROM (
   SELECT *, CASE WHEN is_post THEN try(json_type(text, ['$', '$.data'])) END AS kinds,
@@ -333,21 +333,16 @@ def _event_columns() -> dict[str, str]:
         "language": "f.lang",
         "timezone": "f.tz",
         "ip": "coalesce(f.ip, ip)",
-        "product_id": "one.product_id",
-        "product_name": "one.name",
-        "product_category": "one.category",
-        "product_action": f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' "
-                          f"WHEN iglu.name = 'site_search' THEN 'search' "
-                          f"ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END",
-        "price": "one.price",
+        **product_columns(
+            "item_list",
+            f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' WHEN iglu.name = 'site_search' "
+            f"THEN 'search' ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END"),
         "currency": "CASE f.e WHEN 'tr' THEN f.tr_cu WHEN 'ti' THEN f.ti_cu WHEN 'ue' THEN "
                     "coalesce(one.currency, ord.currency, cart_currency) END",
-        "quantity": "one.quantity",
         "order_id": "CASE f.e WHEN 'tr' THEN f.tr_id WHEN 'ti' THEN f.ti_id "
                     "WHEN 'ue' THEN ord.transaction_id END",
         "revenue": "CASE f.e WHEN 'tr' THEN CAST(f.tr_tt AS DOUBLE) "
                    "WHEN 'ue' THEN ord.revenue END",
-        "items": "item_list",
         "search_query": "CASE WHEN iglu.name = 'site_search' THEN array_to_string(try("
                         "json_transform(ue_data->'$.terms', '[\"VARCHAR\"]')), ' ') END",
         # json_merge_patch drops the nulls: only the fields the tracker sent are kept.
@@ -371,11 +366,8 @@ _QUARANTINE = select_rejected(
 _EVENTS = f"SELECT {select_events(_event_columns())} FROM sp_ok"
 
 
-class SnowplowAdapter:
+class SnowplowAdapter(SqlAdapter):
     """The Snowplow tracker protocol: JavaScript, mobile and server trackers, GET and POST."""
 
     protocols: tuple[str, ...] = ("snowplow",)
-
-    def parse(self, con: duckdb.DuckDBPyConnection, hits: str, limits: Limits) -> Parsed:
-        """Parse Snowplow hits in relation ``hits``."""
-        return run_stages(con, _STAGES, hits, limits, _EVENTS, _QUARANTINE)
+    stages, events, quarantine = _STAGES, _EVENTS, _QUARANTINE

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ingest.loader.sql import quote
+from schemas.sql import quote
 
 JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 """A JSON number literal, which a URL parameter may carry verbatim."""

@@ -172,6 +172,43 @@ def test_intent_context_is_what_the_splits_own_steps_show(tmp_path: Path) -> Non
         ("late", "/late", "Paris")}
 
 
+def test_intent_index_and_visitor_come_from_all_steps_before_the_cut(tmp_path: Path) -> None:
+    """A prefix's session_index is the lowest over the session's events before its cut
+    (the purchase or the split's end), even past max_prefix; its anonymous id is the first
+    one sent before the cut. Pins what the step lists worked out once per export give."""
+    def ev(minute: float, **kw: Any) -> dict[str, Any]:
+        return event(minute=minute, session_id="s", product_id="p", product_action="view",
+                     **kw)
+
+    write_events(tmp_path, [
+        ev(0, anonymous_id=None, session_index=None),
+        ev(1, anonymous_id="d1", session_index=7),
+        ev(2, anonymous_id="d2", session_index=5),
+        ev(3),
+        ev(50, session_index=2),                       # past max_prefix, before T1
+        ev(65, session_index=1),                       # after T1
+        event(minute=70, session_id="s", event_name="Order Completed",
+              product_action="purchase"),
+        # another session whose first purchase comes before its drop
+        event(minute=0, session_id="b", anonymous_id="e", product_id="p",
+              product_action="view", session_index=4),
+        event(minute=1, session_id="b", event_name="Order Completed",
+              product_action="purchase"),
+        event(minute=2, session_id="b", anonymous_id="e", product_id="p",
+              product_action="view", session_index=1),
+    ])
+    train = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent", train_end=T1,
+                                               max_prefix=2))["train"].to_pylist()
+    assert {(r["session_id"], r["prefix_length"], r["anonymous_id"], r["session_index"],
+             r["purchased"]) for r in train} == {
+        ("s", 1, "d1", 2, False), ("s", 2, "d1", 2, False), ("b", 1, "e", 4, True)}
+    everything = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent",
+                                                    max_prefix=3))["all"].to_pylist()
+    assert {(r["session_id"], r["session_index"], r["purchased"]) for r in everything} == {
+        ("s", 1, True), ("b", 4, True)}
+    assert [r["prefix_length"] for r in everything if r["session_id"] == "s"] == [1, 2, 3]
+
+
 def test_export_with_rates_reproduces_from_its_manifest(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     write_events(lake, [event(minute=0, session_id="s", product_action="purchase",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import split_bundles
 from ingest.collector.hit import Hit
-from ingest.collector.visitor import routing_hash, visitor_of
+from ingest.collector.visitor import SCAN_MIN_BYTES, routing_hash, visitor_of
 from schemas.envelope import encode_frame, iter_frames
 
 
@@ -78,3 +84,57 @@ def test_bundles_hold_one_partitions_frames_in_order_keyed_with_its_index() -> N
         assert [body for _, body in iter_frames(value)] == expected
     # one partition: no keys, one bundle, as before routing existed
     assert [k for k, _ in split_bundles(frames, 1 << 20, routes, partitions=1)] == [None]
+
+
+_PAD = {"context": {"page": {"url": "https://shop.example/" + "p" * 5000}}}
+# No control characters: JSON writes them as \u escapes, which send a body the slow way.
+_TEXT = st.text(st.characters(min_codepoint=32, exclude_categories=["Cs"]), max_size=12)
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), _TEXT,
+                     st.floats(allow_nan=False, allow_infinity=False))
+
+
+@given(ids=st.lists(st.one_of(_TEXT, st.integers(), st.none()), max_size=4),
+       before=st.dictionaries(_TEXT.filter(lambda k: "batch" not in k), _SCALARS,
+                              max_size=3),
+       pad_first=st.booleans(), spaced=st.booleans())
+def test_a_large_batch_routes_as_if_parsed_whole(ids: list[object], before: dict[str, object],
+                                                 pad_first: bool, spaced: bool) -> None:
+    # Large bodies are scanned up to their first event (visitor.py): same visitor, always.
+    events = [{"anonymousId": i, "event": "x", **_PAD} for i in ids]
+    doc = {**before, **(_PAD if pad_first else {}), "batch": events, "sentAt": "now"}
+    # json, not orjson: it writes integers beyond 64 bits too (orjson reads them as floats)
+    raw = json.dumps(doc, ensure_ascii=False, indent=2 if spaced else None).encode()
+    if len(raw) < SCAN_MIN_BYTES:
+        raw += b" " * SCAN_MIN_BYTES
+    scanned = _hit("POST", "/v1/batch", body=raw)
+    parsed = _hit("POST", "/v1/batch", body=raw)
+    parsed.json()  # parsed already: the router reads the parse
+    assert visitor_of("segment", scanned) == visitor_of("segment", parsed)
+    assert not scanned.parsed  # the fast path was taken
+
+
+@pytest.mark.parametrize("raw", [
+    # a duplicate key: a full parse keeps the last one
+    b'{"batch": [{"anonymousId": "A"}], "batch": [{"anonymousId": "B"}]}',
+    # an escaped spelling of the key
+    b'{"batch": [{"anonymousId": "A"}], "b\\u0061tch": [{"anonymousId": "B"}]}',
+    b'{"batch": "not a list", "anonymousId": "B"}',  # the body is then the event
+    b'{"context": {"batch": [{"anonymousId": "A"}]}, "anonymousId": "B"}',  # nested only
+    b'{"batch": [], "anonymousId": "B"}',
+    b'{"batch": [{"anonymousId": "A"}]} trailing',  # not JSON: routed by IP and UA
+    b'[{"anonymousId": "B"}]',
+    b'{"batch": [{"anonymousId": 18446744073709551616}]}',  # orjson: a float
+    b'{"batch": [{"anonymousId": "A", "n": 1e400}]}',  # orjson: not JSON
+    b'{"batch": [{"anonymousId": "A", "n": NaN}]}',
+])
+def test_large_bodies_the_scan_cannot_vouch_for_are_parsed_whole(raw: bytes) -> None:
+    raw = raw.replace(b"}]", b', "pad": "' + b"x" * SCAN_MIN_BYTES + b'"}]', 1)
+    expected = visitor_of("segment", _parsed(raw))
+    assert visitor_of("segment", _hit("POST", "/v1/batch", body=raw)) == expected
+
+
+def _parsed(raw: bytes) -> Hit:
+    hit = _hit("POST", "/v1/batch", body=raw)
+    with contextlib.suppress(HttpError):
+        hit.json()
+    return hit

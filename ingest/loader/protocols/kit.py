@@ -1,0 +1,118 @@
+"""The adapter kit: the SQL pieces every protocol adapter shares.
+
+An adapter's stages mark a rejected hit or item with a rejection (:func:`reject`): a struct
+``{reason, detail}`` whose reason is a :class:`~schemas.quarantine.ReasonCode` (the short
+names below), never a plain string, and whose detail is an SQL expression (``quote(...)``
+for a constant). The quarantine rows take both as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schemas.quarantine import ReasonCode
+from schemas.sql import quote
+
+__all__ = [
+    "FORMAT",
+    "MAX_BATCH_ITEMS",
+    "MAX_EVENT_BYTES",
+    "NOT_UTF8",
+    "NUMBER_TYPES",
+    "PROTOCOL",
+    "QUERY_NOT_UTF8",
+    "SCALAR_TYPES",
+    "SCHEMA",
+    "SIZE",
+    "Check",
+    "first_rejection",
+    "json_body_checks",
+    "not_a",
+    "reject",
+    "too_big_event",
+    "too_many_events",
+]
+
+FORMAT = ReasonCode.PAYLOAD_FORMAT
+"""Not what the protocol carries: not UTF-8, not JSON, bad percent-encoding or base64."""
+PROTOCOL = ReasonCode.PROTOCOL_VIOLATION
+"""Well-formed but against the protocol: no type, no identity, no events."""
+SCHEMA = ReasonCode.SCHEMA_VIOLATION
+"""A field of the wrong JSON type or an impossible value."""
+SIZE = ReasonCode.SIZE
+"""An event or a batch over its limit."""
+
+
+def reject(code: ReasonCode, detail: str) -> str:
+    """SQL: a rejection, the ``{reason, detail}`` struct of a ``q`` / ``hit_q`` column.
+
+    ``detail`` is an SQL expression of the text that says what exactly was wrong.
+    """
+    return f"{{'reason': {quote(ReasonCode(code).value)}, 'detail': {detail}}}"
+
+
+MAX_EVENT_BYTES = "$max_event_bytes"
+"""SQL: the byte limit of one event (:class:`~ingest.loader.protocols.Limits`), a bound
+parameter: a statement that names it gets its value from :func:`run_stages`."""
+MAX_BATCH_ITEMS = "$max_batch_items"
+"""SQL: the event limit of one batch, a bound parameter like :data:`MAX_EVENT_BYTES`."""
+
+SCALAR_TYPES = "('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE')"
+"""SQL: the JSON types an id may have (a number is taken as its text)."""
+NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+"""SQL: the JSON types of a number."""
+
+
+NOT_UTF8 = reject(FORMAT, quote("body is not valid UTF-8"))
+"""SQL: the rejection of a body whose bytes are not UTF-8."""
+QUERY_NOT_UTF8 = reject(FORMAT, quote("query string is not percent-encoded UTF-8"))
+"""SQL: the rejection of a query string that does not decode to UTF-8."""
+
+
+Check = tuple[str, str]
+"""A rejection rule: (SQL condition that is true of a bad hit or event, its :func:`reject`)."""
+
+
+def first_rejection(checks: Sequence[Check]) -> str:
+    """SQL: the rejection of the first check that fails, NULL when none does (the ``q`` of
+    an adapter's parsed stage: its rejections, declared as a list in the order they apply)."""
+    whens = "\n      ".join(f"WHEN {cond} THEN {rejection}" for cond, rejection in checks)
+    return f"CASE\n      {whens}\n    END"
+
+
+def json_body_checks(text: str, kinds: str, expected: str = "an object",
+                     roots: tuple[str, ...] = ("OBJECT",)) -> str:
+    """SQL: the ``WHEN ... THEN rejection`` clauses of a JSON body, in order: not UTF-8
+    (``text``, the decoded body, is NULL), empty, not JSON (``kinds``, a ``try(json_type(text,
+    [...]))`` list whose first path is ``'$'``, is NULL), a root that is not one of ``roots``
+    (the detail says what was ``expected``)."""
+    root = f"{kinds}[1]"
+    wrong_root = (f"{root} <> {quote(roots[0])}" if len(roots) == 1
+                  else f"{root} NOT IN ({', '.join(quote(r) for r in roots)})")
+    return "\n".join([
+        f"WHEN {text} IS NULL THEN {NOT_UTF8}",
+        f"WHEN {kinds} IS NULL AND trim({text}) = '' THEN "
+        f"{reject(FORMAT, quote('body is empty'))}",
+        f"WHEN {kinds} IS NULL THEN {reject(FORMAT, quote('body is not valid JSON'))}",
+        f"WHEN {wrong_root} THEN {reject(PROTOCOL, not_a(root, 'body', expected))}",
+    ])
+
+
+def not_a(kind: str, what: str, expected: str = "an object") -> str:
+    """SQL: the detail ``<what> is a JSON <kind>, not <expected>`` (``kind`` a JSON type name
+    or NULL, which reads as nothing)."""
+    return f"{quote(what + ' is a JSON ')} || lower(coalesce({kind}, 'nothing')) || " \
+           f"{quote(', not ' + expected)}"
+
+
+def too_big_event(size: str, what: str = "event") -> str:
+    """SQL: the rejection of an event of ``size`` bytes over :data:`MAX_EVENT_BYTES`."""
+    return reject(SIZE, f"{quote(what + ' of ')} || {size} || ' bytes exceeds the ' || "
+                        f"{MAX_EVENT_BYTES} || '-byte limit'")
+
+
+def too_many_events(count: str, what: str, unit: str = "event") -> str:
+    """SQL: the rejection of a batch (``what``) of ``count`` events over
+    :data:`MAX_BATCH_ITEMS`."""
+    return reject(SIZE, f"{quote(what + ' of ')} || {count} || {quote(f' {unit}s exceeds the ')}"
+                        f" || {MAX_BATCH_ITEMS} || {quote(f'-{unit} limit')}")

@@ -1,6 +1,7 @@
 """Loader bench: events/s of the loader's batch work on one core, stage by stage.
 
     .venv/bin/python bench/loader.py [--sessions 4000] [--passes 3] [--baseline DIR] [--parquet]
+        [--statements]
 
 What a loader does with one flush, on transport records as the collector writes them
 (~40 envelopes a bundle, 1,000 bundles a batch): ``Pipeline.process`` (decode, envelope
@@ -91,8 +92,46 @@ def _digest(table: Any, drop: tuple[str, ...] = ()) -> str:
     return digest.hexdigest()
 
 
-def worker(records_file: Path, workload: str, batch_records: int, passes: int) -> dict[str, Any]:
-    """Run one workload in this process (pinned to one core) and report its figures."""
+def time_statements(stages: dict[str, float]) -> None:
+    """Time each statement of the SQL adapters (``run_stages``) into ``stages``, keyed
+    ``sql <relation>`` (a stage's table or view: a view costs where it is read) and
+    ``sql <adapter> events`` / ``quarantine`` (the two selects)."""
+    import re
+
+    from ingest.loader import protocols
+
+    def run_stages(con: Any, sql: str, hits: str, limits: Any, events: str,
+                   quarantine: str) -> Any:
+        def timed(label: str, run: Callable[[], Any]) -> Any:
+            started = time.process_time()
+            try:
+                return run()
+            finally:
+                stages[f"sql {label}"] = (stages.get(f"sql {label}", 0.0)
+                                          + time.process_time() - started)
+
+        names = []
+        for statement in protocols._STATEMENT_END.split(sql.replace("@hits@", hits)):
+            if statement.strip():
+                name = re.search(r"(?:TABLE|VIEW)\s+(\w+)", statement)
+                names.append(name.group(1) if name else "?")
+                timed(names[-1], lambda s=statement: con.execute(
+                    s, protocols.bound(s, limits)))
+        prefix = names[0].split("_")[0] if names else "?"
+        selects = {kind: select.replace("@hits@", hits)
+                   for kind, select in (("events", events), ("quarantine", quarantine))}
+        tables = [timed(f"{prefix} {kind}", lambda q=select:
+                        con.sql(q, params=protocols.bound(q, limits)).to_arrow_table())
+                  for kind, select in selects.items()]
+        return protocols.Parsed(*tables)
+
+    protocols.run_stages = run_stages
+
+
+def worker(records_file: Path, workload: str, batch_records: int, passes: int,
+           statements: bool = False) -> dict[str, Any]:
+    """Run one workload in this process (pinned to one core) and report its figures
+    (``statements``: each SQL adapter statement's time too, see :func:`time_statements`)."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from bench.common import TENANTS
     from ingest.enrich import Chain
@@ -128,6 +167,8 @@ def worker(records_file: Path, workload: str, batch_records: int, passes: int) -
     timed(P.Pipeline, "_dedupe", "dedupe")
     timed(P, "scrub_payloads", "IP scrubbing")
     timed(LakeWriter, "append", "lake append")
+    if statements:
+        time_statements(stages)
 
     tenants = load_tenants(TENANTS)
     with tempfile.TemporaryDirectory(prefix="loader-bench-") as tmp:
@@ -165,12 +206,13 @@ def worker(records_file: Path, workload: str, batch_records: int, passes: int) -
     process = best_stages.pop("after headers", 0.0)
     total_pipeline = best - best_stages.get("lake append", 0.0)
     headers = total_pipeline - process - best_stages.get("decode", 0.0)
+    sql = {k: v for k, v in best_stages.items() if k.startswith("sql ")}
     parts = {"decode": best_stages.get("decode", 0.0), "envelope headers": headers,
-             **{k: v for k, v in best_stages.items() if k not in ("decode",)}}
+             **{k: v for k, v in best_stages.items() if k != "decode" and k not in sql}}
     accounted = sum(parts.values())
     parts["other"] = best - accounted
     return {"events": events, "quarantined": quarantined, "cpu_s": best,
-            "events_per_s": events / best, "stages": parts,
+            "events_per_s": events / best, "stages": parts, "statements": sql,
             "digest": hashlib.sha256("".join(digests).encode()).hexdigest()}
 
 
@@ -228,12 +270,13 @@ def parquet_costs(records_file: Path, batch_records: int) -> None:
 
 
 def run(tree: Path, records_file: Path, workload: str, batch_records: int,
-        passes: int) -> dict[str, Any]:
+        passes: int, statements: bool = False) -> dict[str, Any]:
     """Run the worker of this file against the source tree ``tree`` in a child process."""
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
     out = subprocess.run(
         [sys.executable, __file__, "--worker", workload, "--records-file", str(records_file),
-         "--batch-records", str(batch_records), "--passes", str(passes)],
+         "--batch-records", str(batch_records), "--passes", str(passes),
+         *(["--statements"] if statements else [])],
         capture_output=True, text=True, env=env, cwd=tree, check=False)
     if out.returncode:
         raise RuntimeError(f"worker failed for {tree}:\n{out.stderr[-3000:]}")
@@ -252,13 +295,16 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(GOALS), help="one workload")
     parser.add_argument("--parquet", action="store_true",
                         help="also measure Parquet settings on one batch")
+    parser.add_argument("--statements", action="store_true",
+                        help="also time each statement of the SQL adapters (adds a little "
+                             "overhead; views cost where they are read)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--records-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         print(json.dumps(worker(args.records_file, args.worker, args.batch_records,
-                                args.passes)))
+                                args.passes, args.statements)))
         return
     sys.path.insert(0, str(ROOT))
     trees = {"this tree": ROOT}
@@ -275,7 +321,8 @@ def main() -> None:
             best: dict[str, dict[str, Any]] = {}
             for _ in range(args.rounds):
                 for name, tree in trees.items():
-                    result = run(tree, records_file, workload, args.batch_records, args.passes)
+                    result = run(tree, records_file, workload, args.batch_records, args.passes,
+                                 args.statements)
                     if name not in best or result["cpu_s"] < best[name]["cpu_s"]:
                         best[name] = result
             print(f"\n{workload}: {len(records[workload])} records, "
@@ -286,6 +333,9 @@ def main() -> None:
                 stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages"].items())
                 print(f"  {name:9s} {result['events_per_s']:9,.0f} events/s  "
                       f"({result['cpu_s']:.2f} s: {stages})")
+                if result.get("statements"):
+                    print("            adapter SQL: " + ", ".join(
+                        f"{k[4:]} {v:.3f}" for k, v in result["statements"].items()))
             if "baseline" in best:
                 same = best["baseline"]["digest"] == best["this tree"]["digest"]
                 ratio = best["this tree"]["events_per_s"] / best["baseline"]["events_per_s"]

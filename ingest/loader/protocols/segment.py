@@ -101,8 +101,8 @@ _MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
 
 # dn.js: the envelope's cookieless id stands in for a missing anonymousId, and replaces any
 # when the tenant honours Global Privacy Control and the request carried Sec-GPC: 1.
-_ANON = ("CASE WHEN protocol = 'dn' AND (headers->>'x-driftnet-gpc' = '1' "
-         "OR coalesce(e.anonymousId, '') = '') THEN headers->>'x-driftnet-visitor' "
+_ANON = ("CASE WHEN protocol = 'dn' AND (hv[2] = '1' "
+         "OR coalesce(e.anonymousId, '') = '') THEN hv[3] "
          "ELSE e.anonymousId END")
 _OBJECT_OR_NULL = "('OBJECT', 'NULL')"
 
@@ -167,7 +167,11 @@ _PATH_TYPE_CASE = "CASE path " + " ".join(
     f"WHEN {quote(p)} THEN {quote(t)}" for p, t in PATH_TYPES.items()
 ) + " END"
 _BATCH_PATHS = ", ".join(quote(p) for p in BATCH_PATHS)
-_ITEM_COLS = ("tenant, received_at, protocol, path, headers, ip, source, source_partition, "
+# The request headers the items read (hv[1..3]), taken out of each hit's headers once: an
+# item carries three values, not the hit's headers (a batch's items would each copy them).
+_HEADER_VALUES = ("json_extract_string(headers, "
+                  "['$.\"user-agent\"', '$.\"x-driftnet-gpc\"', '$.\"x-driftnet-visitor\"'])")
+_ITEM_COLS = ("tenant, received_at, protocol, path, hv, ip, source, source_partition, "
               "source_offset, source_index")
 
 _STAGES = f"""
@@ -180,7 +184,8 @@ SELECT {_ITEM_COLS}, text, kinds[1] AS root_type, kinds[2] AS batch_type,
       {QUERY_NOT_UTF8}
     {json_body_checks("text", "kinds")}
   END AS hit_q
-FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds
+FROM (SELECT *, try(json_type(text, ['$', '$.batch'])) AS kinds,
+        {_HEADER_VALUES} AS hv
       -- A GET is a RudderStack pixel: its query string, as the message it stands for.
       FROM (SELECT *, CASE WHEN method <> 'GET' THEN try(decode(body))
                            WHEN {valid("query")}
@@ -222,8 +227,9 @@ FROM (
   FROM seg_batches WHERE batch_q IS NULL
 );
 
+-- The JSON types (t) serve the validation only: the table does not keep them.
 CREATE OR REPLACE TEMP TABLE seg_parsed AS
-SELECT *, {_validation()} AS q
+SELECT * EXCLUDE (t, path_type), {_validation()} AS q
 FROM (
   SELECT *, coalesce(e.type, path_type) AS etype, {_ANON} AS anon
   FROM (
@@ -281,7 +287,7 @@ _EVENTS = {
     "utm_campaign": "c.campaign.name",
     "utm_term": "c.campaign.term",
     "utm_content": "c.campaign.content",
-    "user_agent": "coalesce(c.userAgent, headers->>'user-agent')",
+    "user_agent": "coalesce(c.userAgent, hv[1])",
     "screen": "CASE WHEN c.screen.width IS NOT NULL THEN c.screen.width || 'x' || "
               "c.screen.height END",
     "viewport": "CASE WHEN c.screen.innerWidth IS NOT NULL THEN c.screen.innerWidth || 'x' || "

@@ -70,10 +70,6 @@ class Sessionize:
             self._batch = batch
             self.store.begin(batch.key)
             batch.on_success(self.store.commit)
-        # The steps before are lazy views: computed here and again by the view this step
-        # returns, they would run twice. Computed once, into a table both read.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE enrich_sess_in AS SELECT * FROM {relation}")
-        relation = "enrich_sess_in"
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE enrich_sess_need AS
             SELECT tenant, {_VISITOR} AS visitor, epoch_us(derived_ts) AS ts,

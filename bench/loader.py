@@ -1,7 +1,7 @@
 """Loader bench: events/s of the loader's batch work on one core, stage by stage.
 
     .venv/bin/python bench/loader.py [--sessions 4000] [--passes 3] [--baseline DIR] [--parquet]
-        [--statements]
+        [--statements] [--steps]
 
 What a loader does with one flush, on transport records as the collector writes them
 (~40 envelopes a bundle, 1,000 bundles a batch): ``Pipeline.process`` (decode, envelope
@@ -17,7 +17,9 @@ a machine shared with other work. ``--baseline DIR`` (a checkout of another comm
 ``git worktree add /tmp/base main``) runs that tree's loader on the same records in the
 same run, alternating with this tree's, and checks that both made the same rows: events
 and quarantine, every column but the quarantine's ``received_at`` (the time of the
-quarantining for a record that is not a bundle).
+quarantining for a record that is not a bundle). ``--steps`` adds the cost of each
+enrichment step on the first flush of each workload (bench/enrich.py's ``step_costs``: the
+step over its computed input and a SELECT of the result, minus that SELECT alone).
 """
 
 from __future__ import annotations
@@ -129,9 +131,10 @@ def time_statements(stages: dict[str, float]) -> None:
 
 
 def worker(records_file: Path, workload: str, batch_records: int, passes: int,
-           statements: bool = False) -> dict[str, Any]:
+           statements: bool = False, steps: bool = False) -> dict[str, Any]:
     """Run one workload in this process (pinned to one core) and report its figures
-    (``statements``: each SQL adapter statement's time too, see :func:`time_statements`)."""
+    (``statements``: each SQL adapter statement's time too, see :func:`time_statements`;
+    ``steps``: each enrichment step's cost on the first flush)."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from bench.common import TENANTS
     from ingest.enrich import Chain
@@ -211,8 +214,20 @@ def worker(records_file: Path, workload: str, batch_records: int, passes: int,
              **{k: v for k, v in best_stages.items() if k != "decode" and k not in sql}}
     accounted = sum(parts.values())
     parts["other"] = best - accounted
+    step_seconds: dict[str, float] = {}
+    if steps and workload != "enrichment off":
+        from bench.enrich import step_costs
+        from ingest.enrich import default_chain
+
+        with tempfile.TemporaryDirectory(prefix="loader-bench-") as tmp:
+            settings = LoaderSettings(lake=Path(tmp) / "lake", duckdb_threads=1)
+            chain = default_chain(None, tenants, settings.lake)
+            _, costs = step_costs(chain, records[:batch_records], settings, tenants, 3)
+            chain.close()
+        step_seconds = dict(costs)
     return {"events": events, "quarantined": quarantined, "cpu_s": best,
             "events_per_s": events / best, "stages": parts, "statements": sql,
+            "steps": step_seconds,
             "digest": hashlib.sha256("".join(digests).encode()).hexdigest()}
 
 
@@ -270,13 +285,13 @@ def parquet_costs(records_file: Path, batch_records: int) -> None:
 
 
 def run(tree: Path, records_file: Path, workload: str, batch_records: int,
-        passes: int, statements: bool = False) -> dict[str, Any]:
+        passes: int, statements: bool = False, steps: bool = False) -> dict[str, Any]:
     """Run the worker of this file against the source tree ``tree`` in a child process."""
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"}
     out = subprocess.run(
         [sys.executable, __file__, "--worker", workload, "--records-file", str(records_file),
          "--batch-records", str(batch_records), "--passes", str(passes),
-         *(["--statements"] if statements else [])],
+         *(["--statements"] if statements else []), *(["--steps"] if steps else [])],
         capture_output=True, text=True, env=env, cwd=tree, check=False)
     if out.returncode:
         raise RuntimeError(f"worker failed for {tree}:\n{out.stderr[-3000:]}")
@@ -298,13 +313,15 @@ def main() -> None:
     parser.add_argument("--statements", action="store_true",
                         help="also time each statement of the SQL adapters (adds a little "
                              "overhead; views cost where they are read)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also measure each enrichment step on the first flush")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--records-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         print(json.dumps(worker(args.records_file, args.worker, args.batch_records,
-                                args.passes, args.statements)))
+                                args.passes, args.statements, args.steps)))
         return
     sys.path.insert(0, str(ROOT))
     trees = {"this tree": ROOT}
@@ -322,7 +339,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, tree in trees.items():
                     result = run(tree, records_file, workload, args.batch_records, args.passes,
-                                 args.statements)
+                                 args.statements, args.steps)
                     if name not in best or result["cpu_s"] < best[name]["cpu_s"]:
                         best[name] = result
             print(f"\n{workload}: {len(records[workload])} records, "
@@ -336,6 +353,9 @@ def main() -> None:
                 if result.get("statements"):
                     print("            adapter SQL: " + ", ".join(
                         f"{k[4:]} {v:.3f}" for k, v in result["statements"].items()))
+                if result.get("steps"):
+                    print(f"  {'':9s} enrichment steps, first flush: " + ", ".join(
+                        f"{k} {v:.3f}" for k, v in result["steps"].items()))
             if "baseline" in best:
                 same = best["baseline"]["digest"] == best["this tree"]["digest"]
                 ratio = best["this tree"]["events_per_s"] / best["baseline"]["events_per_s"]

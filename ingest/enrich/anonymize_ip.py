@@ -175,12 +175,17 @@ class IpAnonymizer:
         ip = self.function.field(con, "ip", "tenant", "ip")
         has_ip_header = " OR ".join(f"contains(headers, '\"{h}\"')" for h in IP_HEADERS)
         headers = self.headers_function.field(con, "headers", "tenant", "headers")
-        con.register("enrich_raw_in", raw)
+        # Only the columns that change go through DuckDB: the bodies stay in Arrow.
+        con.register("enrich_raw_in", raw.select(["tenant", "ip", "headers"]))
         try:
-            return con.sql(f"""
-                SELECT * REPLACE (
-                    CASE WHEN NOT contains(headers, '"sp-anonymous"') THEN {ip} END AS ip,
-                    CASE WHEN {has_ip_header} THEN {headers} ELSE headers END AS headers)
+            out = con.sql(f"""
+                SELECT CASE WHEN NOT contains(headers, '"sp-anonymous"') THEN {ip} END AS ip,
+                       CASE WHEN {has_ip_header} THEN {headers} ELSE headers END AS headers
                 FROM enrich_raw_in""").to_arrow_table()
         finally:
             con.unregister("enrich_raw_in")
+        for name in ("ip", "headers"):
+            index = raw.schema.get_field_index(name)
+            field = raw.schema.field(index)
+            raw = raw.set_column(index, field, out[name].cast(field.type))
+        return raw

@@ -109,20 +109,25 @@ _SERVER_LIBRARIES = ("analytics-(python|node|go|java|ruby|php|dotnet|\\.net|rust
                      "|@segment/analytics-node|rudder-sdk-(python|node|go|java|ruby|php|dotnet)"
                      "|@rudderstack/rudder-sdk-node|jitsu-(node|python)|@jitsu/js-node"
                      "|posthog-(python|node|go|java|ruby|php)")
-_SERVER_SIDE = (
-    "CASE WHEN {e}.platform IN ('server', 'srv') THEN 'server_side:platform=' || {e}.platform "
-    "WHEN regexp_matches(coalesce(json_extract_string({e}.context, '$.library.name'), ''), "
+_SERVER_LIBRARY = (
+    "CASE WHEN regexp_matches(coalesce(json_extract_string(context, '$.library.name'), ''), "
     f"'^({_SERVER_LIBRARIES})$', 'i') "
-    "THEN 'server_side:library=' || json_extract_string({e}.context, '$.library.name') "
-    "WHEN {e}.protocol IN ('segment', 'rudderstack', 'jitsu') "
-    "AND json_extract({e}.context, '$.page') IS NULL "
-    "AND json_extract({e}.context, '$.userAgent') IS NULL "
-    f"AND regexp_matches(coalesce({{e}}.user_agent, ''), '^({_HTTP_CLIENTS})\\b', 'i') "
+    "THEN 'server_side:library=' || json_extract_string(context, '$.library.name') END")
+_NO_PAGE = ("json_extract(context, '$.page') IS NULL "
+            "AND json_extract(context, '$.userAgent') IS NULL")
+_SERVER_SIDE = (
+    "CASE WHEN e.platform IN ('server', 'srv') THEN 'server_side:platform=' || e.platform "
+    "WHEN c.library IS NOT NULL THEN c.library "
+    "WHEN e.protocol IN ('segment', 'rudderstack', 'jitsu') "
+    # No row in the contexts' table: a NULL context, which names no page and no browser.
+    "AND coalesce(c.no_page, TRUE) "
+    f"AND regexp_matches(coalesce(e.user_agent, ''), '^({_HTTP_CLIENTS})\\b', 'i') "
     "THEN 'server_side:http_api' END")
 """Why an event was sent server to server, else NULL: a server platform (GA4 Measurement
 Protocol without an app, Snowplow ``p=srv``, PostHog server libraries), a server SDK named
 in ``context.library``, or a Segment-family HTTP API call from an HTTP client (curl,
-python-requests, ...) whose context describes no page and no browser."""
+python-requests, ...) whose context describes no page and no browser. What it reads of the
+context comes from ``enrich_bot_contexts`` (``c``), one row per distinct context."""
 
 
 class DetectBot:
@@ -145,7 +150,14 @@ class DetectBot:
             source += f" LEFT JOIN enrich_ua_hints h ON {HINTS_JOIN}"
             hint = f"(coalesce(contains(h.chua, 'HeadlessChrome'), FALSE) OR {hint})"
         found = self.function.call(con, "e.user_agent", hint)
-        server = _SERVER_SIDE.format(e="e")
+        # The context JSON is parsed once per distinct context (events of one page share
+        # theirs), not once per event.
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE enrich_bot_contexts AS
+            SELECT context, {_SERVER_LIBRARY} AS library, {_NO_PAGE} AS no_page
+            FROM (SELECT DISTINCT context FROM {relation} WHERE context IS NOT NULL)""")
+        source += " LEFT JOIN enrich_bot_contexts c ON c.context = e.context"
+        server = _SERVER_SIDE
         # A server-to-server hit (GA4 Measurement Protocol, a server SDK, the HTTP API called
         # with curl) is not a visit by a bot: is_bot stays false and bot_reason says why.
         is_bot = ("(b._server IS NULL AND (coalesce(b.is_bot, FALSE) "

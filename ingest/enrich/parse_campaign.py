@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import duckdb
 
-from ingest.enrich import Batch, replace_columns
+from ingest.enrich import Batch
 
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.\-]*://"
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid",
@@ -31,18 +31,29 @@ def url_param(url: str, name: str) -> str:
 
 def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) -> str:
     """Fill page_host, page_path, utm_* and click_id/click_id_type where not sent."""
-    exprs = {
-        "page_host": f"coalesce(page_host, nullif(lower(regexp_extract(page_url, "
-                     f"'{_SCHEME}(?:[^@/?#]*@)?([^/?#:]+)', 1)), ''))",
-        "page_path": f"coalesce(page_path, CASE WHEN regexp_matches(page_url, '{_SCHEME}') THEN "
+    from_url = {
+        "page_host": f"nullif(lower(regexp_extract(page_url, "
+                     f"'{_SCHEME}(?:[^@/?#]*@)?([^/?#:]+)', 1)), '')",
+        "page_path": f"CASE WHEN regexp_matches(page_url, '{_SCHEME}') THEN "
                      f"coalesce(nullif(regexp_extract(page_url, '{_SCHEME}[^/?#]*([^?#]*)', 1), "
-                     f"''), '/') END)",
-        "click_id_type": f"coalesce(click_id_type, CASE WHEN {_HAS_CLICK} THEN "
-                         f"nullif(regexp_extract(page_url, '{_CLICK}', 1), '') END)",
-        "click_id": f"coalesce(click_id, CASE WHEN {_HAS_CLICK} THEN "
-                    f"nullif(url_decode(regexp_extract(page_url, '{_CLICK}', 2)), '') END)",
+                     f"''), '/') END",
+        "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN "
+                         f"nullif(regexp_extract(page_url, '{_CLICK}', 1), '') END",
+        "click_id": f"CASE WHEN {_HAS_CLICK} THEN "
+                    f"nullif(url_decode(regexp_extract(page_url, '{_CLICK}', 2)), '') END",
     }
     for field in ("source", "medium", "campaign", "term", "content"):
-        exprs[f"utm_{field}"] = (f"coalesce(utm_{field}, CASE WHEN contains(page_url, 'utm_') "
-                                 f"THEN {url_param('page_url', f'utm_{field}')} END)")
-    return replace_columns(con, relation, "enrich_campaign", exprs)
+        from_url[f"utm_{field}"] = (f"CASE WHEN contains(page_url, 'utm_') "
+                                    f"THEN {url_param('page_url', f'utm_{field}')} END")
+    # A batch holds far fewer distinct page URLs than events (50-event batch bodies often
+    # one): the regular expressions run once per URL and the results are joined back.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE enrich_campaign_urls AS
+        SELECT page_url, {", ".join(f"{expr} AS {col}" for col, expr in from_url.items())}
+        FROM (SELECT DISTINCT page_url FROM {relation} WHERE page_url IS NOT NULL)""")
+    replaced = ", ".join(f"coalesce(e.{col}, u.{col}) AS {col}" for col in from_url)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW enrich_campaign AS
+        SELECT e.* REPLACE ({replaced})
+        FROM {relation} e LEFT JOIN enrich_campaign_urls u ON u.page_url = e.page_url""")
+    return "enrich_campaign"

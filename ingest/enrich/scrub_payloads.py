@@ -62,28 +62,34 @@ def scrub_payloads(con: duckdb.DuckDBPyConnection, anonymizer: IpAnonymizer, tab
     text = "concat_ws(chr(10), " + ", ".join(
         f"coalesce(try(decode({c})), CAST({c} AS VARCHAR))"
         if pa.types.is_binary(table.schema.field(c).type) else c for c in columns) + ")"
+    # One scan of the payloads: the text is made and searched within a single projection,
+    # never stored (a CTE read three times would copy every body). The IPs the events
+    # carried are only those of the rows being scrubbed (quarantine rows are few).
     try:
         found = con.sql(f"""
-            WITH t AS (
-                SELECT _row, tenant, {_LINEAGE}, {text} AS txt FROM scrub_in
-            ), carried AS (
+            WITH carried AS (
                 SELECT e.{_LINEAGE.replace(", ", ", e.")}, e.ip AS v
-                FROM scrub_events e LEFT JOIN scrub_raw r USING ({_LINEAGE})
+                FROM scrub_events e SEMI JOIN scrub_in USING ({_LINEAGE})
+                LEFT JOIN scrub_raw r USING ({_LINEAGE})
                 WHERE e.ip IS NOT NULL AND e.ip IS DISTINCT FROM r.ip
                 UNION
                 SELECT {_LINEAGE}, json_extract_string(context, '$.ip')
-                FROM scrub_events WHERE contains(context, '"ip"')
+                FROM scrub_events SEMI JOIN scrub_in USING ({_LINEAGE})
+                WHERE contains(context, '"ip"')
+            ), lists AS (
+                SELECT {_LINEAGE}, list(v) AS vs FROM carried GROUP BY ALL
             ), c AS (
-                SELECT t._row, t.tenant, k.v FROM t JOIN carried k USING ({_LINEAGE})
-                WHERE contains(t.txt, k.v)
-                UNION ALL
-                SELECT _row, tenant, unnest(regexp_extract_all(txt, {_JSON_IP}, 1))
-                FROM t WHERE contains(txt, 'ip"')
-                UNION ALL
-                SELECT _row, tenant, unnest(regexp_extract_all(txt, {_QUERY_IP}, 1))
-                FROM t WHERE contains(txt, 'ip=')
+                SELECT _row, tenant, list_concat(
+                    list_filter(coalesce(k.vs, []), lambda x: contains(txt, x)),
+                    CASE WHEN contains(txt, 'ip"')
+                         THEN regexp_extract_all(txt, {_JSON_IP}, 1) END,
+                    CASE WHEN contains(txt, 'ip=')
+                         THEN regexp_extract_all(txt, {_QUERY_IP}, 1) END) AS vs
+                FROM (SELECT _row, tenant, {_LINEAGE}, {text} AS txt FROM scrub_in) s
+                LEFT JOIN lists k USING ({_LINEAGE})
             )
-            SELECT _row, any_value(tenant) AS tenant, list(DISTINCT v) AS ips FROM c
+            SELECT _row, any_value(tenant) AS tenant, list(DISTINCT v) AS ips
+            FROM (SELECT _row, tenant, unnest(vs) AS v FROM c WHERE len(vs) > 0)
             WHERE regexp_full_match(v, '[0-9A-Fa-f:.]{{3,45}}')
             GROUP BY _row ORDER BY _row""").to_arrow_table()
     finally:

@@ -140,22 +140,19 @@ class GroupCommitter:
 
         A plain function returning the future, not a coroutine: one object and one frame less
         per request; awaiting it is the same."""
-        loop = self._loop
-        if loop is None or self._closing:
-            raise TransportError("collector is shutting down")
-        waiter = loop.create_future()
-        group = self._open
-        group.frames.append(frame)
-        group.routes.append(route)
-        group.nbytes += len(frame)
+        group = self._add(frame, route)
+        assert self._loop is not None
+        waiter = self._loop.create_future()
         group.waiters.append(waiter)
-        if not self._writing and not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._begin)
         return waiter
 
     def submit_callback(self, frame: bytes, route: int, done: Done) -> None:
         """:meth:`submit`, with ``done`` called (on the loop) instead of a future resolved."""
+        self._add(frame, route).callbacks.append(done)
+
+    def _add(self, frame: bytes, route: int) -> _Group:
+        """Put ``frame`` in the open group (its write starts on the loop's next turn, or
+        when the write in progress ends) and return that group."""
         loop = self._loop
         if loop is None or self._closing:
             raise TransportError("collector is shutting down")
@@ -163,10 +160,10 @@ class GroupCommitter:
         group.frames.append(frame)
         group.routes.append(route)
         group.nbytes += len(frame)
-        group.callbacks.append(done)
         if not self._writing and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._begin)
+        return group
 
     def _begin(self) -> None:
         self._scheduled = False

@@ -87,8 +87,10 @@ def test_bundles_hold_one_partitions_frames_in_order_keyed_with_its_index() -> N
 
 
 _PAD = {"context": {"page": {"url": "https://shop.example/" + "p" * 5000}}}
-# No control characters: JSON writes them as \u escapes, which send a body the slow way.
-_TEXT = st.text(st.characters(min_codepoint=32, exclude_categories=["Cs"]), max_size=12)
+# No control characters and no backslash: JSON writes them as escapes, and a backslash
+# before a `u` reads as a \u escape, which sends a body the slow way (tested below).
+_TEXT = st.text(st.characters(min_codepoint=32, exclude_categories=["Cs"],
+                              exclude_characters="\\"), max_size=12)
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), _TEXT,
                      st.floats(allow_nan=False, allow_infinity=False))
 

@@ -79,12 +79,6 @@ user id (what :data:`IDENTITIES` reads)."""
 _INFERRED = "export_inferred"
 
 
-def recipe_columns(recipe: str) -> tuple[str, ...]:
-    """The ``session_events`` columns a recipe reads."""
-    return tuple(dict.fromkeys(_SESSIONS_COLUMNS if recipe == "sessions"
-                               else _INTENT_SOURCE_COLUMNS))
-
-
 def _intent_steps_sql() -> str:
     """The rows of :data:`EXPORT_STEPS`: per session (by its integer key), its first
     ``$max_prefix`` events as steps, in :data:`EVENT_ORDER`, and the points where the
@@ -142,7 +136,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
                     + inferred_sessions_sql(ROW_KEY_COLUMNS))
         if spec.recipe == "sessions":
             con.execute(f"CREATE TEMP TABLE {EXPORT_EVENTS} AS " + narrow_session_events_sql(
-                recipe_columns(spec.recipe), inferred=_INFERRED))
+                _SESSIONS_COLUMNS, inferred=_INFERRED))
             con.execute(f"CREATE TEMP TABLE {EXPORT_SESSIONS} AS SELECT session_id, "
                         f"min(derived_ts) AS start FROM {EXPORT_EVENTS} GROUP BY session_id")
         else:

@@ -198,3 +198,15 @@ def replace_columns(
     con.execute(f"CREATE OR REPLACE TEMP VIEW {output} AS "
                 f"SELECT * REPLACE ({replaced}) FROM {relation}")
     return output
+
+
+def per_distinct(con: duckdb.DuckDBPyConnection, relation: str, output: str, key: str,
+                 exprs: dict[str, str]) -> str:
+    """Create the table ``output``: one row per distinct non-NULL ``key`` of ``relation``
+    with ``exprs`` computed on it, for a step to join back by ``key``. A batch holds far
+    fewer distinct page URLs or contexts than events, so SQL that is costly per row (regular
+    expressions, JSON reads) runs once per value."""
+    computed = ", ".join(f"{expr} AS {col}" for col, expr in exprs.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {output} AS SELECT {key}, {computed} "
+                f"FROM (SELECT DISTINCT {key} FROM {relation} WHERE {key} IS NOT NULL)")
+    return output

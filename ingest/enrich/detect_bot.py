@@ -24,7 +24,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest.enrich import Batch
+from ingest.enrich import Batch, per_distinct
 from ingest.enrich.config import BotSettings
 from ingest.enrich.lookup import DistinctFunction
 from ingest.enrich.parse_user_agent import (
@@ -152,10 +152,8 @@ class DetectBot:
         found = self.function.call(con, "e.user_agent", hint)
         # The context JSON is parsed once per distinct context (events of one page share
         # theirs), not once per event.
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE enrich_bot_contexts AS
-            SELECT context, {_SERVER_LIBRARY} AS library, {_NO_PAGE} AS no_page
-            FROM (SELECT DISTINCT context FROM {relation} WHERE context IS NOT NULL)""")
+        per_distinct(con, relation, "enrich_bot_contexts", "context",
+                     {"library": _SERVER_LIBRARY, "no_page": _NO_PAGE})
         source += " LEFT JOIN enrich_bot_contexts c ON c.context = e.context"
         server = _SERVER_SIDE
         # A server-to-server hit (GA4 Measurement Protocol, a server SDK, the HTTP API called

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import duckdb
 
-from ingest.enrich import Batch
+from ingest.enrich import Batch, per_distinct
 
 _SCHEME = r"^[A-Za-z][A-Za-z0-9+.\-]*://"
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid",
@@ -47,10 +47,7 @@ def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) 
                                     f"THEN {url_param('page_url', f'utm_{field}')} END")
     # A batch holds far fewer distinct page URLs than events (50-event batch bodies often
     # one): the regular expressions run once per URL and the results are joined back.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE enrich_campaign_urls AS
-        SELECT page_url, {", ".join(f"{expr} AS {col}" for col, expr in from_url.items())}
-        FROM (SELECT DISTINCT page_url FROM {relation} WHERE page_url IS NOT NULL)""")
+    per_distinct(con, relation, "enrich_campaign_urls", "page_url", from_url)
     replaced = ", ".join(f"coalesce(e.{col}, u.{col}) AS {col}" for col in from_url)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW enrich_campaign AS

@@ -2,14 +2,17 @@
 
 Set-at-a-time in DuckDB, a handful of scans whatever the number of fields:
 
-1. columns, in one scan: per event name and day events, filled, first and last seen (so
-   fill over time and first/last seen come from one small grouped table); per event name
-   and overall approximate distinct counts (HyperLogLog);
+1. columns but the JSON ones, in one scan: per event name and day events, filled, first
+   and last seen (so fill over time and first/last seen come from one small grouped
+   table); per event name and overall approximate distinct counts (HyperLogLog);
 2. columns: top values, one UNPIVOT scan of the columns with few enough distinct values
    (on a sample past ``top_values_sample_rows`` events);
-3. JSON paths: ``json_tree`` over ``items``, ``properties``, ``traits``, ``context`` and
-   ``extra`` flattens every document into (path, type, value) rows, array indices folded
-   to ``[*]``, aggregated like the columns in one pass; a second pass counts top values;
+3. JSON: one scan groups the documents of ``items``, ``properties``, ``traits``,
+   ``context`` and ``extra`` by (event name, day, text); ``json_tree`` flattens each
+   distinct text once into (path, type, value) leaves, array indices folded to ``[*]``.
+   Filled, types and first/last seen per path come from the texts' shapes (their leaves'
+   paths and types: far fewer than texts), distinct counts and top values (exact) from
+   each event name's distinct texts; the JSON columns' own figures from the documents;
 4. JSON paths that copy a column: aliases.py, one scan of at most 200k events.
 
 No Python runs per event; Python only shapes the aggregated rows into the report.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -130,48 +134,83 @@ def _worth_top_values(filled: int, distinct: int, opts: DiscoverOptions) -> bool
     return filled > 0 and distinct <= opts.top_values_max_distinct and distinct * 2 <= filled
 
 
+_DOCS = "discover_json_docs"
+_TEXTS = "discover_json_texts"
+_LEAVES = "discover_json_leaves"
+_SHAPES = "discover_json_shapes"
+_SHAPE_LEAVES = "discover_json_shape_leaves"
+_TEMP_TABLES = (_DOCS, _TEXTS, _LEAVES, _SHAPES, _SHAPE_LEAVES)
+
+
 def _json_docs_sql(scope: str) -> str:
-    """(src, event_name, date, h, doc, w, a, b): each distinct document of a JSON source
-    per event name and day (``h``: a 64-bit hash of its text), with how many events carry
-    it and their first and last received_at. Payloads repeat a lot (a visitor's
-    ``context``, a product's ``properties``): on 10M events, 20M documents are 1.8M per
-    event name and day, and 0.42M distinct texts."""
+    """(src, event_name, date, doc, w, a, b): each distinct document of a JSON source per
+    event name and day, with how many events carry it and their first and last
+    received_at. Payloads repeat a lot (a visitor's ``context``, a product's
+    ``properties``): on 10M events, 20M documents are 1.8M per event name and day, and
+    0.42M distinct texts. Grouped by the text itself: DuckDB's ``hash`` is no identity
+    (on the 10M bench lake, 11 pairs of contexts differing in two digits share one)."""
     parts = []
     for src in JSON_SOURCES:
         text = f"to_json({quote_ident(src)})::VARCHAR" if src == "items" else quote_ident(src)
         parts.append(f"SELECT {quote(src)} AS src, event_name, date, received_at, "
                      f"{text} AS doc FROM {scope} WHERE {quote_ident(src)} IS NOT NULL")
     return f"""
-    SELECT src, event_name, date, hash(doc) AS h, any_value(doc) AS doc, count(*) AS w,
-           min(received_at) AS a, max(received_at) AS b
+    SELECT src, event_name, date, doc, count(*) AS w, min(received_at) AS a,
+           max(received_at) AS b
     FROM ({" UNION ALL ".join(parts)})
-    GROUP BY src, event_name, date, h"""
+    GROUP BY src, event_name, date, doc"""
 
 
-def _json_rows_sql(scope: str) -> str:
-    """(src, event_name, date, w, a, b, type, path, first_elem, v) per JSON leaf of each
-    distinct document (:func:`_json_docs_sql`; ``w`` events carry it). Each distinct text
-    is flattened once, whatever the event names and days it appears under (4x fewer
-    ``json_tree`` calls on 10M events), and its leaves joined back by hash (two different
-    texts with the same 64-bit hash among a million: odds about 1 in 30 million)."""
-    # Array indices fold to [*]; an event counts once per path, through its first element.
-    return f"""
-    WITH d AS MATERIALIZED ({_json_docs_sql(scope)}),
-    leaves AS (
-      SELECT u.h, j.type,
-             CASE WHEN contains(j.fullkey, '[')
-                  THEN regexp_replace(j.fullkey, '\\[[0-9]+\\]', '[*]', 'g')
-                  ELSE j.fullkey END AS path,
-             NOT contains(j.fullkey, '[') OR NOT regexp_matches(j.fullkey, '\\[[1-9][0-9]*\\]')
-               AS first_elem,
-             CASE WHEN j.type <> 'NULL'
-                  THEN left(json_extract_string(j.value, '$'), {MAX_VALUE_CHARS}) END AS v
-      FROM (SELECT h, any_value(doc) AS doc FROM d GROUP BY h) u,
-           json_tree(TRY_CAST(u.doc AS JSON)) j
-      WHERE j.type NOT IN ('OBJECT', 'ARRAY')
-    )
-    SELECT d.src, d.event_name, d.date, d.w, d.a, d.b, l.type, l.path, l.first_elem, l.v
-    FROM d JOIN leaves l USING (h)"""
+def _flatten_json(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any]) -> None:
+    """The JSON documents in scope, flattened once into temp tables:
+
+    - ``_DOCS`` (src, event_name, date, h, w, a, b): :func:`_json_docs_sql`, each text
+      replaced by its number ``h`` in ``_TEXTS`` (h, doc), the distinct texts;
+    - ``_LEAVES`` (h, type, path, first_elem, v): the leaves of each distinct text, array
+      indices folded to ``[*]`` (an event counts once per path, through its first
+      element); each text is flattened once whatever the event names and days it appears
+      under;
+    - ``_SHAPES`` (h, shape): a text's shape is its leaves' (type, path, first_elem), with
+      repeats, as the sum of an MD5-derived 64-bit number per distinct (type, path,
+      first_elem) (a multiset hash: the order of the leaves does not matter); thousands of
+      texts share one (a visitor's context differs from another's in values, not paths),
+      so the counts per path come from shapes;
+    - ``_SHAPE_LEAVES`` (shape, type, path, first_elem, k): each shape's leaves, ``k``
+      times each."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_DOCS} AS {_json_docs_sql(scope)}",
+                params or None)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_TEXTS} AS "
+                f"SELECT doc, row_number() OVER () AS h FROM (SELECT DISTINCT doc FROM {_DOCS})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_DOCS} AS "
+                f"SELECT * EXCLUDE (doc) FROM {_DOCS} JOIN {_TEXTS} USING (doc)")
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {_LEAVES} AS
+    SELECT u.h, j.type,
+           CASE WHEN contains(j.fullkey, '[')
+                THEN regexp_replace(j.fullkey, '\\[[0-9]+\\]', '[*]', 'g')
+                ELSE j.fullkey END AS path,
+           NOT contains(j.fullkey, '[') OR NOT regexp_matches(j.fullkey, '\\[[1-9][0-9]*\\]')
+             AS first_elem,
+           CASE WHEN j.type <> 'NULL'
+                THEN left(json_extract_string(j.value, '$'), {MAX_VALUE_CHARS}) END AS v
+    FROM {_TEXTS} u, json_tree(TRY_CAST(u.doc AS JSON)) j
+    WHERE j.type NOT IN ('OBJECT', 'ARRAY')""")
+    con.execute(f"DROP TABLE {_TEXTS}")
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {_SHAPES} AS
+    SELECT h, sum(m) AS shape
+    FROM {_LEAVES} JOIN (
+      SELECT type, path, first_elem,
+             md5_number_upper(concat_ws(chr(31), type, path, first_elem)) AS m
+      FROM (SELECT DISTINCT type, path, first_elem FROM {_LEAVES})
+    ) USING (type, path, first_elem)
+    GROUP BY h""")
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE {_SHAPE_LEAVES} AS
+    SELECT s.shape, l.type, l.path, l.first_elem, count(*) AS k
+    FROM (SELECT shape, any_value(h) AS h FROM {_SHAPES} GROUP BY shape) s
+    JOIN {_LEAVES} l USING (h)
+    GROUP BY ALL""")
 
 
 def json_field_name(source: str, path: str) -> str:
@@ -180,23 +219,51 @@ def json_field_name(source: str, path: str) -> str:
     return source + (path[1:] if path.startswith("$") else "." + path)
 
 
-def _json_stats(con: duckdb.DuckDBPyConnection, scope: str,
-                params: dict[str, Any]) -> list[dict[str, Any]]:
+def _json_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per (source, path) and event name, overall, and per day: filled events, types,
+    first and last seen (from shapes, weighted by events); per event name and overall,
+    approximate distinct values (from each event name's distinct texts)."""
     type_sums = ", ".join(
-        f"sum(CASE WHEN type = {quote(t)} THEN w ELSE 0 END)::BIGINT AS {_type_col(t)}"
+        f"sum(CASE WHEN type = {quote(t)} THEN w * k ELSE 0 END)::BIGINT AS {_type_col(t)}"
         for t in JSON_TYPES)
-    sql = f"""
+    rows = _rows(con, f"""
     SELECT src, path, event_name, date,
            grouping(event_name) AS g_event, grouping(date) AS g_date,
-           sum(CASE WHEN first_elem AND type <> 'NULL' THEN w ELSE 0 END)::BIGINT AS filled,
-           approx_count_distinct(v) AS distinct_values,
+           sum(CASE WHEN first_elem AND type <> 'NULL' THEN w * k ELSE 0 END)::BIGINT AS filled,
            min(CASE WHEN type <> 'NULL' THEN a END) AS first_seen,
            max(CASE WHEN type <> 'NULL' THEN b END) AS last_seen,
            {type_sums}
-    FROM ({_json_rows_sql(scope)})
+    FROM (SELECT src, event_name, date, shape, sum(w) AS w, min(a) AS a, max(b) AS b
+          FROM {_DOCS} JOIN {_SHAPES} USING (h) GROUP BY ALL)
+    JOIN {_SHAPE_LEAVES} USING (shape)
     GROUP BY GROUPING SETS ((src, path, event_name), (src, path), (src, path, date))
-    """
-    return _rows(con, sql, params)
+    """, {})
+    distinct = {(r["src"], r["path"], None if r["g_event"] else r["event_name"]):
+                int(r["distinct_values"]) for r in _rows(con, f"""
+    SELECT src, path, event_name, grouping(event_name) AS g_event,
+           approx_count_distinct(v) AS distinct_values
+    FROM (SELECT DISTINCT src, event_name, h FROM {_DOCS}) JOIN {_LEAVES} USING (h)
+    GROUP BY GROUPING SETS ((src, path, event_name), (src, path))""", {})}
+    for row in rows:
+        if row["g_date"]:
+            name = None if row["g_event"] else row["event_name"]
+            row["distinct_values"] = distinct.get((row["src"], row["path"], name), 0)
+    return rows
+
+
+def _json_source_columns(con: duckdb.DuckDBPyConnection) -> tuple[
+        list[dict[str, Any]], dict[str | None, dict[str, int]]]:
+    """The JSON source columns' own figures, from their documents (the column scan skips
+    these wide columns): events filled and first/last seen per (source, event name, day);
+    distinct texts per event name and overall (exact)."""
+    counts = _rows(con, f"SELECT src, event_name, date, sum(w)::BIGINT AS n, min(a) AS a, "
+                        f"max(b) AS b FROM {_DOCS} GROUP BY ALL", {})
+    distinct: dict[str | None, dict[str, int]] = defaultdict(dict)
+    for r in _rows(con, f"""
+        SELECT src, event_name, grouping(event_name) AS g_event, count(DISTINCT h) AS d
+        FROM {_DOCS} GROUP BY GROUPING SETS ((src, event_name), (src))""", {}):
+        distinct[None if r["g_event"] else r["event_name"]][r["src"]] = int(r["d"])
+    return counts, distinct
 
 
 def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Catalog:
@@ -204,48 +271,90 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     JSON paths that copy a column are listed as its aliases, not as fields."""
     scope, params = _scope(opts)
     types = view_columns(con)
-    columns = list(types)
-    counts, distinct = _column_stats(con, scope, params, columns)
+    scanned = [c for c in types if c not in JSON_SOURCES]
+    counts, distinct = _column_stats(con, scope, params, scanned)
+    # The columns' top values read a seeded sample, which DuckDB reads on one thread: they
+    # run beside the JSON pass, on a connection of its own (a cursor: same database, views
+    # and settings but the session time zone, which nothing in the JSON pass reads).
+    json_con = con.cursor()
+    with ThreadPoolExecutor(1) as pool:
+        column_tops = pool.submit(_column_tops, con, opts, (scanned, counts, distinct), params)
+        try:
+            _flatten_json(json_con, scope, params)
+            json_counts, json_distinct = _json_source_columns(json_con)
+            for name, per_column in json_distinct.items():
+                distinct.setdefault(name, {}).update(per_column)
+            tops = column_tops.result()
+            return _build((con, json_con), opts, (scope, params), types,
+                          (counts, json_counts), (distinct, tops))
+        finally:
+            for table in _TEMP_TABLES:
+                json_con.execute(f"DROP TABLE IF EXISTS {table}")
+            json_con.close()
 
+
+def _column_tops(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions,
+                 stats: tuple[list[str], list[dict[str, Any]], dict[str | None, dict[str, int]]],
+                 params: dict[str, Any]) -> dict[Key, list[tuple[str, int]]]:
+    """Top values of the columns worth them (:func:`_worth_top_values`). They are about
+    what is common: past top_values_sample_rows events they are counted on a sample of
+    DuckDB vectors (counts scaled back), which keeps their cost flat."""
+    scanned, counts, distinct = stats
+    total = sum(row["events"] for row in counts)
+    fraction = opts.top_values_sample_rows / total if total else 1.0
+    fraction = fraction if fraction < 0.5 else 1.0  # a sample must save real work
+    sample_scope, _ = _scope(opts, fraction)
+    top_columns = [c for i, c in enumerate(scanned) if _worth_top_values(
+        sum(row[f"n{i}"] or 0 for row in counts), distinct.get(None, {}).get(c, 0), opts)]
+    if not top_columns:
+        return {}
+    return {k: _scaled(v, fraction) for k, v in _top_values(
+        con, _column_top_sql(sample_scope, top_columns), opts.top_k, params).items()}
+
+
+def _build(cons: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
+           opts: DiscoverOptions, scoped: tuple[str, dict[str, Any]], types: dict[str, str],
+           counts: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+           columns_figures: tuple[dict[str | None, dict[str, int]],
+                                  dict[Key, list[tuple[str, int]]]]) -> Catalog:
+    con, json_con = cons
+    distinct, tops = columns_figures
+    scope, params = scoped
+    columns = list(types)
+    scanned = [c for c in columns if c not in JSON_SOURCES]
+    column_counts, json_counts = counts
     events_by_name: dict[str, int] = defaultdict(int)
     events_by_day: dict[dt.date, int] = defaultdict(int)
     filled: dict[Key, int] = defaultdict(int)
     first: dict[Key, dt.datetime] = {}
     last: dict[Key, dt.datetime] = {}
     fill_day: dict[str, dict[dt.date, int]] = defaultdict(lambda: defaultdict(int))
-    t_min = min((r["t_min"] for r in counts if r["t_min"] is not None), default=None)
-    t_max = max((r["t_max"] for r in counts if r["t_max"] is not None), default=None)
-    for row in counts:
+    t_min = min((r["t_min"] for r in column_counts if r["t_min"] is not None), default=None)
+    t_max = max((r["t_max"] for r in column_counts if r["t_max"] is not None), default=None)
+
+    def tally(col: str, name: str, day: dt.date, n: int | None, a: Any, b: Any) -> None:
+        if not n:
+            return
+        fill_day[col][day] += n
+        for key in ((col, name), (col, None)):
+            filled[key] += n
+            if a is not None:  # received_at is never NULL in the lake, but be safe
+                first[key] = min(first.get(key, a), a)
+                last[key] = max(last.get(key, b), b)
+
+    for row in column_counts:
         name, day = row["event_name"], row["date"]
         events_by_name[name] += row["events"]
         events_by_day[day] += row["events"]
-        for i, col in enumerate(columns):
-            n = row[f"n{i}"]
-            if not n:
-                continue
-            fill_day[col][day] += n
-            a, b = row[f"a{i}"], row[f"b{i}"]
-            for key in ((col, name), (col, None)):
-                filled[key] += n
-                if a is not None:  # received_at is never NULL in the lake, but be safe
-                    first[key] = min(first.get(key, a), a)
-                    last[key] = max(last.get(key, b), b)
+        for i, col in enumerate(scanned):
+            tally(col, name, day, row[f"n{i}"], row[f"a{i}"], row[f"b{i}"])
+    for row in json_counts:
+        tally(row["src"], row["event_name"], row["date"], row["n"], row["a"], row["b"])
     total = sum(events_by_name.values())
     names = sorted(events_by_name, key=lambda n: (-events_by_name[n], n))
 
     def events_of(name: str | None) -> int:
         return total if name is None else events_by_name[name]
-
-    # Top values are about what is common: past top_values_sample_rows events they are
-    # counted on a sample of DuckDB vectors (counts scaled back), which keeps their cost flat.
-    fraction = opts.top_values_sample_rows / total if total else 1.0
-    fraction = fraction if fraction < 0.5 else 1.0  # a sample must save real work
-    sample_scope, _ = _scope(opts, fraction)
-    top_columns = [c for c in columns if c not in JSON_SOURCES
-                   and _worth_top_values(filled[(c, None)], distinct.get(None, {}).get(c, 0), opts)]
-    tops = ({k: _scaled(v, fraction) for k, v in _top_values(
-        con, _column_top_sql(sample_scope, top_columns), opts.top_k, params).items()}
-            if top_columns else {})
 
     fields: list[FieldStats] = []
     for col in columns:
@@ -264,8 +373,7 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
                 first_seen=first.get(key), last_seen=last.get(key),
             ))
 
-    json_fields, json_fill = _json_catalog(con, (scope, sample_scope, fraction), params, opts,
-                                           events_of)
+    json_fields, json_fill = _json_catalog(json_con, opts, events_of)
     aliases = find_aliases(con, scope, params,
                            [f for f in json_fields if f.event_name is None], types)
     for f in fields:
@@ -288,11 +396,9 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
 
 
 def _json_catalog(
-    con: duckdb.DuckDBPyConnection, scopes: tuple[str, str, float], params: dict[str, Any],
-    opts: DiscoverOptions, events_of: Any,
+    con: duckdb.DuckDBPyConnection, opts: DiscoverOptions, events_of: Any,
 ) -> tuple[list[FieldStats], dict[str, dict[dt.date, int]]]:
-    scope, sample_scope, fraction = scopes
-    stats = _json_stats(con, scope, params)
+    stats = _json_stats(con)
     fill_day: dict[str, dict[dt.date, int]] = defaultdict(dict)
     by_key: dict[Key, dict[str, Any]] = {}
     sources: dict[str, tuple[str, str]] = {}
@@ -309,16 +415,17 @@ def _json_catalog(
              if n is None and _worth_top_values(row["filled"], row["distinct_values"], opts)]
     tops: dict[Key, list[tuple[str, int]]] = {}
     if small:
+        # Counted exactly, not on a sample: each event name's distinct texts are few.
         wanted = ", ".join(f"({quote(s)}, {quote(p)})" for s, p in small)
-        counts_sql = f"""
-        SELECT src, path, event_name, v, sum(w)::BIGINT AS n
-        FROM ({_json_rows_sql(sample_scope)})
+        named = f"""
+        SELECT src || chr(31) || path AS field, event_name, v, sum(w)::BIGINT AS n
+        FROM (SELECT src, event_name, h, sum(w) AS w FROM {_DOCS} GROUP BY ALL)
+        JOIN {_LEAVES} USING (h)
         WHERE v IS NOT NULL AND (src, path) IN (SELECT (s, p) FROM (VALUES {wanted}) t(s, p))
         GROUP BY ALL"""
-        named = f"SELECT src || chr(31) || path AS field, event_name, v, n FROM ({counts_sql})"
-        for (joined, name), values in _top_values(con, named, opts.top_k, params).items():
+        for (joined, name), values in _top_values(con, named, opts.top_k, {}).items():
             src, path = joined.split(chr(31), 1)
-            tops[(json_field_name(src, path), name)] = _scaled(values, fraction)
+            tops[(json_field_name(src, path), name)] = values
     order = sorted(by_key, key=lambda k: (JSON_SOURCES.index(sources[k[0]][0]), k[0],
                                           k[1] is not None, k[1] or ""))
     fields = []

@@ -105,6 +105,46 @@ def test_catalog_lists_columns_and_every_json_path(lake: Path) -> None:
         (T0.date() + dt.timedelta(days=d), 30 if d % 2 == 0 else 20, 10) for d in range(4)]
 
 
+def test_json_top_values_and_document_counts_are_exact_past_the_sample(lake: Path) -> None:
+    # Columns' top values come from a sample past top_values_sample_rows events; JSON paths'
+    # are counted exactly from each event name's distinct texts (a sample of 10 events would
+    # scale to multiples of 10 or miss a value).
+    report = _run(lake, top_values_sample_rows=10)
+    variant = _field(report, "properties.variant")
+    assert {v.value: v.count for v in variant.top_values} == {"A": 20, "B": 20}
+    tags = _field(report, "properties.tags[*]", "Product Viewed")
+    assert {v.value: v.count for v in tags.top_values} == {"a": 40, "b": 40}
+    # The JSON columns themselves: filled events and distinct texts, per event name too.
+    # page_view: 2 texts (two variants); Product Viewed: 3 (p0..p2); Order Completed: 20.
+    props = _field(report, "properties")
+    assert (props.filled, props.distinct) == (100, 25)
+    assert _field(report, "properties", "Product Viewed").distinct == 3
+    assert _field(report, "items", "Order Completed").filled == 20
+    assert _field(report, "items").first_seen == T0 + dt.timedelta(minutes=2)
+
+
+def test_documents_that_share_a_duckdb_hash_stay_apart(tmp_path: Path) -> None:
+    # Two contexts that DuckDB's hash() maps to one number (found on the 10M bench lake):
+    # grouped by that hash, one text stood for both and its version was counted twice.
+    texts = [
+        '{"library":{"name":"analytics.js","version":"4.0.0"},"locale":"en-US","page":'
+        '{"url":"https://shop.example/p/5151"},"userAgent":"Mozilla/5.0 (Mac OS X) Samsung '
+        'Internet/120.0"}',
+        '{"library":{"name":"analytics.js","version":"4.1.0"},"locale":"en-US","page":'
+        '{"url":"https://shop.example/p/5158"},"userAgent":"Mozilla/5.0 (Mac OS X) Samsung '
+        'Internet/120.0"}',
+    ]
+    write_events(tmp_path, [event(minute=i, context=texts[i % 2]) for i in range(6)])
+    with connect(tmp_path, "acme") as con:
+        assert con.sql(f"SELECT hash('{texts[0]}') = hash('{texts[1]}')").fetchall() == [
+            (True,)]                                       # still a collision in this DuckDB
+        report = discover(con, DiscoverOptions(), tenant="acme")
+    version = _field(report, "context.library.version")
+    assert {v.value: v.count for v in version.top_values} == {"4.0.0": 3, "4.1.0": 3}
+    assert version.distinct == 2 and _field(report, "context").distinct == 2
+    assert _field(report, "context.page.url").distinct == 2
+
+
 def test_event_and_since_narrow_the_scope(lake: Path) -> None:
     only = _run(lake, event="Order Completed")
     assert only.catalog.events == 20 and list(only.catalog.event_names) == ["Order Completed"]

@@ -238,6 +238,7 @@ def _json_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     JOIN {_SHAPE_LEAVES} USING (shape)
     GROUP BY GROUPING SETS ((src, path, event_name), (src, path), (src, path, date))
     """, {})
+    _utc(rows, ("first_seen", "last_seen"))
     distinct = {(r["src"], r["path"], None if r["g_event"] else r["event_name"]):
                 int(r["distinct_values"]) for r in _rows(con, f"""
     SELECT src, path, event_name, grouping(event_name) AS g_event,
@@ -251,13 +252,23 @@ def _json_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows
 
 
+def _utc(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Times of ``rows`` (in place) in UTC, whatever the session time zone that read them."""
+    for row in rows:
+        for key in keys:
+            if row[key] is not None:
+                row[key] = row[key].astimezone(dt.UTC)
+    return rows
+
+
 def _json_source_columns(con: duckdb.DuckDBPyConnection) -> tuple[
         list[dict[str, Any]], dict[str | None, dict[str, int]]]:
     """The JSON source columns' own figures, from their documents (the column scan skips
     these wide columns): events filled and first/last seen per (source, event name, day);
     distinct texts per event name and overall (exact)."""
-    counts = _rows(con, f"SELECT src, event_name, date, sum(w)::BIGINT AS n, min(a) AS a, "
-                        f"max(b) AS b FROM {_DOCS} GROUP BY ALL", {})
+    counts = _utc(_rows(con, f"SELECT src, event_name, date, sum(w)::BIGINT AS n, "
+                             f"min(a) AS a, max(b) AS b FROM {_DOCS} GROUP BY ALL", {}),
+                  ("a", "b"))
     distinct: dict[str | None, dict[str, int]] = defaultdict(dict)
     for r in _rows(con, f"""
         SELECT src, event_name, grouping(event_name) AS g_event, count(DISTINCT h) AS d
@@ -275,7 +286,8 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     counts, distinct = _column_stats(con, scope, params, scanned)
     # The columns' top values read a seeded sample, which DuckDB reads on one thread: they
     # run beside the JSON pass, on a connection of its own (a cursor: same database, views
-    # and settings but the session time zone, which nothing in the JSON pass reads).
+    # and settings but the session time zone, the host's: the JSON pass renders no time as
+    # text, and the times it returns are turned to UTC, as the lake connection gives them).
     json_con = con.cursor()
     with ThreadPoolExecutor(1) as pool:
         column_tops = pool.submit(_column_tops, con, opts, (scanned, counts, distinct), params)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +207,20 @@ def test_cli(lake: Path, tmp_path: Path, fmt: str) -> None:
         assert re.search(r"1\s+geo_city", text)
     else:
         assert "<svg" in text
+
+
+def test_times_are_utc_whatever_the_host_time_zone(lake: Path, tmp_path: Path) -> None:
+    # The JSON pass runs on a cursor, which takes the host's time zone, not the lake
+    # connection's UTC: its times must still come out in UTC, like the columns'.
+    out = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "driftnet", "discover", "--lake", str(lake),
+                    "--tenant", "acme", "--format", "json", "-o", str(out)],
+                   env={**os.environ, "TZ": "America/New_York"}, check=True, timeout=300)
+    catalog = json.loads(out.read_text())["catalog"]
+    fields = {(f["field"], f["event_name"]): f for f in catalog["fields"]}
+    assert fields[("properties.variant", None)]["first_seen"] == fields[
+        ("event_name", None)]["first_seen"]
+    assert {f["first_seen"][-1] for f in fields.values() if f["first_seen"]} == {"Z"}
 
 
 def test_tenant_without_data(lake: Path, tmp_path: Path) -> None:

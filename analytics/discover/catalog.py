@@ -290,7 +290,8 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
     # text, and the times it returns are turned to UTC, as the lake connection gives them).
     json_con = con.cursor()
     with ThreadPoolExecutor(1) as pool:
-        column_tops = pool.submit(_column_tops, con, opts, (scanned, counts, distinct), params)
+        column_tops = pool.submit(_column_tops, con, opts,
+                                  (scanned, counts, dict(distinct.get(None, {}))), params)
         try:
             _flatten_json(json_con, scope, params)
             json_counts, json_distinct = _json_source_columns(json_con)
@@ -306,18 +307,19 @@ def build_catalog(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> Cata
 
 
 def _column_tops(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions,
-                 stats: tuple[list[str], list[dict[str, Any]], dict[str | None, dict[str, int]]],
+                 stats: tuple[list[str], list[dict[str, Any]], dict[str, int]],
                  params: dict[str, Any]) -> dict[Key, list[tuple[str, int]]]:
-    """Top values of the columns worth them (:func:`_worth_top_values`). They are about
-    what is common: past top_values_sample_rows events they are counted on a sample of
-    DuckDB vectors (counts scaled back), which keeps their cost flat."""
+    """Top values of the columns worth them (:func:`_worth_top_values`), from the column
+    scan's ``stats`` (columns, rows, overall distinct counts: a copy, as this runs in a
+    thread). They are about what is common: past top_values_sample_rows events they are
+    counted on a sample of DuckDB vectors (counts scaled back), which keeps their cost flat."""
     scanned, counts, distinct = stats
     total = sum(row["events"] for row in counts)
     fraction = opts.top_values_sample_rows / total if total else 1.0
     fraction = fraction if fraction < 0.5 else 1.0  # a sample must save real work
     sample_scope, _ = _scope(opts, fraction)
     top_columns = [c for i, c in enumerate(scanned) if _worth_top_values(
-        sum(row[f"n{i}"] or 0 for row in counts), distinct.get(None, {}).get(c, 0), opts)]
+        sum(row[f"n{i}"] or 0 for row in counts), distinct.get(c, 0), opts)]
     if not top_columns:
         return {}
     return {k: _scaled(v, fraction) for k, v in _top_values(

@@ -53,8 +53,10 @@ class DiscoverOptions(BaseModel):
         "costs a hash table entry per value and says nothing.")
     top_values_sample_rows: int = Field(
         200_000, ge=1, description="Past this many events, columns' top values are "
-        "counted on a random sample of about this size (counts scaled back; shares within about "
-        "0.2 points). 1M cost 30% more CPU for the whole catalog at 1M events.")
+        "counted on a random sample of about this many rows (counts scaled back by the events "
+        "sampled; on 10M events shares were within 1.3 points overall, median 0.05, and "
+        "within 5.3 points per event name, median 0.16: a rare event name has few rows in "
+        "the sample). 1M cost 30% more CPU for the whole catalog at 1M events.")
     target_sample_events: int = Field(
         2_000_000, ge=0, description="Past this many events in scope, the target analysis "
         "reads the sessions of a random share of visitors holding about this many events "

@@ -126,6 +126,20 @@ def test_json_top_values_and_document_counts_are_exact_past_the_sample(lake: Pat
     assert _field(report, "items").first_seen == T0 + dt.timedelta(minutes=2)
 
 
+def test_sampled_column_top_values_scale_by_the_events_sampled(tmp_path: Path) -> None:
+    # 10,000 events in one row group: a sample of whole vectors took none of them (no top
+    # values at all), and scaled by the nominal fraction a column on every event read less
+    # (or more) than all. Rows are sampled one by one, and counts scaled by those sampled.
+    write_events(tmp_path, [event(minute=i / 100, geo_city="Paris" if i % 4 == 0 else "Berlin")
+                            for i in range(10_000)])
+    with connect(tmp_path, "acme") as con:
+        report = discover(con, DiscoverOptions(top_values_sample_rows=2_000), tenant="acme")
+    tenant = _field(report, "tenant")
+    assert [(v.value, v.count, v.share) for v in tenant.top_values] == [("acme", 10_000, 1.0)]
+    city = {v.value: v.count for v in _field(report, "geo_city").top_values}
+    assert abs(sum(city.values()) - 10_000) <= 1 and 1_500 < city["Paris"] < 3_500
+
+
 def test_documents_that_share_a_duckdb_hash_stay_apart(tmp_path: Path) -> None:
     # Two contexts that DuckDB's hash() maps to one number (found on the 10M bench lake):
     # grouped by that hash, one text stood for both and its version was counted twice.

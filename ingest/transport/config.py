@@ -37,7 +37,7 @@ class KafkaSettings(BaseModel):
         "zstd", description="Producer compression codec (docs/kafka.md: why zstd)."
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="Passed to kafka-python."
+        "PLAINTEXT", description="Passed to both Kafka clients."
     )
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512...")
     sasl_username: str | None = Field(None, description="SASL user name.")

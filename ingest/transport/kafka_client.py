@@ -1,7 +1,10 @@
 """What the Kafka producer and consumer share: client settings, security, the raw topic.
 
-kafka-python takes its settings as keyword arguments; :func:`client_config` is the one place
-that maps :class:`KafkaSettings` onto them, so SASL and TLS reach both clients alike.
+Two client libraries: the loaders' consumer and the admin client are kafka-python, which
+takes its settings as keyword arguments (:func:`client_config`); the collector's producer is
+confluent-kafka (librdkafka), which takes librdkafka's property names
+(:func:`producer_config`). These two functions are the only places that map
+:class:`KafkaSettings` onto a client, so SASL and TLS reach every client alike.
 """
 
 from __future__ import annotations
@@ -53,6 +56,50 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         value = getattr(settings, name)
         if value is not None:
             config[name] = str(value)
+    return config
+
+
+def producer_config(settings: KafkaSettings) -> dict[str, Any]:
+    """librdkafka properties of the collector's producer: :func:`client_config`'s settings
+    under librdkafka's names, and the producer's own (acks=all, compression, sizes, the
+    delivery timeout)."""
+    base = client_config(settings)
+    backoff_max = settings.reconnect_backoff_max_ms
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(base["bootstrap_servers"]),
+        "security.protocol": settings.security_protocol,
+        "request.timeout.ms": settings.request_timeout_ms,
+        "socket.connection.setup.timeout.ms": settings.bootstrap_timeout_ms,
+        "reconnect.backoff.ms": min(100, backoff_max),
+        "reconnect.backoff.max.ms": backoff_max,
+        "acks": "all",
+        # Off, as before (kafka-python's idempotent producer could hold a batch past its
+        # delivery timeout); a retried batch may then repeat, as a spooled one may: events
+        # carry event_id, and the loader drops repeats.
+        "enable.idempotence": False,
+        "max.in.flight.requests.per.connection": 5,
+        "compression.type": settings.compression,
+        # No linger (librdkafka's default is 5 ms): the group commit already bundles
+        # concurrent hits into one record per partition, and a group is acknowledged only
+        # once its records are; waiting only delays every request of the group.
+        "linger.ms": 0,
+        "batch.size": settings.batch_size,
+        "message.max.bytes": settings.max_request_size,
+        "message.timeout.ms": settings.delivery_timeout_ms,
+        # Keys that are not a partition index hash as Kafka's own clients do.
+        "partitioner": "murmur2_random",
+    }
+    if settings.client_id:
+        config["client.id"] = settings.client_id
+    if settings.sasl_mechanism:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = base["sasl_plain_username"]
+        config["sasl.password"] = base["sasl_plain_password"]
+    for name, prop in (("ssl_cafile", "ssl.ca.location"),
+                       ("ssl_certfile", "ssl.certificate.location"),
+                       ("ssl_keyfile", "ssl.key.location")):
+        if name in base:
+            config[prop] = base[name]
     return config
 
 

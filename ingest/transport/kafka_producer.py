@@ -1,29 +1,38 @@
 """The collector's Kafka producer: acks=all, compressed, batched, with a disk spool behind it.
 
-``produce`` hands a group commit's bundles to kafka-python and returns once the broker
+The client is confluent-kafka (librdkafka): its batching, compression, network I/O and
+retries run in librdkafka's own threads, without Python's GIL. The loaders' consumer and the
+admin client stay on kafka-python (ingest/transport/kafka_client.py). With kafka-python's
+producer, whose network thread is Python, the collector spent 53-70 µs of CPU per
+single-event request on Kafka against 39-46 on the embedded log; with librdkafka 39-49
+(bench/kafka_results.md).
+
+``produce`` hands a group commit's bundles to the client and returns once the broker
 acknowledged every one of them (acks=all: every in-sync replica has it). When the broker
-does not answer within ``delivery_timeout_ms`` the bundles that were not acknowledged go to
-the :class:`~ingest.transport.spool.Spool` instead, and ``produce`` returns: the hits are
+does not answer within ``delivery_timeout_ms`` (librdkafka's ``message.timeout.ms``: it
+reports every record by then) the bundles that were not acknowledged go to the
+:class:`~ingest.transport.spool.Spool` instead, and ``produce`` returns: the hits are
 durable on local disk. From then on every group goes to the spool, and a drain thread sends
 the spool to the broker, oldest first, until it is empty; only then does ``produce`` write
 to the broker directly again. Only a full spool refuses hits (SpoolFullError -> 503).
 
 Records are routed by visitor: the collector bundles the hits of each partition separately
-and keys each bundle with the partition's index (4 bytes, big-endian); the partitioner
-sends it there (modulo the topic's partition count, so a key is never out of range). The
+and keys each bundle with the partition's index (4 bytes, big-endian); the bundle goes to
+that partition (modulo the topic's partition count, so a key is never out of range). The
 collector hashes the visitor, not the tenant, so one big tenant's hits still spread over
 every partition (and every loader of the group), while each visitor's hits, and with them
-its sessions and retries, stay with one loader (ingest/collector/visitor.py). A record
-without a key (none is produced today) goes to any available partition.
+its sessions and retries, stay with one loader (ingest/collector/visitor.py). Any other key
+hashes as Kafka's clients do (murmur2); a record without a key (none is produced today)
+goes to any partition.
 
 ``produce_async`` is the same contract without a thread per group: the collector's event
-loop hands the bundles to kafka-python's accumulator (which never blocks once the topic's
-metadata is known) and gets a future that kafka-python's network thread completes, once
-per group, when the broker acknowledged the last bundle. Everything that may block (the
-spool, the first metadata fetch, a failed group's spooling) goes to one worker thread
-instead, which runs ``produce``'s path. The drain thread also watches the groups in
-flight: one the client has not decided within the same bound as ``produce``'s wait is
-settled there (client discarded, bundles spooled).
+loop hands the bundles to librdkafka's queue (which never blocks) and gets a future that
+the delivery thread completes, once per group, when the broker acknowledged the last
+bundle. The delivery thread only serves librdkafka's delivery reports (``poll``).
+Everything that may block (the spool, a failed group's spooling) goes to one worker thread
+instead, which runs ``produce``'s path. The drain thread also watches the groups in flight:
+one the client has not decided within the same bound as ``produce``'s wait is settled there
+(client discarded, bundles spooled).
 
 Delivery is at least once between collector and broker: a bundle whose acknowledgement
 was lost (broker wrote it, then the connection dropped) is spooled and sent again, and a
@@ -33,21 +42,20 @@ carry ``event_id`` for that.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka import errors as kafka_errors
-from kafka.partitioner import DefaultPartitioner
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as RdProducer
 
 from ingest.transport.config import KafkaSettings
-from ingest.transport.kafka_client import CONFIG_ERRORS, client_config, describe, ensure_topic
+from ingest.transport.kafka_client import describe, ensure_topic, producer_config
 from ingest.transport.spool import Spool
 from schemas.errors import ConfigError, TransportError
 
@@ -58,6 +66,31 @@ DRAIN_MAX_BYTES = 16 << 20
 """One drain round: enough to fill several partitions' batches, small enough to retry."""
 
 _MAX_BACKOFF_S = 5.0
+
+_REFUSED_FOR_GOOD = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
+    KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.INVALID_REQUIRED_ACKS, KafkaError.UNSUPPORTED_COMPRESSION_TYPE,
+    KafkaError._INVALID_ARG,
+})
+"""Verdicts that no retry changes: spooling the record would only postpone them. Any other
+error (a timeout, a lost connection, a purge, an unknown one) spools the record."""
+
+_NOT_SENT = KafkaError(KafkaError._QUEUE_FULL, "not handed to the client")
+
+
+class _LibrdkafkaLog:
+    """librdkafka's log lines at DEBUG (but its critical ones): while a broker is away it
+    logs each failed reconnect as an error, about once a second; the spool's own warnings
+    ("spooling until it is back", "kafka is back") say what matters once."""
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        log.log(logging.ERROR if level >= logging.CRITICAL else logging.DEBUG,
+                "librdkafka: " + message, *args)
+
+
+_LIBRDKAFKA_LOG = _LibrdkafkaLog()
 
 
 @dataclass
@@ -76,32 +109,50 @@ class ProducerStats:
     """Records refused because the spool was full (their hits got 503)."""
 
 
-class _InFlight:
-    """A group sent from the event loop: its records, kafka-python's futures, the future of
-    the whole group, and who settles it (the last ack, or the drain thread's watchdog)."""
+def _refused(error: KafkaError) -> bool:
+    return error.code() in _REFUSED_FOR_GOOD or error.fatal()
 
-    __slots__ = ("deadline", "futures", "lock", "pending", "producer", "records", "result",
-                 "settled")
 
-    def __init__(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
-                 futures: list[Any], deadline: float) -> None:
+class _Sent:
+    """Records handed to one client: each one's verdict (None: acknowledged), as librdkafka
+    reports them on the delivery thread, and who is told once all are decided."""
+
+    __slots__ = ("deadline", "decided", "done", "errors", "lock", "on_decided", "pending",
+                 "producer", "records", "result", "settled")
+
+    def __init__(self, producer: RdProducer, records: Sequence[tuple[bytes | None, bytes]],
+                 deadline: float) -> None:
         self.producer = producer
         self.records = records
-        self.futures = futures
         self.deadline = deadline
-        self.result: Future[None] = Future()
-        self.pending = len(futures)
-        self.settled = False
+        self.errors: list[KafkaError | None] = [_NOT_SENT] * len(records)
+        self.decided = [False] * len(records)
+        self.pending = len(records)
+        self.done = threading.Event()
         self.lock = threading.Lock()
+        self.on_decided: Any = None
+        """Called once, on the thread that decided the last record (async groups)."""
+        self.result: Future[None] = Future()
+        self.settled = False
 
-    def record_done(self) -> bool:
-        """One record decided; True for the call that decided the last one, unsettled."""
+    def report(self, index: int, error: KafkaError | None, _message: object = None) -> None:
+        """librdkafka's delivery report of record ``index``; nothing here may block."""
         with self.lock:
+            if self.decided[index]:
+                return
+            self.decided[index] = True
+            self.errors[index] = error
             self.pending -= 1
-            if self.pending or self.settled:
-                return False
-            self.settled = True
-            return True
+            last = self.pending == 0
+        if last:
+            self.done.set()
+            if self.on_decided is not None:
+                self.on_decided(self)
+
+    def not_sent(self, first: int) -> None:
+        """Records from ``first`` on never reached the client: decided as not acknowledged."""
+        for i in range(first, len(self.records)):
+            self.report(i, _NOT_SENT)
 
     def claim(self) -> bool:
         """Settle the group now, whatever its records say; False when already settled."""
@@ -110,20 +161,6 @@ class _InFlight:
                 return False
             self.settled = True
             return True
-
-
-class RoutePartitioner(DefaultPartitioner):  # type: ignore[misc]
-    """A 4-byte key names the partition's index (modulo the topic's partition count); other
-    keys hash as Kafka's default partitioner does, and no key picks any available one."""
-
-    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
-                  serialized_value: bytes | None, cluster: Any) -> int:
-        if serialized_key is not None and len(serialized_key) == 4:
-            ordered = sorted(cluster.partitions_for_topic(topic) or ())
-            if ordered:
-                return int(ordered[int.from_bytes(serialized_key, "big") % len(ordered)])
-        return int(super().partition(topic, key, serialized_key, value, serialized_value,
-                                     cluster))
 
 
 class KafkaProducerTransport:
@@ -143,11 +180,14 @@ class KafkaProducerTransport:
         self._lock = threading.Lock()  # guards the switch between direct and spooled writes
         self._wake = threading.Event()
         self._closing = threading.Event()
-        # produce_async's blocking work (spool, first metadata fetch, a failed group)
+        self._delivering = threading.Event()  # cleared last on close: reports until then
+        self._delivering.set()
+        # produce_async's blocking work (spool, a failed group)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-produce")
-        self._inflight: set[_InFlight] = set()
+        self._inflight: set[_Sent] = set()
         self._settle_bound_s = self._timeout_s + settings.request_timeout_ms / 1000 + 1
-        self._producer: KafkaProducer | None = None
+        self._producer: RdProducer | None = None
+        self._delivery: threading.Thread | None = None
         self._broker_up = False
         self.partitions = settings.partitions
         """Partitions of the topic (as found at connect; the configured count until then)."""
@@ -168,36 +208,37 @@ class KafkaProducerTransport:
     # -- connection
     def _connect(self) -> None:
         settings = self.settings
+        # kafka-python's admin client: creates the topic, and fails fast on what no retry
+        # fixes (credentials, ACLs, replication factor); librdkafka would only log those.
         self.partitions = ensure_topic(settings) or settings.partitions
-        config: dict[str, Any] = {
-            "partitioner": RoutePartitioner(),
-            **client_config(settings),
-            "acks": "all",
-            # kafka-python's idempotent producer stops expiring batches while it cannot reach
-            # a broker to (re)initialise its producer id, so a record could outlive
-            # delivery_timeout_ms, be spooled, and still be sent later: a duplicate. Without
-            # it a batch expires on time; retried batches may duplicate, as spooled ones can.
-            "enable_idempotence": False,
-            "compression_type": None if settings.compression == "none" else settings.compression,
-            # No linger: the group commit already bundles concurrent hits into one record,
-            # and produce() flushes it at once. Waiting longer only delays the ack; measured,
-            # it lowers throughput (the concurrent clients wait instead of adding hits).
-            "linger_ms": 0,
-            "batch_size": settings.batch_size,
-            "max_request_size": settings.max_request_size,
-            "delivery_timeout_ms": settings.delivery_timeout_ms,
-            "max_block_ms": settings.delivery_timeout_ms,
-            "metrics_enabled": False,
-        }
+        config = {**producer_config(settings), "logger": _LIBRDKAFKA_LOG,
+                  "error_cb": self._client_error}
         try:
-            self._producer = KafkaProducer(**config)
-        except CONFIG_ERRORS as exc:
+            producer = RdProducer(config)
+        except (KafkaException, ValueError, TypeError) as exc:
             raise ConfigError(f"kafka rejected the producer: {exc}", **describe(settings)) from exc
-        except kafka_errors.KafkaError as exc:
-            raise TransportError(f"cannot reach kafka: {exc}", **describe(settings)) from exc
+        self._producer = producer
         self._broker_up = True
+        delivery = threading.Thread(target=self._deliver, args=(producer,), daemon=True,
+                                    name="kafka-delivery")
+        self._delivery = delivery
+        delivery.start()
         log.info("producing to %s on %s (acks=all, %s)", self.source,
                  settings.bootstrap_servers, settings.compression)
+
+    def _client_error(self, error: KafkaError) -> None:
+        # librdkafka's own errors (a broker down, all brokers down): it retries by itself,
+        # and records it cannot deliver in time come back as failed delivery reports.
+        if error.fatal():
+            log.error("kafka producer: %s", error)
+        else:
+            log.debug("kafka producer: %s", error)
+
+    def _deliver(self, producer: RdProducer) -> None:
+        """The delivery thread: serves librdkafka's delivery reports until its client is
+        discarded or the transport closes."""
+        while self._delivering.is_set() and self._producer is producer:
+            producer.poll(0.5)
 
     # -- Producer
     def produce(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
@@ -248,50 +289,39 @@ class KafkaProducerTransport:
             return done
         with self._lock:
             producer = self._producer
-            direct = not self._spooling and producer is not None and self._ready(producer)
+            direct = not self._spooling and producer is not None
         if not direct or producer is None:
             return self._worker.submit(self.produce, records)
+        sent = _Sent(producer, records, time.monotonic() + self._settle_bound_s)
+        sent.on_decided = self._group_decided
+        self._inflight.add(sent)
         try:
-            futures = self._start(producer, records)
-        except TransportError as exc:
-            failed: Future[None] = Future()
-            failed.set_exception(exc)
-            return failed
-        if len(futures) < len(records):  # the client gave up on the rest: decide off the loop
-            return self._worker.submit(self._complete, producer, records, futures, True)
-        group = _InFlight(producer, records, futures, time.monotonic() + self._settle_bound_s)
-        self._inflight.add(group)
-        for future in futures:
-            future.add_both(self._record_done, group)
-        return group.result
+            self._start(sent)
+        except TransportError as exc:  # refused for good (the group is claimed)
+            self._inflight.discard(sent)
+            sent.result.set_exception(exc)
+        return sent.result
 
-    def _ready(self, producer: KafkaProducer) -> bool:
-        """True when ``send`` cannot block: the client knows the topic's partitions (else it
-        waits up to max_block_ms for them, which the event loop must not)."""
-        metadata = getattr(producer, "_metadata", None)
-        return metadata is not None and metadata.partitions_for_topic(self.source) is not None
-
-    def _record_done(self, group: _InFlight, _value: object) -> None:
-        # On kafka-python's network thread: nothing here may block.
-        if not group.record_done():
+    def _group_decided(self, sent: _Sent) -> None:
+        # On the delivery thread (or the event loop, when nothing reached the client):
+        # nothing here may block.
+        if not sent.claim():
             return
-        self._inflight.discard(group)
-        if all(f.exception is None for f in group.futures):
-            self.stats.acknowledged += len(group.records)
-            group.result.set_result(None)
+        self._inflight.discard(sent)
+        if all(e is None for e in sent.errors):
+            self.stats.acknowledged += len(sent.records)
+            sent.result.set_result(None)
         else:  # spooling (or raising) may block: the worker takes it
-            self._chain(self._worker.submit(self._complete, group.producer, group.records,
-                                            group.futures, False), group.result)
+            self._chain(self._worker.submit(self._complete, sent), sent.result)
 
     def _settle_overdue(self) -> None:
         """Drain thread: a group the client has not decided in time is decided here, as
         ``produce`` does after its bounded wait (the client is discarded)."""
         now = time.monotonic()
-        for group in list(self._inflight):  # list(): one step, other threads add and remove
-            if group.deadline <= now and group.claim():
-                self._inflight.discard(group)
-                self._chain(self._worker.submit(self._complete, group.producer, group.records,
-                                                group.futures, False), group.result)
+        for sent in list(self._inflight):  # list(): one step, other threads add and remove
+            if sent.deadline <= now and sent.claim():
+                self._inflight.discard(sent)
+                self._chain(self._worker.submit(self._complete, sent), sent.result)
 
     @staticmethod
     def _chain(source: Future[None], target: Future[None]) -> None:
@@ -303,10 +333,9 @@ class KafkaProducerTransport:
                 target.set_exception(error)
         source.add_done_callback(copy)
 
-    def _complete(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
-                  futures: list[Any], wait: bool) -> None:
-        """The rest of ``produce`` for records already handed to ``producer``."""
-        self._after_send(records, self._settle(producer, records, futures, wait))
+    def _complete(self, sent: _Sent) -> None:
+        """The rest of ``produce`` for records already handed to the client."""
+        self._after_send(sent.records, self._settle(sent, wait=False))
 
     def _to_spool(self, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         try:
@@ -317,68 +346,79 @@ class KafkaProducerTransport:
         self.stats.spooled += len(records)
         self._wake.set()
 
-    def _send(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]]
+    def _send(self, producer: RdProducer, records: Sequence[tuple[bytes | None, bytes]]
               ) -> list[int]:
         """Send and wait; the indexes of records not acknowledged for a reason that may pass.
 
         Raises TransportError when the broker refuses a record for good (too large, not
         authorised): spooling it would only postpone the same refusal.
         """
-        return self._settle(producer, records, self._start(producer, records), True)
+        sent = _Sent(producer, records, time.monotonic() + self._settle_bound_s)
+        self._start(sent)
+        return self._settle(sent, wait=True)
 
-    def _start(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]]
-               ) -> list[Any]:
-        """Hand records to the client; their futures (fewer than the records when the
-        client gave up: no metadata within max_block_ms, or the client was discarded)."""
-        futures: list[Any] = []
-        try:
-            for key, value in records:
-                futures.append(producer.send(self.source, value=value, key=key))
-        except (kafka_errors.KafkaTimeoutError, kafka_errors.IllegalStateError):
-            pass  # not acked
-        except kafka_errors.KafkaError as exc:
-            raise TransportError(f"kafka refused a record: {exc}", **describe(self.settings)
-                                 ) from exc
-        self.stats.produced += len(futures)
-        return futures
+    def _start(self, sent: _Sent) -> None:
+        """Hand the records to the client. One the client refuses at once for good raises
+        TransportError; one it cannot take now (its queue is full) is decided as not
+        acknowledged, with the rest."""
+        producer = sent.producer
+        partitions = self.partitions
+        topic = self.source
+        for i, (key, value) in enumerate(sent.records):
+            report = partial(sent.report, i)
+            try:
+                if key is not None and len(key) == 4:
+                    producer.produce(topic, value, key,
+                                     partition=int.from_bytes(key, "big") % partitions,
+                                     on_delivery=report)
+                else:
+                    producer.produce(topic, value, key, on_delivery=report)
+            except BufferError:
+                sent.not_sent(i)
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is None or _refused(error):
+                    sent.claim()  # the caller fails the group: no spooling of the rest
+                    sent.not_sent(i)
+                    raise TransportError(f"kafka refused a record: {exc}",
+                                         **describe(self.settings)) from exc
+                sent.not_sent(i)
+                break
+            self.stats.produced += 1
 
-    def _settle(self, producer: KafkaProducer, records: Sequence[tuple[bytes | None, bytes]],
-                futures: list[Any], wait: bool) -> list[int]:
+    def _settle(self, sent: _Sent, wait: bool) -> list[int]:
         """The indexes of records not acknowledged; ``wait``: for the client's verdict."""
-        # kafka-python fails a record delivery_timeout_ms after it was batched, but checks
-        # lazily: wait for its verdict, so that a record counted as not acknowledged (and
-        # spooled) is not also still waiting in the client to be sent later. The bound only
-        # guards against a client that never decides.
-        if wait and not all(f.is_done for f in futures):
-            with contextlib.suppress(kafka_errors.KafkaTimeoutError):
-                producer.flush(timeout=self._settle_bound_s)
-        if not all(f.is_done for f in futures):
+        # librdkafka reports every record within message.timeout.ms; the bound only guards
+        # against a client that never decides.
+        if wait and not sent.done.is_set():
+            sent.done.wait(max(0.0, sent.deadline - time.monotonic()))
+        if not sent.done.is_set():
             # The client did not decide in time: discard it, so that nothing it still holds
             # is sent behind the spool's back; the drain thread connects a new one.
-            self._discard(producer)
+            self._discard(sent.producer)
+            sent.not_sent(0)  # what is still undecided is not acknowledged
         failed: list[int] = []
-        for i in range(len(records)):
-            future = futures[i] if i < len(futures) else None
-            if future is not None and future.is_done and future.exception is None:
+        for i, error in enumerate(sent.errors):
+            if error is None:
                 continue
-            error = None if future is None or not future.is_done else future.exception
-            # Retriable (KafkaConnectionError is one): the broker may take it later.
-            if error is not None and not isinstance(error, kafka_errors.RetriableError):
-                raise TransportError(f"kafka refused a record: {error}",
-                                     **describe(self.settings)) from error
+            if _refused(error):
+                raise TransportError(f"kafka refused a record: {error.str()}",
+                                     **describe(self.settings))
             failed.append(i)
         if failed:
-            log.debug("%d of %d records not acknowledged: %r", len(failed), len(records),
-                      [futures[i].exception if i < len(futures) else None for i in failed[:3]])
-        self.stats.acknowledged += len(records) - len(failed)
+            log.debug("%d of %d records not acknowledged: %r", len(failed), len(sent.records),
+                      [sent.errors[i] for i in failed[:3]])
+        self.stats.acknowledged += len(sent.records) - len(failed)
         return failed
 
-    def _discard(self, producer: KafkaProducer) -> None:
+    def _discard(self, producer: RdProducer) -> None:
         with self._lock:
             if self._producer is producer:
                 self._producer = None
         log.warning("kafka client did not settle its records in time; replacing it")
-        producer.close(timeout=0)
+        producer.purge(in_queue=True, in_flight=True)
+        producer.flush(0)
 
     # -- drain
     def _drain_loop(self) -> None:
@@ -463,8 +503,14 @@ class KafkaProducerTransport:
         self._wake.set()
         self._drainer.join(timeout=self._timeout_s + 5)
         self._worker.shutdown(wait=True)
-        if self._producer is not None:
-            self._producer.close(timeout=self._timeout_s)
+        producer = self._producer
+        if producer is not None:
+            left = producer.flush(self._timeout_s)
+            if left:
+                log.warning("%d records were not delivered before close", left)
+        self._delivering.clear()
+        if self._delivery is not None:
+            self._delivery.join(timeout=5)
         self.log_metrics()
         depth = self._spool.depth
         if depth.records:

@@ -19,9 +19,9 @@ from pydantic import SecretStr, ValidationError
 from ingest.transport.base import Record
 from ingest.transport.config import KafkaSettings
 from ingest.transport.kafka import KafkaConsumerTransport, KafkaProducerTransport
-from ingest.transport.kafka_client import client_config, ensure_topic
+from ingest.transport.kafka_client import client_config, ensure_topic, producer_config
 from ingest.transport.spool import SpoolFullError
-from schemas.errors import DriftnetError
+from schemas.errors import DriftnetError, TransportError
 from tests.ingest.transport.test_contract import by_partition
 from tests.kafka_broker import KafkaProxy, kafka_test_settings
 
@@ -34,7 +34,7 @@ def test_topic_is_created_once_with_the_configured_partitions(kafka_bootstrap: s
     assert ensure_topic(settings.model_copy(update={"partitions": 2})) == 4  # exists: kept
 
 
-def test_sasl_and_tls_settings_reach_kafka_python(tmp_path: Path) -> None:
+def test_sasl_and_tls_settings_reach_both_kafka_clients(tmp_path: Path) -> None:
     settings = KafkaSettings(
         bootstrap_servers="k1:9093, k2:9093", security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512", sasl_username="driftnet",
@@ -49,6 +49,31 @@ def test_sasl_and_tls_settings_reach_kafka_python(tmp_path: Path) -> None:
     assert config["ssl_cafile"] == str(tmp_path / "ca.pem")
     assert config["client_id"] == "c1"
     assert "s3cret" not in repr(settings)
+    # the collector's producer (librdkafka) gets the same, under librdkafka's names
+    rd = producer_config(settings)
+    assert rd["bootstrap.servers"] == "k1:9093,k2:9093"
+    assert rd["security.protocol"] == "SASL_SSL"
+    assert rd["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert rd["sasl.username"] == "driftnet"
+    assert rd["sasl.password"] == "s3cret"
+    assert rd["ssl.ca.location"] == str(tmp_path / "ca.pem")
+    assert rd["client.id"] == "c1"
+    assert rd["acks"] == "all" and rd["linger.ms"] == 0
+    assert rd["message.timeout.ms"] == settings.delivery_timeout_ms
+
+
+def test_a_record_the_broker_can_never_take_is_refused_not_spooled(
+        kafka_bootstrap: str, tmp_path: Path, closing: list[KafkaProducerTransport]) -> None:
+    settings = kafka_test_settings(kafka_bootstrap, tmp_path, max_request_size=4096)
+    producer = KafkaProducerTransport(settings)
+    closing.append(producer)
+    with pytest.raises(TransportError, match="refused a record"):
+        producer.produce([(None, b"x" * 8192)])
+    future = producer.produce_async([((0).to_bytes(4, "big"), b"y" * 8192)])
+    assert isinstance(future.exception(timeout=30), TransportError)
+    assert producer.stats.spooled == 0 and producer._spool.depth.records == 0
+    producer.produce([(None, b"small")])  # the producer still works
+    assert producer.stats.acknowledged == 1
 
 
 def test_inconsistent_timeouts_are_refused() -> None:
@@ -300,12 +325,12 @@ def test_produce_async_is_acked_by_the_clients_thread_and_spools_like_produce(
     closing.append(producer)
     key = (1).to_bytes(4, "big")
     _wait([producer.produce_async([(key, b"a-00")])])
-    # The event loop's call only hands the records over (the topic's metadata is known: the
-    # client cannot block); kafka-python's network thread
-    # completes the group once the broker acknowledged it: no thread of our own in between
+    # The event loop's call only hands the records to librdkafka's queue (it cannot block);
+    # the delivery thread completes the group once the broker acknowledged it: no worker
+    # thread in between
     threads = [t for i in range(1, 6) for t in _wait([producer.produce_async(
         [(key, b"a-%02d" % i), (None, b"n-%02d" % i)])])]
-    assert threads and all(t.startswith("kafka-python") for t in threads), threads
+    assert threads and all(t == "kafka-delivery" for t in threads), threads
     assert producer.stats.acknowledged == 11 and producer.stats.spooled == 0
     kafka_proxy.stop()
     # broker away: the group is not acknowledged, so it is spooled, then acked to the caller

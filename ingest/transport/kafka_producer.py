@@ -77,7 +77,7 @@ _REFUSED_FOR_GOOD = frozenset({
 """Verdicts that no retry changes: spooling the record would only postpone them. Any other
 error (a timeout, a lost connection, a purge, an unknown one) spools the record."""
 
-_NOT_SENT = KafkaError(KafkaError._QUEUE_FULL, "not handed to the client")
+_NOT_SENT = KafkaError(KafkaError._QUEUE_FULL, "not handed to the client, or not decided in time")
 
 
 class _LibrdkafkaLog:
@@ -373,17 +373,13 @@ class KafkaProducerTransport:
                                      on_delivery=report)
                 else:
                     producer.produce(topic, value, key, on_delivery=report)
-            except BufferError:
-                sent.not_sent(i)
-                break
-            except KafkaException as exc:
+            except (BufferError, KafkaException) as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if error is None or _refused(error):
+                if isinstance(exc, KafkaException) and (error is None or _refused(error)):
                     sent.claim()  # the caller fails the group: no spooling of the rest
-                    sent.not_sent(i)
                     raise TransportError(f"kafka refused a record: {exc}",
                                          **describe(self.settings)) from exc
-                sent.not_sent(i)
+                sent.not_sent(i)  # this one and the rest: spooled with the failed
                 break
             self.stats.produced += 1
 

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0002
 
+NEXT_GROUP_TURNS = 2
+"""Turns of the event loop between the end of a write and the start of the next one (the
+loop reads its sockets on each): a durable write costs about the same CPU for 30 hits as for
+60, and the writer thread takes that CPU from the event loop on a busy core."""
+
 
 Done = Callable[[BaseException | None], None]
 """Called on the loop once a frame's group is durable (None) or failed (the error)."""
@@ -93,8 +98,11 @@ class GroupCommitter:
     """Makes envelope frames durable in groups; ``submit`` returns once its frame is durable.
 
     No task and no event per group: the first submission of an idle loop iteration schedules
-    a write with ``call_soon`` (so every request parsed in that iteration joins the group),
-    and the end of a write starts the next one at once if frames queued up meanwhile.
+    a write with ``call_soon`` (so every request parsed in that iteration joins the group).
+    When a write ends and frames queued up meanwhile, the next write starts
+    ``NEXT_GROUP_TURNS`` turns of the loop later, once this group is answered and the
+    requests already waiting on their sockets have joined the next one: fewer, larger groups
+    (bench/collector_results.md: 32 → 57 hits a group at 64 connections, 10-15% more req/s).
     """
 
     def __init__(self, producer: Producer, max_bundle_bytes: int) -> None:
@@ -165,6 +173,19 @@ class GroupCommitter:
             loop.call_soon(self._begin)
         return group
 
+    def _begin_later(self) -> None:
+        """Start the open group's write ``NEXT_GROUP_TURNS`` turns of the loop from now."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._turn(NEXT_GROUP_TURNS)
+
+    def _turn(self, left: int) -> None:
+        assert self._loop is not None
+        if left > 1:
+            self._loop.call_soon(self._turn, left - 1)
+        else:
+            self._loop.call_soon(self._begin)
+
     def _begin(self) -> None:
         self._scheduled = False
         group = self._open
@@ -211,9 +232,9 @@ class GroupCommitter:
     def _finish(self, group: _Group, error: BaseException | None) -> None:
         self._writing = False
         if self._open.frames:
-            # The next group first: its write (the writer thread waits on the disk) overlaps
-            # with answering this group's requests here.
-            self._begin()
+            # The next group's write starts a turn or two later: this group is answered
+            # first, and the requests already on their sockets join the next group.
+            self._begin_later()
         if error is None:
             self.groups_committed += 1
             self.frames_committed += len(group.frames)
@@ -224,15 +245,15 @@ class GroupCommitter:
         else:  # a bug in a transport must not hang every request
             log.error("group commit crashed: %r", error)
             group.resolve(TransportError(f"transport failure: {error!r}"))
-        if not self._writing and self._idle is not None:
-            self._idle.set()
+        if not self._writing and not self._open.frames and self._idle is not None:
+            self._idle.set()  # idle: no write in progress and none to start
 
     async def close(self) -> None:
         """Commit what is queued, stop accepting, release the thread."""
         self._closing = True
-        if self._open.frames and not self._writing:
-            self._begin()
         while self._idle is not None and (self._writing or self._open.frames):
+            if not self._writing:
+                self._begin()  # now, not on a later turn
             await self._idle.wait()
         if self._writer.is_alive():
             self._writes.put(None)

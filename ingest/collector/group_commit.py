@@ -160,7 +160,7 @@ class GroupCommitter:
 
     def _add(self, frame: bytes, route: int) -> _Group:
         """Put ``frame`` in the open group (its write starts on the loop's next turn, or
-        when the write in progress ends) and return that group."""
+        ``NEXT_GROUP_TURNS`` turns after the write in progress ends) and return that group."""
         loop = self._loop
         if loop is None or self._closing:
             raise TransportError("collector is shutting down")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ingest.collector.group_commit import GroupCommitter
 from ingest.transport.config import EmbeddedLogSettings
@@ -21,11 +22,14 @@ from schemas.envelope import encode_frame, iter_frames
 
 WAIT_S = 30
 
+T = TypeVar("T")
+
 
 class GatedLog:
     """The embedded log; each write first waits until the test opens the gate."""
 
     partitions = 1
+    source = "log"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -38,6 +42,9 @@ class GatedLog:
         assert self.gate.wait(WAIT_S), "the test never opened the gate"
         self.log.produce(records)
 
+    def close(self) -> None:
+        self.log.close()
+
     def groups(self) -> list[list[bytes]]:
         """The bodies of each stored record's frames, in log order."""
         with closing(sqlite3.connect(self.path)) as conn:
@@ -45,25 +52,48 @@ class GatedLog:
         return [[body for _, body in iter_frames(value)] for value in values]
 
 
+def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(scenario())`` on a thread of its own: the suite's browser tests keep an
+    event loop running on the main thread."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            result.append(asyncio.run(scenario()))
+        except BaseException as exc:  # re-raised on the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=main, name="group-commit-test")
+    thread.start()
+    thread.join(WAIT_S * 3)
+    assert not thread.is_alive(), "the scenario did not finish"
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
 def _frame(name: str) -> bytes:
     return encode_frame({"v": 1, "tenant": "acme"}, name.encode())
 
 
-async def _writing(log: GatedLog) -> None:
-    """Until the writer thread waits at the gate (its write has started)."""
+async def _writing_a(log: GatedLog) -> tuple[GroupCommitter, asyncio.Future[None]]:
+    """A committer on ``log`` writing frame "a" (its writer waits at the gate), and the
+    future of "a"."""
+    committer = GroupCommitter(log, max_bundle_bytes=1 << 20)
+    committer.start()
+    first = committer.submit(_frame("a"))
     while not log.waiting.is_set():
         await asyncio.sleep(0.01)
     log.waiting.clear()
+    return committer, first
 
 
 def test_requests_of_the_turn_after_a_write_join_the_next_group(tmp_path: Path) -> None:
     log = GatedLog(tmp_path / "log.sqlite")
 
     async def scenario() -> GroupCommitter:
-        committer = GroupCommitter(log, max_bundle_bytes=1 << 20)
-        committer.start()
-        first = committer.submit(_frame("a"))
-        await _writing(log)  # "a" is being written
+        committer, first = await _writing_a(log)
         queued = [committer.submit(_frame(n)) for n in ("b", "c")]
         log.gate.set()
         await first  # resumed on the turn after the one "a"'s write ended on
@@ -73,7 +103,7 @@ def test_requests_of_the_turn_after_a_write_join_the_next_group(tmp_path: Path) 
         await asyncio.wait_for(committer.close(), WAIT_S)
         return committer
 
-    committer = asyncio.run(scenario())
+    committer = _run(scenario)
     assert log.groups() == [[b"a"], [b"b", b"c", b"d"]]
     assert (committer.groups_committed, committer.frames_committed) == (2, 4)
 
@@ -82,10 +112,7 @@ def test_close_commits_a_group_whose_write_was_not_started_yet(tmp_path: Path) -
     log = GatedLog(tmp_path / "log.sqlite")
 
     async def scenario() -> None:
-        committer = GroupCommitter(log, max_bundle_bytes=1 << 20)
-        committer.start()
-        first = committer.submit(_frame("a"))
-        await _writing(log)
+        committer, first = await _writing_a(log)
         second = committer.submit(_frame("b"))  # waits for "a"'s write to end
         log.gate.set()
         # Closing while "a" is written and "b"'s write is due a turn or two after it.
@@ -93,5 +120,5 @@ def test_close_commits_a_group_whose_write_was_not_started_yet(tmp_path: Path) -
         assert first.done() and first.exception() is None
         assert second.done() and second.exception() is None
 
-    asyncio.run(scenario())
+    _run(scenario)
     assert log.groups() == [[b"a"], [b"b"]]

@@ -64,7 +64,7 @@ def _run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
         except BaseException as exc:  # re-raised on the test's thread
             errors.append(exc)
 
-    thread = threading.Thread(target=main, name="group-commit-test")
+    thread = threading.Thread(target=main, name="group-commit-test", daemon=True)
     thread.start()
     thread.join(WAIT_S * 3)
     assert not thread.is_alive(), "the scenario did not finish"

@@ -70,6 +70,13 @@ def serving(workdir: Path, tenants_toml: str) -> Iterator[Server]:
     assert server.stop() == 0, server.logs()[-3000:]
 
 
+_PINNED = (
+    "import os, runpy, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(',')));"
+    " sys.argv = ['driftnet', *sys.argv[2:]];"
+    " runpy.run_module('driftnet', run_name='__main__', alter_sys=True)")
+"""``python -c`` for ``python -m driftnet`` on the CPUs of its first argument."""
+
+
 class DriftnetProcess:
     """What every driftnet subprocess of the tests shares: start, health, logs, stop, kill.
 
@@ -80,11 +87,15 @@ class DriftnetProcess:
     url: str
     output: Path
 
-    def spawn(self, args: list[str], cwd: Path, env: Mapping[str, str]) -> None:
-        """Start ``python -m driftnet <args>``, its output appended to ``output``."""
+    def spawn(self, args: list[str], cwd: Path, env: Mapping[str, str],
+              cpus: frozenset[int] | None = None) -> None:
+        """Start ``python -m driftnet <args>``, its output appended to ``output``; with
+        ``cpus``, the process may run on those CPUs only (its affinity)."""
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        start = ["-m", "driftnet"] if cpus is None else [
+            "-c", _PINNED, ",".join(str(cpu) for cpu in sorted(cpus))]
         with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "driftnet", *args],
+            self.proc = subprocess.Popen([sys.executable, *start, *args],
                                          stdout=out, stderr=subprocess.STDOUT, env=full_env,
                                          cwd=cwd)
 
@@ -139,6 +150,8 @@ class Server(DriftnetProcess):
     extra_args: tuple[str, ...] = ()
     lake_uri: str | None = None
     """The lake as a URL (``s3://...``); default the ``lake`` directory."""
+    cpus: frozenset[int] | None = None
+    """The CPUs the process may run on; default all of the test's."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -165,7 +178,8 @@ class Server(DriftnetProcess):
     def start(self, timeout_s: float = 30.0) -> Server:
         self.spawn(["up", "--tenants", str(self.tenants), "--lake", self.lake_location, "--port",
                     str(self.port), "--log", str(self.log), "--flush-interval",
-                    str(self.flush_interval), *self.extra_args], self.workdir, self.extra_env)
+                    str(self.flush_interval), *self.extra_args], self.workdir, self.extra_env,
+                   self.cpus)
         self.wait_healthy("driftnet up", timeout_s)
         return self
 

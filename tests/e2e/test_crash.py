@@ -83,7 +83,8 @@ def test_kill_9_while_traffic_flows_loses_and_duplicates_nothing(tmp_path: Path,
         traffic.stop()
     server.wait_loaded()
     assert server.stop() == 0
-    assert ("small groups are written on the event loop's thread" in server.logs()) == one_core
+    inline = one_core or len(os.sched_getaffinity(0)) == 1  # a one-CPU machine: both
+    assert ("small groups are written on the event loop's thread" in server.logs()) == inline
     stored = _stored_ids(server.lake)
     assert traffic.acked, "no traffic was acknowledged; the test proves nothing"
     assert len(stored) == len(set(stored)), "an event was written twice"

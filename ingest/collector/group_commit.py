@@ -128,7 +128,10 @@ class GroupCommitter:
         self._max_bundle_bytes = max_bundle_bytes
         self.partitions = max(1, int(getattr(producer, "partitions", 1)))
         """Partitions frames are routed over (1: no routing, the embedded log)."""
-        self._one_core = (usable_cores() if cores is None else cores) == 1
+        # One core, and a producer that writes synchronously (Kafka's produce_async needs no
+        # writer thread anyway): the only case where groups may be written inline.
+        self._may_inline = ((usable_cores() if cores is None else cores) == 1
+                            and not hasattr(producer, "produce_async"))
         self._wait_s = 0.0  # inline writes' wait on the device, a moving average
         self._since_probe = 0
         self.inline_writes = 0
@@ -156,7 +159,7 @@ class GroupCommitter:
         # and every in-flight request with it. A short interval hands it over promptly.
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self._loop = asyncio.get_running_loop()
-        if self._one_core and not hasattr(self._producer, "produce_async"):
+        if self._may_inline:
             log.info("one core: small groups are written on the event loop's thread while "
                      "writes wait under %.0f ms on the device", INLINE_MAX_WAIT_S * 1e3)
         self._idle = asyncio.Event()
@@ -251,7 +254,7 @@ class GroupCommitter:
         (:data:`INLINE_MAX_WAIT_S`); when they have, one group in :data:`PROBE_EVERY` is
         still written inline, to measure again.
         """
-        if not self._one_core or group.nbytes > INLINE_MAX_BYTES:
+        if not self._may_inline or group.nbytes > INLINE_MAX_BYTES:
             return False
         if self._wait_s <= INLINE_MAX_WAIT_S:
             return True

@@ -330,9 +330,8 @@ def usable_cores() -> int:
     """The CPUs this process may run on (its affinity; the machine's count elsewhere).
 
     A CPU quota (``docker run --cpus=1``) is deliberately not counted: with other cores to
-    run on, the writer thread's fsync waits there while the loop goes on, and in a one-CPU
-    quota on two cores the thread served 25% more than inline writes
-    (bench/collector_results.md)."""
+    run on, the writer thread's fsync waits there while the loop goes on, which measured
+    faster than inline writes (docs/ARCHITECTURE.md, "Group commit")."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -13,8 +13,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+from urllib.parse import unquote
 
+import httptools
+from uvicorn._types import HTTPScope
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -91,6 +94,34 @@ class ResponseWriter:
         return getattr(self._transport, name)
 
 
+class _NoEvent:
+    """What a light request has for uvicorn's ``message_event``: nothing waits on it."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        """Nothing to wake."""
+
+
+class _Pending:
+    """A POST to the collector as uvicorn's parser callbacks fill it, before it is known
+    whether its body is whole (the fast path) or not (then a ``RequestResponseCycle``)."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "more_body", "response_complete",
+                 "response_started", "scope", "waiting_for_100_continue")
+    message_event = _NoEvent()
+
+    def __init__(self, scope: dict[str, Any], keep_alive: bool, expect_100: bool) -> None:
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.waiting_for_100_continue = expect_100
+        self.body = bytearray()
+        self.more_body = True
+        self.disconnected = False
+        self.response_started = False
+        self.response_complete = False
+
+
 MAX_CACHED_HEADS = 256
 """Response heads the fast path keeps (fixed answers by date second; cleared when full)."""
 
@@ -124,8 +155,11 @@ def guarded_protocol(header_timeout_s: float,
     With ``collector`` (the ASGI app uvicorn serves), a POST whose whole body arrived with
     its headers (the usual beacon) is handed to ``collector.collect_ready`` instead of an ASGI
     task, and answered from here once durable: no task, no ``receive``/``send`` messages, one
-    transport write (docs/ARCHITECTURE.md, "The collector alone"). Whatever it declines, and
-    every other request, goes through the ASGI app as before.
+    transport write (docs/ARCHITECTURE.md, "The collector alone"). Such a POST is parsed
+    without uvicorn's per-request objects (its ASGI scope, a ``RequestResponseCycle`` and an
+    ``asyncio.Event``): a :class:`_Pending` holds what the parser reads, and becomes them only
+    if the app is to answer after all. Whatever the fast path declines, and every other
+    request, goes through the ASGI app as before.
     """
 
     heads: dict[tuple[Any, ...], tuple[Any, bytes, bool]] = {}
@@ -140,46 +174,100 @@ def guarded_protocol(header_timeout_s: float,
         _idle_deadline: float | None = None
         _timer_at = 0.0
         _writer: ResponseWriter | None = None
-        _parsing = False
-        _deferred: RequestResponseCycle | None = None
+        _deferred: _Pending | None = None
 
         def data_received(self, data: bytes) -> None:
             self._idle_deadline = None
-            self._parsing = True
-            try:
-                super().data_received(data)
-            finally:
-                self._parsing = False
-            cycle = self._deferred
-            if cycle is not None:
+            super().data_received(data)
+            pending = self._deferred
+            if pending is not None:
                 self._deferred = None
-                self._take(cycle)
+                self._take(pending)
 
-        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-            # Called from on_headers_complete, before the body is parsed: a POST to the
-            # collector waits for the end of this chunk, to see whether its body is whole.
-            if (self._parsing and collector is not None and app is collector
-                    and self._deferred is None and cycle.scope["method"] == "POST"):
-                self._deferred = cycle
+        def on_message_begin(self) -> None:
+            # No scope yet: a POST to the collector gets a light one (on_headers_complete),
+            # anything else uvicorn's.
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+            self.scope = None  # type: ignore[assignment]
+
+        def _over_limit(self) -> bool:
+            """Whether uvicorn would answer 503 for the concurrency limit."""
+            limit = self.limit_concurrency
+            return limit is not None and (len(self.connections) >= limit
+                                          or len(self.tasks) >= limit)
+
+        def _uvicorn_scope(self) -> HTTPScope:
+            """A scope as uvicorn's ``on_message_begin`` makes it (the parser's state kept)."""
+            kept = self.url, self.headers, self.expect_100_continue, self.scope
+            super().on_message_begin()
+            scope = self.scope
+            self.url, self.headers, self.expect_100_continue, self.scope = kept
+            return scope
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            parser = self.parser
+            if (collector is not None and self._deferred is None
+                    and self.app is collector and not self._over_limit()
+                    and parser.get_method() == b"POST" and not parser.should_upgrade()
+                    and (self.cycle is None or self.cycle.response_complete)):
+                http_version = parser.get_http_version()
+                parsed = httptools.parse_url(self.url)
+                path = parsed.path.decode("ascii")
+                if "%" in path:
+                    path = unquote(path)
+                scope = {"method": "POST", "path": self.root_path + path,
+                         "raw_path": self.root_path.encode("ascii") + parsed.path,
+                         "query_string": parsed.query or b"", "headers": self.headers,
+                         "client": self.client, "http_version": http_version}
+                pending = _Pending(scope, http_version != "1.0" and parser.should_keep_alive(),
+                                   self.expect_100_continue)
+                self.cycle = self._deferred = pending  # type: ignore[assignment]
                 return
-            super()._start_asgi_task(cycle, app)
+            headers = self.headers
+            self.scope = self._uvicorn_scope()
+            self.scope["headers"] = headers
+            super().on_headers_complete()
+            if self.cycle is not None and self._writer is not None:
+                self.cycle.transport = self._writer  # type: ignore[assignment]
 
-        def _take(self, cycle: RequestResponseCycle) -> None:
+        def _take(self, pending: _Pending) -> None:
             assert collector is not None
             taken = False
-            if not (cycle.more_body or cycle.disconnected or cycle.waiting_for_100_continue
-                    or cycle.access_log or self.transport.is_closing()):
+            if not (pending.more_body or pending.disconnected or pending.waiting_for_100_continue
+                    or self.access_log or self.transport.is_closing()):
                 try:
-                    taken = collector.collect_ready(cycle.scope, bytes(cycle.body),
-                                                    partial(self._answer, cycle))
+                    taken = collector.collect_ready(pending.scope, bytes(pending.body),
+                                                    partial(self._answer, pending))
                 except Exception:  # a bug: nothing was queued; the ASGI path meets it again
                     log.exception("the fast path failed; the request goes to the ASGI app")
             if not taken:
                 # A body still on its way (read under the app's deadline), a refusal, anything
                 # unusual: the ASGI app, as for every other request (a bug there: uvicorn's 500).
-                super()._start_asgi_task(cycle, self.app)
+                self._to_app(pending)
 
-        def _answer(self, cycle: RequestResponseCycle, status: int, headers: Headers,
+        def _to_app(self, pending: _Pending) -> None:
+            """Hand a light request to the ASGI app: the scope and ``RequestResponseCycle``
+            uvicorn would have made, holding what the parser has read of the body."""
+            scope = cast(HTTPScope, {**self._uvicorn_scope(), **pending.scope})
+            cycle = RequestResponseCycle(
+                scope=scope, transport=cast(asyncio.Transport, self._writer or self.transport),
+                flow=self.flow, logger=self.logger, access_logger=self.access_logger,
+                access_log=self.access_log,
+                default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+                expect_100_continue=pending.waiting_for_100_continue,
+                keep_alive=pending.keep_alive, on_response=self.on_response_complete)
+            cycle.body = pending.body
+            cycle.more_body = pending.more_body
+            if pending.body or not pending.more_body:
+                cycle.message_event.set()  # as uvicorn's on_body / on_message_complete did
+            if self.cycle is pending:  # type: ignore[comparison-overlap]
+                self.cycle = cycle
+            super()._start_asgi_task(cycle, self.app)
+
+        def _answer(self, cycle: _Pending, status: int, headers: Headers,
                     body: bytes) -> None:
             """Send a fast-path response and complete its cycle, as uvicorn's ``send`` would."""
             if cycle.disconnected or self.transport.is_closing():
@@ -190,7 +278,7 @@ def guarded_protocol(header_timeout_s: float,
                 log.exception("answering a collected hit failed; closing its connection")
                 self.transport.close()
 
-        def _send(self, cycle: RequestResponseCycle, status: int, headers: Headers,
+        def _send(self, cycle: _Pending, status: int, headers: Headers,
                   body: bytes) -> None:
             default = self.server_state.default_headers  # the date: a new list each second
             key = None
@@ -277,12 +365,6 @@ def guarded_protocol(header_timeout_s: float,
                 self._header_timer.cancel()
                 self._header_timer = None
             super().connection_lost(exc)
-
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
-            if self.cycle is not None and self._writer is not None:
-                self.cycle.transport = self._writer  # type: ignore[assignment]
 
         def on_response_complete(self) -> None:
             if self._writer is not None:

@@ -4,9 +4,11 @@ requests, Connection: close, HTTP/1.0, a body that arrives later, a client that 
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
@@ -28,7 +30,8 @@ def _track(tag: str) -> tuple[str, bytes]:
 
 
 def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
-    """``count`` responses read off ``sock``: status line, headers, body (by Content-Length)."""
+    """``count`` responses read off ``sock``: status line, headers, body (by Content-Length,
+    or chunked)."""
     data = b""
     answers: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
     while len(answers) < count:
@@ -36,11 +39,24 @@ def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes,
         if end >= 0:
             status, *lines = data[:end].split(b"\r\n")
             headers = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines)}
-            size = int(headers.get(b"content-length", b"0"))
-            if len(data) >= end + 4 + size:
-                answers.append((status, headers, data[end + 4:end + 4 + size]))
-                data = data[end + 4 + size:]
-                continue
+            if headers.get(b"transfer-encoding") == b"chunked":
+                last = data.find(b"\r\n0\r\n\r\n", end)
+                if last >= 0:
+                    body, rest = data[end + 4:last + 2], data[last + 7:]
+                    chunks = b""
+                    while body:
+                        size_line, _, body = body.partition(b"\r\n")
+                        size = int(size_line, 16)
+                        chunks, body = chunks + body[:size], body[size + 2:]
+                    answers.append((status, headers, chunks))
+                    data = rest
+                    continue
+            else:
+                size = int(headers.get(b"content-length", b"0"))
+                if len(data) >= end + 4 + size:
+                    answers.append((status, headers, data[end + 4:end + 4 + size]))
+                    data = data[end + 4 + size:]
+                    continue
         chunk = sock.recv(65536)
         assert chunk, f"connection closed after {len(answers)} of {count} responses"
         data += chunk
@@ -141,3 +157,79 @@ def test_kept_alive_connections_close_after_the_idle_time_not_while_used(
         assert _stored(server, ids) == set(ids)
     finally:
         assert server.stop() == 0, server.logs()[-3000:]
+
+
+def test_beacons_the_fast_path_declines_are_answered_by_the_app(shared_server: Server) -> None:
+    """Whole bodies that the fast path leaves to the ASGI app (a gzip body, which the app
+    reads and inflates; an unknown key; a path with no route), alone and pipelined behind an
+    accepted one, over one connection: each gets the app's answer, in order, at once."""
+    message_id, body = _track("declined")
+    gzip_id, gzip_body = _track("declined-gzip")
+    gzipped = _request(gzip.compress(gzip_body), "Content-Encoding: gzip")
+    unknown = _request(body).replace(basic(KEYS["acme"]).encode(), basic("nobody").encode())
+    no_route = _request(body).replace(b"POST /v1/track", b"POST /v1/nowhere")
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(gzipped)
+        answers = _responses(sock, 1)
+        sock.sendall(_request(body) + no_route + unknown + gzipped)
+        answers += _responses(sock, 4)
+    assert [(a[0], orjson.loads(a[2])) for a in answers] == [
+        (b"HTTP/1.1 200 OK", {"success": True}),
+        (b"HTTP/1.1 200 OK", {"success": True}),
+        (b"HTTP/1.1 404 Not Found",
+         {"error": "no collector endpoint at /v1/nowhere", "status": 404}),
+        (b"HTTP/1.1 401 Unauthorized", {"error": "unknown write key", "status": 401}),
+        (b"HTTP/1.1 200 OK", {"success": True})]
+    assert _stored(shared_server, [message_id, gzip_id]) == {message_id, gzip_id}
+
+
+def test_expect_100_continue_gets_its_interim_answer(shared_server: Server) -> None:
+    """A client that waits for ``100 Continue`` before its body (curl does, for large ones)."""
+    message_id, body = _track("continue")
+    request = _request(body, "Expect: 100-continue")
+    split = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(request[:split])
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(request[split:])
+        ((status, _, answer),) = _responses(sock, 1)
+    assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
+    assert _stored(shared_server, [message_id]) == {message_id}
+
+
+def test_an_escaped_path_and_a_query_string_are_routed_as_uvicorn_does(
+        shared_server: Server) -> None:
+    """``%74`` is ``t``: the path is unescaped before routing; a query string is kept apart."""
+    message_id, body = _track("escaped")
+    request = _request(body).replace(b"POST /v1/track", b"POST /v1/%74rack?source=test")
+    with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+        sock.sendall(request)
+        ((status, _, answer),) = _responses(sock, 1)
+    assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
+    assert _stored(shared_server, [message_id]) == {message_id}
+
+
+def test_beacons_over_the_connection_cap_get_503(tmp_path: Path, tenants_file: Path) -> None:
+    """uvicorn's concurrency cap (``max_connections``) holds for whole beacons too: over it,
+    503 and nothing stored; under it again, accepted."""
+    server = Server(tmp_path, tenants_file, extra_env={
+        "DRIFTNET_COLLECTOR__MAX_CONNECTIONS": "16"}).start()
+    refused_id, refused = _track("over-cap")
+    accepted_id, accepted = _track("under-cap")
+    try:
+        with ExitStack() as idle:
+            for _ in range(16):
+                idle.enter_context(socket.create_connection(("127.0.0.1", server.port),
+                                                            timeout=30))
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+                sock.sendall(_request(refused))
+                ((status, _, _),) = _responses(sock, 1)
+            assert status == b"HTTP/1.1 503 Service Unavailable"
+        time.sleep(1)  # the server sees the idle ones closed
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(_request(accepted))
+            ((status, _, _),) = _responses(sock, 1)
+        assert status == b"HTTP/1.1 200 OK"
+        assert _stored(server, [refused_id, accepted_id]) == {accepted_id}
+    finally:
+        server.stop()

@@ -5,6 +5,8 @@ requests, Connection: close, HTTP/1.0, a body that arrives later, a client that 
 from __future__ import annotations
 
 import gzip
+import http.client
+import io
 import socket
 import time
 import uuid
@@ -29,37 +31,34 @@ def _track(tag: str) -> tuple[str, bytes]:
                                      "messageId": message_id})
 
 
+class _KeepOpen(io.BufferedReader):
+    """One buffered reader of a socket for all its responses: http.client closes its reader
+    after each body, this one stays open (the socket is closed by its own ``with``)."""
+
+    def close(self) -> None:
+        pass
+
+
+class _Buffered:
+    """A socket as http.client sees one, all responses read through one buffered reader."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.reader = _KeepOpen(socket.SocketIO(sock, "rb"))
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return self.reader
+
+
 def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
-    """``count`` responses read off ``sock``: status line, headers, body (by Content-Length,
-    or chunked)."""
-    data = b""
+    """``count`` responses read off ``sock`` (by http.client): status line, headers, body."""
+    source = _Buffered(sock)
     answers: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-    while len(answers) < count:
-        end = data.find(b"\r\n\r\n")
-        if end >= 0:
-            status, *lines = data[:end].split(b"\r\n")
-            headers = {k.lower(): v for k, _, v in (line.partition(b": ") for line in lines)}
-            if headers.get(b"transfer-encoding") == b"chunked":
-                last = data.find(b"\r\n0\r\n\r\n", end)
-                if last >= 0:
-                    body, rest = data[end + 4:last + 2], data[last + 7:]
-                    chunks = b""
-                    while body:
-                        size_line, _, body = body.partition(b"\r\n")
-                        size = int(size_line, 16)
-                        chunks, body = chunks + body[:size], body[size + 2:]
-                    answers.append((status, headers, chunks))
-                    data = rest
-                    continue
-            else:
-                size = int(headers.get(b"content-length", b"0"))
-                if len(data) >= end + 4 + size:
-                    answers.append((status, headers, data[end + 4:end + 4 + size]))
-                    data = data[end + 4 + size:]
-                    continue
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {len(answers)} of {count} responses"
-        data += chunk
+    for _ in range(count):
+        response = http.client.HTTPResponse(source)  # type: ignore[arg-type]
+        response.begin()
+        body = response.read()
+        headers = {k.lower().encode(): v.encode("latin-1") for k, v in response.getheaders()}
+        answers.append((f"HTTP/1.1 {response.status} {response.reason}".encode(), headers, body))
     return answers
 
 

@@ -1,6 +1,7 @@
 """The collector's fast path (ingest/collector/http.py): a POST whose body came with its
 headers is collected without an ASGI task. Over raw sockets, what HTTP/1.1 allows: pipelined
-requests, Connection: close, HTTP/1.0, a body that arrives later, a client that leaves."""
+requests, requests sent in pieces cut anywhere, Connection: close, HTTP/1.0, a body that
+arrives later, a client that leaves."""
 
 from __future__ import annotations
 

@@ -54,7 +54,14 @@ class ResponseWriter:
     Only a head (``HTTP/1.1 <status ≥ 200> ...\r\n\r\n``, uvicorn's first write of a
     response) is held, never an interim ``100 Continue``; whatever is held goes out with the
     next write, on ``flush`` (the protocol calls it when the response is complete) and before
-    ``close``. Nothing else is changed: other calls reach the transport.
+    ``close``.
+
+    Writes to a closing transport are dropped, as asyncio's own transports do. uvloop's
+    raise instead, and uvicorn only stops the response of the connection's *last* request
+    when the connection goes: a pipelined request still being answered when the client
+    half-closes or leaves (its task awaiting the durable write) would otherwise end in
+    "Exception in ASGI application". Nothing else is changed: other calls reach the
+    transport.
     """
 
     __slots__ = ("_head", "_transport")
@@ -64,9 +71,12 @@ class ResponseWriter:
         self._head: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        """Send ``data``, after a held head; hold it if it is a response's head."""
+        """Send ``data``, after a held head; hold it if it is a response's head; drop both
+        once the transport is closing."""
         head = self._head
-        if head is not None:
+        if self._transport.is_closing():
+            self._head = None
+        elif head is not None:
             self._head = None
             self._transport.write(head + data)
         elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1" and data[-4:] == b"\r\n\r\n":
@@ -79,7 +89,8 @@ class ResponseWriter:
         head = self._head
         if head is not None:
             self._head = None
-            self._transport.write(head)
+            if not self._transport.is_closing():
+                self._transport.write(head)
 
     def close(self) -> None:
         """Flush, then close the transport."""

@@ -221,6 +221,32 @@ def test_clients_gone_before_their_ack_are_still_stored_and_counted(server: Serv
     assert by_label(m, "driftnet_collector_hits_total", "tenant") == {"acme": 21}
 
 
+def test_a_client_that_half_closes_behind_pipelined_requests_leaves_no_error(
+        shared_server: Server) -> None:
+    """Requests the app answers, pipelined, then the client's end of the connection shut:
+    uvicorn closes the connection at that end of input and stops the response of the last
+    request only; the first one's answer, due once its hit is durable, must be dropped
+    quietly (uvloop's transport raises on a write once closed), not logged as an exception
+    in the app. The server goes on answering."""
+    errors = shared_server.logs().count("Exception in ASGI application")
+    for n in range(10):
+        first, _, _ = _mixed_request("gzip", f"half-closed{n}")
+        second, _, _ = _mixed_request("gzip", f"half-closed{n}")
+        with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+            sock.sendall(first + second)
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+    shared_server.wait_loaded()
+    message_id, body = _track("after-half-closed")
+    r = shared_server.post("/v1/track", body, KEYS["acme"])
+    assert r.status_code == 200
+    assert _stored(shared_server, [message_id]) == {message_id}
+    time.sleep(1)  # an answer due after the load is written by then
+    assert shared_server.logs().count("Exception in ASGI application") == errors, \
+        shared_server.logs()[-3000:]
+
+
 def test_kept_alive_connections_close_after_the_idle_time_not_while_used(
         tmp_path: Path, tenants_file: Path) -> None:
     """The keep-alive deadline of a fast-path answer (the connection's one timer, not one per

@@ -13,6 +13,8 @@ class FakeTransport:
         self.closed = False
 
     def write(self, data: bytes) -> None:
+        if self.closed:  # as uvloop's transports do
+            raise RuntimeError("unable to perform operation: the handler is closed")
         self.writes.append(data)
 
     def close(self) -> None:
@@ -61,6 +63,19 @@ def test_interim_answers_and_bodies_are_never_held() -> None:
     assert t.writes[-1] == b"some body bytes"
     assert w.get_extra_info("peername") == "info:peername"
     assert not w.is_closing()
+
+
+def test_writes_once_the_transport_closes_are_dropped() -> None:
+    """A response still being written when its connection went (a pipelined request's, when
+    the client left): dropped, as asyncio's transports drop it, not raised."""
+    w, t = writer()
+    w.write(HEAD)
+    t.close()
+    w.write(b'{"success":true}')
+    w.write(HEAD)
+    w.flush()
+    w.close()
+    assert t.writes == [] and w.is_closing()
 
 
 def test_body_received_reads_the_server_cycle() -> None:

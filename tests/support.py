@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import io
 import os
 import signal
 import socket
@@ -54,6 +56,38 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _KeepOpen(io.BufferedReader):
+    """One buffered reader of a socket for all its responses: http.client closes its reader
+    after each body, this one stays open (the socket is closed by its own ``with``)."""
+
+    def close(self) -> None:
+        pass
+
+
+class _Buffered:
+    """A socket as http.client sees one, all responses read through one buffered reader."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.reader = _KeepOpen(socket.SocketIO(sock, "rb"))
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return self.reader
+
+
+def responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+    """``count`` HTTP/1.1 responses read off ``sock`` (pipelined requests' answers, by
+    http.client): status line, headers, body."""
+    source = _Buffered(sock)
+    answers: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+    for _ in range(count):
+        response = http.client.HTTPResponse(source)  # type: ignore[arg-type]
+        response.begin()
+        body = response.read()
+        headers = {k.lower().encode(): v.encode("latin-1") for k, v in response.getheaders()}
+        answers.append((f"HTTP/1.1 {response.status} {response.reason}".encode(), headers, body))
+    return answers
 
 
 def basic(key: str) -> str:

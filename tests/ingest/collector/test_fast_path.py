@@ -6,8 +6,6 @@ arrives later, a client that leaves."""
 from __future__ import annotations
 
 import gzip
-import http.client
-import io
 import random
 import socket
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from tests.ingest.metrics.scrape import by_label, scrape, value
-from tests.support import KEYS, Server, basic
+from tests.support import KEYS, Server, basic, responses
 
 
 def _request(body: bytes, *extra: str, version: str = "1.1") -> bytes:
@@ -31,37 +29,6 @@ def _track(tag: str) -> tuple[str, bytes]:
     message_id = f"{tag}-{uuid.uuid4()}"
     return message_id, orjson.dumps({"type": "track", "event": "Fast", "anonymousId": "a",
                                      "messageId": message_id})
-
-
-class _KeepOpen(io.BufferedReader):
-    """One buffered reader of a socket for all its responses: http.client closes its reader
-    after each body, this one stays open (the socket is closed by its own ``with``)."""
-
-    def close(self) -> None:
-        pass
-
-
-class _Buffered:
-    """A socket as http.client sees one, all responses read through one buffered reader."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.reader = _KeepOpen(socket.SocketIO(sock, "rb"))
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return self.reader
-
-
-def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
-    """``count`` responses read off ``sock`` (by http.client): status line, headers, body."""
-    source = _Buffered(sock)
-    answers: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-    for _ in range(count):
-        response = http.client.HTTPResponse(source)  # type: ignore[arg-type]
-        response.begin()
-        body = response.read()
-        headers = {k.lower().encode(): v.encode("latin-1") for k, v in response.getheaders()}
-        answers.append((f"HTTP/1.1 {response.status} {response.reason}".encode(), headers, body))
-    return answers
 
 
 def _chunked(request: bytes, cut: int) -> bytes:
@@ -123,11 +90,11 @@ def test_pipelined_posts_are_answered_in_order_and_all_stored(shared_server: Ser
     sent = [_track("pipelined") for _ in range(5)]
     with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
         sock.sendall(b"".join(_request(body) for _, body in sent))  # one write, five requests
-        answers = _responses(sock, 5)
+        answers = responses(sock, 5)
         # the connection is kept alive: one more request on it
         extra = _track("after-pipeline")
         sock.sendall(_request(extra[1]))
-        answers += _responses(sock, 1)
+        answers += responses(sock, 1)
     assert [(a[0], a[2]) for a in answers] == [(b"HTTP/1.1 200 OK", b'{"success":true}')] * 6
     assert all(a[1][b"content-type"] == b"application/json" and b"date" in a[1]
                and b"connection" not in a[1] for a in answers)
@@ -166,7 +133,7 @@ def test_pipelined_requests_split_anywhere_are_answered_in_order(shared_server: 
                 at += size
                 if rng.random() < 0.3:
                     time.sleep(rng.choice((0.0005, 0.002, 0.01)))  # read apart, most likely
-            answers = _responses(sock, len(statuses))
+            answers = responses(sock, len(statuses))
         assert [int(status.split()[1]) for status, _, _ in answers] == statuses, connection
     assert len(ids) > 100
     rows = shared_server.query("acme", "SELECT event_id FROM events WHERE event_id LIKE 'split%'")
@@ -180,7 +147,7 @@ def test_connection_close_and_http_1_0_are_answered_then_closed(shared_server: S
         ids.append(message_id)
         with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
             sock.sendall(_request(body, *extra, version=version))
-            ((status, headers, answer),) = _responses(sock, 1)
+            ((status, headers, answer),) = responses(sock, 1)
             assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
             assert headers[b"connection"] == b"close"
             assert sock.recv(100) == b""  # the server closed it
@@ -195,7 +162,7 @@ def test_a_body_arriving_after_its_headers_is_collected(shared_server: Server) -
         sock.sendall(request[:split])
         time.sleep(1)  # the headers are parsed alone: the body is read under its deadline
         sock.sendall(request[split:])
-        ((status, _, answer),) = _responses(sock, 1)
+        ((status, _, answer),) = responses(sock, 1)
     assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
     assert _stored(shared_server, [message_id]) == {message_id}
 
@@ -261,7 +228,7 @@ def test_kept_alive_connections_close_after_the_idle_time_not_while_used(
                 message_id, body = _track("kept-alive")
                 ids.append(message_id)
                 sock.sendall(_request(body))
-                ((status, _, _),) = _responses(sock, 1)
+                ((status, _, _),) = responses(sock, 1)
                 assert status == b"HTTP/1.1 200 OK"
                 time.sleep(1)
             started = time.monotonic()
@@ -282,9 +249,9 @@ def test_beacons_the_fast_path_declines_are_answered_by_the_app(shared_server: S
     unknown, _, _ = _mixed_request("unknown key", "declined")
     with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
         sock.sendall(gzipped)
-        answers = _responses(sock, 1)
+        answers = responses(sock, 1)
         sock.sendall(accepted + no_route + unknown + gzipped)
-        answers += _responses(sock, 4)
+        answers += responses(sock, 4)
     assert [(a[0], orjson.loads(a[2])) for a in answers] == [
         (b"HTTP/1.1 200 OK", {"success": True}),
         (b"HTTP/1.1 200 OK", {"success": True}),
@@ -304,7 +271,7 @@ def test_expect_100_continue_gets_its_interim_answer(shared_server: Server) -> N
         sock.sendall(request[:split])
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(request[split:])
-        ((status, _, answer),) = _responses(sock, 1)
+        ((status, _, answer),) = responses(sock, 1)
     assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
     assert _stored(shared_server, [message_id]) == {message_id}
 
@@ -316,7 +283,7 @@ def test_an_escaped_path_and_a_query_string_are_routed_as_uvicorn_does(
     request = _request(body).replace(b"POST /v1/track", b"POST /v1/%74rack?source=test")
     with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
         sock.sendall(request)
-        ((status, _, answer),) = _responses(sock, 1)
+        ((status, _, answer),) = responses(sock, 1)
     assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
     assert _stored(shared_server, [message_id]) == {message_id}
 
@@ -335,12 +302,12 @@ def test_beacons_over_the_connection_cap_get_503(tmp_path: Path, tenants_file: P
                                                             timeout=30))
             with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
                 sock.sendall(_request(refused))
-                ((status, _, _),) = _responses(sock, 1)
+                ((status, _, _),) = responses(sock, 1)
             assert status == b"HTTP/1.1 503 Service Unavailable"
         time.sleep(1)  # the server sees the idle ones closed
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(_request(accepted))
-            ((status, _, _),) = _responses(sock, 1)
+            ((status, _, _),) = responses(sock, 1)
         assert status == b"HTTP/1.1 200 OK"
         assert _stored(server, [refused_id, accepted_id]) == {accepted_id}
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -74,7 +73,7 @@ class Hit:
         if credentials is None:
             try:
                 credentials = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError) as exc:
+            except ValueError as exc:  # not base64 (binascii.Error), not ASCII, not UTF-8
                 raise HttpError(401, "Authorization header is not valid Basic "
                                 "credentials") from exc
             if len(_BASIC_CACHE) >= _BASIC_CACHE_SIZE:

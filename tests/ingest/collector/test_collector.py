@@ -188,6 +188,8 @@ def test_oversized_headers_are_refused_with_431_before_anything_is_stored(
         ("/v1/track", _track(), {}, 401, "no write key"),
         ("/v1/track", _track(), {"Authorization": basic("wrong")}, 401, "unknown write key"),
         ("/v1/track", _track(), {"Authorization": "Basic !!!"}, 401, "Basic"),
+        ("/v1/track", _track(), {"Authorization": b"Basic YWNtZS1rZX\xe16"}, 401, "Basic"),
+        ("/v1/track", _track(), {"Authorization": "Basic //79"}, 401, "Basic"),  # not UTF-8
         ("/v1/t", {**_track(), "writeKey": "nope"}, {}, 401, "unknown write key"),
         ("/v1/t", b"{not json", {}, 400, "not valid JSON"),
         ("/v1/t", b"[1, 2]", {}, 400, "JSON object"),

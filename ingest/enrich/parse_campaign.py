@@ -18,15 +18,22 @@ CLICK_IDS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid"
              "li_fat_id")
 """Query parameters that carry an ad click id (the ``click_id_type`` values)."""
 _CLICK = f"[?&]({'|'.join(CLICK_IDS)})=([^&#]+)"
+_CLICK_VALUE = f"regexp_extract(page_url, '{_CLICK}', 2)"
 # Cheap substring tests skip the regular expressions for the many URLs without parameters.
 _HAS_CLICK = ("(contains(page_url, 'clid=') OR contains(page_url, 'clkid=') "
               "OR contains(page_url, 'braid=') OR contains(page_url, 'li_fat_id='))")
 
 
+def decoded(text: str) -> str:
+    """SQL: ``text`` percent-decoded; as sent when it does not decode to UTF-8 (a URL cut in
+    the middle of a character, ``%E2%82``): a field of the event, never a failed step."""
+    return f"coalesce(try(url_decode({text})), {text})"
+
+
 def url_param(url: str, name: str) -> str:
     """SQL: the decoded value of query parameter ``name`` in ``url``, NULL when absent/empty."""
-    return (f"nullif(url_decode(replace(regexp_extract({url}, '[?&]{name}=([^&#]*)', 1), "
-            f"'+', ' ')), '')")
+    value = f"replace(regexp_extract({url}, '[?&]{name}=([^&#]*)', 1), '+', ' ')"
+    return f"nullif({decoded(value)}, '')"
 
 
 def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) -> str:
@@ -40,7 +47,7 @@ def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) 
         "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN "
                          f"nullif(regexp_extract(page_url, '{_CLICK}', 1), '') END",
         "click_id": f"CASE WHEN {_HAS_CLICK} THEN "
-                    f"nullif(url_decode(regexp_extract(page_url, '{_CLICK}', 2)), '') END",
+                    f"nullif({decoded(_CLICK_VALUE)}, '') END",
     }
     for field in ("source", "medium", "campaign", "term", "content"):
         from_url[f"utm_{field}"] = (f"CASE WHEN contains(page_url, 'utm_') "

@@ -35,3 +35,15 @@ def test_no_click_id_and_no_url() -> None:
         event(0, page_url="https://s.example/?q=shoes&notgclid=1"), event(1)])
     assert [(r["click_id_type"], r["click_id"]) for r in out] == [(None, None), (None, None)]
     assert out[1]["page_host"] is None and out[1]["utm_source"] is None
+
+
+def test_values_that_do_not_decode_are_kept_as_sent() -> None:
+    """A URL cut inside a percent-encoded character (``%E2%82``, two bytes of three): the
+    value as sent, and the event enriched, not failed; its neighbours decode as usual."""
+    out = run_step("parse_campaign", parse_campaign, [
+        event(0, page_url="https://s.example/?utm_source=%E2%82a&utm_medium=e%2Dmail"
+                          "&gclid=x%FF1"),
+        event(1, page_url="https://s.example/?utm_source=caf%C3%A9")])
+    assert (out[0]["utm_source"], out[0]["utm_medium"]) == ("%E2%82a", "e-mail")
+    assert (out[0]["click_id_type"], out[0]["click_id"]) == ("gclid", "x%FF1")
+    assert out[1]["utm_source"] == "café"

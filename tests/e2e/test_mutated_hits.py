@@ -5,7 +5,8 @@ archived hit became events or quarantine rows, none of them the loader's last-re
 
 The requests are well-formed HTTP (the framing has its own tests: tests/ingest/collector);
 what is mutated is what the trackers send: bodies (bytes flipped, cut, repeated, JSON and
-URL-encoding tokens put anywhere, gzip of either) and query strings. A fixed seed: the same
+URL-encoding tokens put anywhere, gzip of either), query strings, and the request headers
+the collector reads (odd values, bytes outside ASCII). A fixed seed: the same
 requests each run.
 """
 
@@ -26,7 +27,12 @@ SEEDS: list[tuple[str, str, str, bytes, tuple[str, ...]]] = [
     ("POST", "/v1/track", "",
      b'{"type":"track","event":"Order Completed","anonymousId":"a","properties":{"revenue":'
      b'12.5,"currency":"EUR","products":[{"product_id":"p1","price":3,"quantity":2}]},'
-     b'"context":{"page":{"url":"http://x/?utm_source=a"}}}', (_JSON, "Authorization: {auth}")),
+     b'"context":{"page":{"url":"http://x/?utm_source=a&utm_medium=b&gclid=c"}}}',
+     (_JSON, "Authorization: {auth}")),
+    ("POST", "/v1/page", "",  # a page URL cut inside a character
+     b'{"type":"page","anonymousId":"a","writeKey":"{key}",'
+     b'"context":{"page":{"url":"http://x/p?utm_source=caf%C3%A9&utm_campaign=%E2%82"}}}',
+     (_JSON,)),
     ("POST", "/v1/batch", "",
      b'{"batch":[{"type":"track","event":"Product Viewed","anonymousId":"a","properties":'
      b'{"price":5}},{"type":"identify","userId":"u","traits":{"email":"a@b.c"}}],'
@@ -42,7 +48,8 @@ SEEDS: list[tuple[str, str, str, bytes, tuple[str, ...]]] = [
      b'{"e":"ue","aid":"{key}","tv":"js","p":"web","ue_px":"eyJzY2hlbWEiOiJ4IiwiZGF0YSI6e319"}]}',
      (_JSON,)),
     ("GET", "/g/collect", "v=2&tid={key}&cid=1.2&en=purchase&dl=http%3A%2F%2Fx"
-     "&ep.transaction_id=T1&epn.value=12&cu=EUR&pr1=idP1~nmShoe~pr10~qt2", b"", ()),
+     "%3Futm_source%3Da%26gclid%3Dc&ep.transaction_id=T1&epn.value=12&cu=EUR"
+     "&pr1=idP1~nmShoe~pr10~qt2", b"", ()),
     ("POST", "/g/collect", "v=2&tid={key}&cid=1.2",
      b"en=page_view&dl=x\nen=scroll&epn.percent=90", ()),
     ("POST", "/mp/collect", "measurement_id={key}&api_secret=s",
@@ -67,6 +74,30 @@ TOKENS = [b"\\u0000", b"\\ud800", b"\xed\xa0\x80", b"\xff", b"\x00", b'"', b"{",
           b'"batch":{}', b"[" * 200, b"%", b"%zz", b"%00", b"&", b"=", b"+", b"~", b"%E2%82",
           b"utm_source=%FF", b"\n", b"\r\n"]
 
+# Headers the collector reads or keeps, each with odd values of its kind (a str is latin-1:
+# "\xe9" is the byte 0xe9, outside ASCII)
+_URLS = ["", "http://\xe9.example/?a=%ff", "http://127.0.0.1:5", "null", "x" * 4000,
+         "https://s.example/?utm_source=%E2%82&gclid=%FF"]
+HEADERS: dict[str, list[str]] = {
+    "Authorization": ["", "Basic \xe1", "Basic YWNtZS1rZX\xe16", "Basic !!!", "Basic //79",
+                      "Bearer x", "basic"],
+    "X-Write-Key": ["", "\xe1\xff", "acme-key\xe9"],
+    "Cookie": ["sp=\xe1; _ga=GA1.2.3.4", "sp=" + "a" * 3000, "_ga=GA1.1.\xe9", ";;=;"],
+    "User-Agent": ["", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) \xe9",
+                   "x" * 4000, "Googlebot/2.1"],
+    "Referer": _URLS,
+    "Origin": _URLS,
+    "Content-Type": ["", "text/plain; charset=\xe9", "application/json; charset=utf-16",
+                     "multipart/form-data; boundary=x"],
+    "Content-Encoding": ["", "identity", "deflate, gzip", "\xe9"],
+    "Accept-Language": ["", "en-US,en;q=0.9,\xe9;q=0.1", "*"],
+    "X-Forwarded-For": ["", "::1", "1.2.3.4, 5.6.7.8", "999.1.1.1", "fe80::1%eth0", "\xe9"],
+    "DNT": ["1", "\xe9"],
+    "Sec-GPC": ["1", "?1", "\xe9"],
+    "Sec-CH-UA": ['"Chromium";v="120", "Not A Brand";v="99"', '"\xe9";v=1', ""],
+    "Sec-CH-UA-Platform": ['"\xe9"', '"Android"', ""],
+    "Sec-CH-UA-Model": ['"\xe9"', ""],
+}
 
 def _mutated(rng: random.Random, data: bytes) -> bytes:
     out = bytearray(data)
@@ -103,6 +134,10 @@ def _hit(rng: random.Random, tenant: str) -> bytes:
     elif roll < 0.85 and body:
         body = gzip.compress(_mutated(rng, body) if roll < 0.8 else body)
         extra.append("Content-Encoding: gzip")
+    if rng.random() < 0.3:
+        for name in rng.sample(sorted(HEADERS), rng.randint(1, 3)):
+            extra = [h for h in extra if not h.lower().startswith(f"{name.lower()}:")]
+            extra.append(f"{name}: {rng.choice(HEADERS[name])}")
     target = path + ("?" + query if query else "")
     # the request line stays valid HTTP: anything else is percent-encoded
     target = "".join(c if 33 <= ord(c) < 127 else f"%{ord(c) & 0xFF:02X}" for c in target)
@@ -117,7 +152,7 @@ def test_mutated_hits_are_answered_and_archived_once(server: Server) -> None:
     rng = random.Random(7)
     statuses: Counter[int] = Counter()
     acked: Counter[str] = Counter()
-    for _ in range(150):
+    for _ in range(200):
         tenants = [rng.choice(("acme", "globex")) for _ in range(rng.randint(1, 4))]
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(b"".join(_hit(rng, tenant) for tenant in tenants))
@@ -153,5 +188,5 @@ def test_mutated_hits_are_answered_and_archived_once(server: Server) -> None:
                          "pixel"}
     assert unparsed == (0,)
     assert {"payload_format", "schema_violation", "protocol_violation"} <= set(reasons)
-    assert last_resort == (0,)
+    assert last_resort == (0,) and "enrichment_failure" not in reasons
     assert "Traceback" not in server.logs(), server.logs()[-3000:]

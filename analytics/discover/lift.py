@@ -70,8 +70,10 @@ METHOD = ("A session is positive when it has an event whose event_name or produc
           "come last.")
 
 
-def candidate_features(catalog: Catalog, opts: DiscoverOptions) -> list[FieldStats]:
-    """Categorical fields of the catalog worth ranking, best-filled first."""
+def candidate_features(catalog: Catalog, opts: DiscoverOptions,
+                       con: duckdb.DuckDBPyConnection | None = None) -> list[FieldStats]:
+    """Categorical fields of the catalog worth ranking, best-filled first; with ``con``, only
+    JSON paths it can read (:func:`prefix.addressable`: not a key logged as ``""``)."""
     rows = [f for f in catalog.fields if f.event_name == opts.event]
     out = []
     for f in rows:
@@ -83,6 +85,9 @@ def candidate_features(catalog: Catalog, opts: DiscoverOptions) -> list[FieldSta
             types = set(f.types)
             small_ints = types <= {"integer", "null"} and f.distinct <= opts.lift_values
             ok = "[*]" not in f.field and (types <= _CATEGORICAL_JSON_TYPES or small_ints)
+            if ok and con is not None:
+                assert f.path is not None
+                ok = prefix.addressable(con, f.path)
         if ok:
             out.append(f)
     out.sort(key=lambda f: (-f.filled, f.field))
@@ -250,7 +255,7 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
                   opts: DiscoverOptions) -> TargetReport:
     """Rank logged fields and session numbers by what they say about ``opts.target``."""
     assert opts.target is not None
-    features = candidate_features(catalog, opts)
+    features = candidate_features(catalog, opts, con)
     method = METHOD.format(k=opts.lift_values, m=opts.min_support)
     empty = TargetReport(target=opts.target, sessions=0, positives=0, base_rate=0.0,
                          entropy=0.0, min_support=opts.min_support, features=[], method=method)

@@ -73,6 +73,17 @@ LATE: Final = 0.75
 before the target")."""
 
 
+def addressable(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Whether DuckDB's JSON functions can read the catalog path ``path``. The catalog's
+    paths are ``json_tree``'s, which names an empty key ``$.""``: a path its own JSON
+    functions refuse (a binder error, which ``try`` does not catch)."""
+    try:
+        con.execute(f"SELECT json_extract_string('{{}}'::JSON, {quote(path)})")
+    except duckdb.Error:
+        return False
+    return True
+
+
 def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
     """(select items extracting each JSON document's wanted paths at once, one text
     expression per feature over them)."""

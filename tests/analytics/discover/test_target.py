@@ -204,3 +204,26 @@ def test_sampling_reads_whole_visitors_the_same_way_every_run(leaky: Path) -> No
     assert "(sessions of a random" in render_text(half)
     # the real predictor still leads on half the visitors
     assert t.features[0].field == "utm_source" and t.features[0].best_value == "email"
+
+
+def test_keys_no_json_path_can_name_are_catalogued_and_left_out_of_ranking(
+        tmp_path: Path) -> None:
+    """A property logged under the empty key: the catalog lists it (``properties.""``), but
+    DuckDB's JSON functions cannot read that path, so the target ranking leaves it out and
+    ranks the rest, instead of failing."""
+    rows = []
+    for i in range(40):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        props = json.dumps({"": f"x{i % 2}", "a\"b": f"q{i % 2}", "plan": f"p{i % 2}"})
+        rows.append(event(minute=10 * i, event_name="page_view", properties=props, **s))
+        if i % 2:
+            rows.append(event(minute=10 * i + 1, event_name="Order Completed",
+                              product_action="purchase", **s))
+    write_events(tmp_path, rows)
+    report = _report(tmp_path)
+    assert {'properties.""', 'properties."a\\"b"', "properties.plan"} <= {
+        f.field for f in report.catalog.fields}
+    assert report.target is not None
+    ranked = {f.field for f in report.target.features}
+    assert 'properties."a\\"b"' in ranked and "properties.plan" in ranked
+    assert 'properties.""' not in ranked

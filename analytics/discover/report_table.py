@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 from analytics.discover.report import FieldStats, LiftValue, Report, TargetReport
 
 MAX_CELL = 48
+# Control characters of logged text (C0 but tab and newline, DEL, C1): a terminal would obey
+# them (ESC sequences clear the screen or retitle the window); shown escaped instead.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks and tabs as spaces and other control characters escaped
+    (``\\x1b``): logged values and keys are shown, never obeyed by the terminal."""
+    text = text.replace("\n", " ").replace("\t", " ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("\n", " ")
+    text = printable("" if value is None else str(value))
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
@@ -55,7 +65,7 @@ def _tops(f: FieldStats) -> str:
 def render_text(report: Report, show_empty: bool = False) -> str:
     """The catalog (all events, or the --event one) and the target ranking, as text."""
     cat = report.catalog
-    scope = f"event {report.event!r}" if report.event else "all events"
+    scope = f"event {printable(repr(report.event))}" if report.event else "all events"
     since = f" since {report.since.isoformat()}" if report.since else ""
     until = f" until {report.until.isoformat()}" if report.until else ""
     parts = [f"{cat.events} events ({scope}{since}{until}), {len(cat.event_names)} event "
@@ -92,7 +102,7 @@ def _group(v: LiftValue) -> str:
 
 def target_lines(t: TargetReport) -> list[str]:
     """The target ranking: one row per feature with its best well-supported group."""
-    lines = [f"target {t.target!r}: {t.positives} of {t.sessions} sessions "
+    lines = [f"target {printable(repr(t.target))}: {t.positives} of {t.sessions} sessions "
              f"({_pct(t.base_rate)}), H = {t.entropy:.4f} bits; features read before the "
              f"target; groups under {t.min_support} sessions are small and never rank"]
     if t.sampled_share < 1:
@@ -114,7 +124,7 @@ def target_lines(t: TargetReport) -> list[str]:
                              "xlift [95%]", "lowest group", "MI bits", "coverage", ""], rows))
     for i, s in enumerate(t.features, 1):
         for reason in s.suspect_reasons:
-            lines.append(f"suspect #{i} {s.field}: {reason}")
+            lines.append(printable(f"suspect #{i} {s.field}: {reason}"))
         if s.aliases:
-            lines.append(f"#{i} {s.field} also logged as {', '.join(s.aliases)}")
+            lines.append(printable(f"#{i} {s.field} also logged as {', '.join(s.aliases)}"))
     return lines

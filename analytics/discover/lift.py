@@ -73,7 +73,7 @@ METHOD = ("A session is positive when it has an event whose event_name or produc
 def candidate_features(catalog: Catalog, opts: DiscoverOptions,
                        con: duckdb.DuckDBPyConnection | None = None) -> list[FieldStats]:
     """Categorical fields of the catalog worth ranking, best-filled first; with ``con``, only
-    JSON paths it can read (:func:`prefix.addressable`: not a key logged as ``""``)."""
+    JSON paths it can read (:func:`prefix.unaddressable`: not a key logged as ``""``)."""
     rows = [f for f in catalog.fields if f.event_name == opts.event]
     out = []
     for f in rows:
@@ -85,11 +85,12 @@ def candidate_features(catalog: Catalog, opts: DiscoverOptions,
             types = set(f.types)
             small_ints = types <= {"integer", "null"} and f.distinct <= opts.lift_values
             ok = "[*]" not in f.field and (types <= _CATEGORICAL_JSON_TYPES or small_ints)
-            if ok and con is not None:
-                assert f.path is not None
-                ok = prefix.addressable(con, f.path)
         if ok:
             out.append(f)
+    if con is not None:
+        paths = [f.path for f in out if f.source != "column" and f.path is not None]
+        unreadable = prefix.unaddressable(con, paths)
+        out = [f for f in out if f.source == "column" or f.path not in unreadable]
     out.sort(key=lambda f: (-f.filled, f.field))
     return out[: opts.max_features]
 

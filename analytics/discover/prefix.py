@@ -73,15 +73,22 @@ LATE: Final = 0.75
 before the target")."""
 
 
-def addressable(con: duckdb.DuckDBPyConnection, path: str) -> bool:
-    """Whether DuckDB's JSON functions can read the catalog path ``path``. The catalog's
-    paths are ``json_tree``'s, which names an empty key ``$.""``: a path its own JSON
-    functions refuse (a binder error, which ``try`` does not catch)."""
-    try:
-        con.execute(f"SELECT json_extract_string('{{}}'::JSON, {quote(path)})")
-    except duckdb.Error:
-        return False
-    return True
+def unaddressable(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> set[str]:
+    """The catalog paths DuckDB's JSON functions cannot read. The catalog's paths are
+    ``json_tree``'s, which names an empty key ``$.""``: a path its own JSON functions refuse
+    (a binder error, which ``try`` does not catch). One statement checks all paths; only
+    when it fails is each checked alone."""
+    def readable(some: Sequence[str]) -> bool:
+        try:
+            con.execute(f"SELECT json_extract_string('{{}}'::JSON, "
+                        f"[{', '.join(map(quote, some))}])")
+        except duckdb.Error:
+            return False
+        return True
+
+    if not paths or readable(paths):
+        return set()
+    return {p for p in paths if not readable([p])}
 
 
 def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:

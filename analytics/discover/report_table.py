@@ -65,7 +65,7 @@ def _tops(f: FieldStats) -> str:
 def render_text(report: Report, show_empty: bool = False) -> str:
     """The catalog (all events, or the --event one) and the target ranking, as text."""
     cat = report.catalog
-    scope = f"event {printable(repr(report.event))}" if report.event else "all events"
+    scope = f"event {report.event!r}" if report.event else "all events"
     since = f" since {report.since.isoformat()}" if report.since else ""
     until = f" until {report.until.isoformat()}" if report.until else ""
     parts = [f"{cat.events} events ({scope}{since}{until}), {len(cat.event_names)} event "
@@ -102,7 +102,7 @@ def _group(v: LiftValue) -> str:
 
 def target_lines(t: TargetReport) -> list[str]:
     """The target ranking: one row per feature with its best well-supported group."""
-    lines = [f"target {printable(repr(t.target))}: {t.positives} of {t.sessions} sessions "
+    lines = [f"target {t.target!r}: {t.positives} of {t.sessions} sessions "
              f"({_pct(t.base_rate)}), H = {t.entropy:.4f} bits; features read before the "
              f"target; groups under {t.min_support} sessions are small and never rank"]
     if t.sampled_share < 1:

@@ -12,14 +12,13 @@ requests each run.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import random
 import socket
 from collections import Counter
 
 from analytics import connect
-from tests.support import KEYS, Server, responses
+from tests.support import KEYS, Server, basic, responses
 
 _JSON = "Content-Type: application/json"
 # (method, path, query, body, headers); {key} is the tenant's write key, {auth} its Basic auth
@@ -122,10 +121,9 @@ def _mutated(rng: random.Random, data: bytes) -> bytes:
 def _hit(rng: random.Random, tenant: str) -> bytes:
     method, path, query, body, headers = rng.choice(SEEDS)
     key = KEYS[tenant]
-    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
     query = query.replace("{key}", key)
     body = body.replace(b"{key}", key.encode())
-    extra = [h.replace("{auth}", auth) for h in headers]
+    extra = [h.replace("{auth}", basic(key)) for h in headers]
     roll = rng.random()
     if roll < 0.45 and body:
         body = _mutated(rng, body)

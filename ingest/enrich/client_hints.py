@@ -139,7 +139,8 @@ def os_version(hints: Hints) -> str | None:
     family = os_family(hints)
     if family == "Windows":
         major = version.split(".", 1)[0]
-        if not major.isdigit() or int(major) == 0:
+        # ASCII digits only: str.isdigit() is also true of '²' and '④', which int() refuses.
+        if not (major.isascii() and major.isdigit()) or int(major) == 0:
             return None
         return "11" if int(major) >= 13 else "10"
     parts = version.split(".")

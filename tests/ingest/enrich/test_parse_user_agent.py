@@ -149,3 +149,24 @@ def test_windows_platform_versions() -> None:
 
     assert (version("15.0.0"), version("13.0.0"), version("10.0.0"), version("0.3.0")) == (
         "11", "11", "10", None)
+    # Digits int() cannot read (str.isdigit() is true of them) are not a version.
+    assert (version("\u00b2.0.0"), version("\u2463"), version("\u0663.0")) == (None, None, None)
+
+
+def test_a_version_hint_of_other_digits_leaves_the_event_enriched() -> None:
+    """A header (Latin-1: '\xb2' is '²') or userAgentData naming a version in digits other
+    than ASCII ones was an enrichment_failure: the event went to quarantine."""
+    header = {"user-agent": CHROME_WIN, "sec-ch-ua-platform": '"Windows"',
+              "sec-ch-ua-platform-version": '"\u00b2.0.0"'}
+    uad = {"platform": "Windows", "platformVersion": "\u2463.0.0"}
+    pipeline = Pipeline(no_lake())
+    try:
+        out = pipeline.process(records(
+            frame(track(context={"userAgent": CHROME_WIN}), headers=header),
+            frame(track(context={"userAgent": CHROME_WIN, "userAgentData": uad})),
+        ), "log")
+    finally:
+        pipeline.close()
+    assert out.quarantine.num_rows == 0
+    rows = out.events.to_pylist()
+    assert [(r["ua_os"], r["ua_os_version"]) for r in rows] == [("Windows", "10")] * 2

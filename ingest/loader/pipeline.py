@@ -50,8 +50,11 @@ _HEADER_SPEC = orjson.dumps({
 
 _RAW_SQL = f"""
 CREATE OR REPLACE TEMP TABLE raw_all AS
-SELECT *, (h.tenant IS NOT NULL AND regexp_full_match(h.tenant, {quote(TENANT_ID_PATTERN[1:-1])})
-           AND h.received_at IS NOT NULL AND h.protocol IS NOT NULL) AS header_ok
+SELECT *, coalesce(  -- never NULL: a row neither in raw nor in quarantine would be lost
+    regexp_full_match(h.tenant, {quote(TENANT_ID_PATTERN[1:-1])}) AND h.v IS NOT NULL
+    AND h.received_at BETWEEN 0 AND 253402300799999999  -- 1970 to 9999 (Python's datetime)
+    AND h.protocol IS NOT NULL AND coalesce(json_type(h.headers) = 'OBJECT', TRUE),
+  FALSE) AS header_ok
 FROM (SELECT try(json_transform(hdr, {quote(_HEADER_SPEC)})) AS h, * FROM hits)
 """
 _RAW_SELECT = select_raw({

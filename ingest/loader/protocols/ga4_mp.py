@@ -26,6 +26,7 @@ from ingest.loader.protocols.kit import (
     not_a,
     reject,
     too_big_event,
+    usable_time,
 )
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import decode
@@ -153,8 +154,8 @@ _EVENTS = {
     "protocol": "protocol",
     "app_id": f"nullif({_MEASUREMENT_ID}, '')",
     "platform": "CASE WHEN top.app_instance_id IS NOT NULL THEN 'mobile' ELSE 'server' END",
-    "client_ts": "try(make_timestamp(try_cast(coalesce(e.timestamp_micros, top.timestamp_micros)"
-                 " AS BIGINT)))::TIMESTAMPTZ",
+    "client_ts": usable_time("try(make_timestamp(try_cast(coalesce(e.timestamp_micros, "
+                             "top.timestamp_micros) AS BIGINT)))::TIMESTAMPTZ"),
     "received_at": "received_at",
     "derived_ts": "received_at",
     "anonymous_id": "nullif(coalesce(top.client_id, top.app_instance_id), '')",

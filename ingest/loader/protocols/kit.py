@@ -63,6 +63,17 @@ NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 """SQL: the JSON types of a number."""
 
 
+def usable_time(ts: str) -> str:
+    """SQL: the TIMESTAMPTZ ``ts`` when it falls in years 1 to 9999, else NULL.
+
+    DuckDB reads ``99999-01-01`` or ``0000-01-01`` as times, but no Python ``datetime`` can
+    hold them: one such value in the lake breaks every ``fetchall()`` and pandas frame that
+    reads its row. A client time outside that range is as good as none (Snowplow's ``dtm`` is
+    held to the same range)."""
+    return (f"(CASE WHEN {ts} BETWEEN TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+            f"AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00' THEN {ts} END)")
+
+
 NOT_UTF8 = reject(FORMAT, quote("body is not valid UTF-8"))
 """SQL: the rejection of a body whose bytes are not UTF-8."""
 QUERY_NOT_UTF8 = reject(FORMAT, quote("query string is not percent-encoded UTF-8"))

@@ -161,7 +161,10 @@ def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
     anonymous_id, user_id = first.get("a") or None, first.get("u") or None
     if first.get("s"):
         extra["client_session_id"] = first["s"]  # session_id is scoped by the visitor
-    headers = orjson.loads(hit["headers"]) if hit["headers"] else {}
+    sent = orjson.loads(hit["headers"]) if hit["headers"] else {}
+    # The envelope holds str -> str (a JSON object, checked with the header); a value of
+    # another type (a foreign producer's) is not one of the request's headers.
+    headers = {k: v for k, v in sent.items() if isinstance(v, str)}
     event_id = first.get("id") or "dn:" + hashlib.md5(
         hit["query"].encode(), usedforsecurity=False).hexdigest()
     return {

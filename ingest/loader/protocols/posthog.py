@@ -33,6 +33,7 @@ from ingest.loader.protocols.kit import (
     reject,
     too_big_event,
     too_many_events,
+    usable_time,
 )
 from ingest.loader.sql import LINEAGE, select_events, select_rejected
 from schemas.sql import quote
@@ -99,7 +100,7 @@ def _validation() -> str:
          f"OR coalesce(distinct_id, '') = ''",
          reject(PROTOCOL, "'distinct_id is required'")),
         (f"{_present('$.timestamp')} AND ({_kind('$.timestamp')} <> 'VARCHAR' "
-         "OR try_cast(e.timestamp AS TIMESTAMPTZ) IS NULL)",
+         f"OR {usable_time('try_cast(e.timestamp AS TIMESTAMPTZ)')} IS NULL)",
          reject(SCHEMA, "'timestamp is not an ISO-8601 date: ' || "
             "coalesce(e.timestamp, '?')")),
         (f"{_present('$.offset')} AND {_kind('$.offset')} NOT IN {NUMBER_TYPES}",
@@ -113,13 +114,16 @@ def _validation() -> str:
 _TYPE_WHENS = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in EVENT_TYPES.items())
 _SENT_MS = "try_cast(regexp_extract(query, '(?:^|&)_=([0-9]{1,15})(?:&|$)', 1) AS BIGINT)"
 
+_SENT = usable_time(
+    "coalesce(try_cast(CASE WHEN k[3] = 'VARCHAR' THEN text->>'$.sent_at' END AS TIMESTAMPTZ), "
+    # posthog-js's _=<ms>; smaller numbers are seconds from old SDKs: ignored
+    f"CASE WHEN {_SENT_MS} > 1577836800000 "
+    f"THEN make_timestamp({_SENT_MS} * 1000)::TIMESTAMPTZ END)")
+
 _STAGES = f"""
 CREATE OR REPLACE TEMP TABLE ph_hits AS
 SELECT {_HIT_COLS}, text, k, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS bad_body,
-  coalesce(try_cast(CASE WHEN k[3] = 'VARCHAR' THEN text->>'$.sent_at' END AS TIMESTAMPTZ),
-           -- posthog-js's _=<ms>; smaller numbers are seconds from old SDKs: ignored
-           CASE WHEN {_SENT_MS} > 1577836800000 THEN make_timestamp({_SENT_MS} * 1000)::TIMESTAMPTZ
-           END) AS sent
+  {_SENT} AS sent
 FROM (
   SELECT *,
     CASE
@@ -189,11 +193,12 @@ _EVENTS = {
     "platform": f"CASE WHEN p.\"$lib\" = 'web' THEN 'web' WHEN p.\"$lib\" IN "
                 f"({', '.join(quote(m) for m in MOBILE_LIBS)}) THEN 'mobile' "
                 f"WHEN p.\"$lib\" IS NOT NULL THEN 'server' END",
-    "client_ts": "coalesce(try_cast(e.timestamp AS TIMESTAMPTZ), "
-                 "CASE WHEN sent IS NOT NULL AND isfinite(e.offset) AND abs(e.offset) < 1e12 "
-                 "THEN sent - to_milliseconds(CAST(e.offset AS BIGINT)) END, "
-                 "CASE WHEN p.\"$time\" BETWEEN 0 AND 253402300799 "
-                 "THEN to_timestamp(p.\"$time\") END)",
+    "client_ts": usable_time("coalesce(try_cast(e.timestamp AS TIMESTAMPTZ), "
+                             "CASE WHEN sent IS NOT NULL AND isfinite(e.offset) "
+                             "AND abs(e.offset) < 1e12 "
+                             "THEN sent - to_milliseconds(CAST(e.offset AS BIGINT)) END, "
+                             "CASE WHEN p.\"$time\" BETWEEN 0 AND 253402300799 "
+                             "THEN to_timestamp(p.\"$time\") END)"),
     "sent_ts": "sent",
     "received_at": "received_at",
     "derived_ts": "received_at",

@@ -36,6 +36,7 @@ from ingest.loader.protocols.kit import (
     reject,
     too_big_event,
     too_many_events,
+    usable_time,
 )
 from ingest.loader.protocols.session import scoped_session_sql
 from ingest.loader.protocols.urlencoded import nested_json, valid
@@ -113,7 +114,7 @@ def _present(field: str) -> str:
 
 def _bad_time(field: str) -> str:
     return (f"({_present(field)} AND (t[{_T[field]}] <> 'VARCHAR' "
-            f"OR try_cast(e.{quote_ident(field)} AS TIMESTAMPTZ) IS NULL))")
+            f"OR {usable_time(f'try_cast(e.{quote_ident(field)} AS TIMESTAMPTZ)')} IS NULL))")
 
 
 def _validation() -> str:
@@ -270,8 +271,9 @@ _EVENTS = {
     "protocol": "protocol",
     "platform": "CASE WHEN protocol = 'dn' OR path IN ('/v1/t', '/v1/p', '/v1/i', '/v1/s', "
                 "'/v1/g', '/v1/a', '/v1/b') THEN 'web' END",
-    "client_ts": "try_cast(coalesce(e.timestamp, e.originalTimestamp) AS TIMESTAMPTZ)",
-    "sent_ts": "try_cast(coalesce(e.sentAt, batch_sent) AS TIMESTAMPTZ)",
+    "client_ts": usable_time("try_cast(coalesce(e.timestamp, e.originalTimestamp) "
+                             "AS TIMESTAMPTZ)"),
+    "sent_ts": usable_time("try_cast(coalesce(e.sentAt, batch_sent) AS TIMESTAMPTZ)"),
     "received_at": "received_at",
     "derived_ts": "received_at",
     "anonymous_id": "nullif(anon, '')",

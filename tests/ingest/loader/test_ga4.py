@@ -114,6 +114,16 @@ def test_measurement_protocol(pipeline: Pipeline) -> None:
     assert orjson.loads(view["traits"]) == {"tier": {"value": "gold"}}
 
 
+def test_measurement_protocol_time_past_year_9999_is_left_out(pipeline: Pipeline) -> None:
+    """A microsecond count DuckDB turns into year 294247 would break every Python reader of
+    the row: the event lands, its client time unknown (received_at stands in)."""
+    body = {"client_id": "c", "timestamp_micros": 9_000_000_000_000_000_000,
+            "events": [{"name": "e"}]}
+    (event,) = events(run(pipeline, hit("measurement_id=G-MP", orjson.dumps(body),
+                                         path="/mp/collect")))
+    assert event["client_ts"] is None and event["derived_ts"] == event["received_at"]
+
+
 @pytest.mark.parametrize(
     ("frame", "reason", "detail"),
     [

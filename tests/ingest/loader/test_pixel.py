@@ -10,6 +10,7 @@ import orjson
 from analytics.connect import connect
 from ingest.lake.writer import append_rows
 from ingest.loader.pipeline import Pipeline
+from schemas.envelope import encode_frame
 from schemas.storage import LakeLocation
 from tests.ingest.loader.helpers import envelope, events, only, run
 
@@ -39,3 +40,16 @@ def test_products_must_be_a_json_list_of_objects(pipeline: Pipeline) -> None:
     q = only(out.quarantine)
     assert (q["reason"], q["detail"]) == ("schema_violation",
                                           "p.products is not a JSON list of product objects")
+
+
+def test_header_values_that_are_not_strings_are_not_read(pipeline: Pipeline) -> None:
+    """The envelope's headers are strings; a foreign producer's number once made the pixel
+    parser raise ('parser error', and the adapter re-run hit by hit)."""
+    frame = envelope("pixel", b"", "/p.gif", urlencode({"e": "Opened", "a": "a"}), "GET",
+                     {"referer": "https://shop.example/p/1"})
+    header_length = int.from_bytes(frame[:4], "big")
+    header = orjson.loads(frame[4:4 + header_length])
+    header["headers"] = {"user-agent": 1.5, "referer": ["x"], "accept-language": "de-DE"}
+    out = run(pipeline, encode_frame(header, b""))
+    row = only(out.events)
+    assert (row["user_agent"], row["page_url"], row["language"]) == (None, None, "de-DE")

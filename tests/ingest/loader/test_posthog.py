@@ -132,3 +132,17 @@ def test_fuzz(pipeline: Pipeline, bodies: list[bytes], query: str) -> None:
     for row in out.quarantine.to_pylist():
         assert row["reason"] in _REASONS
         assert not row["detail"].startswith("parser error"), row
+
+
+def test_times_no_python_datetime_holds_are_refused_or_left_out(pipeline: Pipeline) -> None:
+    """A timestamp past year 9999 is not a date (as an unreadable one); a sent_at past it
+    leaves the send time unknown rather than putting a year-99999 time in the lake."""
+    far = "99999-01-01T00:00:00Z"
+    out = run(pipeline, hit({"api_key": "k", "event": "e", "distinct_id": "d", "timestamp": far}),
+              hit({"api_key": "k", "event": "e", "distinct_id": "d", "sent_at": far,
+                   "properties": {"$time": 1767225600}}))
+    (q,) = out.quarantine.to_pylist()
+    assert (q["reason"], q["detail"]) == ("schema_violation",
+                                          f"timestamp is not an ISO-8601 date: {far}")
+    (event,) = events(out)
+    assert event["sent_ts"] is None and event["client_ts"].year == 2026

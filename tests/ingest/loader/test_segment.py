@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from pydantic import SecretStr
 
 from ingest.loader.config import LoaderSettings
 from ingest.loader.pipeline import BatchTables, Pipeline
 from ingest.transport.base import Record
-from schemas.envelope import encode_bundle
+from schemas.envelope import encode_bundle, encode_frame
 from schemas.tenants import Tenant, Tenants
 from tests.ingest.loader.helpers import envelope, only
 
@@ -126,6 +127,49 @@ def test_corrupt_record_is_quarantined_unattributed() -> None:
     q = only(out.quarantine)
     assert (q["tenant"], q["reason"], q["payload"]) == ("_unattributed", "transport",
                                                         b"not a bundle")
+
+
+@pytest.mark.parametrize("change", [
+    {"v": None}, {"received_at": 10**19}, {"received_at": -1},
+    {"received_at": 253402300800000000},  # 10000-01-01: no Python datetime holds it
+    {"headers": "user-agent: x"}, {"headers": ["x"]},
+], ids=str)
+def test_a_foreign_envelope_header_is_quarantined_not_fatal(change: dict[str, Any]) -> None:
+    """Valid JSON, but not the header the collector writes: each of these once raised out of
+    the pipeline (a cast to the raw schema, a date no Python datetime holds, an adapter
+    reading the headers), and the loader read the record again forever."""
+    header = {"v": 1, "tenant": "acme", "received_at": 1765100000000000, "protocol": "pixel",
+              "method": "GET", "path": "/p.gif", "query": "k=k&e=E", "headers": {},
+              "ip": None, **change}
+    bad = encode_bundle([encode_frame(header, b"")])
+    good = hit({"type": "track", "event": "E", "userId": "u"})
+    pipeline = Pipeline(LoaderSettings(), TENANTS)
+    out = pipeline.process([Record(0, 5, bad), Record(0, 6, encode_bundle([good]))], "log")
+    pipeline.close()
+    q = only(out.quarantine)
+    assert (q["tenant"], q["reason"], q["source_offset"]) == ("_unattributed", "transport", 5)
+    assert q["detail"].startswith("envelope header is not valid")
+    assert [e["source_offset"] for e in out.events.to_pylist()] == [6]
+
+
+@pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt"])
+@pytest.mark.parametrize("value", ["99999-01-01T00:00:00Z", "0000-06-01T00:00:00Z",
+                                   "0001-01-01T00:00:00+14:00", "294247-01-01T00:00:00Z"])
+def test_a_time_no_python_datetime_holds_is_not_a_date(field: str, value: str) -> None:
+    """DuckDB reads these as times; in the lake one would break every fetchall() and pandas
+    frame that reads its row. Like any other unreadable time, the event is refused."""
+    message = {"type": "track", "event": "E", "userId": "u", "messageId": "m1", field: value}
+    q = only(run(hit(message)).quarantine)
+    assert (q["reason"], q["detail"]) == ("schema_violation",
+                                          f"{field} is not an ISO-8601 date: {value}")
+
+
+def test_a_batch_sent_at_out_of_range_leaves_sent_ts_empty() -> None:
+    body = {"batch": [{"type": "track", "event": "E", "userId": "u", "messageId": "m1",
+                       "timestamp": "2026-11-26T10:00:00Z"}],
+            "sentAt": "99999-01-01T00:00:00Z"}
+    (event,) = run(hit(body, path="/v1/batch")).events.to_pylist()
+    assert event["sent_ts"] is None and event["client_ts"] is not None
 
 
 def test_a_record_whose_envelope_header_is_not_utf8_is_quarantined_not_fatal() -> None:

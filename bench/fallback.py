@@ -73,11 +73,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--failing", default="0,1,3,30")
     args = parser.parse_args()
-    base = default_chain()
-    steps = list(base.steps)
-    steps.insert(2, ("raises", Raises()))
     print(f"one flush of {args.events:,} events, one core, CPU seconds")
     for count in (int(n) for n in args.failing.split(",")):
+        base = default_chain()  # its session store closes with the pipeline
+        steps = list(base.steps)
+        steps.insert(2, ("raises", Raises()))
         failing = {round(i * args.events / count) for i in range(count)} if count else set()
         pipeline = Pipeline(LoaderSettings(duckdb_threads=1),
                             chain=Chain(steps, resources=base.resources))

@@ -1,12 +1,13 @@
 """A step that fails must cost the rows it cannot enrich, never the batch.
 
 The chain first runs over the whole batch. When that raises (a step's Python, or a SQL
-expression when the lazy views are computed), the batch is run again row group by row
-group; a row group that fails is halved until the failing rows are alone (a single row is
-run step by step, each step's result computed at once so the failing step is known); a row
-that still fails becomes a quarantine row with reason
-``enrichment_failure``, the step and the error as detail, and the canonical event as JSON
-as payload (the hit itself is in the raw archive, for ``driftnet replay``).
+expression when the lazy views are computed), the batch is run again step by step, each
+step's result computed at once so the failing step is known; a step that fails is run
+again on its input row group by row group, and a row group that fails is halved until the
+failing rows are alone. Only that step runs on the parts, not the whole chain. A row that
+still fails becomes a quarantine row with reason ``enrichment_failure``, the step and the
+error as detail, and the canonical event as JSON as payload (the hit itself is in the raw
+archive, for ``driftnet replay``); the other rows go on to the next step.
 """
 
 from __future__ import annotations
@@ -69,15 +70,13 @@ def run_with_fallback(chain: Chain, con: duckdb.DuckDBPyConnection, relation: st
         batch.unit_done(ok=False)
         if environmental(exc):
             raise unavailable(exc, "enrichment") from exc
-        log.warning("enrichment failed on a batch (%s: %s); retrying row group by row group",
+        log.warning("enrichment failed on a batch (%s: %s); retrying step by step",
                     type(exc).__name__, exc)
-        rows = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
-        done: list[pa.Table] = []
+        table = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
         failed: list[tuple[dict[str, Any], Exception]] = []
-        for start in range(0, rows.num_rows, ROW_GROUP):
-            _bisect(chain, con, rows.slice(start, ROW_GROUP), batch, done, failed)
-        events = (pa.concat_tables(done, promote_options="permissive") if done
-                  else rows.schema.empty_table())
+        for index in range(len(chain.steps)):
+            table = _step(chain, con, index, table, batch, failed)
+        events = table
         quarantine = (pa.concat_tables([_quarantine_row(_original(event, originals), error)
                                         for event, error in failed])
                       if failed else QUARANTINE_SCHEMA.empty_table())
@@ -87,49 +86,61 @@ def run_with_fallback(chain: Chain, con: duckdb.DuckDBPyConnection, relation: st
     return Enriched(events, quarantine)
 
 
-def _bisect(chain: Chain, con: duckdb.DuckDBPyConnection, unit: pa.Table, batch: Batch,
-            done: list[pa.Table], failed: list[tuple[dict[str, Any], Exception]]) -> None:
-    """Enrich ``unit``; when that fails, each half of it, down to single rows.
+def _step(chain: Chain, con: duckdb.DuckDBPyConnection, index: int, table: pa.Table,
+          batch: Batch, failed: list[tuple[dict[str, Any], Exception]]) -> pa.Table:
+    """Step ``index`` over the computed rows ``table``; the rows it fails on go to ``failed``.
 
-    One bad row among 1,024 costs about 20 runs of the chain, not 1,024.
-    """
-    single = unit.num_rows == 1
+    Only this step runs on the parts of a failing table, not the whole chain: a step's fixed
+    cost is a fraction of the chain's, and the steps before it are not computed again."""
     try:
-        done.append(_run_unit(chain, con, unit, batch, check_each_step=single))
+        out = _run_step(chain, con, index, table, batch)
+        batch.unit_done(ok=True)
+        return out
+    except Exception as exc:
+        batch.unit_done(ok=False)
+        if environmental(exc):
+            raise unavailable(exc, "enrichment") from exc
+        log.warning("enrichment step %s failed (%s: %s); retrying row group by row group",
+                    chain.names[index], type(exc).__name__, exc)
+    done: list[pa.Table] = []
+    for start in range(0, table.num_rows, ROW_GROUP):
+        _bisect(chain, con, index, table.slice(start, ROW_GROUP), batch, done, failed)
+    return (pa.concat_tables(done, promote_options="permissive") if done
+            else table.schema.empty_table())
+
+
+def _bisect(chain: Chain, con: duckdb.DuckDBPyConnection, index: int, unit: pa.Table,
+            batch: Batch, done: list[pa.Table],
+            failed: list[tuple[dict[str, Any], Exception]]) -> None:
+    """Step ``index`` over ``unit``; when that fails, over each half of it, down to single rows.
+
+    One bad row among 1,024 costs about 20 runs of the step, not 1,024.
+    """
+    try:
+        done.append(_run_step(chain, con, index, unit, batch))
         batch.unit_done(ok=True)
         return
     except Exception as exc:
         batch.unit_done(ok=False)
         if environmental(exc):
             raise unavailable(exc, "enrichment") from exc
-        if single:
-            failed.append((unit.to_pylist()[0], exc))
+        if unit.num_rows == 1:
+            name = chain.names[index]
+            failed.append((unit.to_pylist()[0], EnrichmentError(
+                f"{name}: {type(exc).__name__}: {exc}", step=name)))
             return
     half = unit.num_rows // 2
-    _bisect(chain, con, unit.slice(0, half), batch, done, failed)
-    _bisect(chain, con, unit.slice(half), batch, done, failed)
+    _bisect(chain, con, index, unit.slice(0, half), batch, done, failed)
+    _bisect(chain, con, index, unit.slice(half), batch, done, failed)
 
 
-def _run_unit(chain: Chain, con: duckdb.DuckDBPyConnection, unit: pa.Table, batch: Batch,
-              check_each_step: bool) -> pa.Table:
+def _run_step(chain: Chain, con: duckdb.DuckDBPyConnection, index: int, unit: pa.Table,
+              batch: Batch) -> pa.Table:
+    """Step ``index`` over ``unit``, computed (a lazy view cannot hide the culprit)."""
     con.register(_UNIT, unit)
     try:
-        relation = _UNIT
-        if not check_each_step:
-            relation = chain.run_steps(con, relation, batch)
-            return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
-        table = unit
-        for index, name in enumerate(chain.names):
-            try:
-                relation = chain.run_step(con, index, relation, batch)
-                table = con.sql(f"SELECT * FROM {relation}").to_arrow_table()
-            except Exception as exc:
-                raise EnrichmentError(f"{name}: {type(exc).__name__}: {exc}", step=name) from exc
-            # Each step starts from computed rows, so a lazy view cannot hide the culprit.
-            con.unregister(_UNIT)
-            con.register(_UNIT, table)
-            relation = _UNIT
-        return table
+        relation = chain.run_step(con, index, _UNIT, batch)
+        return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
     finally:
         con.unregister(_UNIT)
 

@@ -123,3 +123,30 @@ def test_columns_the_chain_never_sees_stay_with_their_rows() -> None:
             assert (r["product_id"], r["price"]) == (f"p{i}", i / 2)
             assert orjson.loads(r["extra"]) == {"extra_field": i}
             assert r["session_id"] is not None and r["ua_device"] is not None
+
+
+class Counting:
+    """A step that counts the times it runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) -> str:
+        self.runs += 1
+        return relation
+
+
+def test_only_the_failing_step_runs_again_on_the_parts() -> None:
+    """Finding the rows takes some 20 runs per failing row; when they were runs of the whole
+    chain, each failing row cost the loader ~2.5 s on a 50,000-event flush (docs/enrichment.md,
+    "Failures")."""
+    before, after = Counting(), Counting()
+    chain = Chain([("before", before), ("lazy_bug", LazyBug()), ("after", after)])
+    messages = [track(anonymousId="v1", messageId=f"m{i}",
+                      context={"userAgent": "boom" if i in (10, 1500) else "Mozilla/5.0"})
+                for i in range(2500)]
+    out = _process(chain, [frame({"batch": messages}, path="/v1/batch")])
+    assert sorted(out.quarantine["event_id"].to_pylist()) == ["m10", "m1500"]
+    assert out.events.num_rows == 2498
+    # The whole batch once, then once step by step: the failing step alone is bisected.
+    assert (before.runs, after.runs) == (2, 2)

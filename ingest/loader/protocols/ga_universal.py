@@ -69,6 +69,8 @@ PROPERTIES = ("ec", "ea", "el", "ev", "ni", "cd", "pa", "pal", "cos", "col", "ti
               "tt", "ts", "tcc", "in", "ip", "iq", "ic", "iv", "sn", "sa", "st", "utc", "utv",
               "utt", "utl", "exd", "exf")
 """Event, e-commerce, social, timing and exception parameters: ``properties``, as named."""
+_MAX_QUEUE_MS = 10 * 365 * 86_400_000
+
 NUMBERS = ("ev", "tr", "tt", "ts", "ip", "iq", "utt", "cos", "qt")
 _CUSTOM = "(cd|cm)[0-9]+"
 """Custom dimensions and metrics (``properties``); ``il``/``promo`` lists too, as sent."""
@@ -187,7 +189,9 @@ _EVENTS = {
     "protocol": "protocol",
     "app_id": "nullif(f.tid, '')",
     "platform": "'web'",
-    "client_ts": "CASE WHEN try_cast(f.qt AS BIGINT) >= 0 "
+    # Queue times over ten years are garbage (Google drops hits queued over four hours);
+    # a huge one made the interval overflow and the whole batch's parse raise.
+    "client_ts": f"CASE WHEN try_cast(f.qt AS BIGINT) BETWEEN 0 AND {_MAX_QUEUE_MS} "
                  "THEN received_at - to_milliseconds(try_cast(f.qt AS BIGINT)) END",
     "received_at": "received_at",
     "derived_ts": "received_at",

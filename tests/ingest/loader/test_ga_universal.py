@@ -55,6 +55,17 @@ def test_classic_ecommerce_item_and_queue_time(pipeline: Pipeline) -> None:
     assert e["derived_ts"] == e["client_ts"]
 
 
+@pytest.mark.parametrize("qt", ["9223372036854775807", "99999999999999999", "63000000000000"])
+def test_a_queue_time_past_ten_years_leaves_the_client_time_unknown(pipeline: Pipeline,
+                                                                    qt: str) -> None:
+    """The largest made the interval overflow: the adapter raised, the hit was quarantined as
+    a parser error (and the batch re-parsed); the last put the event in year 30."""
+    out = run(pipeline, hit(f"v=1&tid=UA-1-1&cid=9&t=pageview&dp=%2F&qt={qt}", method="GET"))
+    [e] = events(out)
+    assert out.quarantine.num_rows == 0
+    assert e["client_ts"] is None and e["derived_ts"] == e["received_at"]
+
+
 def test_body_hit_overrides_query_and_impressions(pipeline: Pipeline) -> None:
     [e] = events(run(pipeline, hit("tid=UA-1-1&cid=q&dt=Query", "t=pageview&dt=Body"
                                    "&il1nm=Results&il1pi1id=P1&il1pi1nm=Shoe&cd3=gold&cm1=7")))

@@ -3,9 +3,10 @@
     .venv/bin/python bench/fallback.py [--events 50000] [--failing 0,1,3,30]
 
 One flush of Segment batches (50 events a body) through ``Pipeline.process``, DuckDB on one
-thread, with the default chain plus a step whose Python raises on one user agent ("boom"),
-carried by the given number of events spread over the flush. CPU seconds of the flush (after
-a warm-up flush); each failing row is quarantined, the rest enriched.
+thread, with the default chain plus a step whose Python raises on one user agent ("boom":
+the test suite's LazyBug), carried by the given number of events spread over the flush. CPU
+seconds of the flush (after a warm-up flush); each failing row is quarantined, the rest
+enriched.
 """
 
 from __future__ import annotations
@@ -16,39 +17,17 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import orjson
-import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingest.enrich import Batch, Chain, default_chain  # noqa: E402
-from ingest.enrich.lookup import DistinctFunction  # noqa: E402
+from ingest.enrich import Chain, default_chain  # noqa: E402
 from ingest.loader.config import LoaderSettings  # noqa: E402
 from ingest.loader.pipeline import Pipeline  # noqa: E402
 from ingest.transport.base import Record  # noqa: E402
 from schemas.envelope import encode_bundle, encode_frame  # noqa: E402
-
-
-class Raises:
-    """A step whose library raises on one value, as a parser meeting input it cannot read."""
-
-    def __init__(self) -> None:
-        self.function = DistinctFunction("bench_raises", self._parse, ["VARCHAR"],
-                                         {"out": pa.string()}, 100)
-
-    @staticmethod
-    def _parse(value: str | None) -> tuple[str | None]:
-        if value == "boom":
-            raise ValueError("cannot parse 'boom'")
-        return (value,)
-
-    def __call__(self, con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) -> str:
-        out = self.function.field(con, "out", "user_agent")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW bench_raises AS SELECT * REPLACE "
-                    f"({out} AS user_agent) FROM {relation}")
-        return "bench_raises"
+from tests.ingest.enrich.test_fallback import LazyBug  # noqa: E402
 
 
 def records(events: int, failing: set[int]) -> list[Record]:
@@ -77,7 +56,7 @@ def main() -> None:
     for count in (int(n) for n in args.failing.split(",")):
         base = default_chain()  # its session store closes with the pipeline
         steps = list(base.steps)
-        steps.insert(2, ("raises", Raises()))
+        steps.insert(2, ("raises", LazyBug()))
         failing = {round(i * args.events / count) for i in range(count)} if count else set()
         pipeline = Pipeline(LoaderSettings(duckdb_threads=1),
                             chain=Chain(steps, resources=base.resources))

@@ -130,6 +130,21 @@ def test_corrupt_record_is_quarantined_unattributed() -> None:
                                                         b"not a bundle")
 
 
+def _quarantined_beside_a_good_record(bad: bytes) -> dict[str, Any]:
+    """The quarantine row of the record ``bad`` (offset 5), read before a good one (6) whose
+    event still lands."""
+    good = hit({"type": "track", "event": "E", "userId": "u"})
+    pipeline = Pipeline(LoaderSettings(), TENANTS)
+    try:
+        out = pipeline.process([Record(0, 5, bad), Record(0, 6, encode_bundle([good]))], "log")
+    finally:
+        pipeline.close()
+    assert [e["source_offset"] for e in out.events.to_pylist()] == [6]
+    q = only(out.quarantine)
+    assert (q["tenant"], q["reason"], q["source_offset"]) == ("_unattributed", "transport", 5)
+    return q
+
+
 @pytest.mark.parametrize("change", [
     {"v": None}, {"received_at": 10**19}, {"received_at": -1},
     {"received_at": 253402300800000000},  # 10000-01-01: no Python datetime holds it
@@ -143,14 +158,8 @@ def test_a_foreign_envelope_header_is_quarantined_not_fatal(change: dict[str, An
               "method": "GET", "path": "/p.gif", "query": "k=k&e=E", "headers": {},
               "ip": None, **change}
     bad = encode_bundle([encode_frame(header, b"")])
-    good = hit({"type": "track", "event": "E", "userId": "u"})
-    pipeline = Pipeline(LoaderSettings(), TENANTS)
-    out = pipeline.process([Record(0, 5, bad), Record(0, 6, encode_bundle([good]))], "log")
-    pipeline.close()
-    q = only(out.quarantine)
-    assert (q["tenant"], q["reason"], q["source_offset"]) == ("_unattributed", "transport", 5)
+    q = _quarantined_beside_a_good_record(bad)
     assert q["detail"].startswith("envelope header is not valid")
-    assert [e["source_offset"] for e in out.events.to_pylist()] == [6]
 
 
 @pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt"])
@@ -179,14 +188,8 @@ def test_a_record_whose_envelope_header_is_not_utf8_is_quarantined_not_fatal() -
     bad = encode_bundle([b"".join([len(b'{"v":1,"tenant":"acme\xff"}').to_bytes(4, "big"),
                                    b'{"v":1,"tenant":"acme\xff"}', (2).to_bytes(4, "big"),
                                    b"{}"])])
-    good = hit({"type": "track", "event": "E", "userId": "u"})
-    pipeline = Pipeline(LoaderSettings(), TENANTS)
-    out = pipeline.process([Record(0, 5, bad), Record(0, 6, encode_bundle([good]))], "log")
-    pipeline.close()
-    q = only(out.quarantine)
-    assert (q["tenant"], q["reason"], q["source_offset"]) == ("_unattributed", "transport", 5)
+    q = _quarantined_beside_a_good_record(bad)
     assert "UTF-8" in q["detail"]
-    assert [e["source_offset"] for e in out.events.to_pylist()] == [6]
 
 
 class FailsOnBoom(SegmentAdapter):

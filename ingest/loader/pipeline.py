@@ -233,7 +233,9 @@ class Pipeline:
         hits = self.con.sql(f"SELECT * FROM {relation}").to_arrow_table()
         events: list[pa.Table] = []
         quarantine: list[pa.Table] = []
-        self._bisect_parse(adapter, hits, events, quarantine, failed=True)
+        half = hits.num_rows // 2  # it failed whole: its halves
+        self._bisect_parse(adapter, hits.slice(0, half), events, quarantine)
+        self._bisect_parse(adapter, hits.slice(half), events, quarantine)
         return Parsed(
             pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table(),
             pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table(),
@@ -267,27 +269,26 @@ class Pipeline:
 
 
     def _bisect_parse(self, adapter: Adapter, hits: pa.Table, events: list[pa.Table],
-                      quarantine: list[pa.Table], failed: bool = False) -> None:
-        """Parse ``hits`` (``failed``: known to fail whole); when that fails, each half of it,
-        down to single hits, which become ``parser error`` quarantine rows. One bad hit among
-        1,000 costs about 20 parses, not 1,000 (a parse has a fixed cost of tens of ms)."""
+                      quarantine: list[pa.Table]) -> None:
+        """Parse ``hits``; when that fails, each half of it, down to single hits, which
+        become ``parser error`` quarantine rows. One bad hit among 1,000 costs about 20
+        parses, not 1,000 (a parse has a fixed cost of tens of ms)."""
         if hits.num_rows == 0:
             return
-        if not failed or hits.num_rows == 1:
-            self.con.register("parse_unit", hits)
-            try:
-                parsed = adapter.parse(self.con, "parse_unit", self.limits)
-                events.append(conform(parsed.events, EVENT_SCHEMA))
-                quarantine.append(conform(parsed.quarantine, QUARANTINE_SCHEMA))
+        self.con.register("parse_unit", hits)
+        try:
+            parsed = adapter.parse(self.con, "parse_unit", self.limits)
+            events.append(conform(parsed.events, EVENT_SCHEMA))
+            quarantine.append(conform(parsed.quarantine, QUARANTINE_SCHEMA))
+            return
+        except Exception as exc:
+            if environmental(exc):
+                raise unavailable(exc, f"{type(adapter).__name__}") from exc
+            if hits.num_rows == 1:
+                quarantine.append(_parser_error(hits.to_pylist()[0], exc))
                 return
-            except Exception as exc:
-                if environmental(exc):
-                    raise unavailable(exc, f"{type(adapter).__name__}") from exc
-                if hits.num_rows == 1:
-                    quarantine.append(_parser_error(hits.to_pylist()[0], exc))
-                    return
-            finally:
-                self.con.unregister("parse_unit")
+        finally:
+            self.con.unregister("parse_unit")
         half = hits.num_rows // 2
         self._bisect_parse(adapter, hits.slice(0, half), events, quarantine)
         self._bisect_parse(adapter, hits.slice(half), events, quarantine)

@@ -70,7 +70,8 @@ PROPERTIES = ("ec", "ea", "el", "ev", "ni", "cd", "pa", "pal", "cos", "col", "ti
               "utt", "utl", "exd", "exf")
 """Event, e-commerce, social, timing and exception parameters: ``properties``, as named."""
 _MAX_QUEUE_MS = 10 * 365 * 86_400_000
-
+"""Queue times (``qt``) past ten years are garbage (Google drops hits queued over four hours);
+a huge one made the interval overflow and the whole batch's parse raise."""
 NUMBERS = ("ev", "tr", "tt", "ts", "ip", "iq", "utt", "cos", "qt")
 _CUSTOM = "(cd|cm)[0-9]+"
 """Custom dimensions and metrics (``properties``); ``il``/``promo`` lists too, as sent."""
@@ -189,8 +190,6 @@ _EVENTS = {
     "protocol": "protocol",
     "app_id": "nullif(f.tid, '')",
     "platform": "'web'",
-    # Queue times over ten years are garbage (Google drops hits queued over four hours);
-    # a huge one made the interval overflow and the whole batch's parse raise.
     "client_ts": f"CASE WHEN try_cast(f.qt AS BIGINT) BETWEEN 0 AND {_MAX_QUEUE_MS} "
                  "THEN received_at - to_milliseconds(try_cast(f.qt AS BIGINT)) END",
     "received_at": "received_at",

@@ -156,7 +156,12 @@ def connect(
         config["threads"] = threads
     if memory_limit is not None:
         config["memory_limit"] = memory_limit
-    con = duckdb.connect(":memory:", config=config)
+    try:
+        con = duckdb.connect(":memory:", config=config)
+    except duckdb.Error as exc:  # e.g. a memory limit DuckDB cannot read
+        shutil.rmtree(spill, ignore_errors=True)
+        raise AnalyticsError(f"cannot open DuckDB with these settings: {exc}",
+                             memory_limit=memory_limit) from exc
     weakref.finalize(con, shutil.rmtree, spill, True)
     con.execute("SET TimeZone = 'UTC'")
     # DuckDB's Python client prints its progress bar to stdout, which would corrupt

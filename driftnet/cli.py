@@ -20,12 +20,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Group(click.Group):
-    """Turns DriftnetError into a one-line message (traceback with --debug)."""
+    """Turns DriftnetError, and a file the command cannot read or write (OSError: a missing
+    directory, a file where a directory must be, no permission), into a one-line message
+    (traceback with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DriftnetError as exc:
+        except (DriftnetError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"driftnet: error: {exc}", err=True)
@@ -202,19 +204,34 @@ def loader(tenants_path: Path, lake: str, log_path: Path | None,
                                   flush_interval=flush_interval), tenants))
 
 
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An absolute http(s) URL: the collector's base."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL with a host")
+    return value
+
+
 @main.command()
-@click.option("--url", required=True, help="Collector base URL, e.g. http://localhost:8080.")
+@click.option("--url", required=True, callback=_http_url,
+              help="Collector base URL, e.g. http://localhost:8080.")
 @_tenants_option()
-@click.option("--sessions", type=int, default=200, show_default=True,
+@click.option("--sessions", type=click.IntRange(min=1), default=200, show_default=True,
               help="Shopper sessions to simulate (spread over the tenants).")
 @click.option("--tenant", "only_tenants", multiple=True,
               help="Simulate only these tenant ids (repeatable).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
-@click.option("--concurrency", type=int, default=32, show_default=True,
+@click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True,
               help="Requests in flight.")
-@click.option("--duplicate-rate", type=float, default=0.03, show_default=True,
+@click.option("--duplicate-rate", type=click.FloatRange(0, 1), default=0.03, show_default=True,
               help="Share of requests sent twice (tracker retries).")
-@click.option("--malformed-rate", type=float, default=0.05, show_default=True,
+@click.option("--malformed-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Share of sessions that also send one malformed hit.")
 @click.option("--days", type=click.IntRange(0, 28), default=0, show_default=True,
               help="Spread sessions over this many past days of event time (0: all end "
@@ -241,6 +258,10 @@ def simulate(url: str, tenants_path: Path, sessions: int, only_tenants: tuple[st
     from schemas.tenants import load_tenants
 
     tenants = load_tenants(tenants_path)
+    unknown = sorted(set(only_tenants) - set(tenants.ids))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} not in {tenants_path} (it lists "
+                                 f"{', '.join(tenants.ids)})", param_hint="'--tenant'")
     report = run_simulation(SimulationConfig(
         url=url, tenants=tenants, sessions=sessions, only_tenants=only_tenants, seed=seed,
         concurrency=concurrency, duplicate_rate=duplicate_rate, malformed_rate=malformed_rate,
@@ -529,7 +550,7 @@ def _load_rates(rates_path: Path | None, reporting_currency: str | None) -> Any:
               help="Write the result to this file instead of standard output.")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
               help="Named query parameter, used as $NAME in the query (repeatable).")
-@click.option("--max-rows", type=int, default=100, show_default=True,
+@click.option("--max-rows", type=click.IntRange(min=1), default=100, show_default=True,
               help="Rows shown by --format table.")
 @_rates_options
 @_tenants_option(required=False)
@@ -631,7 +652,7 @@ def _write_text(text: str, output: Path | None) -> None:
               show_default=True, help="Output format (html: self-contained report).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of standard output.")
-@click.option("--top", "top_k", type=int, default=5, show_default=True,
+@click.option("--top", "top_k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Top values shown per field.")
 @click.option("--memory-limit", default=None,
               help="DuckDB memory limit, e.g. 4GB (spills to disk beyond) [80% of RAM].")

@@ -208,7 +208,10 @@ def run_up(settings: DriftnetSettings, tenants: Tenants) -> int:
             loader.run(stop)
         except BaseException as exc:  # the process must not keep acking without a loader
             failure.append(exc)
-            log.exception("loader failed; shutting down")
+            if isinstance(exc, DriftnetError):  # says why in one line, as the CLI does
+                log.error("loader failed; shutting down: %s", exc)
+            else:
+                log.exception("loader failed; shutting down")
             server.should_exit = True
 
     thread = threading.Thread(target=load, name="loader", daemon=True)

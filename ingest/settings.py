@@ -7,6 +7,7 @@ Precedence: command-line flags > environment (``DRIFTNET_<SECTION>__<KEY>``, e.g
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +16,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -24,7 +26,7 @@ from ingest.lake.config import MaintainSettings
 from ingest.loader.config import LoaderSettings
 from ingest.metrics.config import MetricsSettings
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, validation_problems
 
 
 class DriftnetSettings(BaseSettings):
@@ -73,9 +75,17 @@ def load_settings(config: Path | None = None, **overrides: Any) -> DriftnetSetti
     try:
         return DriftnetSettings(**{k: v for k, v in overrides.items() if v})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise ConfigError(f"invalid settings: {validation_problems(exc)}") from exc
+    except SettingsError as exc:  # a variable for a whole section (DRIFTNET_LOADER) not JSON
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise ConfigError(f"invalid settings: {exc}{cause}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file is not valid TOML: {exc}", path=str(config)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                          path=str(config)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}",
+                          path=str(config)) from exc
     finally:
         DriftnetSettings._toml_path = None

@@ -7,6 +7,8 @@ non-zero exit, loader -> a quarantine row with a typed reason code.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class DriftnetError(Exception):
     """Root of every error driftnet raises on purpose."""
@@ -41,3 +43,10 @@ class TransportError(TransientError):
 
 class LakeError(DriftnetError):
     """The lake could not be read or written as laid out in schemas.lake."""
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """What a pydantic validation error lists, as ``field.path: message; ...``: config and
+    manifest errors name every bad field on one line."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+                     for err in exc.errors())

@@ -25,7 +25,11 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     m = _RELATIVE.match(value)
     if m:
         now = now or dt.datetime.now(dt.UTC)
-        return now - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+        try:
+            return now - dt.timedelta(**{_UNITS[m[2]]: int(m[1])})
+        except OverflowError:  # further back than year 1
+            raise AnalyticsError("--since/--until reach back before year 1",
+                                 value=text) from None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
@@ -86,8 +90,11 @@ class DiscoverOptions(BaseModel):
         if self.since is not None:
             # `date` (of received_at) is the partition column: it prunes whole files.
             conds += [f"{p}date >= $since_date", f"{p}derived_ts >= $since"]
-            params |= {"since": self.since,
-                       "since_date": (self.since.astimezone(dt.UTC) - PRUNE_MARGIN).date()}
+            try:
+                since_date = (self.since.astimezone(dt.UTC) - PRUNE_MARGIN).date()
+            except OverflowError:  # within a day of year 1: no partition to prune
+                since_date = dt.date.min
+            params |= {"since": self.since, "since_date": since_date}
         if self.until is not None:
             # No pruning: an event may be received long after it happened (offline queues).
             conds.append(f"{p}derived_ts < $until")

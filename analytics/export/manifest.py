@@ -19,14 +19,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analytics.export.errors import InputChangedError
+from analytics.export.errors import ExportError, InputChangedError
 from analytics.export.spec import ExportSpec
 from analytics.export.writers import sha256_stream
 from analytics.views import DERIVED_VIEWS
 from schemas.audit import forgotten_files
 from schemas.delta import table_snapshot
+from schemas.errors import validation_problems
 from schemas.lake import TABLES, Table
 from schemas.storage import LakeLocation
 from schemas.version import PIPELINE_VERSION
@@ -200,5 +201,14 @@ def write_manifest(manifest: Manifest, out_dir: Path) -> Path:
 
 
 def read_manifest(path: Path) -> Manifest:
-    """Load and validate a manifest."""
-    return Manifest.model_validate_json(path.read_text())
+    """Load and validate a manifest; an :class:`ExportError` says why one cannot be used."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read the manifest: {exc.strerror or exc}",
+                          path=str(path)) from exc
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise ExportError(f"not a driftnet export manifest: {validation_problems(exc)}",
+                          path=str(path)) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class EmbeddedLogSettings(BaseModel):
@@ -83,6 +83,27 @@ class KafkaSettings(BaseModel):
                                    "beacon-to-lake latency when traffic is light).")
     max_partition_fetch_bytes: int = Field(8 << 20, ge=1024, description="Most bytes fetched per "
                                            "partition per request.")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str | None) -> str | None:
+        """Each server as the Kafka client reads it (``host``, ``host:port``,
+        ``[ipv6]:port``), so that a typo is a config error at start, not a client crash."""
+        if not value:
+            return value
+        from kafka.cluster import get_ip_port_afi  # only when Kafka is configured
+
+        servers = [s.strip() for s in value.split(",") if s.strip()]  # as client_config
+        if not servers:
+            raise ValueError(f"no server in {value!r}")
+        for server in servers:
+            try:
+                host, port, _ = get_ip_port_afi(server)
+            except ValueError:
+                host, port = "", 0
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"{server!r} is not a host:port (in {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _check_timeouts(self) -> KafkaSettings:

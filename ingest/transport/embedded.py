@@ -52,8 +52,8 @@ _INSERT = "INSERT INTO records (key, value, produced_at_ms) VALUES (?, ?, ?)"
 
 def _connect(settings: EmbeddedLogSettings) -> sqlite3.Connection:
     path = Path(settings.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False,
             timeout=settings.busy_timeout_ms / 1000,
@@ -64,7 +64,7 @@ def _connect(settings: EmbeddedLogSettings) -> sqlite3.Connection:
         conn.executescript(_SCHEMA)
         conn.execute("INSERT OR IGNORE INTO log_meta VALUES ('log_id', ?)",
                      (uuid.uuid4().hex[:16],))
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise TransportError(f"cannot open the embedded log: {exc}", path=str(path)) from exc
     return conn
 
@@ -144,9 +144,13 @@ class EmbeddedConsumer:
 
     @staticmethod
     def _take_group_lock(path: Path, group_id: str) -> IO[bytes]:
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = path.with_name(f"{path.name}.{group_id}.lock")
-        fh = open(lock_path, "ab")  # noqa: SIM115 - held for the consumer's lifetime
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "ab")  # noqa: SIM115 - held for the consumer's lifetime
+        except OSError as exc:
+            raise TransportError(f"cannot open the embedded log's lock file: "
+                                 f"{exc.strerror or exc}", path=str(lock_path)) from exc
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

@@ -205,7 +205,8 @@ class Pipeline:
                 f"SELECT {_ORPHAN_SELECT} FROM raw_batch WHERE {known}").to_arrow_table())
         finally:
             con.unregister("raw_batch")
-        all_events = pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table()
+        all_events = finite_numbers(
+            pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table())
         enriched, failed = self._enrich(all_events, raw)
         quarantine.append(failed)
         flagged, keys = self._dedupe(enriched)
@@ -295,6 +296,52 @@ class Pipeline:
 
     def _dedupe(self, events: pa.Table) -> tuple[pa.Table, pa.Table | None]:
         return self.deduper.flag(events)
+
+
+MONEY_COLUMNS = ("price", "quantity", "revenue")
+"""The events' numbers (``double``); ``items`` holds ``price`` and ``quantity`` too."""
+
+
+def _finite(values: pa.Array) -> pa.Array | None:
+    """``values`` with NaN and ±infinity as NULL, or None when it holds none."""
+    finite = pc.is_finite(values)  # NULL stays NULL
+    if pc.all(finite).as_py() is not False:
+        return None
+    return pc.if_else(finite, values, pa.scalar(None, values.type))
+
+
+def finite_numbers(events: pa.Table) -> pa.Table:
+    """Events whose prices, quantities and revenue (and those of their items) are finite
+    numbers or NULL. Every adapter reads these as DOUBLE, and a JSON number past the
+    double range (``1e400``), or a string such as ``"NaN"`` or ``"Infinity"``, reads as
+    ±infinity or NaN, which would poison every sum over the column. Such a value is NULL,
+    as any other value the field cannot hold; the payload in ``properties`` and the raw
+    archive keeps it as sent. One pass over four columns, for every protocol at once."""
+    for name in MONEY_COLUMNS:
+        column = events[name].combine_chunks()
+        fixed = _finite(column)
+        if fixed is not None:
+            events = events.set_column(events.schema.get_field_index(name),
+                                       events.field(name), fixed)
+    items = events["items"].combine_chunks()
+    if len(items.values) == 0:
+        return events
+    lines = items.values  # the struct of every item, as the offsets index it
+    children = [lines.field(i) for i in range(lines.type.num_fields)]
+    changed = False
+    for i, field in enumerate(lines.type):
+        if field.name in ("price", "quantity"):
+            fixed = _finite(children[i])
+            if fixed is not None:
+                children[i], changed = fixed, True
+    if not changed:
+        return events
+    lines = pa.StructArray.from_arrays(children, fields=list(lines.type),
+                                       mask=lines.is_null())
+    items = pa.ListArray.from_arrays(items.offsets, lines, type=items.type,
+                                     mask=items.is_null())
+    return events.set_column(events.schema.get_field_index("items"), events.field("items"),
+                             items)
 
 
 def _parser_error(hit: dict[str, Any], exc: Exception) -> pa.Table:

@@ -66,13 +66,42 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, from a JSON number or a string of ASCII digits (as the SQL adapters
+    read them: ``float()`` alone would take other scripts' digits, ``"١٢٣"``)."""
     if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str) and not value.isascii():
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+_INT64_RANGE = range(-(2**63), 2**64)
+"""Integers a JSON writer keeps exact (orjson: signed and unsigned 64 bits)."""
+
+
+def _pn(key: str, value: str) -> int | float:
+    """The number of a ``pn.`` parameter: an integer as written when it is one that JSON
+    writers keep exact (``9007199254740993`` stays that; ``1e3`` is 1000), else a finite
+    float (``1e20``: past 64 bits, orjson could not write it as an integer)."""
+    text = value.strip()
+    if text.isascii() and text.lstrip("+-").isdigit() and int(text) in _INT64_RANGE:
+        return int(text)
+    try:
+        if not text.isascii():
+            raise ValueError("not ASCII digits")
+        number = float(text)
+    except ValueError as exc:
+        raise PixelError(ReasonCode.SCHEMA_VIOLATION,
+                         f"{key} is not a number: {value!r}") from exc
+    if not math.isfinite(number):
+        raise PixelError(ReasonCode.SCHEMA_VIOLATION, f"{key} is not finite")
+    if number.is_integer() and "." not in text and int(number) in _INT64_RANGE:
+        return int(number)  # 1e3: 1000
+    return number
 
 
 def _item(product: dict[str, Any], currency: str | None) -> dict[str, Any]:
@@ -141,14 +170,7 @@ def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
         if key.startswith("p."):
             props[key[2:]] = value
         elif key.startswith("pn."):
-            try:
-                number = float(value)
-            except ValueError as exc:
-                raise PixelError(ReasonCode.SCHEMA_VIOLATION,
-                                 f"{key} is not a number: {value!r}") from exc
-            if not math.isfinite(number):
-                raise PixelError(ReasonCode.SCHEMA_VIOLATION, f"{key} is not finite")
-            props[key[3:]] = int(number) if number.is_integer() and "." not in value else number
+            props[key[3:]] = _pn(key, value)
         elif key in _COLUMNS:
             first.setdefault(key, value)
         else:

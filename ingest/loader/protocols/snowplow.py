@@ -71,7 +71,8 @@ _PRODUCT_SPEC = orjson.dumps({"id": "VARCHAR", "name": "VARCHAR", "category": "V
                               "brand": "VARCHAR", "variant": "VARCHAR", "price": "DOUBLE",
                               "currency": "VARCHAR", "quantity": "DOUBLE"}).decode()
 _ORDER_SPEC = orjson.dumps({"transaction_id": "VARCHAR", "revenue": "DOUBLE",
-                            "currency": "VARCHAR"}).decode()
+                            "refund_amount": "DOUBLE", "currency": "VARCHAR"}).decode()
+"""The transaction entity (``revenue``) or the refund entity (``refund_amount``)."""
 _IGLU = r"^iglu:([a-zA-Z0-9_.-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/([0-9]+-[0-9]+-[0-9]+)$"
 _MAX_MS = 253402300800000  # 10000-01-01: past it a "millisecond time" is garbage
 
@@ -338,11 +339,11 @@ def _event_columns() -> dict[str, str]:
             f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' WHEN iglu.name = 'site_search' "
             f"THEN 'search' ELSE {action_case('ecom_type', SNOWPLOW_ACTIONS)} END"),
         "currency": "CASE f.e WHEN 'tr' THEN f.tr_cu WHEN 'ti' THEN f.ti_cu WHEN 'ue' THEN "
-                    "coalesce(one.currency, ord.currency, cart_currency) END",
+                    "coalesce(ord.currency, one.currency, cart_currency) END",
         "order_id": "CASE f.e WHEN 'tr' THEN f.tr_id WHEN 'ti' THEN f.ti_id "
                     "WHEN 'ue' THEN ord.transaction_id END",
         "revenue": "CASE f.e WHEN 'tr' THEN CAST(f.tr_tt AS DOUBLE) "
-                   "WHEN 'ue' THEN ord.revenue END",
+                   "WHEN 'ue' THEN coalesce(ord.revenue, ord.refund_amount) END",
         "search_query": "CASE WHEN iglu.name = 'site_search' THEN array_to_string(try("
                         "json_transform(ue_data->'$.terms', '[\"VARCHAR\"]')), ' ') END",
         # json_merge_patch drops the nulls: only the fields the tracker sent are kept.

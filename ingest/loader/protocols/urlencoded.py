@@ -96,8 +96,9 @@ def object_json(entries_sql: str, value: str = "to_json(e_.value)") -> str:
 def number_json(v: str) -> str:
     """SQL: the JSON number a parameter value stands for (its own text when that is a JSON
     number, so ``3`` stays an integer); NULL when it is no finite number."""
-    return (f"(CASE WHEN regexp_full_match({v}, {quote(JSON_NUMBER)}) THEN {v}::JSON "
-            f"WHEN isfinite(try_cast({v} AS DOUBLE)) THEN to_json(try_cast({v} AS DOUBLE)) END)")
+    return (f"(CASE WHEN NOT isfinite(try_cast({v} AS DOUBLE)) THEN NULL "  # 1e400 too
+            f"WHEN regexp_full_match({v}, {quote(JSON_NUMBER)}) THEN {v}::JSON "
+            f"ELSE to_json(try_cast({v} AS DOUBLE)) END)")
 
 
 def not_numbers(entries_sql: str, prefixes: Iterable[str] = (),

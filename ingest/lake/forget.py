@@ -121,6 +121,12 @@ def _list(values: Sequence[str]) -> str:
     return "[" + ", ".join(quote(v) for v in values) + "]::VARCHAR[]"
 
 
+def _json_string(value: str) -> str:
+    """``value`` as it appears inside a JSON string written by DuckDB or orjson (non-ASCII
+    characters as they are)."""
+    return orjson.dumps(value).decode()[1:-1]
+
+
 def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
     """SQL predicate of the rows of ``table`` that belong to the person."""
     anonymous = [i.value for i in ids if i.kind == "anonymous_id"]
@@ -135,13 +141,23 @@ def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
         if users:
             terms.append(f"user_id IN (SELECT unnest({_list(users)}))")
     if long_ids:
+        # Text (and nested values rendered as text) holds an id as it is, or escaped as in
+        # a JSON string (the JSON columns: a backslash or a quote doubled); a BLOB cast to
+        # VARCHAR shows each byte outside printable ASCII (and a backslash) as \xHH, and so
+        # must the id looked for in it: one haystack and its forms of the needles each.
         texts = [f"coalesce({f.name}, '')" for f in schema
                  if pa.types.is_string(f.type) and f.name != "tenant"]
         texts += [f"coalesce({f.name}::VARCHAR, '')" for f in schema
-                  if pa.types.is_binary(f.type) or pa.types.is_nested(f.type)]
-        haystack = "concat_ws(chr(0), " + ", ".join(texts) + ")"
-        needles = ", ".join(f"encode({quote(v)})::VARCHAR" for v in long_ids)
-        terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN [{needles}]])")
+                  if pa.types.is_nested(f.type)]
+        blobs = [f"coalesce({f.name}::VARCHAR, '')" for f in schema
+                 if pa.types.is_binary(f.type)]
+        in_text = sorted({form for v in long_ids for form in (v, _json_string(v))})
+        for columns, needles in ((texts, [quote(v) for v in in_text]),
+                                 (blobs, [f"encode({quote(v)})::VARCHAR" for v in long_ids])):
+            if columns:
+                haystack = "concat_ws(chr(0), " + ", ".join(columns) + ")"
+                terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN "
+                             f"[{', '.join(needles)}]])")
     if lineage:
         terms.append(f"({_LINEAGE}) IN (SELECT ({_LINEAGE}) FROM forget_lineage)")
     return "(" + " OR ".join(terms or ["false"]) + ")"

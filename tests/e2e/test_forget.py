@@ -178,3 +178,45 @@ def test_a_running_loader_forgets_the_dedupe_keys_of_forgotten_events(
     finally:
         assert server.stop() == 0
     assert rows == [(False,)]
+
+
+@pytest.mark.parametrize("person", ["jürgen.müller@example.de", "CORP\\jdoe-12345",
+                                    'o"brien-4f1c9a8e'])
+def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: Path,
+                                                                      person: str) -> None:
+    """Another person's event that names this one (a referral, a URL) goes with the person's
+    own rows: in text columns the id is as sent, in the JSON columns escaped as in a JSON
+    string, in the raw archive's bytes as UTF-8 (it used to be looked for as BLOB text,
+    ``j\\xC3\\xBC...``, everywhere, and missed in text whatever was not printable ASCII)."""
+    from ingest.lake.forget import Forgetter
+    from ingest.lake.writer import LakeWriter
+    from ingest.loader.config import LoaderSettings
+    from ingest.loader.pipeline import Pipeline
+    from ingest.transport.base import Record
+    from schemas.envelope import encode_bundle
+    from tests.ingest.loader.helpers import envelope
+
+    def track(who: str, **properties: str) -> bytes:
+        return envelope("segment", orjson.dumps({
+            "type": "track", "event": "Signed Up", "anonymousId": who,
+            "messageId": str(uuid.uuid4()), "properties": properties}), "/v1/track")
+
+    lake = LakeLocation.parse(tmp_path / "lake")
+    (tmp_path / "lake").mkdir()
+    pipeline = Pipeline(LoaderSettings(lake=str(tmp_path / "lake")))
+    try:
+        out = pipeline.process([Record(0, 1, encode_bundle([
+            track(person), track("referrer-1", referred_by=person),
+            track("bystander-1", note="nobody")]))], "log")
+    finally:
+        pipeline.close()
+    LakeWriter(lake).append("log", {"raw": out.raw, "events": out.events,
+                                    "quarantine": out.quarantine}, {0: 1})
+    forgetter = Forgetter(lake)
+    try:
+        receipt = forgetter.forget("acme", [Identifier("anonymous_id", person)])
+    finally:
+        forgetter.close()
+    assert receipt.tables["events"].rows == 2 and receipt.tables["raw"].rows == 2
+    assert lake_rows(tmp_path / "lake", "events",
+                     "SELECT anonymous_id FROM t ORDER BY 1") == [("bystander-1",)]

@@ -38,6 +38,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import quote as url_quote
+from urllib.parse import quote_plus as url_quote_plus
 
 import duckdb
 import orjson
@@ -141,19 +143,21 @@ def _match_sql(table: Table, ids: Sequence[Identifier], lineage: bool) -> str:
         if users:
             terms.append(f"user_id IN (SELECT unnest({_list(users)}))")
     if long_ids:
-        # Text (and nested values rendered as text) holds an id as it is, or escaped as in
-        # a JSON string (the JSON columns: a backslash or a quote doubled); a BLOB cast to
+        # Text (and nested values rendered as text) holds an id as it is, escaped as in a
+        # JSON string (the JSON columns: a backslash or a quote doubled), or percent-encoded
+        # (a URL's or a query string's parameter: `@` as %40); a BLOB cast to
         # VARCHAR shows each byte outside printable ASCII (and a backslash) as \xHH, and so
-        # must the id looked for in it: one haystack and its forms of the needles each.
+        # must the forms looked for in it: one haystack and one rendering of the forms each.
         texts = [f"coalesce({f.name}, '')" for f in schema
                  if pa.types.is_string(f.type) and f.name != "tenant"]
         texts += [f"coalesce({f.name}::VARCHAR, '')" for f in schema
                   if pa.types.is_nested(f.type)]
         blobs = [f"coalesce({f.name}::VARCHAR, '')" for f in schema
                  if pa.types.is_binary(f.type)]
-        in_text = sorted({form for v in long_ids for form in (v, _json_string(v))})
-        for columns, needles in ((texts, [quote(v) for v in in_text]),
-                                 (blobs, [f"encode({quote(v)})::VARCHAR" for v in long_ids])):
+        forms = sorted({form for v in long_ids for form in (
+            v, _json_string(v), url_quote(v, safe=""), url_quote_plus(v, safe=""))})
+        for columns, needles in ((texts, [quote(v) for v in forms]),
+                                 (blobs, [f"encode({quote(v)})::VARCHAR" for v in forms])):
             if columns:
                 haystack = "concat_ws(chr(0), " + ", ".join(columns) + ")"
                 terms.append(f"list_bool_or([contains({haystack}, n) FOR n IN "

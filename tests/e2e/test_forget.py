@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import httpx
 import lzstring  # type: ignore[import-untyped]
@@ -186,7 +187,8 @@ def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: 
                                                                       person: str) -> None:
     """Another person's event that names this one (a referral, a URL) goes with the person's
     own rows: in text columns the id is as sent, in the JSON columns escaped as in a JSON
-    string, in the raw archive's bytes as UTF-8 (it used to be looked for as BLOB text,
+    string, in a URL percent-encoded, in the raw archive's bytes as UTF-8 (it used to be
+    looked for as BLOB text,
     ``j\\xC3\\xBC...``, everywhere, and missed in text whatever was not printable ASCII)."""
     from ingest.lake.forget import Forgetter
     from ingest.lake.writer import LakeWriter
@@ -205,8 +207,11 @@ def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: 
     (tmp_path / "lake").mkdir()
     pipeline = Pipeline(LoaderSettings(lake=str(tmp_path / "lake")))
     try:
+        pixel = envelope("pixel", b"", "/p.gif", urlencode(
+            {"k": "acme-live-3f9c1e7a", "e": "page_view", "a": "referrer-2",
+             "url": f"https://shop.acme.example/?ref={quote(person, safe='')}"}), "GET")
         out = pipeline.process([Record(0, 1, encode_bundle([
-            track(person), track("referrer-1", referred_by=person),
+            track(person), track("referrer-1", referred_by=person), pixel,
             track("bystander-1", note="nobody")]))], "log")
     finally:
         pipeline.close()
@@ -217,6 +222,6 @@ def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: 
         receipt = forgetter.forget("acme", [Identifier("anonymous_id", person)])
     finally:
         forgetter.close()
-    assert receipt.tables["events"].rows == 2 and receipt.tables["raw"].rows == 2
+    assert receipt.tables["events"].rows == 3 and receipt.tables["raw"].rows == 3
     assert lake_rows(tmp_path / "lake", "events",
                      "SELECT anonymous_id FROM t ORDER BY 1") == [("bystander-1",)]

@@ -44,18 +44,26 @@ def _reader(rel: duckdb.DuckDBPyRelation) -> pa.RecordBatchReader:
 _NESTED = ("[", "STRUCT", "MAP", "UNION")
 
 
+def is_nested(kind: str) -> bool:
+    """Whether a DuckDB type (its name) is nested: lists (``INTEGER[]``, ``INTEGER[3]``),
+    structs, maps, unions."""
+    return any(marker in kind for marker in _NESTED)
+
+
+def as_json_text(name: str) -> str:
+    """SQL: the column ``name`` as JSON text, under its own name."""
+    quoted = quote_ident(name)
+    return f"to_json({quoted})::VARCHAR AS {quoted}"
+
+
 def _flat(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     """``rel`` with nested columns (lists, structs, maps) as JSON text: CSV has no nested
     values, and a cell must still say what the value was."""
     types = [str(t) for t in rel.types]
-    if not any(marker in t for t in types for marker in _NESTED):
+    if not any(is_nested(t) for t in types):
         return rel
-    exprs = []
-    for name, kind in zip(rel.columns, types, strict=True):
-        quoted = quote_ident(name)
-        exprs.append(f"to_json({quoted})::VARCHAR AS {quoted}"
-                     if any(marker in kind for marker in _NESTED) else quoted)
-    return rel.project(", ".join(exprs))
+    return rel.project(", ".join(as_json_text(name) if is_nested(kind) else quote_ident(name)
+                                 for name, kind in zip(rel.columns, types, strict=True)))
 
 
 def _rows(batch: pa.RecordBatch) -> list[dict[str, object]]:

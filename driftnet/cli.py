@@ -680,11 +680,14 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
       driftnet discover --lake ./lake --tenant acme --target purchase \\
         --since 2026-03-01 --until 2026-04-01 --format html --output report.html
     """
+    import duckdb
+
     from analytics import connect
     from analytics.discover import DiscoverOptions, parse_since
     from analytics.discover import discover as run_discover
     from analytics.discover.report_html import render_html
     from analytics.discover.report_table import render_text
+    from analytics.errors import AnalyticsError
 
     _require_known_tenant(lake, tenant, tenants_path)
     opts = DiscoverOptions(event=event, since=parse_since(since) if since else None,
@@ -694,6 +697,8 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
     con = connect(lake, tenant, memory_limit=memory_limit)
     try:
         report = run_discover(con, opts, tenant=tenant)
+    except duckdb.Error as exc:  # e.g. out of memory under --memory-limit
+        raise AnalyticsError(f"discover failed: {exc}") from exc
     finally:
         con.close()
     if fmt == "json":
@@ -723,7 +728,7 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
 @click.option("--query", default=None, help="SQL over the views (recipe sql).")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
               help="Named query parameter for --query, used as $NAME (repeatable).")
-@click.option("--max-prefix", type=int, default=20, show_default=True,
+@click.option("--max-prefix", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="Longest session prefix (recipe intent).")
 @click.option("--from-manifest", "manifest", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Reproduce an earlier export byte for byte from its manifest.")

@@ -68,6 +68,8 @@ def files(tmp_path: Path) -> Path:
      "cannot open DuckDB with these settings"),
     (["sql", "--lake", "{tmp}/lake", "--tenant", "acme", "--tenants", str(TENANTS),
       "--max-rows", "0", "select 1"], 2, "--max-rows"),
+    (["export", "--lake", "{tmp}/lake", "--tenant", "acme", "--tenants", str(TENANTS),
+      "--recipe", "intent", "--out", "{tmp}/o", "--max-prefix", "0"], 2, "--max-prefix"),
     (["sql", "--lake", "{tmp}/lake", "--tenant", "acme", "--tenants", str(TENANTS),
       "--format", "csv", "-o", "{tmp}/afile/out.csv", "select 1"], 1, "driftnet: error:"),
     (["forget", "--lake", "{tmp}/afile", "--tenant", "acme", "--user-id", "u"], 1,

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import duckdb
 
-from analytics.discover.prefix import field_exprs
+from analytics.discover.prefix import field_exprs, unaddressable
 from analytics.discover.report import FieldStats
 from schemas.sql import quote_ident
 
@@ -63,8 +63,11 @@ def candidates(paths: Sequence[FieldStats],
 
 def find_aliases(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, Any],
                  paths: Sequence[FieldStats], columns: dict[str, str]) -> dict[str, str]:
-    """JSON field name -> the column it copies, among the candidate pairs."""
+    """JSON field name -> the column it copies, among the candidate pairs (those DuckDB's
+    JSON functions can read: not under a key logged as ``""``)."""
     pairs = candidates(paths, columns)
+    unreadable = unaddressable(con, sorted({f.path for f, _ in pairs if f.path is not None}))
+    pairs = [(f, col) for f, col in pairs if f.path not in unreadable]
     if not pairs:
         return {}
     wanted = list({f.field: f for f, _ in pairs}.values())

@@ -229,7 +229,7 @@ def _numeric(con: duckdb.DuckDBPyConnection,
     for i, name in enumerate(names):
         integral = bool(row[2 * i + 1])
         edges = sorted({float(math.ceil(e)) if integral else float(e)
-                        for e in (row[2 * i] or []) if e is not None})
+                        for e in (row[2 * i] or []) if e is not None and math.isfinite(e)})
         # Edges are our own numbers, written as float literals.
         index = " + ".join(f"CASE WHEN {name} >= {e!r} THEN 1 ELSE 0 END" for e in edges) or "0"
         # -1: no value (no add, no product viewed, first session seen)

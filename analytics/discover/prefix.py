@@ -55,9 +55,10 @@ BEHAVIOURAL: Final[dict[str, tuple[str, str]]] = {
                    "Seconds from the first to the last event of the prefix."),
     "time_to_first_add_s": ("epoch(min(CASE WHEN product_action = 'add' THEN derived_ts END)"
                             " - min(derived_ts))", "Seconds to the first add-to-cart."),
-    "max_price_viewed": (f"max(CASE WHEN {_VIEW} THEN price END)",
+    # isfinite: a lake written before the loader nulled NaN and infinite prices may hold them
+    "max_price_viewed": (f"max(CASE WHEN {_VIEW} AND isfinite(price) THEN price END)",
                          "Highest price of a product viewed."),
-    "mean_price_viewed": (f"avg(CASE WHEN {_VIEW} THEN price END)",
+    "mean_price_viewed": (f"avg(CASE WHEN {_VIEW} AND isfinite(price) THEN price END)",
                           "Mean price of the products viewed."),
     "session_index": ("min(session_index)", "The tracker's count of the visitor's sessions."),
 }
@@ -195,7 +196,8 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     )
     SELECT *, epoch(s_start - lag(s_start) OVER (PARTITION BY visitor ORDER BY s_start,
                                                   session_id)) AS since_previous_session_s
-    FROM s""", {"event": opts.event} if opts.event is not None else {})
+    FROM s""", {"event": opts.event} if opts.event is not None and exprs else {})
+    # ($event is named only by the fields' first values: with no field, it is not there.)
     (excluded,), = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
                                f"(SELECT session_id FROM {TABLE})").fetchall()
     con.execute(f"DROP TABLE {TARGETS}")

@@ -59,11 +59,13 @@ _INTENT_ACQUISITION = ("{" + ", ".join(f"'{name}': {ACQUISITION_FIELDS[name]}"
 the landing URL and the referrer, stay out of the sessions table)."""
 
 
-CART_DELTA = ("CASE coalesce(product_action, '') WHEN 'add' THEN 1 WHEN 'remove' THEN -1 "
-              "ELSE 0 END * coalesce(CASE WHEN product_id IS NOT NULL "
-              "THEN coalesce(price, 0) * coalesce(quantity, 1) END, list_sum(list_transform("
-              "items, lambda x: coalesce(x.price, 0) * coalesce(x.quantity, 1))), 0)")
-"""What an event changes the cart's value by (an add's or remove's price x quantity)."""
+_LINE_VALUE = ("coalesce(CASE WHEN product_id IS NOT NULL "
+               "THEN coalesce(price, 0) * coalesce(quantity, 1) END, list_sum(list_transform("
+               "items, lambda x: coalesce(x.price, 0) * coalesce(x.quantity, 1))), 0)")
+CART_DELTA = (f"CASE coalesce(product_action, '') WHEN 'add' THEN {_LINE_VALUE} "
+              f"WHEN 'remove' THEN -({_LINE_VALUE}) ELSE 0 END")
+"""What an event changes the cart's value by (an add's or remove's price x quantity; any
+other event nothing, even if its price x quantity overflows to infinity: 0 x inf is NaN)."""
 
 
 EXPORT_EVENTS = "export_events"

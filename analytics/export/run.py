@@ -33,11 +33,12 @@ from analytics.export.progress import Progress
 from analytics.export.recipes import Query, prepare, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
 from analytics.export.writers import write_batches
+from analytics.output import as_json_text, is_nested
 from analytics.readonly import check_read_only
+from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
 
 BATCH_ROWS = 65_536
-_NESTED = ("[]", "STRUCT", "MAP", "UNION")
 
 
 def _iso(value: object) -> str | None:
@@ -61,17 +62,26 @@ def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | 
     base = f"SELECT * FROM ({query.sql}) AS x"
     order = query.order_by
     if fmt == "jsonl":
+        # JSON has no NaN or infinity (DuckDB would write them bare): null, as `driftnet sql
+        # --format json` writes them.
+        rel = con.sql(base, params=query.params or None)
+        floats = [c for c, t in zip(rel.columns, rel.types, strict=True)
+                  if str(t) in ("DOUBLE", "FLOAT")]
+        source = f"({query.sql}) AS x"
+        if floats:
+            repl = ", ".join(f"CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END "
+                             f"AS {quote_ident(c)}" for c in floats)
+            source = f"(SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x) AS x"
         # ORDER BY ALL over one JSON text column is still a total order of the rows.
         if order is None:
-            return f"SELECT to_json(x)::VARCHAR AS line FROM ({query.sql}) AS x"
+            return f"SELECT to_json(x)::VARCHAR AS line FROM {source}"
         keys = "line" if order == "ALL" else ", ".join(f"x.{k.strip()}" for k in order.split(","))
-        return f"SELECT to_json(x)::VARCHAR AS line FROM ({query.sql}) AS x ORDER BY {keys}"
+        return f"SELECT to_json(x)::VARCHAR AS line FROM {source} ORDER BY {keys}"
     if fmt == "csv":
         rel = con.sql(base, params=query.params or None)
-        nested = [c for c, t in zip(rel.columns, rel.types, strict=True)
-                  if any(n in str(t) for n in _NESTED)]
+        nested = [c for c, t in zip(rel.columns, rel.types, strict=True) if is_nested(str(t))]
         if nested:
-            repl = ", ".join(f'to_json("{c}")::VARCHAR AS "{c}"' for c in nested)
+            repl = ", ".join(as_json_text(c) for c in nested)
             base = f"SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x"
     return base if order is None else f"{base} ORDER BY {order}"
 

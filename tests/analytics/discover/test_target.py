@@ -227,3 +227,53 @@ def test_keys_no_json_path_can_name_are_catalogued_and_left_out_of_ranking(
     ranked = {f.field for f in report.target.features}
     assert 'properties."a\\"b"' in ranked and "properties.plan" in ranked
     assert 'properties.""' not in ranked
+
+
+def test_prices_that_are_not_finite_are_left_out_of_the_price_numbers(tmp_path: Path) -> None:
+    """A lake written before the loader nulled NaN and infinite prices may hold them: the
+    price numbers and their buckets leave them out instead of failing (NaN bucket edges)."""
+    rows = []
+    for i in range(40):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        price = [float("nan"), float("inf"), 10.0 * (i % 4 + 1)][i % 3]
+        rows.append(event(minute=10 * i, product_action="view", product_id="p1", price=price,
+                          **s))
+        if i % 2:
+            rows.append(event(minute=10 * i + 1, event_name="Order Completed",
+                              product_action="purchase", **s))
+    write_events(tmp_path, rows)
+    report = _report(tmp_path)
+    assert report.target is not None
+    prices = next(f for f in report.target.features if f.field == "max_price_viewed")
+    labels = [v.value for v in prices.values]
+    assert "(missing)" in labels and not any("nan" in v or "inf" in v for v in labels)
+    assert sum(v.sessions for v in prices.values) == 40
+
+
+def test_event_scope_with_no_field_to_rank_still_ranks_the_session_numbers(
+        tmp_path: Path) -> None:
+    """--event names events whose fields all say nothing (no feature to read from them):
+    the session numbers are ranked, without the fields' query (it failed on its unused
+    parameter)."""
+    rows = []
+    for i in range(40):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        rows += [event(minute=10 * i + k / 10, product_action="view", product_id="p1", **s)
+                 for k in range(1 + 3 * (i % 2))]  # buyers view more
+        if i % 2:
+            rows.append(event(minute=10 * i + 1, event_name="Order Completed",
+                              product_action="purchase", **s))
+    write_events(tmp_path, rows)
+    report = _report(tmp_path, event="Product Viewed", min_support=5)
+    assert report.target is not None
+    assert {f.source for f in report.target.features} == {"session"}
+
+
+def test_a_nested_key_under_the_empty_key_is_no_alias_candidate(tmp_path: Path) -> None:
+    """``properties."".price`` looks like a copy of the price column, but DuckDB's JSON
+    functions cannot read its path (a binder error): it is catalogued, never compared."""
+    write_events(tmp_path, [event(minute=i, product_id="p1", price=5.0, properties=json.dumps(
+        {"product_id": "p1", "price": 5, "": {"price": 5}})) for i in range(3)])
+    with connect(tmp_path, "acme") as con:
+        report = discover(con, DiscoverOptions(), tenant="acme")
+    assert 'properties."".price' in {f.field for f in report.catalog.fields}

@@ -336,3 +336,44 @@ def test_tenant_without_data_exports_empty_typed_files(lake: Path, tmp_path: Pat
                              tmp_path / "e")
     assert manifest.inputs == [] and manifest.outputs[0].rows == 0
     assert "items" in pq.read_schema(tmp_path / "e/all.parquet").names
+
+
+def test_a_view_of_a_product_priced_past_the_double_range_leaves_the_cart_alone(
+        tmp_path: Path) -> None:
+    """A view's price x quantity can overflow (1e308 x 10): 0 x inf would be NaN, and every
+    later prefix's cart value with it."""
+    s = {"session_id": "s", "anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, event_name="Product Added", product_action="add", product_id="p1",
+              price=10.0, quantity=1, **s),
+        event(minute=1, product_action="view", product_id="p2", price=1e308, quantity=10, **s),
+        event(minute=2, product_action="view", product_id="p3", price=5.0, **s),
+    ])
+    rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent"))["all"]
+    assert [r["cart_value"] for r in rows.to_pylist()] == [10.0, 10.0, 10.0]
+
+
+def test_jsonl_writes_json_csv_names_any_column(tmp_path: Path) -> None:
+    """JSON Lines holds JSON (an infinite or NaN double is null, as `driftnet sql --format
+    json` writes it); CSV writes a nested column whatever its name (a pivot's, from the
+    data) and whatever list it is (a fixed-size one too)."""
+    write_events(tmp_path, [event(minute=0, product_id="p1", price=1e308, quantity=10),
+                            event(minute=1, event_name='Clicked "Buy"')])
+    query = ("SELECT event_id, price * quantity AS amount, 'NaN'::DOUBLE AS nan, "
+             "[event_name] AS \"say \"\"hi\"\"\", [1, 2]::INTEGER[2] AS pair "
+             "FROM events ORDER BY event_id")
+    out = tmp_path / "out"
+    for fmt in ("jsonl", "csv"):
+        export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                           format=fmt), out / fmt)
+    def strict(token: str) -> None:
+        raise ValueError(f"{token} is no JSON")
+
+    rows = [json.loads(line, parse_constant=strict)
+            for line in (out / "jsonl" / "all.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in r.items() if k != "event_id"} for r in rows] == [
+        {"amount": None, "nan": None, 'say "hi"': ["Product Viewed"], "pair": [1, 2]},
+        {"amount": None, "nan": None, 'say "hi"': ['Clicked "Buy"'], "pair": [1, 2]}]
+    header, first, _ = (out / "csv" / "all.csv").read_text().splitlines()
+    assert header == '"event_id","amount","nan","say ""hi""","pair"'
+    assert first.endswith(',"[""Product Viewed""]","[1,2]"'), first

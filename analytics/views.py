@@ -114,6 +114,10 @@ _ITEMS_IN_EVENT = ("CASE WHEN product_id IS NOT NULL THEN 1 "
 NO_CURRENCY: Final = "XXX"
 """ISO 4217's code for "no currency": the key of amounts sent without a currency."""
 
+CURRENCY_KEY: Final = f"coalesce(nullif(upper(trim(currency)), ''), '{NO_CURRENCY}')"
+"""The currency an amount is totalled and converted under: upper case, as the loader
+writes it since it does (a lake written before may hold ``eur``), or :data:`NO_CURRENCY`."""
+
 ENGAGEMENT_PING_CAP_S: Final = 30
 """Most seconds one Snowplow page ping adds to engaged time (see :data:`ENGAGEMENT`)."""
 
@@ -170,7 +174,7 @@ idle). :data:`SESSIONS` adds them up into ``engaged_s``."""
 
 ORDER_LINES: Final = f"""
 SELECT tenant, session_id, coalesce(order_id, event_id) AS order_key,
-       arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
+       arg_min({{'revenue': revenue, 'currency': {CURRENCY_KEY}}},
                {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money
 FROM se WHERE product_action = 'purchase'
 GROUP BY tenant, session_id, order_key
@@ -358,7 +362,7 @@ def orders_view(reporting_currency: str | None = None) -> str:
            min(derived_ts) AS ordered_at,
            arg_min(anonymous_id, {ORDER_KEY}) AS anonymous_id,
            arg_max(user_id, {ORDER_KEY}) AS user_id,
-           arg_min({{'revenue': revenue, 'currency': coalesce(currency, '{NO_CURRENCY}')}},
+           arg_min({{'revenue': revenue, 'currency': {CURRENCY_KEY}}},
                    {ORDER_KEY}) FILTER (revenue IS NOT NULL) AS money,
            -- Snowplow's legacy transaction sends each item as an event of its own
            CASE WHEN bool_or(event_type = 'transaction_item')
@@ -452,7 +456,7 @@ money AS (
   SELECT tenant, product_id,
          map(list(currency ORDER BY currency), list(amount ORDER BY currency))
            AS revenue_by_currency
-  FROM (SELECT tenant, product_id, coalesce(currency, '{NO_CURRENCY}') AS currency,
+  FROM (SELECT tenant, product_id, {CURRENCY_KEY} AS currency,
                sum(price * coalesce(quantity, 1)) AS amount
         FROM lines
         WHERE product_action = 'purchase' AND product_id IS NOT NULL AND price IS NOT NULL

@@ -9,6 +9,7 @@ quarantined with the error: no exception about *data* escapes this module.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +206,7 @@ class Pipeline:
                 f"SELECT {_ORPHAN_SELECT} FROM raw_batch WHERE {known}").to_arrow_table())
         finally:
             con.unregister("raw_batch")
-        all_events = finite_numbers(
+        all_events = canonical_values(
             pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table())
         enriched, failed = self._enrich(all_events, raw)
         quarantine.append(failed)
@@ -310,16 +311,33 @@ def _finite(values: pa.Array) -> pa.Array | None:
     return pc.if_else(finite, values, pa.scalar(None, values.type))
 
 
-def finite_numbers(events: pa.Table) -> pa.Table:
+def _currency_code(values: pa.Array) -> pa.Array | None:
+    """``values`` as currency codes (ISO 4217 is upper case: ``eur`` is ``EUR``, spaces
+    trimmed, an empty one NULL), or None when they already are."""
+    codes = pc.utf8_upper(pc.utf8_trim_whitespace(values))
+    codes = pc.if_else(pc.equal(codes, ""), pa.scalar(None, pa.string()), codes)
+    return None if codes.equals(values) else codes
+
+
+_CANONICAL: dict[str, Callable[[pa.Array], pa.Array | None]] = {
+    **dict.fromkeys(MONEY_COLUMNS, _finite), "currency": _currency_code}
+"""What :func:`canonical_values` does to each column (and to the items' fields of the same
+name)."""
+
+
+def canonical_values(events: pa.Table) -> pa.Table:
     """Events whose prices, quantities and revenue (and those of their items) are finite
-    numbers or NULL. Every adapter reads these as DOUBLE, and a JSON number past the
-    double range (``1e400``), or a string such as ``"NaN"`` or ``"Infinity"``, reads as
-    ±infinity or NaN, which would poison every sum over the column. Such a value is NULL,
-    as any other value the field cannot hold; the payload in ``properties`` and the raw
-    archive keeps it as sent. One pass over four columns, for every protocol at once."""
-    for name in MONEY_COLUMNS:
-        column = events[name].combine_chunks()
-        fixed = _finite(column)
+    numbers or NULL, and whose currencies are upper-case codes, for every protocol at once
+    (one pass over five columns).
+
+    Every adapter reads the numbers as DOUBLE, and a JSON number past the double range
+    (``1e400``), or a string such as ``"NaN"`` or ``"Infinity"``, reads as ±infinity or
+    NaN, which would poison every sum over the column: such a value is NULL, as any other
+    value the field cannot hold. A currency sent as ``eur`` would be a currency of its own
+    in every per-currency total, and convert at no rate. The payload in ``properties`` and
+    the raw archive keep what was sent."""
+    for name, canonical in _CANONICAL.items():
+        fixed = canonical(events[name].combine_chunks())
         if fixed is not None:
             events = events.set_column(events.schema.get_field_index(name),
                                        events.field(name), fixed)
@@ -330,10 +348,10 @@ def finite_numbers(events: pa.Table) -> pa.Table:
     children = [lines.field(i) for i in range(lines.type.num_fields)]
     changed = False
     for i, field in enumerate(lines.type):
-        if field.name in ("price", "quantity"):
-            fixed = _finite(children[i])
-            if fixed is not None:
-                children[i], changed = fixed, True
+        canonical = _CANONICAL.get(field.name)
+        fixed = canonical(children[i]) if canonical is not None else None
+        if fixed is not None:
+            children[i], changed = fixed, True
     if not changed:
         return events
     lines = pa.StructArray.from_arrays(children, fields=list(lines.type),

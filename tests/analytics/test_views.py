@@ -178,6 +178,29 @@ def test_revenue_converts_with_the_operators_rates_and_never_silently(tmp_path: 
     assert orders == {"o3": 10.0, "o4": pytest.approx(18.0), "o5": None}
 
 
+def test_a_lower_case_currency_in_an_older_lake_is_its_upper_case_code(tmp_path: Path) -> None:
+    """A lake written before the loader upper-cased currencies may hold ``usd``: totals,
+    orders and products count it as ``USD``, and it converts at USD's rate."""
+    buy = {"event_name": "Order Completed", "product_action": "purchase"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="s", order_id="o1", revenue=10.0, currency="usd",
+              product_id="p1", price=10.0, **buy),
+        event(minute=1, session_id="s", order_id="o2", revenue=20.0, currency="USD ",
+              product_id="p1", price=20.0, **buy),
+    ])
+    rates_csv = tmp_path / "rates.csv"
+    rates_csv.write_text("date,currency,rate\n2026-02-27,USD,0.5\n")
+    with connect(tmp_path, "acme", rates=load_rates(rates_csv, "EUR")) as con:
+        session = con.sql("SELECT revenue, currency, revenue_by_currency, revenue_converted "
+                          "FROM sessions").fetchall()
+        orders = con.sql("SELECT order_id, currency, revenue_converted FROM orders "
+                         "ORDER BY 1").fetchall()
+        products = con.sql("SELECT revenue_by_currency FROM products").fetchall()
+    assert session == [(30.0, "USD", {"USD": 30.0}, 15.0)]
+    assert orders == [("o1", "USD", 5.0), ("o2", "USD", 10.0)]
+    assert products == [({"USD": 30.0},)]
+
+
 @pytest.mark.parametrize("content, message", [
     ("date,currency\n2026-01-01,USD\n", "lacks columns"),
     ("date,currency,rate\n2026-01-01,USD,-1\n", "bad row"),

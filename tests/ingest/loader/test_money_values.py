@@ -11,7 +11,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from ingest.loader.pipeline import Pipeline, finite_numbers
+from ingest.loader.pipeline import Pipeline, canonical_values
 from schemas.event import EVENT_SCHEMA
 from tests.ingest.loader.helpers import envelope, events, only, run
 from tests.ingest.loader.test_protocol_parity import (
@@ -86,7 +86,7 @@ def test_a_number_that_is_not_finite_is_null_and_the_event_is_kept(pipeline: Pip
     assert [item["price"] for item in event["items"]] == [None]
 
 
-def test_finite_numbers_keeps_finite_values_and_nulls_across_chunks() -> None:
+def test_canonical_values_keep_finite_numbers_and_nulls_across_chunks() -> None:
     def item(price: float | None, quantity: float | None) -> dict[str, Any]:
         return {"product_id": "p", "price": price, "quantity": quantity, "currency": "EUR"}
 
@@ -99,7 +99,7 @@ def test_finite_numbers_keeps_finite_values_and_nulls_across_chunks() -> None:
     ]
     whole = pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
     table = pa.concat_tables([whole.slice(0, 1), whole.slice(1, 2), whole.slice(3)])
-    out = finite_numbers(table).select(["price", "quantity", "revenue", "items"]).to_pylist()
+    out = canonical_values(table).select(["price", "quantity", "revenue", "items"]).to_pylist()
     assert out == [
         {"price": None, "quantity": 2.0, "revenue": None,
          "items": [{**item(None, 1.0), "name": None, "category": None, "brand": None,
@@ -112,7 +112,25 @@ def test_finite_numbers_keeps_finite_values_and_nulls_across_chunks() -> None:
                     "variant": None}, None]},
     ]
     clean = pa.Table.from_pylist(rows[1:3], schema=EVENT_SCHEMA)
-    assert finite_numbers(clean) is clean  # nothing to change: the same table, no copy
+    assert canonical_values(clean) is clean  # nothing to change: the same table, no copy
+
+
+def test_currencies_are_upper_case_codes(pipeline: Pipeline) -> None:
+    """``eur`` would be a currency of its own in every per-currency total, and convert at
+    no rate (the rates file's codes are upper-cased); the event's and each item's."""
+    out = run(pipeline, envelope("segment", orjson.dumps({
+        "type": "track", "event": "Order Completed", "anonymousId": "a", "properties": {
+            "order_id": "o1", "revenue": 12.5, "currency": " eur ", "products": [
+                {"product_id": "p1", "price": 10, "currency": "usd"},
+                {"product_id": "p2", "price": 2.5}]}}), "/v1/track"),
+        envelope("segment", orjson.dumps({
+            "type": "track", "event": "Product Viewed", "anonymousId": "a",
+            "properties": {"product_id": "p3", "price": 1, "currency": ""}}), "/v1/track"))
+    order, view = events(out)
+    assert order["currency"] == "EUR"
+    assert [i["currency"] for i in order["items"]] == ["USD", "EUR"]
+    assert orjson.loads(order["properties"])["currency"] == " eur "  # as sent
+    assert view["currency"] is None
 
 
 def _pixel(**params: str) -> bytes:

@@ -148,6 +148,9 @@ _LEAVES = "discover_json_leaves"
 _SHAPES = "discover_json_shapes"
 _SHAPE_LEAVES = "discover_json_shape_leaves"
 _TEMP_TABLES = (_DOCS, _TEXTS, _LEAVES, _SHAPES, _SHAPE_LEAVES)
+_PATH_STEP = r'(\."(?:[^"\\]|\\.)*"|\.[^.\["]+|\[[0-9]+\])'
+"""One step of a ``json_tree`` full key: a quoted key (which may hold ``[0]``), a plain key,
+or an array index."""
 
 
 def _json_docs_sql(scope: str) -> str:
@@ -174,17 +177,19 @@ def _flatten_json(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, 
 
     - ``_DOCS`` (src, event_name, date, h, w, a, b): :func:`_json_docs_sql`, each text
       replaced by its number ``h`` in ``_TEXTS`` (h, doc), the distinct texts;
-    - ``_LEAVES`` (h, type, path, first_elem, v): the leaves of each distinct text, array
-      indices folded to ``[*]`` (an event counts once per path, through its first
-      element); each text is flattened once whatever the event names and days it appears
+    - ``_LEAVES`` (h, type, path, v): the leaves of each distinct text, array indices
+      folded to ``[*]`` (only indices: a key that looks like one, ``"size[0]"``, stays
+      itself); each text is flattened once whatever the event names and days it appears
       under;
-    - ``_SHAPES`` (h, shape): a text's shape is its leaves' (type, path, first_elem), with
-      repeats, as the sum of an MD5-derived 64-bit number per distinct (type, path,
-      first_elem) (a multiset hash: the order of the leaves does not matter); thousands of
-      texts share one (a visitor's context differs from another's in values, not paths),
-      so the counts per path come from shapes;
-    - ``_SHAPE_LEAVES`` (shape, type, path, first_elem, k): each shape's leaves, ``k``
-      times each."""
+    - ``_SHAPES`` (h, shape): a text's shape is its leaves' (type, path), with repeats, as
+      the sum of an MD5-derived 64-bit number per distinct (type, path) (a multiset hash:
+      the order of the leaves does not matter); thousands of texts share one (a visitor's
+      context differs from another's in values, not paths), so the counts per path come
+      from shapes;
+    - ``_SHAPE_LEAVES`` (shape, type, path, k, lead): each shape's leaves, ``k`` times
+      each; ``lead`` marks one non-null (type, path) per path of the shape, so that an event
+      counts once as filled at a path however many array elements hold it (and whichever:
+      a coupon on the second product only fills ``products[*].coupon`` too)."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_DOCS} AS {_json_docs_sql(scope)}",
                 params or None)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_TEXTS} AS "
@@ -194,11 +199,12 @@ def _flatten_json(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, 
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {_LEAVES} AS
     SELECT u.h, j.type,
-           CASE WHEN contains(j.fullkey, '[')
+           CASE WHEN NOT contains(j.fullkey, '[') THEN j.fullkey
+                WHEN NOT contains(j.fullkey, '"')  -- no quoted key: every [n] is an index
                 THEN regexp_replace(j.fullkey, '\\[[0-9]+\\]', '[*]', 'g')
-                ELSE j.fullkey END AS path,
-           NOT contains(j.fullkey, '[') OR NOT regexp_matches(j.fullkey, '\\[[1-9][0-9]*\\]')
-             AS first_elem,
+                ELSE '$' || array_to_string(list_transform(
+                       regexp_extract_all(j.fullkey, {quote(_PATH_STEP)}),
+                       lambda s: CASE WHEN s[1] = '[' THEN '[*]' ELSE s END), '') END AS path,
            CASE WHEN j.type <> 'NULL'
                 THEN left(json_extract_string(j.value, '$'), {MAX_VALUE_CHARS}) END AS v
     FROM {_TEXTS} u, json_tree(TRY_CAST(u.doc AS JSON)) j
@@ -208,17 +214,18 @@ def _flatten_json(con: duckdb.DuckDBPyConnection, scope: str, params: dict[str, 
     CREATE OR REPLACE TEMP TABLE {_SHAPES} AS
     SELECT h, sum(m) AS shape
     FROM {_LEAVES} JOIN (
-      SELECT type, path, first_elem,
-             md5_number_upper(concat_ws(chr(31), type, path, first_elem)) AS m
-      FROM (SELECT DISTINCT type, path, first_elem FROM {_LEAVES})
-    ) USING (type, path, first_elem)
+      SELECT type, path, md5_number_upper(concat_ws(chr(31), type, path)) AS m
+      FROM (SELECT DISTINCT type, path FROM {_LEAVES})
+    ) USING (type, path)
     GROUP BY h""")
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {_SHAPE_LEAVES} AS
-    SELECT s.shape, l.type, l.path, l.first_elem, count(*) AS k
-    FROM (SELECT shape, any_value(h) AS h FROM {_SHAPES} GROUP BY shape) s
-    JOIN {_LEAVES} l USING (h)
-    GROUP BY ALL""")
+    SELECT *, type <> 'NULL' AND row_number() OVER (
+                PARTITION BY shape, path ORDER BY type = 'NULL', type) = 1 AS lead
+    FROM (SELECT s.shape, l.type, l.path, count(*) AS k
+          FROM (SELECT shape, any_value(h) AS h FROM {_SHAPES} GROUP BY shape) s
+          JOIN {_LEAVES} l USING (h)
+          GROUP BY ALL)""")
 
 
 def json_field_name(source: str, path: str) -> str:
@@ -237,7 +244,7 @@ def _json_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = _rows(con, f"""
     SELECT src, path, event_name, date,
            grouping(event_name) AS g_event, grouping(date) AS g_date,
-           sum(CASE WHEN first_elem AND type <> 'NULL' THEN w * k ELSE 0 END)::BIGINT AS filled,
+           sum(CASE WHEN lead THEN w ELSE 0 END)::BIGINT AS filled,
            min(CASE WHEN type <> 'NULL' THEN a END) AS first_seen,
            max(CASE WHEN type <> 'NULL' THEN b END) AS last_seen,
            {type_sums}

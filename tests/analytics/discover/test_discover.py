@@ -162,6 +162,29 @@ def test_documents_that_share_a_duckdb_hash_stay_apart(tmp_path: Path) -> None:
     assert _field(report, "context.page.url").distinct == 2
 
 
+def test_array_paths_fold_indices_only_and_count_each_event_once(tmp_path: Path) -> None:
+    """``[n]`` folds to ``[*]`` only where it is an array index, not inside a key
+    (``"size[0]"``); an event fills a path if any element holds it (a coupon on the second
+    product only), once however many do."""
+    write_events(tmp_path, [
+        event(minute=0, properties=json.dumps({"products": [
+            {"product_id": "p1"}, {"product_id": "p2", "coupon": "SPRING"}]})),
+        event(minute=1, properties=json.dumps({"size[0]": "S", "products": [
+            {"product_id": "p3"}]})),
+        event(minute=2, properties=json.dumps({"size[1]": "M", "grid": [[1, 2], [3]]})),
+        event(minute=3, properties=json.dumps({"products": [{"coupon": None}]})),
+    ])
+    with connect(tmp_path, "acme") as con:
+        report = discover(con, DiscoverOptions(), tenant="acme")
+    filled = {f.field: f.filled for f in report.catalog.fields
+              if f.field.startswith("properties.")}
+    assert filled == {
+        "properties.products[*].product_id": 2, "properties.products[*].coupon": 1,
+        'properties."size[0]"': 1, 'properties."size[1]"': 1, "properties.grid[*][*]": 1,
+    }
+    assert _field(report, "properties.products[*].product_id").types == {"string": 3}
+
+
 def test_event_and_since_narrow_the_scope(lake: Path) -> None:
     only = _run(lake, event="Order Completed")
     assert only.catalog.events == 20 and list(only.catalog.event_names) == ["Order Completed"]

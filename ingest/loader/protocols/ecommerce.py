@@ -88,8 +88,15 @@ def item_struct(fields: Mapping[str, str], currency: str = "NULL") -> str:
 
 def item_list(elements: str, var: str, fields: Mapping[str, str], currency: str = "NULL") -> str:
     """SQL: the ``items`` column from the SQL list ``elements``: each element, named ``var``
-    in ``fields``' expressions, becomes an :func:`item_struct`. NULL for no (or no) elements."""
-    return (f"CASE WHEN len({elements}) > 0 THEN list_transform({elements}, lambda {var}: "
+    in ``fields``' expressions, becomes an :func:`item_struct`. NULL for no (or no) elements.
+    An element with no item field but its currency is no item: a ``null`` (``JSON.stringify``
+    writes an ``undefined`` product so), a string, a number or ``{}`` where a product object
+    belongs; a one-product order with such a stray element stays a one-product order (the
+    element stays in ``properties``)."""
+    some = " OR ".join(f"({expr}) IS NOT NULL" for name, expr in fields.items()
+                       if name != "currency")
+    kept = f"list_filter({elements}, lambda {var}: {var} IS NOT NULL AND ({some}))"
+    return (f"CASE WHEN len({kept}) > 0 THEN list_transform({kept}, lambda {var}: "
             f"{item_struct(fields, currency)}) END")
 
 

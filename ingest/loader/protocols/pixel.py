@@ -11,7 +11,8 @@ Properties follow the Segment e-commerce spec, as driftnet's own snippet does: e
 ``Product Viewed``, ``Order Completed``, ... with ``p.product_id`` (or ``p.sku``/``p.id``),
 ``p.name``, ``p.category``, ``p.brand``, ``p.variant``, ``pn.price``, ``pn.quantity``,
 ``p.currency``, ``p.order_id``, ``pn.revenue`` (or ``pn.total``), ``p.query``, and
-``p.products``: a JSON list of product objects (an order's lines).
+``p.products``: a JSON list of product objects (an order's lines; other elements are no
+item).
 """
 
 from __future__ import annotations
@@ -129,11 +130,13 @@ def _ecommerce(name: str | None, kind: str, props: dict[str, Any]) -> dict[str, 
                 products = orjson.loads(products)
             except orjson.JSONDecodeError:
                 products = None
-        if not (isinstance(products, list) and all(isinstance(p, dict) for p in products)):
-            raise PixelError(ReasonCode.SCHEMA_VIOLATION,
-                             "p.products is not a JSON list of product objects")
+        if not isinstance(products, list):
+            raise PixelError(ReasonCode.SCHEMA_VIOLATION, "p.products is not a JSON list")
         props["products"] = products  # as Segment's properties hold them
-    items = [_item(p, currency) for p in products or []]
+    # As the SQL adapters' item lists: an element with no item field is no item.
+    items = [item for item in (_item(p, currency) for p in products or []
+                               if isinstance(p, dict))
+             if any(v is not None for k, v in item.items() if k != "currency")]
     own_id = (_text(props.get("product_id")) or _text(props.get("sku"))
               or _text(props.get("id")))
     if not items and action is not None and own_id is not None:

@@ -133,6 +133,26 @@ def test_currencies_are_upper_case_codes(pipeline: Pipeline) -> None:
     assert view["currency"] is None
 
 
+@pytest.mark.parametrize("stray", [None, "x", 3, {}, {"coupon": "SPRING"}])
+def test_an_element_that_holds_no_product_is_no_item(pipeline: Pipeline, stray: Any) -> None:
+    """A stray element (``JSON.stringify`` writes an ``undefined`` product as ``null``)
+    would make a one-product order a two-item order, and lose its product columns."""
+    segment = envelope("segment", orjson.dumps({
+        "type": "track", "event": "Order Completed", "anonymousId": "a", "properties": {
+            "order_id": "o1", "revenue": 10, "currency": "EUR",
+            "products": [{"product_id": "p1", "price": 5, "quantity": 2}, stray]}}),
+        "/v1/track")
+    mp = envelope("ga4", orjson.dumps({"client_id": "c", "events": [{
+        "name": "purchase", "params": {"currency": "EUR", "transaction_id": "o1", "value": 10,
+                                       "items": [stray, {"item_id": "p1", "price": 5,
+                                                         "quantity": 2}]}}]}),
+        "/mp/collect", "measurement_id=G-ACME&api_secret=s")
+    for event in events(run(pipeline, segment, mp)):
+        assert [(i["product_id"], i["price"], i["quantity"]) for i in event["items"]] == [
+            ("p1", 5.0, 2.0)]
+        assert (event["product_id"], event["price"], event["quantity"]) == ("p1", 5.0, 2.0)
+
+
 def _pixel(**params: str) -> bytes:
     query = urlencode({"k": "acme-live-3f9c1e7a", "e": "Order Completed", "a": "anon",
                        "p.order_id": "o1", "p.currency": "EUR", **params})

@@ -34,12 +34,19 @@ def test_page_view_is_a_page_and_counts_in_sessions(pipeline: Pipeline, tmp_path
         assert con.sql("SELECT session_id, pages FROM sessions").fetchall() == [("anon-1:17", 2)]
 
 
-def test_products_must_be_a_json_list_of_objects(pipeline: Pipeline) -> None:
-    out = run(pipeline, pixel(e="Order Completed", a="a", **{"p.products": "[1, 2]"}))
+def test_products_must_be_a_json_list_whose_other_elements_are_no_items(
+        pipeline: Pipeline) -> None:
+    out = run(pipeline, pixel(e="Order Completed", a="a", **{"p.products": '{"id": 1}'}))
     assert out.events.num_rows == 0
     q = only(out.quarantine)
-    assert (q["reason"], q["detail"]) == ("schema_violation",
-                                          "p.products is not a JSON list of product objects")
+    assert (q["reason"], q["detail"]) == ("schema_violation", "p.products is not a JSON list")
+    # as the SQL adapters: what is not a product is no item, and stays in properties
+    stray = '[1, null, {}, {"product_id": "p1", "price": 5}]'
+    event = only(run(pipeline, pixel(e="Order Completed", a="a",
+                                     **{"p.products": stray})).events)
+    assert [i["product_id"] for i in event["items"]] == ["p1"]
+    assert (event["product_id"], event["price"]) == ("p1", 5.0)
+    assert orjson.loads(event["properties"])["products"][:3] == [1, None, {}]
 
 
 def test_header_values_that_are_not_strings_are_not_read(pipeline: Pipeline) -> None:

@@ -10,15 +10,20 @@ from analytics.discover.report import FieldStats, LiftValue, Report, TargetRepor
 
 MAX_CELL = 48
 # Control characters of logged text (C0 but tab and newline, DEL, C1): a terminal would obey
-# them (ESC sequences clear the screen or retitle the window); shown escaped instead.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# them (ESC sequences clear the screen or retitle the window); and the characters that
+# reorder or break what is shown (bidirectional overrides and isolates, U+202E turning
+# "gpj.exe" around; line and paragraph separators): shown escaped instead.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
+                      "\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
     """``text`` with line breaks and tabs as spaces and other control characters escaped
-    (``\\x1b``): logged values and keys are shown, never obeyed by the terminal."""
+    (``\\x1b``, ``\\u202e``): logged values and keys are shown, never obeyed by the
+    terminal."""
     text = text.replace("\n", " ").replace("\t", " ")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 def _cell(value: object) -> str:

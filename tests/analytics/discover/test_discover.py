@@ -277,13 +277,16 @@ def test_tenant_without_data(lake: Path, tmp_path: Path) -> None:
 
 def test_the_text_report_shows_control_characters_escaped(tmp_path: Path) -> None:
     """Logged text is the shoppers': an ESC sequence in a value or a key would clear the
-    analyst's screen or retitle the window. The table shows it escaped, on one line."""
+    analyst's screen or retitle the window, a right-to-left override reorder what follows.
+    The table shows them escaped, on one line."""
     nasty = "\x1b[2J\x1b]0;pwned\x07x\r\ny\x9b"
+    reorder = "\u202egpj.exe\u2028z"
     rows = []
     for i in range(20):
         s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
         rows.append(event(minute=10 * i, event_name="page_view", utm_source=nasty + str(i % 2),
-                          properties=json.dumps({nasty: "v" + str(i % 2)}), **s))
+                          properties=json.dumps({nasty: "v" + str(i % 2),
+                                                 reorder: "w" + str(i % 2)}), **s))
         if i % 2:
             rows.append(event(minute=10 * i + 1, event_name="Order Completed",
                               product_action="purchase", **s))
@@ -291,5 +294,6 @@ def test_the_text_report_shows_control_characters_escaped(tmp_path: Path) -> Non
     result = CliRunner().invoke(main, ["discover", "--lake", str(tmp_path), "--tenant", "acme",
                                        "--target", "purchase"])
     assert result.exit_code == 0, result.output
-    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", result.output)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e\u2028]", result.output)
     assert "\\x1b[2J\\x1b]0;pwned\\x07x\\x0d y\\x9b" in result.output
+    assert "\\u202egpj.exe\\u2028z" in result.output

@@ -348,8 +348,8 @@ def canonical_values(events: pa.Table) -> pa.Table:
     children = [lines.field(i) for i in range(lines.type.num_fields)]
     changed = False
     for i, field in enumerate(lines.type):
-        canonical = _CANONICAL.get(field.name)
-        fixed = canonical(children[i]) if canonical is not None else None
+        of_item = _CANONICAL.get(field.name)
+        fixed = of_item(children[i]) if of_item is not None else None
         if fixed is not None:
             children[i], changed = fixed, True
     if not changed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -82,6 +83,9 @@ def _number(value: Any) -> float | None:
 
 _INT64_RANGE = range(-(2**63), 2**64)
 """Integers a JSON writer keeps exact (orjson: signed and unsigned 64 bits)."""
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
+"""An integer in ASCII digits, short enough for ``int()`` (which refuses thousands of
+digits) and for :data:`_INT64_RANGE` to decide."""
 
 
 def _pn(key: str, value: str) -> int | float:
@@ -89,7 +93,7 @@ def _pn(key: str, value: str) -> int | float:
     writers keep exact (``9007199254740993`` stays that; ``1e3`` is 1000), else a finite
     float (``1e20``: past 64 bits, orjson could not write it as an integer)."""
     text = value.strip()
-    if text.isascii() and text.lstrip("+-").isdigit() and int(text) in _INT64_RANGE:
+    if _INTEGER.fullmatch(text) and int(text) in _INT64_RANGE:
         return int(text)
     try:
         if not text.isascii():

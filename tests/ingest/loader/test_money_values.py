@@ -175,9 +175,12 @@ def test_pixel_numbers_past_64_bits_are_floats_and_integers_stay_exact(
     assert f'"revenue":{stored}' in event["properties"]
 
 
-@pytest.mark.parametrize("digits", ["\u0661\u0662\u0663", "\uff11\uff12"])
+@pytest.mark.parametrize("digits", ["\u0661\u0662\u0663", "\uff11\uff12", "+-5",
+                                    "1" * 5000])
 def test_pixel_reads_only_ascii_digits_as_numbers(pipeline: Pipeline, digits: str) -> None:
-    """As the SQL adapters do: float() alone would read other scripts' digits."""
+    """As the SQL adapters do: float() alone would read other scripts' digits. Signs twice
+    and digits past the double range are no number either (with the reason, not a parser
+    error)."""
     refused = run(pipeline, _pixel(**{"pn.revenue": digits}))
     assert only(refused.quarantine)["reason"] == "schema_violation"
     products = orjson.dumps([{"product_id": "p1", "price": digits, "quantity": 1}]).decode()

@@ -52,17 +52,20 @@ def inferred_sessions_sql(columns: Sequence[str] = _ROW_KEY_COLUMNS,
                           events: str = "events") -> str:
     """``columns`` of the events of ``events`` without a session id, with ``session_id``
     set to their inactivity session (see the module docstring)."""
-    narrow = ", ".join(dict.fromkeys((*columns, *EVENT_ORDER_COLUMNS, "anonymous_id",
+    narrow = ", ".join(dict.fromkeys((*columns, *EVENT_ORDER_COLUMNS, "tenant", "anonymous_id",
                                       "user_id", "network_user_id", "event_id")))
+    # A visitor is a tenant's: with every tenant in view (operators), one tenant's events
+    # must not bridge another's gap.
     return f"""
     SELECT {", ".join(c for c in dict.fromkeys(columns) if c != "session_id")},
            '{INFERRED_PREFIX}' || _visitor || ':' || epoch_us(
              max(CASE WHEN _new THEN derived_ts END) OVER (
-               PARTITION BY _visitor ORDER BY {EVENT_ORDER} ROWS UNBOUNDED PRECEDING))
-             AS session_id
+               PARTITION BY tenant, _visitor ORDER BY {EVENT_ORDER}
+               ROWS UNBOUNDED PRECEDING)) AS session_id
     FROM (
       SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
-               PARTITION BY _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP}, true) AS _new
+               PARTITION BY tenant, _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP},
+             true) AS _new
       FROM (SELECT {narrow}, {_VISITOR} AS _visitor FROM {events} WHERE session_id IS NULL)
     )"""
 
@@ -398,19 +401,28 @@ money AS (
          map(list(currency ORDER BY currency), list(amount ORDER BY currency))
            AS revenue_by_currency
   FROM per_currency GROUP BY tenant, person_id
+),
+-- From the orders, not the sessions: an order sent by two trackers can land in two
+-- sessions of one person (the browser's, the server's), and counts once.
+bought AS (
+  SELECT tenant, person_id, count(*) AS orders,
+         CASE WHEN count(revenue_converted) = count(revenue)
+              THEN sum(revenue_converted) END AS revenue_converted
+  FROM orders WHERE person_id IS NOT NULL
+  GROUP BY tenant, person_id
 )
 SELECT s.tenant, s.person_id, any_value(s.stitched_user_id) AS user_id,
        list(DISTINCT s.anonymous_id ORDER BY s.anonymous_id)
          FILTER (s.anonymous_id IS NOT NULL) AS anonymous_ids,
        min(s.start) AS first_seen, max(s."end") AS last_seen,
-       count(*) AS sessions, sum(s.orders)::BIGINT AS orders,
+       count(*) AS sessions, coalesce(any_value(b.orders), 0)::BIGINT AS orders,
        any_value(m.revenue_by_currency) AS revenue_by_currency,
-       CASE WHEN count(s.revenue_converted) = count(s.revenue_by_currency)
-            THEN sum(s.revenue_converted) END AS revenue_converted,
+       any_value(b.revenue_converted) AS revenue_converted,
        any_value(s.reporting_currency) AS reporting_currency,
        coalesce(bool_or(s.is_bot), false) AS is_bot
 FROM sessions s
 LEFT JOIN money m ON m.tenant = s.tenant AND m.person_id = s.person_id
+LEFT JOIN bought b ON b.tenant = s.tenant AND b.person_id = s.person_id
 WHERE s.person_id IS NOT NULL
 GROUP BY s.tenant, s.person_id
 """

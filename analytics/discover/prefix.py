@@ -158,7 +158,8 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     sources = [f.field if f.source == "column" else f.source for f in features]
     columns = tuple(dict.fromkeys((*_BASE_COLUMNS, *sources)))
     # One scan of the lake: the sampled events' columns, then sessions over that table.
-    read = tuple(dict.fromkeys((*columns, "event_id", *ROW_KEY_COLUMNS)))
+    # (tenant: inactivity sessions are a tenant's visitor's; one value in a tenant's scope)
+    read = tuple(dict.fromkeys((*columns, "tenant", "event_id", *ROW_KEY_COLUMNS)))
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SAMPLE} AS "
                 f"SELECT {', '.join(read)} FROM {_sampled_events(fraction)}")
     narrow = narrow_session_events_sql(columns, SAMPLE)

@@ -337,3 +337,34 @@ def test_an_order_of_snowplow_transaction_items_lists_every_item(tmp_path: Path)
     assert [i["product_id"] for i in items] == ["a", "b"]
     assert (revenue, currency, events) == (15.0, "GBP", 3)
     assert _sessions(tmp_path)["s"]["products_purchased"] == 2
+
+
+def test_inactivity_sessions_of_one_id_in_two_tenants_stay_apart_for_operators(
+        tmp_path: Path) -> None:
+    """`--all-tenants`: globex's event at 10:25 must not bridge acme's 50-minute gap of the
+    same anonymous id (a visitor is a tenant's)."""
+    write_events(tmp_path, [event(minute=0, anonymous_id="v"), event(minute=50, anonymous_id="v"),
+                            event(tenant="globex", minute=25, anonymous_id="v")])
+    with connect(tmp_path, all_tenants=True) as con:
+        rows = con.sql("SELECT tenant, session_id, events FROM sessions ORDER BY ALL").fetchall()
+    with connect(tmp_path, "acme") as con:
+        acme = con.sql("SELECT tenant, session_id, events FROM sessions ORDER BY ALL").fetchall()
+    assert [r for r in rows if r[0] == "acme"] == acme
+    assert [r[2] for r in rows] == [1, 1, 1]
+
+
+def test_an_order_in_two_sessions_of_one_person_counts_once(tmp_path: Path) -> None:
+    """The browser and the shop's server both send order o1 (the server with the user id
+    only: a session of its own): the person has one order of 10 EUR, converted once."""
+    buy = {"event_name": "Order Completed", "product_action": "purchase", "order_id": "o1",
+           "revenue": 10.0, "currency": "EUR"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="browser", anonymous_id="a1", user_id="u1", **buy),
+        event(minute=1, session_id="server", anonymous_id=None, user_id="u1",
+              protocol="posthog", **buy)])
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date,currency,rate\n2026-02-27,EUR,1.0\n")
+    with connect(tmp_path, "acme", rates=load_rates(rates, "EUR")) as con:
+        users = con.sql("SELECT person_id, sessions, orders, revenue_by_currency, "
+                        "revenue_converted FROM users").fetchall()
+    assert users == [("u:u1", 2, 1, {"EUR": 10.0}, 10.0)]

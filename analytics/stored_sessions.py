@@ -44,6 +44,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from analytics.errors import AnalyticsError
 from analytics.views import (
+    INFERRED_PREFIX,
     SESSIONS,
     identities_sql,
     identity_parts_sql,
@@ -132,8 +133,9 @@ def stored_view_sql(uris: Sequence[str]) -> str:
     snapshot filesystem, analytics/snapshot_fs.py), ``tenant`` from the partition
     directories."""
     listed = ", ".join(quote(u) for u in uris)
-    return (f"SELECT * FROM read_parquet([{listed}], union_by_name = true, "
-            "hive_partitioning = true, hive_types = {'tenant': VARCHAR})")
+    # tenant first, as in the computed rows (the partition column would come last)
+    return (f"SELECT tenant, * EXCLUDE (tenant) FROM read_parquet([{listed}], "
+            "union_by_name = true, hive_partitioning = true, hive_types = {'tenant': VARCHAR})")
 
 
 VISITOR = "coalesce(anonymous_id, user_id, network_user_id, 'event:' || event_id)"
@@ -170,14 +172,20 @@ def sessions_base_sql(stored_relation: str, cutoff: dt.date, oldest_event_date: 
       SELECT * FROM events WHERE session_id IS NULL
         AND {VISITOR} IN (SELECT visitor FROM recent_visitors))"""
     computed = sessions_sql(f"({session_events_sql(events=events)})")
+    # A recent visitor's inactivity sessions are computed again from all of the visitor's
+    # events: a late event may have moved one's start (its id) or joined two, so the stored
+    # ones of that visitor give way to all of the computed ones, not only to those with the
+    # same id (which would count the moved session twice).
+    visitor = f"regexp_extract(session_id, {quote('^' + INFERRED_PREFIX + '(.*):[0-9]+$')}, 1)"
     return f"""
     WITH fresh AS (
-      SELECT * FROM ({computed}) WHERE last_received_date > {day}
+      SELECT * FROM ({computed}) WHERE last_received_date > {day} OR session_inferred
     )
     SELECT * FROM fresh
     UNION ALL BY NAME
     SELECT * FROM {stored_relation}
     WHERE {retained} AND session_id NOT IN (SELECT session_id FROM fresh)
+      AND NOT (session_inferred AND {visitor} IN (SELECT visitor FROM recent_visitors))
     """
 
 

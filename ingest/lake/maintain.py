@@ -43,6 +43,7 @@ from ingest.lake.state import StateCompaction, compact_state, open_state
 from ingest.lake.tables import commit, open_for_write, refresh
 from ingest.metrics.lake import MaintainMetrics
 from schemas.delta import DataFile, snapshot_files
+from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
 from schemas.lake import MAINTENANCE_APP_ID, TABLES, Table, loader_app_id
 from schemas.storage import LakeLocation
@@ -197,6 +198,12 @@ class Maintainer:
                 maintenance_commit(delta, name, [remove_action(f, True) for f in gone],
                                    "retention")
                 rep.expired_files = len(gone)
+                if name == "events":
+                    # Stored sessions and identities summarise the expired days too (an
+                    # identity link seen only there): dropped, the next pass rebuilds them
+                    # from the events left; queries compute them meanwhile.
+                    for tenant in sorted({f.tenant for f in gone}):
+                        drop_stored_sessions(self.lake, tenant)
             except ConcurrentCommitError as exc:
                 rep.conflicts += 1
                 log.info("retention of %s deferred: %s", name, exc)

@@ -185,3 +185,61 @@ def test_a_build_that_overlapped_a_forget_is_dropped(
     assert report.skipped == ["acme"] and report.rebuilt == {}
     assert stored(location, "acme") is None
     assert "closed2" not in {r["session_id"] for r in _sessions(lake)}
+
+
+@pytest.mark.parametrize("late_hour", [7.8, 8.5])
+def test_a_late_event_that_moves_or_joins_inactivity_sessions(lake: Path,
+                                                               late_hour: float) -> None:
+    """Visitor v1 (no client session id) has a stored inactivity session at day 2, 08:00. A
+    late event of day 2 moves its start to 07:48 (a new id), or joins it with another one
+    at 09:00: the stored rows of v1 give way to the computed ones, not only the one whose
+    id the computation still gives (the moved session was counted twice)."""
+    location = LakeLocation.parse(lake)
+    write_events(lake, [at(2, 9, session_id=None, anonymous_id="v1")])
+    build_sessions(location, NOW, HOURS)
+    write_events(lake, [at(2, late_hour, received=NOW - dt.timedelta(hours=1),
+                           session_id=None, anonymous_id="v1")])
+    expected = _sessions(lake, stored_sessions=False)
+    assert _sessions(lake) == expected
+    day2 = [r for r in expected if r["anonymous_id"] == "v1"
+            and r["start"].date() == dt.date(2026, 3, 3)]
+    assert [r["events"] for r in day2] == ([2, 1] if late_hour < 8 else [3])
+
+
+def test_retention_of_events_drops_the_tenants_stored_rows(lake: Path) -> None:
+    """Stored sessions and identities summarise every closed day: when retention removes
+    one from events, a link seen only there (a1 -> u1 on day 0) must go with it."""
+    from ingest.lake.config import MaintainSettings
+    from ingest.lake.maintain import Maintainer
+    from schemas.tenants import Tenant, Tenants
+
+    write_events(lake, [at(0, 9.5, session_id="closed1", anonymous_id="a1", user_id="u1",
+                           event_type="identify", event_name="identify")])
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    assert stored(location, "acme") is not None
+    with connect(lake, "acme") as con:
+        assert con.sql("SELECT anonymous_id, user_id FROM identities").fetchall() == [
+            ("a1", "u1")]
+    today = DAY0 + dt.timedelta(days=3, hours=12)  # day 0 is past a 2-day retention
+    tenants = Tenants([Tenant(id="acme", write_keys=("k",), retention_days=2),
+                       Tenant(id="globex", write_keys=("g",), retention_days=400)])
+    report = Maintainer(location, MaintainSettings(), tenants,
+                        clock=lambda: today).run_once(vacuum=False)
+    assert report.tables["events"].expired_files > 0
+    assert stored(location, "acme") is None and stored(location, "globex") is not None
+    with connect(lake, "acme") as con:
+        assert con.sql("SELECT anonymous_id, user_id FROM identities").fetchall() == []
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+
+
+def test_stored_rows_have_the_columns_of_computed_ones_in_order(lake: Path) -> None:
+    """All days closed, so every row is stored: ``SELECT *`` (and a CSV of it) must not
+    change its columns' order when maintenance has run (the partition column came last)."""
+    build_sessions(LakeLocation.parse(lake), NOW + dt.timedelta(days=2), HOURS)
+    for view in ("sessions", "sessions_base"):
+        columns = []
+        for kw in ({}, {"stored_sessions": False}):
+            with connect(lake, "acme", **kw) as con:
+                columns.append(con.sql(f"SELECT * FROM {view}").columns)
+        assert columns[0] == columns[1], view

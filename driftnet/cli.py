@@ -317,26 +317,31 @@ def demo(sessions: int, tenants_path: Path, keep: bool, shop: bool, shop_port: i
               help="Last UTC day to rebuild, inclusive.")
 @click.option("--lake", default=None, metavar="PATH|URL",
               help=_LAKE_HELP + " [the loader's lake setting, default ./lake]")
-@_tenants_option(required=False)
+@_tenants_option()
 @click.option("--force", is_flag=True,
               help="Also replay today's UTC date (only when no loader is running).")
 @_config_option
-def replay(tenant: str, start: Any, end: Any, lake: str | None, tenants_path: Path | None,
+def replay(tenant: str, start: Any, end: Any, lake: str | None, tenants_path: Path,
            force: bool, config: Path | None) -> None:
     """Rebuild events and quarantine days from the raw archive with the current code.
 
     Each day's files are replaced in one commit per table; rows carry the pipeline version
-    that made them, so a fixed parser recovers hits that were quarantined.
+    that made them, so a fixed parser recovers hits that were quarantined. The tenants
+    file gives the tenant's IP mode and enrichment settings, as the loader's did.
 
     \b
     Example:
-      driftnet replay --lake ./lake --tenant acme --from 2026-11-01 --to 2026-11-25
+      driftnet replay --lake ./lake --tenants examples/tenants.toml --tenant acme \\
+        --from 2026-11-01 --to 2026-11-25
     """
     from ingest.loader.replay import replay as run_replay
     from schemas.tenants import load_tenants
 
     settings = _settings(config, lake=lake)
-    tenants = load_tenants(tenants_path) if tenants_path is not None else None
+    tenants = load_tenants(tenants_path)
+    if tenants.by_id(tenant) is None:  # its rows would be rebuilt as an unknown tenant's
+        raise click.BadParameter(f"{tenant} is not in {tenants_path} (it lists "
+                                 f"{', '.join(tenants.ids)})", param_hint="'--tenant'")
     report = run_replay(
         settings.loader.lake, tenant, start.date(), end.date(), settings.loader, tenants,
         force=force, enrich=settings.enrich,

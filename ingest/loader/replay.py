@@ -179,6 +179,7 @@ class _DayReplay:
         if not raw_files:
             return report
         written: dict[Table, list[WrittenFile]] = {t: [] for t in _OUTPUTS}
+        committed: list[Table] = []
         try:
             for raw in self._raw_chunks(raw_files):
                 tables = self.pipeline.process_raw(raw)
@@ -192,12 +193,23 @@ class _DayReplay:
                 self.pipeline.remember(tables)
             self.writer.sync()
             self._check_unchanged(day, raw_files)
+            for table in _OUTPUTS:  # both checked before either is swapped
+                self._check_current(table, before[table])
             for table in _OUTPUTS:
                 self._swap(table, before[table], written[table])
-        except BaseException:
+                committed.append(table)
+        except BaseException as exc:
+            # The files of a swapped table are in its current version: never deleted.
             for table, files in written.items():
-                for w in files:
-                    self.writer.delete(table, w.path)
+                if table not in committed:
+                    for w in files:
+                        self.writer.delete(table, w.path)
+            if committed and isinstance(exc, Exception):
+                left = [t for t in _OUTPUTS if t not in committed]
+                raise ReplayError(
+                    f"the day's {' and '.join(committed)} were replaced, its "
+                    f"{' and '.join(left)} not ({exc}); run the replay of the day again",
+                    date=str(day)) from exc
             raise
         report.events_after = sum(w.rows for w in written["events"])
         report.quarantined_after = sum(w.rows for w in written["quarantine"])
@@ -212,12 +224,17 @@ class _DayReplay:
             raise ReplayError("raw files of the day changed during the replay (a loader is "
                               "still writing it); nothing was swapped", date=str(day))
 
-    def _swap(self, table: Table, old: list[DataFile], new: list[WrittenFile]) -> None:
+    def _check_current(self, table: Table, old: list[DataFile]) -> DeltaTable:
+        """The table, refreshed, if it still holds every file of the day replay read."""
         delta: DeltaTable = refresh(self.tables[table])
         current = {f.path for f in snapshot_files(delta, self.lake, table, self.tenant)}
         if any(f.path not in current for f in old):
             raise ReplayError("files of the day were changed by maintenance meanwhile; run "
                               "the replay again", table=table)
+        return delta
+
+    def _swap(self, table: Table, old: list[DataFile], new: list[WrittenFile]) -> None:
+        delta = self._check_current(table, old)
         actions: list[AddAction | RemoveAction] = [remove_action(f, True) for f in old]
         actions += [w.add_action(data_change=True) for w in new]
         try:

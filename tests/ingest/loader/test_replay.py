@@ -7,6 +7,11 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from deltalake import DeltaTable
 
 from analytics import connect
 from schemas.version import PIPELINE_VERSION
@@ -35,7 +40,7 @@ def test_replay_after_a_limit_change_recovers_quarantined_hits(tmp_path: Path,
     today = dt.datetime.now(dt.UTC).date().isoformat()
     out = subprocess.run(
         [sys.executable, "-m", "driftnet", "replay", "--lake", str(server.lake), "--tenant",
-         "acme", "--from", today, "--to", today, "--force"],
+         "acme", "--from", today, "--to", today, "--force", "--tenants", str(tenants_file)],
         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "7 hits" not in out.stdout and "1 hits -> 7 events" in out.stdout
@@ -51,12 +56,70 @@ def test_replay_after_a_limit_change_recovers_quarantined_hits(tmp_path: Path,
     assert dups == 1
 
 
-def test_replay_refuses_today_without_force(tmp_path: Path) -> None:
+def test_replay_refuses_today_without_force(tmp_path: Path, tenants_file: Path) -> None:
     (tmp_path / "lake").mkdir()
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    out = subprocess.run(
-        [sys.executable, "-m", "driftnet", "replay", "--lake", str(tmp_path / "lake"),
-         "--tenant", "acme", "--from", today, "--to", today],
-        capture_output=True, text=True, timeout=60, check=False)
+    command = [sys.executable, "-m", "driftnet", "replay", "--lake", str(tmp_path / "lake"),
+               "--tenant", "acme", "--from", today, "--to", today]
+    out = subprocess.run([*command, "--tenants", str(tenants_file)],
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 1
     assert "refusing to replay today" in out.stderr
+    # without the tenants file (the tenant's IP mode and enrichment), or a tenant not in it
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "Missing option '--tenants'" in out.stderr
+    out = subprocess.run([*command[:-5], "nobody", *command[-4:], "--tenants",
+                          str(tenants_file)], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode == 2 and "nobody is not in" in out.stderr, out.stderr
+
+
+def test_a_replay_that_fails_after_swapping_events_keeps_their_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maintenance may change the day's quarantine files between replay's two swaps: the
+    quarantine swap fails, and the events files already committed must stay (deleting
+    them left the events table naming files that no longer exist). The error says to
+    replay the day again, which then completes."""
+    from ingest.lake.writer import LakeWriter
+    from ingest.loader import replay as replay_module
+    from ingest.loader.config import LoaderSettings
+    from ingest.loader.pipeline import Pipeline
+    from ingest.loader.replay import ReplayError, replay
+    from ingest.transport.base import Record
+    from schemas.envelope import encode_bundle
+    from schemas.storage import LakeLocation
+    from tests.ingest.loader.helpers import envelope
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    frames = [envelope("segment", orjson.dumps({"type": "track", "event": "E",
+                                                "anonymousId": "a", "messageId": f"m{i}"}),
+                       "/v1/track") for i in range(3)]
+    frames.append(envelope("segment", b"{broken", "/v1/track"))
+    pipeline = Pipeline(LoaderSettings(lake=str(lake)))
+    try:
+        out = pipeline.process([Record(0, 1, encode_bundle(frames))], "log")
+    finally:
+        pipeline.close()
+    LakeWriter(LakeLocation.parse(lake)).append(
+        "log", {"raw": out.raw, "events": out.events, "quarantine": out.quarantine}, {0: 1})
+    today = dt.datetime.now(dt.UTC).date()
+    swap = replay_module._DayReplay._swap
+
+    def failing_quarantine_swap(self: Any, table: str, old: Any, new: Any) -> None:
+        if table == "quarantine":
+            raise ReplayError("files of the day were changed by maintenance meanwhile")
+        swap(self, table, old, new)
+
+    monkeypatch.setattr(replay_module._DayReplay, "_swap", failing_quarantine_swap)
+    with pytest.raises(ReplayError, match="events were replaced, its quarantine not"):
+        replay(lake, "acme", today, today, LoaderSettings(lake=str(lake)), force=True)
+    files = DeltaTable(str(lake / "events")).file_uris()
+    assert files and all(Path(f).exists() for f in files)
+    with connect(lake, "acme") as con:
+        assert con.sql("SELECT count(*) FROM events").fetchall() == [(3,)]
+    monkeypatch.setattr(replay_module._DayReplay, "_swap", swap)
+    replay(lake, "acme", today, today, LoaderSettings(lake=str(lake)), force=True)
+    with connect(lake, "acme") as con:
+        assert con.sql("SELECT count(*) FROM events").fetchall() == [(3,)]
+        assert con.sql("SELECT count(*) FROM quarantine").fetchall() == [(1,)]

@@ -74,6 +74,9 @@ def files(tmp_path: Path) -> Path:
       "--format", "csv", "-o", "{tmp}/afile/out.csv", "select 1"], 1, "driftnet: error:"),
     (["forget", "--lake", "{tmp}/afile", "--tenant", "acme", "--user-id", "u"], 1,
      "driftnet: error:"),
+    # a typo'd or unmounted lake must not read as "no tenant is stale" (exit 0)
+    (["status", "--lake", "{tmp}/no-such-lake"], 1, "lake directory not found"),
+    (["status", "--lake", "{tmp}/afile"], 1, "lake directory not found"),
 ])
 def test_bad_input_is_one_line(files: Path, args: list[str], code: int, says: str) -> None:
     exit_code, output = run(args, files)

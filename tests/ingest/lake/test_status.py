@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from ingest.lake.status import lake_status
+from schemas.errors import LakeError
 from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 from tests.support import KEYS, Server, lake_files, lake_rows
@@ -102,5 +103,8 @@ def test_cli_exit_code_table_and_json(loaded: Server, tenants_file: Path) -> Non
 
 
 def test_an_empty_lake_has_no_tenants(tmp_path: Path) -> None:
+    (tmp_path / "lake").mkdir()
     report = lake_status(LakeLocation.parse(tmp_path / "lake"), stale_after_s=60)
     assert report.tenants == [] and report.stale == []
+    with pytest.raises(LakeError, match="lake directory not found"):  # not an empty lake
+        lake_status(LakeLocation.parse(tmp_path / "no-such-lake"), stale_after_s=60)

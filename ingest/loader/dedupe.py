@@ -95,17 +95,20 @@ class Deduper:
                              f"SELECT *, {KEY_SQL} FROM dedupe_narrow")
         finally:
             self.con.unregister("dedupe_narrow")
-        # Probe the window with the batch's keys: the batch is the small, build side.
+        # Probe the window with the batch's keys: the batch is the small, build side. A key
+        # counts when it was received within the window before the event: the window is
+        # pruned only now and then (and a replay of old days never waits for it), so a key
+        # of the table may be older than that.
         out = self.con.sql(
-            f"WITH hits AS (SELECT DISTINCT s.k_hi, s.k_lo FROM dedupe_seen s "
-            f"  SEMI JOIN (SELECT DISTINCT k_hi, k_lo FROM dedupe_batch) b "
-            f"  ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo) "
+            f"WITH hits AS (SELECT DISTINCT b._row FROM dedupe_batch b "
+            f"  SEMI JOIN dedupe_seen s ON s.k_hi = b.k_hi AND s.k_lo = b.k_lo "
+            f"  AND s.received_at >= b.received_at - ?::INTERVAL) "
             f"SELECT b._row, b.k_hi, b.k_lo, b.received_at, b.source_partition, "
-            f"  coalesce(b.is_duplicate, false) OR h.k_hi IS NOT NULL "
+            f"  coalesce(b.is_duplicate, false) OR h._row IS NOT NULL "
             f"  OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
             f"  AS is_duplicate "
-            f"FROM dedupe_batch b LEFT JOIN hits h ON b.k_hi = h.k_hi AND b.k_lo = h.k_lo "
-            f"ORDER BY b._row").to_arrow_table()
+            f"FROM dedupe_batch b LEFT JOIN hits h ON b._row = h._row "
+            f"ORDER BY b._row", params=[self.window]).to_arrow_table()
         flags = out["is_duplicate"]
         keys = out.filter(pc.invert(flags)).select(["k_hi", "k_lo", "received_at",
                                                     "source_partition"])

@@ -52,3 +52,31 @@ def test_retries_in_one_batch_in_later_batches_and_after_restart(tmp_path: Path,
         first = con.execute("SELECT is_duplicate FROM events_all WHERE event_id = ? "
                             "ORDER BY received_at", [later]).fetchall()
     assert [r[0] for r in first] == [False, True, True]
+
+
+def test_a_retry_after_the_window_is_not_a_duplicate_however_long_the_keys_stay() -> None:
+    """The window's keys are pruned only every ten minutes (and a replay of old days runs
+    in less): a key older than the window before an event must not flag it, or the same
+    raw days replayed give other duplicates than the live loader did."""
+    import datetime as dt
+
+    import duckdb
+    import pyarrow as pa
+
+    from ingest.loader.dedupe import Deduper
+    from schemas.event import EVENT_SCHEMA
+    from tests.analytics.lakes import event
+
+    deduper = Deduper(duckdb.connect(), window_hours=48)
+    t0 = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
+
+    def at(received: dt.datetime, offset: int) -> pa.Table:
+        row = event(event_id="m-1", received_at=received, source_offset=offset)
+        return pa.Table.from_pylist([row], schema=EVENT_SCHEMA)
+
+    flagged, keys = deduper.flag(at(t0, 1))
+    assert flagged["is_duplicate"].to_pylist() == [False] and keys is not None
+    deduper.remember(keys)
+    later = [deduper.flag(at(t0 + dt.timedelta(days=d), 2 + d))[0]["is_duplicate"].to_pylist()
+             for d in (1, 4)]
+    assert later == [[True], [False]]   # within 48 hours: a retry; 4 days later: not

@@ -280,9 +280,13 @@ def _write(lake: LakeLocation, table: str, tenant: str, rows: pa.Table, cutoff_d
     uri = lake.join(table)
     options = dict(lake.storage_options) or None
     if _open(lake, table) is None:
+        # No column statistics in the log: they would copy ids (anonymous_id, user_id)
+        # into it, where driftnet forget cannot remove them (schemas/lake.py's tables keep
+        # timestamps only; these are read whole, by tenant, and need none).
         write_deltalake(uri, rows, partition_by=["tenant"], mode="append",
                         description=DEFINITION, storage_options=options,
-                        commit_properties=props)
+                        commit_properties=props,
+                        configuration={"delta.dataSkippingNumIndexedCols": "0"})
     else:
         write_deltalake(uri, rows, partition_by=["tenant"], mode="overwrite",
                         predicate=f"tenant = '{tenant}'", storage_options=options,

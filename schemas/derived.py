@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -50,4 +51,12 @@ def _drop(lake: LakeLocation, table: str, tenant: str) -> int:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             fs.delete_file(f"{base}/{table}/{path}")
+    # Earlier builds' files too: each build overwrites the tenant's rows, and the files it
+    # superseded stay on storage (no vacuum runs here); none of the tenant's is active now.
+    selector = pafs.FileSelector(f"{base}/{table}/tenant={tenant}", recursive=True,
+                                 allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_file(info.path)
     return len(paths)

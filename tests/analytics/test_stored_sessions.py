@@ -243,3 +243,26 @@ def test_stored_rows_have_the_columns_of_computed_ones_in_order(lake: Path) -> N
             with connect(lake, "acme", **kw) as con:
                 columns.append(con.sql(f"SELECT * FROM {view}").columns)
         assert columns[0] == columns[1], view
+
+
+def test_forget_leaves_no_byte_of_the_person_in_the_stored_rows(lake: Path) -> None:
+    """Two daily builds (the second overwrites the first's files, which stay on storage),
+    then forget: neither the Delta log (no id statistics) nor a superseded file holds the
+    person."""
+    person = "person-0123456789"
+    write_events(lake, [at(1, 15, session_id="p1", anonymous_id=person, user_id="u-person")])
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    build_sessions(location, NOW + dt.timedelta(days=1), HOURS)
+    derived = [p for p in (lake / "_derived").rglob("*") if p.is_file()]
+    assert any(person.encode() in p.read_bytes() for p in derived)
+    forgetter = Forgetter(location)
+    try:
+        forgetter.forget("acme", [Identifier("anonymous_id", person)])
+    finally:
+        forgetter.close()
+    holding = [str(p.relative_to(lake)) for p in (lake / "_derived").rglob("*")
+               if p.is_file() and (person.encode() in p.read_bytes()
+                                   or b"u-person" in p.read_bytes())]
+    assert holding == []
+    assert stored(location, "globex") is not None  # the other tenant's rows stay

@@ -71,7 +71,11 @@ IdentifierKind = Literal["anonymous_id", "user_id"]
 MIN_SUBSTRING = 8
 """Identifiers at least this long are also searched for inside payloads and text columns."""
 SALT_FILE = "forget.salt"
-_ORDER: tuple[Table, ...] = ("events", "raw", "quarantine")
+_ORDER: tuple[Table, ...] = ("raw", "events", "quarantine")
+"""Raw before events: a replay that read the day's raw before forget's commit then gives up
+(its raw files changed), and one after it cannot rebuild the person's events from raw
+(events first let a replay between the two commits bring them back). The events' lineage,
+which tells raw's hits that carried the person, is collected before either commit."""
 _MAX_ATTEMPTS = 5
 _LINEAGE = "source, source_partition, source_offset, source_index"
 
@@ -203,8 +207,10 @@ class Forgetter:
             ids = [*ids, *(Identifier("anonymous_id", a) for a in receipt.linked
                            if Identifier("anonymous_id", a) not in ids)]
         receipt.identifier_hashes = [(i.kind, _hash(salt, tenant, i)) for i in ids]
+        self._collect_lineage(tenant, ids, receipt)
         for table in _ORDER:
             receipt.tables[table] = self._forget_table(table, tenant, ids, receipt)
+        receipt.event_keys = sorted(set(receipt.event_keys))
         # stored session rows are derived from the events just rewritten: drop them all
         receipt.stored_session_files_removed = drop_stored_sessions(self.lake, tenant)
         receipt.files_deleted_at = dt.datetime.now(dt.UTC)
@@ -291,6 +297,13 @@ class Forgetter:
         rows = self.con.execute(
             f"SELECT DISTINCT filename FROM ({source}) WHERE {predicate}").fetchall()
         return sorted((by_uri[str(r[0])] for r in rows), key=lambda f: f.path)
+
+    def _collect_lineage(self, tenant: str, ids: Sequence[Identifier],
+                         receipt: Receipt) -> None:
+        """The lineage and dedupe keys of the person's events, before raw is rewritten."""
+        delta = refresh(open_for_write(self.lake, "events"))
+        self._collect_events(snapshot_files(delta, self.lake, "events", tenant),
+                             _match_sql("events", ids, lineage=False), receipt)
 
     def _collect_events(self, files: Sequence[DataFile], predicate: str,
                         receipt: Receipt) -> None:

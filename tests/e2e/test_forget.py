@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -181,6 +182,44 @@ def test_a_running_loader_forgets_the_dedupe_keys_of_forgotten_events(
     assert rows == [(False,)]
 
 
+def _track(who: str, **properties: str) -> bytes:
+    from tests.ingest.loader.helpers import envelope
+
+    return envelope("segment", orjson.dumps({
+        "type": "track", "event": "Signed Up", "anonymousId": who,
+        "messageId": str(uuid.uuid4()), "properties": properties}), "/v1/track")
+
+
+def _loaded(lake: Path, frames: list[bytes]) -> LakeLocation:
+    """A lake holding ``frames``, loaded by the real pipeline and lake writer (no server)."""
+    from ingest.lake.writer import LakeWriter
+    from ingest.loader.config import LoaderSettings
+    from ingest.loader.pipeline import Pipeline
+    from ingest.transport.base import Record
+    from schemas.envelope import encode_bundle
+
+    lake.mkdir()
+    pipeline = Pipeline(LoaderSettings(lake=str(lake)))
+    try:
+        out = pipeline.process([Record(0, 1, encode_bundle(frames))], "log")
+    finally:
+        pipeline.close()
+    location = LakeLocation.parse(lake)
+    LakeWriter(location).append("log", {"raw": out.raw, "events": out.events,
+                                        "quarantine": out.quarantine}, {0: 1})
+    return location
+
+
+def _forget(lake: LakeLocation, person: str) -> Any:
+    from ingest.lake.forget import Forgetter
+
+    forgetter = Forgetter(lake)
+    try:
+        return forgetter.forget("acme", [Identifier("anonymous_id", person)])
+    finally:
+        forgetter.close()
+
+
 @pytest.mark.parametrize("person", ["jürgen.müller@example.de", "CORP\\jdoe-12345",
                                     'o"brien-4f1c9a8e'])
 def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: Path,
@@ -188,40 +227,46 @@ def test_an_identifier_outside_ascii_or_with_escapes_is_found_in_text(tmp_path: 
     """Another person's event that names this one (a referral, a URL) goes with the person's
     own rows: in text columns the id is as sent, in the JSON columns escaped as in a JSON
     string, in a URL percent-encoded, in the raw archive's bytes as UTF-8 (it used to be
-    looked for as BLOB text,
-    ``j\\xC3\\xBC...``, everywhere, and missed in text whatever was not printable ASCII)."""
-    from ingest.lake.forget import Forgetter
-    from ingest.lake.writer import LakeWriter
-    from ingest.loader.config import LoaderSettings
-    from ingest.loader.pipeline import Pipeline
-    from ingest.transport.base import Record
-    from schemas.envelope import encode_bundle
+    looked for as BLOB text, ``j\\xC3\\xBC...``, everywhere, and missed in text whatever
+    was not printable ASCII)."""
     from tests.ingest.loader.helpers import envelope
 
-    def track(who: str, **properties: str) -> bytes:
-        return envelope("segment", orjson.dumps({
-            "type": "track", "event": "Signed Up", "anonymousId": who,
-            "messageId": str(uuid.uuid4()), "properties": properties}), "/v1/track")
-
-    lake = LakeLocation.parse(tmp_path / "lake")
-    (tmp_path / "lake").mkdir()
-    pipeline = Pipeline(LoaderSettings(lake=str(tmp_path / "lake")))
-    try:
-        pixel = envelope("pixel", b"", "/p.gif", urlencode(
-            {"k": "acme-live-3f9c1e7a", "e": "page_view", "a": "referrer-2",
-             "url": f"https://shop.acme.example/?ref={quote(person, safe='')}"}), "GET")
-        out = pipeline.process([Record(0, 1, encode_bundle([
-            track(person), track("referrer-1", referred_by=person), pixel,
-            track("bystander-1", note="nobody")]))], "log")
-    finally:
-        pipeline.close()
-    LakeWriter(lake).append("log", {"raw": out.raw, "events": out.events,
-                                    "quarantine": out.quarantine}, {0: 1})
-    forgetter = Forgetter(lake)
-    try:
-        receipt = forgetter.forget("acme", [Identifier("anonymous_id", person)])
-    finally:
-        forgetter.close()
+    pixel = envelope("pixel", b"", "/p.gif", urlencode(
+        {"k": "acme-live-3f9c1e7a", "e": "page_view", "a": "referrer-2",
+         "url": f"https://shop.acme.example/?ref={quote(person, safe='')}"}), "GET")
+    lake = _loaded(tmp_path / "lake", [_track(person), _track("referrer-1", referred_by=person),
+                                       pixel, _track("bystander-1", note="nobody")])
+    receipt = _forget(lake, person)
     assert receipt.tables["events"].rows == 3 and receipt.tables["raw"].rows == 3
     assert lake_rows(tmp_path / "lake", "events",
                      "SELECT anonymous_id FROM t ORDER BY 1") == [("bystander-1",)]
+
+
+def test_a_replay_between_forgets_commits_cannot_bring_the_person_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget commits one table after the other, and a replay of the day may run between
+    two commits: raw goes first, so the replay either gives up (raw changed under it) or
+    rebuilds the day without the person (events first let it rebuild them from raw)."""
+    import datetime as dt
+
+    from ingest.lake import forget as forget_module
+    from ingest.loader.config import LoaderSettings
+    from ingest.loader.replay import replay
+
+    person = "person-0123456789"
+    lake = _loaded(tmp_path / "lake", [_track(person), _track("other-visitor")])
+    forget_table = forget_module.Forgetter._forget_table
+    today = dt.datetime.now(dt.UTC).date()
+
+    def then_replay(self: Any, table: str, *args: Any) -> Any:
+        result = forget_table(self, table, *args)
+        if table == forget_module._ORDER[0]:
+            replay(lake, "acme", today, today, LoaderSettings(lake=str(tmp_path / "lake")),
+                   force=True)
+        return result
+
+    monkeypatch.setattr(forget_module.Forgetter, "_forget_table", then_replay)
+    _forget(lake, person)
+    assert lake_rows(tmp_path / "lake", "events",
+                     "SELECT anonymous_id FROM t ORDER BY 1") == [("other-visitor",)]
+    assert occurrences(tmp_path / "lake", person) == []

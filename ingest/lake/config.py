@@ -35,7 +35,9 @@ class MaintainSettings(BaseModel):
     vacuum_retention_hours: int = Field(168, ge=0, description="Files superseded (compacted, "
                                         "expired) longer ago than this are deleted by vacuum; "
                                         "until then readers of older versions and pinned "
-                                        "exports can still read them.")
+                                        "exports can still read them. 0 also deletes the "
+                                        "files a running loader wrote and has not committed "
+                                        "yet: only with no loader running.")
     log_retention_days: int = Field(7, ge=1, description="Delta log entries older than this "
                                     "are removed after a checkpoint.")
     checkpoint_interval: int = Field(100, ge=1, description="Commits between two checkpoints "

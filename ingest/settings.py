@@ -26,7 +26,7 @@ from ingest.lake.config import MaintainSettings
 from ingest.loader.config import LoaderSettings
 from ingest.metrics.config import MetricsSettings
 from ingest.transport.config import EmbeddedLogSettings, KafkaSettings
-from schemas.errors import ConfigError, validation_problems
+from schemas.errors import ConfigError, toml_file_error, validation_problems
 
 
 class DriftnetSettings(BaseSettings):
@@ -79,13 +79,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> DriftnetSetti
     except SettingsError as exc:  # a variable for a whole section (DRIFTNET_LOADER) not JSON
         cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
         raise ConfigError(f"invalid settings: {exc}{cause}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file is not valid TOML: {exc}", path=str(config)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file is not UTF-8 text: {exc.reason} at byte {exc.start}",
-                          path=str(config)) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config file: {exc.strerror or exc}",
-                          path=str(config)) from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise toml_file_error("config file", config, exc) from exc
     finally:
         DriftnetSettings._toml_path = None

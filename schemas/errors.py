@@ -7,6 +7,8 @@ non-zero exit, loader -> a quarantine row with a typed reason code.
 
 from __future__ import annotations
 
+import tomllib
+
 from pydantic import ValidationError
 
 
@@ -50,3 +52,18 @@ def validation_problems(exc: ValidationError) -> str:
     manifest errors name every bad field on one line."""
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
                      for err in exc.errors())
+
+
+def toml_file_error(what: str, path: object,
+                    exc: OSError | UnicodeDecodeError | tomllib.TOMLDecodeError) -> ConfigError:
+    """The error for a TOML file (``what``: "tenants file", "config file") that cannot be
+    read: missing, unreadable, not UTF-8 or not TOML."""
+    if isinstance(exc, FileNotFoundError):
+        message = f"{what} not found"
+    elif isinstance(exc, OSError):
+        message = f"cannot read the {what}: {exc.strerror or exc}"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+    else:
+        message = f"{what} is not valid TOML: {exc}"
+    return ConfigError(message, path=str(path))

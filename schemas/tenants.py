@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from schemas.errors import ConfigError, validation_problems
+from schemas.errors import ConfigError, toml_file_error, validation_problems
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
@@ -251,16 +251,8 @@ def load_tenants(path: str | Path) -> Tenants:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError("tenants file not found", path=str(path)) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read the tenants file: {exc.strerror or exc}",
-                          path=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"tenants file is not UTF-8 text: {exc.reason} at byte {exc.start}",
-                          path=str(path)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"tenants file is not valid TOML: {exc}", path=str(path)) from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise toml_file_error("tenants file", path, exc) from exc
     try:
         parsed = TenantsFile.model_validate(data)
     except ValidationError as exc:

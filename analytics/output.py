@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -98,6 +99,26 @@ def _rows(batch: pa.RecordBatch) -> list[dict[str, object]]:
     return safe
 
 
+REORDERING: tuple[str, ...] = (
+    "\u061c", "\u200e", "\u200f", "\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A)))
+"""Characters of logged text that reorder or break what a terminal shows: bidirectional
+marks, embeddings, overrides and isolates (U+202E turns "gpj.exe" around), line and
+paragraph separators. Text output shows them escaped (``\\u202e``)."""
+
+
+def _escaped_for_terminal(table: pa.Table) -> pa.Table:
+    """``table`` with :data:`REORDERING` escaped in its text columns (DuckDB's box escapes
+    control characters, not these)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table.column(i)
+            for char in REORDERING:
+                column = pc.replace_substring(column, char, f"\\u{ord(char):04x}")
+            table = table.set_column(i, field, column)
+    return table
+
+
 def write_result(
     rel: duckdb.DuckDBPyRelation,
     fmt: Format,
@@ -108,7 +129,7 @@ def write_result(
     """Write a query result; return the number of rows written (table: rows shown)."""
     if fmt == "table":
         head = rel.limit(max_rows + 1).to_arrow_table()
-        shown = head.slice(0, max_rows)
+        shown = _escaped_for_terminal(head.slice(0, max_rows))
         # Render with DuckDB's box drawing, on a private connection (no lake access needed).
         with duckdb.connect() as render:
             render.from_arrow(shown).show(max_rows=max_rows,

@@ -7,14 +7,14 @@ import re
 from collections.abc import Sequence
 
 from analytics.discover.report import FieldStats, LiftValue, Report, TargetReport
+from analytics.output import REORDERING
 
 MAX_CELL = 48
 # Control characters of logged text (C0 but tab and newline, DEL, C1): a terminal would obey
 # them (ESC sequences clear the screen or retitle the window); and the characters that
 # reorder or break what is shown (bidirectional overrides and isolates, U+202E turning
 # "gpj.exe" around; line and paragraph separators): shown escaped instead.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e"
-                      "\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + "".join(REORDERING) + "]")
 
 
 def printable(text: str) -> str:

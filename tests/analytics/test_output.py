@@ -7,6 +7,7 @@ import io
 
 import duckdb
 import orjson
+import pytest
 
 from analytics.output import write_result
 
@@ -49,3 +50,16 @@ def test_json_of_ordinary_timestamps_is_unchanged() -> None:
     out = io.BytesIO()
     write_result(rel, "json", out)
     assert orjson.loads(out.getvalue()) == [{"ok": "2026-01-01T00:00:00.500000+00:00"}]
+
+
+def test_the_table_shows_reordering_characters_escaped(capfd: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """A shopper's text with U+202E (right-to-left override) or a line separator would
+    reorder or break the analyst's terminal: the table shows them escaped, as DuckDB's box
+    already does with control characters."""
+    rel = duckdb.connect().sql("SELECT 'gpj' || chr(8238) || 'exe' || chr(8232) || 'x' AS v, "
+                               "1 AS n")
+    write_result(rel, "table")
+    shown = capfd.readouterr().out
+    assert "gpj\\u202eexe\\u2028x" in shown
+    assert "\u202e" not in shown and "\u2028" not in shown

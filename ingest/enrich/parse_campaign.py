@@ -1,8 +1,9 @@
 """parse_campaign: page host and path, UTM fields and the ad click id, from the page URL.
 
 Trackers that send campaign fields (Segment's context.campaign) keep theirs; the URL only
-fills what is missing. The click id is the first of the known click-id parameters in the
-URL: ``gclid``/``gbraid``/``wbraid`` (Google Ads), ``dclid`` (Display & Video 360),
+fills what is missing. Parameters are read from the query and from the fragment. The click
+id is the first the URL holds of the known click-id parameters, in this order:
+``gclid``/``gbraid``/``wbraid`` (Google Ads), ``dclid`` (Display & Video 360),
 ``msclkid`` (Microsoft Ads), ``fbclid`` (Meta), ``ttclid`` (TikTok), ``twclid`` (X),
 ``li_fat_id`` (LinkedIn).
 """
@@ -17,8 +18,15 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9+.\-]*://"
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid",
              "li_fat_id")
 """Query parameters that carry an ad click id (the ``click_id_type`` values)."""
-_CLICK = f"[?&]({'|'.join(CLICK_IDS)})=([^&#]+)"
-_CLICK_VALUE = f"regexp_extract(page_url, '{_CLICK}', 2)"
+def _click_value(name: str) -> str:
+    return f"nullif(regexp_extract(page_url, '[?&#]{name}=([^&#]*)', 1), '')"
+
+
+# The first of CLICK_IDS the URL holds, in that order (not in the URL's: a Google Ads click
+# that also carries fbclid is Google's).
+_CLICK_TYPE = ("CASE " + " ".join(f"WHEN {_click_value(n)} IS NOT NULL THEN '{n}'"
+                                  for n in CLICK_IDS) + " END")
+_CLICK_VALUE = f"coalesce({', '.join(_click_value(n) for n in CLICK_IDS)})"
 # Cheap substring tests skip the regular expressions for the many URLs without parameters.
 _HAS_CLICK = ("(contains(page_url, 'clid=') OR contains(page_url, 'clkid=') "
               "OR contains(page_url, 'braid=') OR contains(page_url, 'li_fat_id='))")
@@ -31,8 +39,10 @@ def decoded(text: str) -> str:
 
 
 def url_param(url: str, name: str) -> str:
-    """SQL: the decoded value of query parameter ``name`` in ``url``, NULL when absent/empty."""
-    value = f"replace(regexp_extract({url}, '[?&]{name}=([^&#]*)', 1), '+', ' ')"
+    """SQL: the decoded value of parameter ``name`` in ``url``'s query or fragment (the
+    first; ``#utm_medium=cpc&...`` and a single-page app's ``#/p?utm_medium=cpc`` alike),
+    NULL when absent/empty."""
+    value = f"replace(regexp_extract({url}, '[?&#]{name}=([^&#]*)', 1), '+', ' ')"
     return f"nullif({decoded(value)}, '')"
 
 
@@ -44,10 +54,8 @@ def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) 
         "page_path": f"CASE WHEN regexp_matches(page_url, '{_SCHEME}') THEN "
                      f"coalesce(nullif(regexp_extract(page_url, '{_SCHEME}[^/?#]*([^?#]*)', 1), "
                      f"''), '/') END",
-        "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN "
-                         f"nullif(regexp_extract(page_url, '{_CLICK}', 1), '') END",
-        "click_id": f"CASE WHEN {_HAS_CLICK} THEN "
-                    f"nullif({decoded(_CLICK_VALUE)}, '') END",
+        "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN {_CLICK_TYPE} END",
+        "click_id": f"CASE WHEN {_HAS_CLICK} THEN nullif({decoded(_CLICK_VALUE)}, '') END",
     }
     for field in ("source", "medium", "campaign", "term", "content"):
         from_url[f"utm_{field}"] = (f"CASE WHEN contains(page_url, 'utm_') "

@@ -82,14 +82,17 @@ class Referrers:
         host = host.lower().rstrip(".")
         path = path.rstrip("/")
         first = "/" + path.lstrip("/").split("/", 1)[0] if path.strip("/") else ""
-        while host:
-            for candidate in (host + path, host + first, host) if path else (host,):
-                found = index.get(candidate)
-                if found is not None:
-                    return found
-            if "." not in host:
-                return None
-            host = host.split(".", 1)[1]
-            if "." not in host:  # never match a bare TLD ("com")
-                return index.get(host)
+        levels = [host]  # the host, then each parent domain (never a bare TLD alone)
+        while "." in levels[-1] and "." in levels[-1].split(".", 1)[1]:
+            levels.append(levels[-1].split(".", 1)[1])
+        # A host and path entry wins over a host alone at any level: www.bing.com is a
+        # search engine, but bing.com/aclk is its ad click (paid).
+        candidates = [c for h in levels for c in (h + path, h + first)] if path else []
+        candidates += levels
+        if "." in host:
+            candidates.append(levels[-1].split(".", 1)[1])  # as before: its last label
+        for candidate in candidates:
+            found = index.get(candidate)
+            if found is not None:
+                return found
         return None

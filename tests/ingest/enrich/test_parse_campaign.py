@@ -30,6 +30,22 @@ def test_click_ids(name: str) -> None:
     assert (row["click_id_type"], row["click_id"]) == (name, "Cj0KCQiA-abc_123")
 
 
+def test_click_ids_in_their_order_and_parameters_in_the_fragment() -> None:
+    """The click id is the first of CLICK_IDS the URL holds, not the first in the URL (a
+    Google Ads click that also carries fbclid is Google's, wherever fbclid sits); UTM
+    parameters and click ids are read from the fragment too, wherever they sit in it."""
+    out = run_step("parse_campaign", parse_campaign, [
+        event(0, page_url="https://s.example/p?fbclid=AAA&gclid=BBB"),
+        event(1, page_url="https://s.example/p?gclid=BBB&fbclid=AAA"),
+        event(2, page_url="https://s.example/p#utm_medium=cpc&utm_source=google"),
+        event(3, page_url="https://s.example/#/p?utm_source=news&utm_medium=email&msclkid=M"),
+    ])
+    assert [(r["click_id_type"], r["click_id"]) for r in out] == [
+        ("gclid", "BBB"), ("gclid", "BBB"), (None, None), ("msclkid", "M")]
+    assert [(r["utm_source"], r["utm_medium"]) for r in out] == [
+        (None, None), (None, None), ("google", "cpc"), ("news", "email")]
+
+
 def test_no_click_id_and_no_url() -> None:
     out = run_step("parse_campaign", parse_campaign, [
         event(0, page_url="https://s.example/?q=shoes&notgclid=1"), event(1)])

@@ -18,6 +18,9 @@ CASES = [
     ("https://www.google.co.uk/search?q=rain+jacket", PAGE, "search", "Google"),
     ("https://www.google.de/", PAGE, "search", "Google"),
     ("https://www.bing.com/search?q=shoes&form=QBLH", PAGE, "search", "Bing"),
+    # an ad click through Bing's www host: the host-and-path entry bing.com/aclk wins
+    # over the host www.bing.com (search) of the level before it
+    ("https://www.bing.com/aclk?ld=e8x&u=a1aHR0cHM", PAGE, "paid", "Bing"),
     ("https://duckduckgo.com/", PAGE, "search", "DuckDuckGo"),
     ("https://search.yahoo.com/search?p=shoes", PAGE, "search", "Yahoo!"),
     ("https://yandex.ru/search/?text=shoes", PAGE, "search", "Yandex"),

@@ -145,8 +145,10 @@ def connect(
         raise TenantScopeError("give exactly one of a tenant or all_tenants=True")
     if tenant is not None and not is_tenant_id(tenant):
         raise TenantScopeError("not a valid tenant id", tenant=tenant)
-    if location.is_local and not location.path.is_dir():
-        raise AnalyticsError("lake directory not found", lake=str(lake))
+    if not location.exists():
+        raise AnalyticsError("lake directory not found" if location.is_local
+                             else "no lake at this location (no object under the prefix)",
+                             lake=str(lake))
     # A private spill directory (mode 0700) per connection: DuckDB lets a session read its
     # temp directory, and the default (<cwd>/.tmp) is shared, so a tenant could read another
     # session's spill files while it spills. Removed when the connection is collected.

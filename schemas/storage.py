@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import duckdb
 import pyarrow.fs as pafs
 
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, LakeError
 
 REMOTE_SCHEMES: Final = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 """URL schemes of object stores a lake may live on."""
@@ -58,6 +58,22 @@ class LakeLocation:
         if not self.is_local:
             raise ConfigError("this operation needs a local lake directory", lake=self.uri)
         return Path(self.uri)
+
+    def exists(self) -> bool:
+        """Whether there is a lake here: a local directory, or objects under the
+        object-store prefix (a prefix without any is no lake; a typo looks like that)."""
+        if self.is_local:
+            return Path(self.uri).is_dir()
+        fs, root = self.filesystem()
+        return bool(fs.get_file_info(root).type != pafs.FileType.NotFound)
+
+    def must_exist(self) -> None:
+        """Raise ``LakeError`` unless :meth:`exists`: a command that reads or changes a lake
+        must not take a mistyped one for an empty one, nor create it."""
+        if not self.exists():
+            raise LakeError("lake directory not found" if self.is_local
+                            else "no lake at this location (no object under the prefix)",
+                            lake=self.uri)
 
     def join(self, *parts: str) -> str:
         """URI of a path below the lake root."""

@@ -77,11 +77,18 @@ def files(tmp_path: Path) -> Path:
     # a typo'd or unmounted lake must not read as "no tenant is stale" (exit 0)
     (["status", "--lake", "{tmp}/no-such-lake"], 1, "lake directory not found"),
     (["status", "--lake", "{tmp}/afile"], 1, "lake directory not found"),
+    # nor an erasure or a rebuild of a mistyped lake as done (forget created one)
+    (["forget", "--lake", "{tmp}/no-such-lake", "--tenant", "acme", "--user-id",
+      "someone-12345678"], 1, "lake directory not found"),
+    (["compact", "--lake", "{tmp}/no-such-lake"], 1, "lake directory not found"),
+    (["replay", "--lake", "{tmp}/no-such-lake", "--tenants", str(TENANTS), "--tenant", "acme",
+      "--from", "2026-01-01", "--to", "2026-01-02"], 1, "lake directory not found"),
 ])
 def test_bad_input_is_one_line(files: Path, args: list[str], code: int, says: str) -> None:
     exit_code, output = run(args, files)
     assert exit_code == code, output
     assert says in output, output
+    assert not (files / "no-such-lake").exists()
 
 
 def test_discover_since_year_one_reads_everything(files: Path) -> None:

@@ -22,7 +22,6 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field, computed_field
 
 from schemas.delta import open_table, read_files_sql
-from schemas.errors import LakeError
 from schemas.lake import TABLES, UNATTRIBUTED_TENANT, Table
 from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
@@ -108,8 +107,7 @@ def lake_status(lake: LakeLocation, *, tenant: str | None = None,
                 now: dt.datetime | None = None) -> LakeStatus:
     """The status of ``tenant`` (or every tenant with data, and every one of ``tenants``)."""
     now = now or dt.datetime.now(dt.UTC)
-    if lake.is_local and not lake.path.is_dir():  # a typo must not read as "all quiet"
-        raise LakeError("lake directory not found", lake=str(lake.path))
+    lake.must_exist()  # a typo must not read as "all quiet"
     adds = {name: _add_actions(lake, name, tenant) for name in TABLES}
     found: dict[str, TenantStatus] = {}
 

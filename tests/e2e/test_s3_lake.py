@@ -3,6 +3,7 @@ every command, and tenant confinement."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -181,3 +182,22 @@ def test_pinned_files_outside_the_tenant_are_refused_on_object_storage(
                    f"s3://x/events/{others[0]}"):
         with pytest.raises(TenantScopeError):
             connect(lake, "acme", files={"events": [pinned]})
+
+
+def test_a_prefix_without_a_lake_is_an_error_not_an_empty_lake(tmp_path: Path, s3_lake: str,
+                                                                tenants_file: Path) -> None:
+    """A mistyped prefix (the bucket exists, nothing is under it) must not read as a quiet
+    lake (`status` exit 0), an empty one (`sql`), or a done erasure (`forget` exit 0, with a
+    receipt and empty tables created under the typo)."""
+    for args in (["status"], ["sql", "--all-tenants", "select count(*) from events"],
+                 ["forget", "--tenant", "acme", "--anonymous-id", "someone-12345678"],
+                 ["compact"],
+                 ["replay", "--tenants", str(tenants_file), "--tenant", "acme", "--from",
+                  "2026-01-01", "--to", "2026-01-02"]):
+        out = _driftnet(args[0], "--lake", s3_lake, *args[1:], cwd=tmp_path)
+        assert out.returncode == 1, (args, out.stdout, out.stderr)
+        assert "no lake at this location" in out.stderr, (args, out.stderr)
+    bucket = s3_lake.split("/")[2]
+    listed = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).list_objects_v2(
+        Bucket=bucket)
+    assert listed.get("KeyCount", 0) == 0

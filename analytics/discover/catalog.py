@@ -419,9 +419,10 @@ def _build(cons: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
     fields += [f for f in json_fields if f.field not in aliases]
     fill_day.update({k: v for k, v in json_fill.items() if k not in aliases})
     days = sorted(events_by_day)
-    fill_over_time = {
-        field: [FillPoint(date=d, events=events_by_day[d], filled=per_day.get(d, 0)) for d in days]
-        for field, per_day in fill_day.items()
+    fill_over_time = {  # in field order: the same lake gives the same report, byte for byte
+        field: [FillPoint(date=d, events=events_by_day[d], filled=fill_day[field].get(d, 0))
+                for d in days]
+        for field in sorted(fill_day)
     }
     return Catalog(
         events=total,
@@ -429,7 +430,7 @@ def _build(cons: tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection],
         event_names={n: events_by_name[n] for n in names},
         fields=fields,
         fill_over_time=fill_over_time,
-        aliases=aliases,
+        aliases=dict(sorted(aliases.items())),
     )
 
 

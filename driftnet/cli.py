@@ -335,7 +335,6 @@ def replay(tenant: str, start: Any, end: Any, lake: str | None, tenants_path: Pa
         --from 2026-11-01 --to 2026-11-25
     """
     from ingest.loader.replay import replay as run_replay
-    from schemas.storage import LakeLocation
     from schemas.tenants import load_tenants
 
     settings = _settings(config, lake=lake)
@@ -343,7 +342,6 @@ def replay(tenant: str, start: Any, end: Any, lake: str | None, tenants_path: Pa
     if tenants.by_id(tenant) is None:  # its rows would be rebuilt as an unknown tenant's
         raise click.BadParameter(f"{tenant} is not in {tenants_path} (it lists "
                                  f"{', '.join(tenants.ids)})", param_hint="'--tenant'")
-    LakeLocation.parse(settings.loader.lake).must_exist()
     report = run_replay(
         settings.loader.lake, tenant, start.date(), end.date(), settings.loader, tenants,
         force=force, enrich=settings.enrich,
@@ -380,9 +378,7 @@ def compact(lake: str, tenant: str | None, before: Any, force: bool) -> None:
     day = before.date() if before else today
     if day > today and not force:
         raise click.UsageError("--before is after today; pass --force to rewrite today too")
-    location = LakeLocation.parse(lake)
-    location.must_exist()
-    days = sort_days(location, tenant=tenant, before=day,
+    days = sort_days(LakeLocation.parse(lake), tenant=tenant, before=day,
                      progress=lambda d: click.echo(
                          f"{d.table} {d.tenant} {d.date}: {d.files_before} files -> "
                          f"{d.files_after} ({d.rows} rows)"))
@@ -502,9 +498,7 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
     ids += [Identifier("user_id", u) for u in user_ids]
     if not ids:
         raise click.UsageError("give --anonymous-id or --user-id")
-    location = LakeLocation.parse(lake)
-    location.must_exist()  # an erasure request for a mistyped lake must not read as done
-    forgetter = Forgetter(location,
+    forgetter = Forgetter(LakeLocation.parse(lake),
                           progress=lambda line: click.echo(line, err=True))
     try:
         receipt = forgetter.forget(tenant, ids, with_linked=with_linked)

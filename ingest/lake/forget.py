@@ -197,6 +197,7 @@ class Forgetter:
         """Remove the person's rows, state and files; write and return the receipt."""
         if not is_tenant_id(tenant):
             raise ForgetError("not a valid tenant id", tenant=tenant)
+        self.lake.must_exist()  # a request for a mistyped lake must not read as done
         ids = [i for i in ids if i.value]
         if not ids:
             raise ForgetError("give at least one non-empty --anonymous-id or --user-id")

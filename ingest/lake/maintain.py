@@ -311,6 +311,7 @@ def sort_days(lake: LakeLocation, *, tenant: str | None = None, before: dt.date,
               progress: Callable[[DaySort], None] | None = None) -> list[DaySort]:
     """Rewrite every tenant-day earlier than ``before`` that is not sorted yet, now (what
     maintenance does to a day once it is closed)."""
+    lake.must_exist()
     maintainer = Maintainer(lake, settings, zstd_level=zstd_level)
     done: list[DaySort] = []
     for name in TABLES:

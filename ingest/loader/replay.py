@@ -110,6 +110,7 @@ def replay(
                           "it; replay closed days, or pass --force when no loader runs",
                           end=str(end))
     location = LakeLocation.parse(lake)
+    location.must_exist()
     enrich = enrich or EnrichSettings()
     enrich = enrich.model_copy(update={"sessions": enrich.sessions.model_copy(
         update={"state": None})})

@@ -18,15 +18,11 @@ _SCHEME = r"^[A-Za-z][A-Za-z0-9+.\-]*://"
 CLICK_IDS = ("gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid",
              "li_fat_id")
 """Query parameters that carry an ad click id (the ``click_id_type`` values)."""
-def _click_value(name: str) -> str:
-    return f"nullif(regexp_extract(page_url, '[?&#]{name}=([^&#]*)', 1), '')"
-
-
 # The first of CLICK_IDS the URL holds, in that order (not in the URL's: a Google Ads click
-# that also carries fbclid is Google's).
-_CLICK_TYPE = ("CASE " + " ".join(f"WHEN {_click_value(n)} IS NOT NULL THEN '{n}'"
-                                  for n in CLICK_IDS) + " END")
-_CLICK_VALUE = f"coalesce({', '.join(_click_value(n) for n in CLICK_IDS)})"
+# that also carries fbclid is Google's): {t: its name, v: its value}, each read once.
+_CLICK = ("list_filter([" + ", ".join(
+    f"{{'t': '{n}', 'v': nullif(regexp_extract(page_url, '[?&#]{n}=([^&#]*)', 1), '')}}"
+    for n in CLICK_IDS) + "], lambda c: c.v IS NOT NULL)[1]")
 # Cheap substring tests skip the regular expressions for the many URLs without parameters.
 _HAS_CLICK = ("(contains(page_url, 'clid=') OR contains(page_url, 'clkid=') "
               "OR contains(page_url, 'braid=') OR contains(page_url, 'li_fat_id='))")
@@ -54,8 +50,8 @@ def parse_campaign(con: duckdb.DuckDBPyConnection, relation: str, batch: Batch) 
         "page_path": f"CASE WHEN regexp_matches(page_url, '{_SCHEME}') THEN "
                      f"coalesce(nullif(regexp_extract(page_url, '{_SCHEME}[^/?#]*([^?#]*)', 1), "
                      f"''), '/') END",
-        "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN {_CLICK_TYPE} END",
-        "click_id": f"CASE WHEN {_HAS_CLICK} THEN nullif({decoded(_CLICK_VALUE)}, '') END",
+        "click_id_type": f"CASE WHEN {_HAS_CLICK} THEN ({_CLICK}).t END",
+        "click_id": f"CASE WHEN {_HAS_CLICK} THEN nullif({decoded(f'({_CLICK}).v')}, '') END",
     }
     for field in ("source", "medium", "campaign", "term", "content"):
         from_url[f"utm_{field}"] = (f"CASE WHEN contains(page_url, 'utm_') "

@@ -93,11 +93,12 @@ def item_list(elements: str, var: str, fields: Mapping[str, str], currency: str 
     writes an ``undefined`` product so), a string, a number or ``{}`` where a product object
     belongs; a one-product order with such a stray element stays a one-product order (the
     element stays in ``properties``)."""
-    some = " OR ".join(f"({expr}) IS NOT NULL" for name, expr in fields.items()
-                       if name != "currency")
-    kept = f"list_filter({elements}, lambda {var}: {var} IS NOT NULL AND ({some}))"
-    return (f"CASE WHEN len({kept}) > 0 THEN list_transform({kept}, lambda {var}: "
-            f"{item_struct(fields, currency)}) END")
+    # The items are built once, then kept when one of their fields (but the currency, which
+    # the event's fills) is set.
+    some = " OR ".join(f"i_.{name} IS NOT NULL" for name in ITEM_FIELDS if name != "currency")
+    items = (f"list_filter(list_transform({elements}, lambda {var}: "
+             f"{item_struct(fields, currency)}), lambda i_: {some})")
+    return f"nullif({items}, [])"
 
 
 def only_item(items: str) -> str:

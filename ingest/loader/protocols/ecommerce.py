@@ -98,7 +98,7 @@ def item_list(elements: str, var: str, fields: Mapping[str, str], currency: str 
     some = " OR ".join(f"i_.{name} IS NOT NULL" for name in ITEM_FIELDS if name != "currency")
     items = (f"list_filter(list_transform({elements}, lambda {var}: "
              f"{item_struct(fields, currency)}), lambda i_: {some})")
-    return f"nullif({items}, [])"
+    return f"CASE WHEN len({elements}) > 0 THEN nullif({items}, []) END"  # most have none
 
 
 def only_item(items: str) -> str:

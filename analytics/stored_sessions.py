@@ -46,6 +46,7 @@ from analytics.errors import AnalyticsError
 from analytics.views import (
     INFERRED_PREFIX,
     SESSIONS,
+    VISITOR,
     identities_sql,
     identity_parts_sql,
     session_events_sql,
@@ -136,10 +137,6 @@ def stored_view_sql(uris: Sequence[str]) -> str:
     # tenant first, as in the computed rows (the partition column would come last)
     return (f"SELECT tenant, * EXCLUDE (tenant) FROM read_parquet([{listed}], "
             "union_by_name = true, hive_partitioning = true, hive_types = {'tenant': VARCHAR})")
-
-
-VISITOR = "coalesce(anonymous_id, user_id, network_user_id, 'event:' || event_id)"
-"""The visitor of an event without a session id (as in analytics/views.py)."""
 
 
 def prepare_recent(con: duckdb.DuckDBPyConnection, cutoff: dt.date, *, fill: bool) -> None:

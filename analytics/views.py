@@ -10,7 +10,9 @@ session is gets decided here, once:
   :data:`SESSION_GAP` without events from the same visitor (``anonymous_id``, else
   ``user_id``, else ``network_user_id``; an event with none of them is a session of its own).
   Such a session's id is ``gap30:<visitor>:<start in epoch microseconds>``, stable as long
-  as no earlier event of the visitor appears, and ``session_inferred`` is true.
+  as no earlier event of the visitor appears, and ``session_inferred`` is true. The visitor
+  is written with its kind (:data:`VISITOR`: ``a:``, ``u:``, ``n:`` or ``event:``), so an
+  anonymous id and a user id that happen to be the same text are two visitors.
 
 Events are ordered by :data:`EVENT_ORDER`: best-estimate time, then the client's clock
 (events of one batch often share a server time), then lineage, which is the order in
@@ -38,8 +40,12 @@ ORDER_KEY: Final = f"({EVENT_ORDER})"
 one value per group, where ``first(x ORDER BY ...)`` buffers every row of the group
 (measured: 13 GB instead of 4 GB on 10M events)."""
 
-_VISITOR = ("coalesce(anonymous_id, user_id, network_user_id, "
-            "'event:' || event_id)")
+VISITOR: Final = ("CASE WHEN anonymous_id IS NOT NULL THEN 'a:' || anonymous_id "
+                  "WHEN user_id IS NOT NULL THEN 'u:' || user_id "
+                  "WHEN network_user_id IS NOT NULL THEN 'n:' || network_user_id "
+                  "ELSE 'event:' || event_id END")
+"""The visitor of an event without a session id, prefixed by the column it comes from (as
+the loader's sessionisation does): anonymous ``bob`` and user ``bob`` are not one visitor."""
 
 _ROW_KEY_COLUMNS: Final = ("source", "source_partition", "source_offset", "source_index",
                             "item_index")
@@ -66,7 +72,7 @@ def inferred_sessions_sql(columns: Sequence[str] = _ROW_KEY_COLUMNS,
       SELECT *, coalesce(derived_ts - lag(derived_ts) OVER (
                PARTITION BY tenant, _visitor ORDER BY {EVENT_ORDER}) > {SESSION_GAP},
              true) AS _new
-      FROM (SELECT {narrow}, {_VISITOR} AS _visitor FROM {events} WHERE session_id IS NULL)
+      FROM (SELECT {narrow}, {VISITOR} AS _visitor FROM {events} WHERE session_id IS NULL)
     )"""
 
 

@@ -30,6 +30,7 @@ from analytics.views import (
     EVENT_ORDER_COLUMNS,
     ORDER_KEY,
     ROW_KEY_COLUMNS,
+    VISITOR,
     narrow_session_events_sql,
 )
 from schemas.sql import quote, quote_ident
@@ -40,7 +41,6 @@ TARGETS: Final = "_discover_targets"
 SAMPLE_BUCKETS: Final = 1_000_000
 """Visitors are sampled by ``hash(visitor) % SAMPLE_BUCKETS``."""
 
-_VISITOR = "coalesce(anonymous_id, user_id, network_user_id)"
 _VIEW = "product_action IN ('view', 'click')"
 
 BEHAVIOURAL: Final[dict[str, tuple[str, str]]] = {
@@ -122,7 +122,8 @@ def sample_fraction(events_in_scope: int, opts: DiscoverOptions) -> float:
 
 _BASE_COLUMNS: Final = ("session_id", "event_name", "event_type", "product_action", "price",
                         "search_query", "session_index", "anonymous_id", "user_id",
-                        "network_user_id", "derived_ts", "date", *EVENT_ORDER_COLUMNS)
+                        "network_user_id", "event_id", "derived_ts", "date",
+                        *EVENT_ORDER_COLUMNS)
 EVENTS: Final = "_discover_events"
 SAMPLE: Final = "_discover_sample"
 
@@ -134,8 +135,7 @@ def _sampled_events(fraction: float) -> str:
     lake gives the same sample."""
     if fraction >= 1:
         return "events"
-    visitor = "coalesce(anonymous_id, user_id, network_user_id, 'event:' || event_id)"
-    return (f"(SELECT * FROM events WHERE hash({visitor}) % {SAMPLE_BUCKETS} "
+    return (f"(SELECT * FROM events WHERE hash({VISITOR}) % {SAMPLE_BUCKETS} "
             f"< {max(1, round(fraction * SAMPLE_BUCKETS))})")
 
 
@@ -167,7 +167,7 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {EVENTS} AS
     SELECT session_id, event_name, event_type, product_action, price, search_query,
-           session_index, {_VISITOR} AS visitor, {EVENT_ORDER}{feats}
+           session_index, {VISITOR} AS visitor, {EVENT_ORDER}{feats}
     FROM (SELECT *{''.join(', ' + x for x in lists)} FROM ({narrow}) WHERE {where})""",
                 params)
     late = (f"epoch_us(min(derived_ts)) + {LATE} * "

@@ -85,6 +85,20 @@ def test_inferred_session_ids_are_stable_when_later_data_arrives(tmp_path: Path)
     assert before < after and len(after) == 2
 
 
+def test_an_anonymous_id_and_a_user_id_of_the_same_text_are_two_visitors(
+        tmp_path: Path) -> None:
+    """Anonymous "bob" and a known user "bob" (no anonymous id) five minutes apart are two
+    people: their inactivity sessions stay apart, as the loader's sessionisation keeps them."""
+    write_events(tmp_path, [event(minute=0, anonymous_id="bob"),
+                            event(minute=5, anonymous_id=None, user_id="bob"),
+                            event(minute=8, anonymous_id=None, user_id=None,
+                                  network_user_id="bob")])
+    sessions = _sessions(tmp_path)
+    assert sorted(v["events"] for v in sessions.values()) == [1, 1, 1]
+    assert sorted(k.rsplit(":", 1)[0] for k in sessions) == [
+        f"{INFERRED_PREFIX}a:bob", f"{INFERRED_PREFIX}n:bob", f"{INFERRED_PREFIX}u:bob"]
+
+
 def test_enrichment_columns_may_all_be_null(tmp_path: Path) -> None:
     write_events(tmp_path, [event(minute=0), event(minute=1)])
     row = next(iter(_sessions(tmp_path).values()))

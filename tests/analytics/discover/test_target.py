@@ -277,3 +277,27 @@ def test_a_nested_key_under_the_empty_key_is_no_alias_candidate(tmp_path: Path) 
     with connect(tmp_path, "acme") as con:
         report = discover(con, DiscoverOptions(), tenant="acme")
     assert 'properties."".price' in {f.field for f in report.catalog.fields}
+
+
+def test_time_since_the_previous_session_is_the_same_visitors(tmp_path: Path) -> None:
+    """Sessions without any visitor id are not one visitor's, and anonymous "bob" is not
+    user "bob": no previous session for any of them. v1's second session has one, 60 min."""
+    from analytics.discover import prefix
+
+    rows = []
+    for sid, minute, ids in (("n1", 0, {"anonymous_id": None}),
+                             ("n2", 40, {"anonymous_id": None}),
+                             ("b1", 0, {"anonymous_id": "bob"}),
+                             ("b2", 45, {"anonymous_id": None, "user_id": "bob"}),
+                             ("v1", 0, {"anonymous_id": "v1"}),
+                             ("v2", 60, {"anonymous_id": "v1"})):
+        rows.append(event(minute=minute, session_id=sid, product_id="p", product_action="view",
+                          **ids))
+        rows.append(event(minute=minute + 1, session_id=sid, product_action="purchase",
+                          order_id=f"o-{sid}", **ids))
+    write_events(tmp_path, rows)
+    with connect(tmp_path, "acme") as con:
+        prefix.build(con, [], DiscoverOptions(target="purchase"))
+        got = dict(con.execute(f"SELECT session_id, since_previous_session_s "
+                               f"FROM {prefix.TABLE}").fetchall())
+    assert got == {"n1": None, "n2": None, "b1": None, "b2": None, "v1": None, "v2": 3600.0}

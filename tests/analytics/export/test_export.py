@@ -81,7 +81,7 @@ def test_sessions_recipe_splits_by_session_start_without_leakage(lake: Path) -> 
     assert train["s2"]["anonymous_id"] == "a2" and train["s2"]["length"] == 3
     assert [r["session_id"] for r in splits["valid"].to_pylist()] == ["s3"]
     (test,) = splits["test"].to_pylist()
-    assert test["items"] == ["i6", "i7"] and test["session_id"].startswith("gap30:a4:")
+    assert test["items"] == ["i6", "i7"] and test["session_id"].startswith("gap30:a:a4:")
     everything = json.dumps([t.to_pylist() for t in splits.values()], default=str)
     assert "secret" not in everything and "LATE" not in json.dumps(
         splits["train"].to_pylist(), default=str)

@@ -45,6 +45,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from analytics.errors import AnalyticsError
 from analytics.views import (
     INFERRED_PREFIX,
+    INFERRED_SESSIONS,
     SESSIONS,
     VISITOR,
     identities_sql,
@@ -66,8 +67,10 @@ from schemas.storage import LakeLocation
 
 log = logging.getLogger(__name__)
 
-DEFINITION: str = hashlib.sha256((SESSIONS + identity_parts_sql()).encode()).hexdigest()[:16]
-"""Hash of the session SQL; the table's description (rows of another definition are stale)."""
+DEFINITION: str = hashlib.sha256((INFERRED_SESSIONS + session_events_sql() + SESSIONS
+                                  + identity_parts_sql()).encode()).hexdigest()[:16]
+"""Hash of the session SQL (inferred sessions included: their ids are stored); the table's
+description (rows of another definition are stale)."""
 _EPOCH = dt.date(1970, 1, 1)
 
 

@@ -111,6 +111,25 @@ def test_another_session_definition_ignores_and_replaces_the_table(
     assert stored(location, "acme") is not None
 
 
+def test_the_definition_covers_the_inferred_sessions_ids(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored rows hold inferred session ids: another way of writing them (e.g. the visitor
+    with its kind, a:bob) is another definition, or stored and computed ids would mix."""
+    import importlib
+
+    import analytics.views as views
+
+    before = stored_sessions.DEFINITION
+    monkeypatch.setattr(views, "INFERRED_SESSIONS",
+                        views.INFERRED_SESSIONS.replace("'a:'", "'anonymous:'"))
+    try:
+        assert before != importlib.reload(stored_sessions).DEFINITION
+    finally:
+        monkeypatch.undo()
+        importlib.reload(stored_sessions)
+    assert before == stored_sessions.DEFINITION
+
+
 def test_pinned_connections_never_read_stored_rows(lake: Path) -> None:
     files = write_events(lake, [at(0, 8, session_id="pinned", anonymous_id="p")])
     build_sessions(LakeLocation.parse(lake), NOW, HOURS)

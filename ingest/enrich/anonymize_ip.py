@@ -10,7 +10,9 @@ A tenant missing from the tenants file gets ``truncate``. A value that is not an
 becomes NULL under ``truncate`` and is hashed under ``hash``; a value that already is a hash
 (32 hex digits) is kept, so replaying the raw archive gives the same result twice.
 
-Events: the ``ip`` column and an ``ip`` in the ``context`` JSON (Segment's context.ip).
+Events: the ``ip`` column and an ``ip`` in the ``context`` JSON (Segment's context.ip); after
+the chain, the IPs senders write into ``properties`` and ``extra`` (:data:`PAYLOAD_IPS`:
+PostHog's ``$ip``, GA4's ``ip_override`` and ``_uip``), whatever the chain holds.
 Raw: the ``ip`` column and IP-bearing headers (X-Forwarded-For, Forwarded, X-Real-IP, ...);
 a hit with Snowplow's ``SP-Anonymous`` header keeps no IP at all.
 Each distinct (tenant, value) is computed once and cached.
@@ -27,11 +29,19 @@ from collections.abc import Iterable
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.enrich import Batch
 from ingest.enrich.geolocate import normalise_ip
 from ingest.enrich.lookup import DistinctFunction
 from schemas.tenants import IpMode, Tenant, Tenants
+
+PAYLOAD_IPS: dict[str, tuple[str, ...]] = {
+    "properties": ("$ip",),                 # PostHog, kept as sent
+    "extra": ("ip_override", "_uip"),       # GA4 Measurement Protocol; gtag
+}
+"""Keys of the events' ``properties`` and ``extra`` JSON whose value is the client's IP.
+These columns stay out of the chain (UNTOUCHED_COLUMNS): they are anonymised after it."""
 
 IP_HEADERS = ("x-forwarded-for", "x-real-ip", "true-client-ip", "cf-connecting-ip",
               "x-client-ip", "forwarded")
@@ -167,6 +177,46 @@ class IpAnonymizer:
         con.execute(f"CREATE OR REPLACE TEMP VIEW enrich_ip AS "
                     f"SELECT * REPLACE ({ip} AS ip, {context} AS context) FROM {relation}")
         return "enrich_ip"
+
+    def anonymize_payloads(self, events: pa.Table) -> pa.Table:
+        """``events`` with the IPs of :data:`PAYLOAD_IPS` anonymised in their JSON text.
+
+        Only the rows holding such a key (server-side hits) are rewritten, in place in the
+        text: the rest of the document stays byte for byte. A value that is no IP is kept
+        under ``truncate`` (it says nothing of anyone) and hashed under ``hash``.
+        """
+        if self.keeps_everything or events.num_rows == 0:
+            return events
+        for column, keys in PAYLOAD_IPS.items():
+            if column not in events.column_names:
+                continue
+            values = events[column]
+            found = None
+            for key in keys:
+                hit = pc.match_substring(values, f'"{key}"')
+                found = hit if found is None else pc.or_(found, hit)
+            mask = pc.fill_null(found, False).combine_chunks()
+            if not pc.any(mask).as_py():
+                continue
+            rows = pc.indices_nonzero(mask)
+            pattern = re.compile(r'"(?:' + "|".join(re.escape(k) for k in keys)
+                                 + r')"\s*:\s*"([^"\\]{1,64})"')
+            fixed = [self._payload_text(tenant, text, pattern) for text, tenant in zip(
+                values.take(rows).to_pylist(), events["tenant"].take(rows).to_pylist(),
+                strict=True)]
+            field = events.schema.field(column)
+            events = events.set_column(
+                events.schema.get_field_index(column), field,
+                pc.replace_with_mask(values.combine_chunks(), mask, pa.array(fixed, field.type)))
+        return events
+
+    def _payload_text(self, tenant: str, text: str | None, pattern: re.Pattern[str]
+                      ) -> str | None:
+        def value(m: re.Match[str]) -> str:
+            ip = m.group(1)
+            return m.group(0).replace(ip, self.anonymize(tenant, ip) or ip)
+
+        return None if text is None else pattern.sub(value, text)
 
     def anonymize_raw(self, con: duckdb.DuckDBPyConnection, raw: pa.Table) -> pa.Table:
         """The raw archive's rows with ``ip`` and IP-bearing headers anonymised."""

@@ -5,7 +5,8 @@ The raw archive keeps each hit's body, but a sender may have written the client'
 ``ip_mode`` is not ``none``, each such IP is replaced where it occurs verbatim in the
 payload by its anonymised form (still valid JSON or query syntax), so replaying the archive
 parses the same events with the anonymised IP. Looked for: every IP the hit's events
-carried, and the values of ``"ip"`` / ``"$ip"`` JSON keys and ``ip=`` / ``_uip=`` parameters.
+carried, and the values of ``"ip"`` / ``"$ip"`` / ``"ip_override"`` JSON keys and ``ip=`` /
+``uip=`` / ``_uip=`` parameters that are IP addresses (UA's ``ip=`` is an item price).
 
 Set-at-a-time: DuckDB finds the rows whose payload holds such an IP; only those (server-side
 hits, rare in browser traffic) are rewritten, in Python.
@@ -21,12 +22,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.enrich.anonymize_ip import IpAnonymizer
+from ingest.enrich.anonymize_ip import IpAnonymizer, truncate
 
 _LINEAGE = "source_partition, source_offset, source_index"
-# "ip" (Segment, RudderStack, Jitsu context) and "$ip" (PostHog) keys; Snowplow's ip= and
-# GA4's _uip= parameters.
-_JSON_IP = r"""'"\$?ip"\s*:\s*"([0-9A-Fa-f:.]{3,45})"'"""
+# "ip" (Segment, RudderStack, Jitsu context), "$ip" (PostHog) and "ip_override" (GA4
+# Measurement Protocol) keys; Snowplow's ip=, Universal Analytics' uip= and gtag's _uip=
+# parameters. Only values that are IP addresses count: ip= is also UA's item price.
+_JSON_IP = r"""'"(?:\$?ip|ip_override)"\s*:\s*"([0-9A-Fa-f:.]{3,45})"'"""
 _QUERY_IP = r"""'(?:^|[?&])_?u?ip=([0-9A-Fa-f:.]{3,45})'"""
 
 
@@ -49,8 +51,9 @@ def scrub_payloads(con: duckdb.DuckDBPyConnection, anonymizer: IpAnonymizer, tab
     The IPs looked for in a row are those the events of its hit carried (``events``: the
     batch's parsed events before anonymisation; an event IP equal to its hit's connection
     IP in ``raw`` counts only when the event also sent it in ``context``), and the values of
-    ``"ip"`` / ``"$ip"`` JSON keys and ``ip=`` / ``uip=`` / ``_uip=`` parameters in the row's
-    own text (a hit whose events were all quarantined).
+    ``"ip"`` / ``"$ip"`` / ``"ip_override"`` JSON keys and ``ip=`` / ``uip=`` / ``_uip=``
+    parameters in the row's own text (a hit whose events were all quarantined), when they
+    are IP addresses.
     """
     if anonymizer.keeps_everything or table.num_rows == 0:
         return table
@@ -81,7 +84,7 @@ def scrub_payloads(con: duckdb.DuckDBPyConnection, anonymizer: IpAnonymizer, tab
             ), c AS (
                 SELECT _row, tenant, list_concat(
                     list_filter(coalesce(k.vs, []), lambda x: contains(txt, x)),
-                    CASE WHEN contains(txt, 'ip"')
+                    CASE WHEN contains(txt, 'ip"') OR contains(txt, 'ip_override"')
                          THEN regexp_extract_all(txt, {_JSON_IP}, 1) END,
                     CASE WHEN contains(txt, 'ip=')
                          THEN regexp_extract_all(txt, {_QUERY_IP}, 1) END) AS vs
@@ -101,6 +104,9 @@ def scrub_payloads(con: duckdb.DuckDBPyConnection, anonymizer: IpAnonymizer, tab
     tenants = found["tenant"].to_pylist()
     ips = found["ips"].to_pylist()
     mask = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=found["_row"])
+    # The text matched may be no address (UA's ip= is an item price, "12.50"): replacing
+    # it would rewrite every such number of the payload.
+    ips = [[ip for ip in row_ips if truncate(ip) is not None] for row_ips in ips]
     for column in columns:
         values = table[column].take(pa.array(rows)).to_pylist()
         fixed: list[str | bytes | None] = []

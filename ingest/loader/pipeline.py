@@ -209,6 +209,7 @@ class Pipeline:
         all_events = canonical_values(
             pa.concat_tables(events) if events else EVENT_SCHEMA.empty_table())
         enriched, failed = self._enrich(all_events, raw)
+        enriched = self.ip.anonymize_payloads(enriched)  # properties and extra skip the chain
         quarantine.append(failed)
         flagged, keys = self._dedupe(enriched)
         # After parsing: geolocate needed the full IP. Idempotent, so replays are safe.

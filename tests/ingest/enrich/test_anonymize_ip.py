@@ -178,3 +178,50 @@ def test_ips_in_payloads_are_replaced_whole_and_nothing_else(tenants: Tenants) -
     assert orjson.loads(q["payload"])["context"]["ip"] == "1.2.3.0"
     (e,) = out.events.to_pylist()
     assert e["ip"] == "1.2.3.0" and orjson.loads(e["properties"])["note"].startswith("11.2.3.45")
+
+
+def test_ips_senders_write_into_properties_and_extra_are_anonymised(tenants: Tenants) -> None:
+    """PostHog's properties.$ip, the Measurement Protocol's ip_override and gtag's _uip are
+    the client's IP as much as the ip column: no full address stays in events or raw, even
+    when the hit's events are all quarantined."""
+    from tests.ingest.loader.helpers import envelope
+
+    posthog = orjson.dumps({"api_key": "k", "event": "e", "distinct_id": "d",
+                            "properties": {"$ip": "198.51.1.22", "plan": "pro"}})
+    mp = orjson.dumps({"client_id": "c1", "ip_override": "198.51.1.44",
+                       "events": [{"name": "page_view"}]})
+    mp_bad = orjson.dumps({"client_id": "c1", "ip_override": "198.51.1.66",
+                           "events": [{"params": {}}]})  # no name: quarantined
+    gtag = "v=2&tid=G-1&cid=c1&en=page_view&_uip=198.51.1.55"
+    out = _process(tenants, [
+        envelope("posthog", posthog, "/e/", tenant="trunc"),
+        envelope("ga4", mp, "/mp/collect", "measurement_id=G-1", tenant="trunc"),
+        envelope("ga4", mp_bad, "/mp/collect", "measurement_id=G-1", tenant="trunc"),
+        envelope("ga4", b"", "/g/collect", gtag, tenant="trunc"),
+    ])
+    assert out.events.num_rows == 3 and out.quarantine.num_rows == 1
+    for name in ("events", "raw", "quarantine"):
+        leaked = [s for s in _strings(getattr(out, name))
+                  if any(f"198.51.1.{n}" in s for n in (22, 44, 55, 66))]
+        assert not leaked, (name, leaked)
+    rows = {r["protocol"] + str(r["source_index"]): r for r in out.events.to_pylist()}
+    assert orjson.loads(rows["posthog0"]["properties"]) == {"$ip": "198.51.1.0", "plan": "pro"}
+    assert orjson.loads(rows["ga41"]["extra"])["ip_override"] == "198.51.1.0"
+    assert orjson.loads(rows["ga43"]["extra"])["_uip"] == "198.51.1.0"
+
+
+def test_a_universal_analytics_item_price_is_no_ip(tenants: Tenants) -> None:
+    """UA's ip= is the item price: the raw hit keeps it (and the order total of the same
+    value), so replaying it gives the same events."""
+    from tests.ingest.loader.helpers import envelope
+
+    body = ("v=1&tid=UA-1-1&cid=c1&t=transaction&ti=T1&tr=12.50&cu=EUR\n"
+            "v=1&tid=UA-1-1&cid=c1&t=item&ti=T1&in=Shirt&ic=SKU1&ip=12.50&iq=1&cu=EUR")
+    for tenant in ("trunc", "hashed"):
+        out = _process(tenants, [envelope("ga_universal", body.encode(), "/batch",
+                                          tenant=tenant)])
+        (raw,) = out.raw.to_pylist()
+        assert raw["body"] == body.encode(), tenant
+        assert sorted((e["event_name"], e["revenue"], e["price"])
+                      for e in out.events.to_pylist()) == [
+            ("item", None, 12.5), ("transaction", 12.5, None)], tenant

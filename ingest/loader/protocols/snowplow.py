@@ -76,11 +76,11 @@ _ORDER_SPEC = orjson.dumps({"transaction_id": "VARCHAR", "revenue": "DOUBLE",
 _IGLU = r"^iglu:([a-zA-Z0-9_.-]+)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/([0-9]+-[0-9]+-[0-9]+)$"
 _MAX_MS = 253402300800000  # 10000-01-01: past it a "millisecond time" is garbage
 
-# The two headers the adapter reads are extracted once per hit, not once per event.
-_HIT_COLS = ("tenant, received_at, protocol, header_ua, header_nuid, ip, source, "
+# The headers the adapter reads are extracted once per hit, not once per event.
+_HIT_COLS = ("tenant, received_at, protocol, header_ua, header_nuid, sp_anonymous, ip, source, "
              "source_partition, source_offset, source_index")
 _HEADERS = ("json_transform(headers, '{\"user-agent\": \"VARCHAR\", "
-            "\"x-driftnet-nuid\": \"VARCHAR\"}')")
+            "\"x-driftnet-nuid\": \"VARCHAR\", \"sp-anonymous\": \"VARCHAR\"}')")
 
 
 def _b64(expr: str) -> str:
@@ -192,6 +192,7 @@ SELECT {_HIT_COLS}, is_post, text, query,
   CASE WHEN hit_q IS NOT NULL AND is_post THEN body END AS bad_body, hit_q
 FROM (
 SELECT *, hdr."user-agent" AS header_ua, hdr."x-driftnet-nuid" AS header_nuid,
+  hdr."sp-anonymous" IS NOT NULL AS sp_anonymous,
   CASE
     WHEN NOT is_post AND coalesce(query, '') = '' THEN
       {reject(PROTOCOL, "'no tracker parameters in the query string'")}
@@ -322,7 +323,9 @@ def _event_columns() -> dict[str, str]:
         "derived_ts": "received_at",
         "anonymous_id": "f.duid",
         "user_id": "f.uid",
-        "network_user_id": "coalesce(f.tnuid, header_nuid, f.nuid)",
+        # SP-Anonymous: the visitor asked for no network id and no IP, whoever sent them.
+        "network_user_id": "CASE WHEN NOT sp_anonymous THEN coalesce(f.tnuid, header_nuid, "
+                           "f.nuid) END",
         "session_id": "f.sid",
         "session_index": "CAST(f.vid AS INTEGER)",
         "page_url": "f.url",
@@ -333,7 +336,7 @@ def _event_columns() -> dict[str, str]:
         "viewport": "f.vp",
         "language": "f.lang",
         "timezone": "f.tz",
-        "ip": "coalesce(f.ip, ip)",
+        "ip": "CASE WHEN NOT sp_anonymous THEN coalesce(f.ip, ip) END",
         **product_columns(
             "item_list",
             f"CASE WHEN f.e IN ('tr', 'ti') THEN 'purchase' WHEN iglu.name = 'site_search' "

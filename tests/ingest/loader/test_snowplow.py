@@ -257,6 +257,13 @@ def test_network_user_id_precedence() -> None:
     assert got == {"tn": "from-tracker", "col": "n-1", "nu": "param", "none": None}
 
 
+def test_sp_anonymous_stores_no_network_id_and_no_ip_whoever_sent_them() -> None:
+    out = run(post([event(e="pv", eid="a", tnuid="t-1", nuid="n-9", ip="198.51.100.23")],
+                   **{"user-agent": "UA", "sp-anonymous": "*", "x-driftnet-nuid": "n-1"}))
+    e = only(out.events)
+    assert (e["network_user_id"], e["ip"]) == (None, None)
+
+
 def test_event_without_eid_gets_a_stable_content_hash() -> None:
     first = only(run(get(event(e="pv", url="https://s/"))).events)["event_id"]
     again = only(run(get(event(e="pv", url="https://s/"))).events)["event_id"]

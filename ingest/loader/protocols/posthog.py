@@ -50,7 +50,8 @@ _EVENT_SPEC = orjson.dumps({
     "distinct_id": "VARCHAR", "$distinct_id": "VARCHAR", "$set": "JSON", "$set_once": "JSON",
 }).decode()
 _PROPS_SPEC = orjson.dumps({
-    **dict.fromkeys(("distinct_id", "$device_id", "$user_id", "$session_id", "$current_url",
+    **dict.fromkeys(("distinct_id", "$device_id", "$anon_distinct_id", "$user_id",
+                     "$session_id", "$current_url",
                      "$pathname", "$title", "title", "$referrer", "$browser_language",
                      "$timezone", "$raw_user_agent", "$ip", "$lib", "utm_source", "utm_medium",
                      "utm_campaign", "utm_term", "utm_content", "order_id",
@@ -67,6 +68,9 @@ _KINDS = ("$", "$.event", "$.properties", "$.timestamp", "$.offset", "$.distinct
           _DOLLAR_ID, "$.properties.distinct_id", "$.uuid")
 _T = {path: i + 1 for i, path in enumerate(_KINDS)}
 _PATHS = "[" + ", ".join(quote(k) for k in _KINDS) + "]"
+_DEVICE = ("coalesce(nullif(p.\"$device_id\", ''), CASE WHEN e.event = '$identify' THEN "
+           "nullif(p.\"$anon_distinct_id\", '') END)")
+"""The visitor's device id: $device_id, else on $identify the anonymous id it links."""
 _TOKENS = orjson.dumps(dict.fromkeys(("token", "$token", "api_key"))).decode()
 _DROP_TOP = orjson.dumps(dict.fromkeys((
     "event", "properties", "uuid", "timestamp", "offset", "distinct_id", "$distinct_id",
@@ -202,8 +206,10 @@ _EVENTS = {
     "sent_ts": "sent",
     "received_at": "received_at",
     "derived_ts": "received_at",
-    "anonymous_id": "coalesce(nullif(p.\"$device_id\", ''), distinct_id)",
-    "user_id": "coalesce(nullif(p.\"$user_id\", ''), CASE WHEN coalesce(p.\"$device_id\", '') "
+    # An $identify names the anonymous id it links in $anon_distinct_id (posthog-js without
+    # $device_id): that is the visitor, and distinct_id the user.
+    "anonymous_id": f"coalesce({_DEVICE}, distinct_id)",
+    "user_id": f"coalesce(nullif(p.\"$user_id\", ''), CASE WHEN coalesce({_DEVICE}, '') "
                "NOT IN ('', distinct_id) THEN distinct_id END)",
     "session_id": "nullif(p.\"$session_id\", '')",
     "page_url": "nullif(p.\"$current_url\", '')",

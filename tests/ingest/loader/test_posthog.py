@@ -41,6 +41,19 @@ def test_real_posthog_js_batch(pipeline: Pipeline) -> None:
     assert "token" not in props and props["$lib_version"] == "1.78.5"
 
 
+def test_identify_without_device_id_links_its_anonymous_distinct_id(pipeline: Pipeline
+                                                                     ) -> None:
+    """posthog-js before $device_id: $identify carries the anonymous id it links in
+    $anon_distinct_id, distinct_id is the user. Other events keep distinct_id as visitor."""
+    body = [{"event": "$identify", "uuid": "i-1", "distinct_id": "user-42",
+             "properties": {"$anon_distinct_id": "anon-42"}},
+            {"event": "Order Completed", "uuid": "o-1", "distinct_id": "user-42",
+             "properties": {"$anon_distinct_id": "not-read"}}]
+    ident, order = events(run(pipeline, hit(body)))
+    assert (ident["anonymous_id"], ident["user_id"]) == ("anon-42", "user-42")
+    assert (order["anonymous_id"], order["user_id"]) == ("user-42", None)
+
+
 def test_identify_set_and_ecommerce(pipeline: Pipeline) -> None:
     body = [{"event": "$identify", "uuid": "i-1", "distinct_id": "user@x",
              "properties": {"$device_id": "dev-1", "$anon_distinct_id": "dev-1"},

@@ -50,10 +50,11 @@ BATCH_PATHS = tuple(path for path, p in SEGMENT_PATHS.items() if p.message == BA
 PATH_TYPES = {path: p.message for path, p in SEGMENT_PATHS.items() if p.message != BATCH}
 
 # Top-level message fields that map to columns; every other field goes to `extra`.
-# writeKey is a credential: it stays in the raw archive only.
+# writeKey is a credential: it stays in the raw archive only. originalTimestamp maps to
+# client_ts only without a timestamp: beside one it goes to `extra` (_ORIGINAL_KEPT).
 MAPPED_FIELDS = (
     "type", "event", "messageId", "anonymousId", "userId", "timestamp", "originalTimestamp",
-    "sentAt", "properties", "traits", "context", "writeKey", "receivedAt",
+    "sentAt", "properties", "traits", "context", "writeKey",
 )
 
 # Fields whose JSON type is checked before their value is trusted. The item is parsed once,
@@ -98,7 +99,11 @@ _PROPS_SPEC = orjson.dumps({
     "path": "VARCHAR", "referrer": "VARCHAR", "products": [SEGMENT_PRODUCT],
 }).decode()
 _DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
+_DROP_BESIDE_TIMESTAMP = orjson.dumps(
+    dict.fromkeys(f for f in MAPPED_FIELDS if f != "originalTimestamp")).decode()
 _MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
+_ORIGINAL_KEPT = "(e.timestamp IS NOT NULL AND e.originalTimestamp IS NOT NULL)"
+"""SQL: the message has both times; originalTimestamp, not read, stays in ``extra``."""
 
 # dn.js: the envelope's cookieless id stands in for a missing anonymousId, and replaces any
 # when the tenant honours Global Privacy Control and the request carried Sec-GPC: 1.
@@ -303,7 +308,9 @@ _EVENTS = {
     "traits": "e.traits",
     "context": "ctx",
     # Most messages hold only mapped fields: a look at the keys spares them the merge patch.
-    "extra": f"CASE WHEN len(list_filter(json_keys(item), lambda k: NOT list_contains("
+    "extra": f"CASE WHEN {_ORIGINAL_KEPT} THEN json_merge_patch(item, "
+             f"{quote(_DROP_BESIDE_TIMESTAMP)}) "
+             f"WHEN len(list_filter(json_keys(item), lambda k: NOT list_contains("
              f"{_MAPPED_LIST}, k))) > 0 THEN nullif(json_merge_patch(item, "
              f"{quote(_DROP_MAPPED)}), '{{}}') END",
     **LINEAGE,

@@ -64,6 +64,23 @@ def test_track_maps_to_columns() -> None:
     assert out.raw.num_rows == 1
 
 
+def test_times_no_column_reads_stay_in_extra() -> None:
+    """A forwarded message carries four times: receivedAt (Segment's) is no column, and
+    originalTimestamp is read only without a timestamp; beside one it is kept in extra."""
+    times = {"timestamp": "2026-11-26T10:00:00Z", "originalTimestamp": "2026-11-26T09:59:58Z",
+             "sentAt": "2026-11-26T10:00:01Z", "receivedAt": "2026-11-26T10:00:03Z"}
+    out = run(
+        hit({"type": "track", "event": "a", "messageId": "all", "anonymousId": "x", **times}),
+        hit({"type": "track", "event": "b", "messageId": "orig", "anonymousId": "x",
+             "originalTimestamp": "2026-11-26T09:59:58Z"}))
+    rows = {e["event_id"]: e for e in out.events.to_pylist()}
+    assert orjson.loads(rows["all"]["extra"]) == {
+        "originalTimestamp": "2026-11-26T09:59:58Z", "receivedAt": "2026-11-26T10:00:03Z"}
+    assert rows["all"]["client_ts"].isoformat() == "2026-11-26T10:00:00+00:00"
+    assert rows["orig"]["extra"] is None
+    assert rows["orig"]["client_ts"].isoformat() == "2026-11-26T09:59:58+00:00"
+
+
 def test_order_completed_items() -> None:
     message = {"type": "track", "event": "Order Completed", "anonymousId": "a",
                "properties": {"order_id": "o1", "revenue": 30, "currency": "USD",

@@ -114,15 +114,19 @@ class SessionStateTable:
     def append(self, stream: str, rows: pa.Table, last: Mapping[int, int]) -> StateAppend:
         """Append the state rows of a batch whose records end at ``last[p]`` per partition.
 
-        ``rows`` has the columns of STATE_SCHEMA but ``stream`` and ``as_of``. Partitions the
-        table already holds up to ``last[p]`` (a batch written before a crash) are skipped.
+        ``rows`` has the columns of STATE_SCHEMA but ``stream`` and ``as_of``. A partition
+        whose last append ended at ``last[p]`` too (this batch, written before a crash) is
+        skipped. One whose last append ended later is not: the state went in before the data,
+        so after a crash between the two a restarted loader may re-read those records in
+        smaller batches, whose state a later crash needs (:meth:`load` reads what is as of
+        the offset raw holds).
         """
         result = StateAppend()
         for _ in range(_ATTEMPTS):
             delta = open_state(self.lake)
             done = ({p: delta.transaction_version(loader_app_id(stream, p)) for p in last}
                     if delta is not None else {})
-            todo = {p: o for p, o in last.items() if (h := done.get(p)) is None or h < o}
+            todo = {p: o for p, o in last.items() if done.get(p) != o}
             result.skipped_partitions = len(last) - len(todo)
             if not todo:
                 return result

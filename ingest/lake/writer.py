@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from ingest.lake.errors import ConcurrentCommitError, LakeWriteError
 from ingest.lake.files import FileWriter, WrittenFile
@@ -114,6 +115,16 @@ class AppendResult:
         return sum(len(f) for f in self.files.values())
 
 
+def _held(delta: DeltaTable, source: str, partitions: Iterable[int]) -> dict[int, int | None]:
+    """The last offset each partition's rows in ``delta`` end at (its app transactions). A
+    log the loader cannot read (a file of it deleted or damaged under it) is a LakeWriteError,
+    which the loader retries, not a crash."""
+    try:
+        return {p: delta.transaction_version(loader_app_id(source, p)) for p in partitions}
+    except (DeltaError, OSError) as exc:
+        raise LakeWriteError(f"cannot read the log of {delta.table_uri}: {exc}") from exc
+
+
 class LakeWriter:
     """Appends batches to the lake for one loader (see the module docstring)."""
 
@@ -131,8 +142,7 @@ class LakeWriter:
 
     def held(self, table: Table, source: str, partition: int) -> int | None:
         """The last offset of ``partition`` whose rows ``table`` holds (None: none yet)."""
-        delta = refresh(self.tables[table])
-        return delta.transaction_version(loader_app_id(source, partition))
+        return _held(refresh(self.tables[table]), source, [partition])[partition]
 
     def resume_offset(self, source: str, partition: int) -> int | None:
         """Where a loader resumes ``partition``: after the last record raw holds."""
@@ -151,7 +161,7 @@ class LakeWriter:
                       last_offsets: Mapping[int, int], result: AppendResult) -> None:
         for _ in range(_MAX_ATTEMPTS):
             delta = refresh(self.tables[name])
-            done = {p: delta.transaction_version(loader_app_id(source, p)) for p in last_offsets}
+            done = _held(delta, source, last_offsets)
             todo = {loader_app_id(source, p): last for p, last in last_offsets.items()
                     if (held := done[p]) is None or held < last}
             if not todo:

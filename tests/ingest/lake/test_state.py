@@ -70,6 +70,20 @@ def test_an_append_the_table_already_holds_is_skipped(tmp_path: Path) -> None:
     assert len(DeltaTable(str(tmp_path / "_state" / "sessions")).file_uris()) == 3
 
 
+def test_smaller_batches_after_a_crash_write_their_state(tmp_path: Path) -> None:
+    """A crash after a 300-record batch's state commit, before its data: the restarted
+    loader reads the records again 10 at a time. Their state must be written, or a second
+    crash (raw at 60) finds only the unusable rows as of 300 and every visitor starts over."""
+    lake = LakeLocation.parse(tmp_path)
+    table = SessionStateTable(lake)
+    table.append(STREAM, _states([(0, "a", "a:v1", "s1", 1, 100)]), {0: 300})
+    for end in (10, 20, 30, 40, 50, 60):
+        done = table.append(STREAM, _states([(0, "a", f"a:w{end}", f"t{end}", 1, 100)]),
+                            {0: end})
+        assert done.rows == 1 and done.skipped_partitions == 0
+    assert _load(lake, {0: 60}) == {("a", f"a:w{e}"): f"t{e}" for e in (10, 20, 30, 40, 50, 60)}
+
+
 def test_compaction_keeps_the_latest_row_per_visitor_up_to_raw_and_everything_after(
         tmp_path: Path) -> None:
     lake = LakeLocation.parse(tmp_path)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from ingest.lake.errors import LakeSchemaError
+from ingest.lake.errors import LakeSchemaError, LakeWriteError
 from ingest.lake.writer import LakeWriter, split_by_partition
 from schemas.lake import PARTITION_COLUMNS, delta_schema, loader_app_id
 from schemas.storage import LakeLocation
@@ -73,6 +73,21 @@ def test_a_batch_read_again_after_a_crash_between_commits_is_written_once(
     again = restarted.append("log-x", tables, {0: 2})
     assert again.rows.get("events", 0) == 0
     assert _ids(tmp_path) == ["m-0-1", "m-0-2"]
+
+
+def test_a_log_damaged_under_a_running_writer_is_a_write_error_not_a_crash(
+        tmp_path: Path) -> None:
+    """A commit file of events deleted or damaged under a running loader: the loader's
+    writer raises LakeWriteError (which the loop retries and the CLI reports in one line),
+    not delta-rs' own exception."""
+    lake = LakeLocation.parse(tmp_path)
+    writer = LakeWriter(lake)
+    for i in range(3):
+        writer.append("log-x", batch([("a", 10 + i)], T0), {0: 10 + i})
+    commits = sorted((tmp_path / "events" / "_delta_log").glob("*.json"))
+    commits[-1].write_text("garbage")
+    with pytest.raises(LakeWriteError):
+        writer.append("log-x", batch([("a", 20)], T0), {0: 20})
 
 
 def test_overlapping_batches_write_only_the_new_records(tmp_path: Path) -> None:

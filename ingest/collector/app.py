@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-import orjson
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from ingest.collector.answers import Answer, error_body
@@ -24,7 +23,7 @@ from ingest.collector.config import CollectorSettings
 from ingest.collector.cookieless import GPC_HEADER, VISITOR_HEADER, DailySalt, visitor_id
 from ingest.collector.errors import HttpError
 from ingest.collector.group_commit import GroupCommitter
-from ingest.collector.hit import Hit
+from ingest.collector.hit import Hit, without_param, without_write_key
 from ingest.collector.http import body_received
 from ingest.collector.routes import DN, Route, find_route, route_name
 from ingest.collector.snippet import script_answers
@@ -361,6 +360,11 @@ class CollectorApp:
         """Envelope and hand over one hit; its answer, protocol, tenant and enveloped bytes."""
         limit = (self.settings.max_event_bytes if route.single_event
                  else self.settings.max_request_bytes)
+        query: bytes = scope["query_string"]
+        if method == "GET" and len(query) > self.settings.max_event_bytes:
+            # A GET hit's event is its query string (pixel, Snowplow, GA, PostHog's data=).
+            raise HttpError(413, f"query string of {len(query)} bytes exceeds the "
+                            f"{self.settings.max_event_bytes}-byte event limit")
         declared = headers.pop("content-length", None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise HttpError(413, f"body of {declared} bytes exceeds the {limit}-byte limit")
@@ -382,7 +386,8 @@ class CollectorApp:
         hit, route = self._hit(scope, route, method, path, headers, secrets, body, limit)
         if self.metrics is not None:
             self.metrics.received(route.protocol, received_bytes)
-        if route.protocol == "posthog" and len(hit.body) > INLINE_DECODE_BYTES:
+        if route.protocol == "posthog" and (len(hit.body) > INLINE_DECODE_BYTES
+                                            or len(hit.query_string) > INLINE_DECODE_BYTES):
             key = await self._find_key_off_loop(route, hit)
         else:
             key = route.find_key(hit)
@@ -531,7 +536,10 @@ class CollectorApp:
     def _error_response(self, exc: HttpError, origin: str | None,
                         method: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
         headers = [_JSON]
-        if origin is not None and self.tenants.any_origin_allowed(origin):
+        # Every refusal is readable by the page that sent it, even from an origin no tenant
+        # allows: a browser shows a refusal without CORS headers to the script as a network
+        # error, which a tracker retries for ever (dn.js: 4xx is final, a network error not).
+        if origin is not None and not _UNSAFE_HEADER_VALUE.search(origin):
             headers += _cors_headers(origin)
         if exc.retry_after_s is not None:
             headers.append((b"retry-after", str(exc.retry_after_s).encode()))
@@ -556,25 +564,22 @@ app_id), GA's measurement/property id (``tid``), PostHog's project token; docs/l
 
 def _scrub_credentials(hit: Hit, protocol: str) -> None:
     """Remove write keys from what the envelope keeps, as the Authorization header is: from
-    the query string, and the top-level ``writeKey`` of a Segment-family JSON body."""
+    the query string (however the name is percent-encoded), and the top-level ``writeKey`` of
+    a Segment-family JSON body, cut from the text (the rest stays as sent)."""
     names = _SECRET_PARAMS.get(protocol)
     if names is None:
         return
     if hit.query_string:
         for name in names:
-            hit.query_string = _without_param(hit.query_string, name)
-    if hit.method == "POST" and b'"writeKey"' in hit.body and protocol != "pixel":
+            hit.query_string = without_param(hit.query_string, name)
+    if hit.method == "POST" and protocol != "pixel" and (
+            b'"writeKey"' in hit.body or b"\\u" in hit.body):
         try:
             doc = hit.json()  # parsed once: the key finder or the router may have done it
         except HttpError:
             return  # the loader quarantines it; an unparsable body names no usable key
         if isinstance(doc, dict) and "writeKey" in doc:
-            del doc["writeKey"]
-            hit.body = orjson.dumps(doc)
-
-
-def _without_param(query: bytes, name: bytes) -> bytes:
-    return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != name)
+            hit.body = without_write_key(hit.body, doc)
 
 
 async def _send_answer(send: Send, answer: Answer, method: str) -> None:

@@ -12,7 +12,10 @@ class CollectorSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="TCP port (0 picks a free one).")
-    max_event_bytes: int = Field(32 * 1024, ge=1, description="Largest single event body, bytes.")
+    max_event_bytes: int = Field(32 * 1024, ge=1, description="Largest single-event request, "
+                                 "bytes: its body, or a GET's query string (413 beyond). "
+                                 "Events inside a batch are held to the loader's "
+                                 "max_event_bytes (quarantine reason 'size').")
     max_header_bytes: int = Field(16 * 1024, ge=1024, description="Largest total size of a "
                                   "request's headers (names and values), bytes; larger "
                                   "requests get 431.")
@@ -26,8 +29,6 @@ class CollectorSettings(BaseModel):
                                 "connection is closed.")
     max_request_bytes: int = Field(500 * 1024, ge=1, description="Largest request body, bytes "
                                    "(after decompression).")
-    max_batch_items: int = Field(2_500, ge=1, description="Most events one batch hit may carry; "
-                                 "a bigger batch is quarantined whole with reason 'size'.")
     max_bundle_bytes: int = Field(900_000, ge=1024, description="Largest transport record the "
                                   "group commit builds (Kafka's default message limit is 1 MB).")
     trust_forwarded_for: bool = Field(False, description="Take the client IP from "

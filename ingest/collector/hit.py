@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 import orjson
 
@@ -13,6 +15,63 @@ from ingest.collector.errors import HttpError
 _UNSET: Any = object()
 _BASIC_CACHE: dict[str, str] = {}
 _BASIC_CACHE_SIZE = 4096
+
+
+def loads(body: bytes) -> Any:
+    """``body`` parsed as JSON by orjson, else by the standard library, which also reads what
+    browsers and SDKs send and orjson refuses: ``NaN`` and ``Infinity``, a number past a
+    double's range (``1e400``), a lone UTF-16 surrogate escape (a string cut mid-emoji). The
+    collector only reads the key from it; the loader judges the events (it keeps such
+    numbers as NULL and quarantines what it cannot store). Raises orjson's JSONDecodeError."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError, JSONDecodeError
+            raise exc from None
+
+
+def param_name(pair: bytes) -> bytes:
+    """The decoded name of one ``name=value`` pair of a query string (``%6B`` is ``k``)."""
+    name = pair.split(b"=", 1)[0]
+    if b"%" in name or b"+" in name:
+        return unquote_to_bytes(name.replace(b"+", b" "))
+    return name
+
+
+def without_param(query: bytes, name: bytes) -> bytes:
+    """``query`` without the parameter ``name``, however its name is percent-encoded (as
+    :meth:`Hit.param` reads it)."""
+    return b"&".join(p for p in query.split(b"&") if param_name(p) != name)
+
+
+_WRITE_KEY_MEMBER = re.compile(rb'"writeKey"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+def without_write_key(body: bytes, doc: dict[str, Any]) -> bytes:
+    """The JSON object ``body`` (parsed: ``doc``) without its top-level ``writeKey``, the
+    rest byte for byte (its numbers, escapes and key order as sent).
+
+    Where the text alone cannot show which member is the top-level one (the name written
+    twice or with escapes), the document is written again from ``doc`` by the standard
+    library, which keeps integers of any size and ``NaN`` as they were read."""
+    found = list(_WRITE_KEY_MEMBER.finditer(body))
+    if len(found) == 1 and body.count(b'"writeKey"') == 1 and b"\\u" not in body:
+        start, end = found[0].span()
+        after = end
+        while after < len(body) and body[after] in b" \t\r\n":
+            after += 1
+        if after < len(body) and body[after:after + 1] == b",":
+            return body[:start] + body[after + 1:].lstrip(b" \t\r\n")
+        before = start
+        while before > 0 and body[before - 1] in b" \t\r\n":
+            before -= 1
+        if before > 0 and body[before - 1:before] == b",":
+            return body[:before - 1] + body[end:]
+        return body[:start] + body[end:]
+    rest = {k: v for k, v in doc.items() if k != "writeKey"}
+    return json.dumps(rest, separators=(",", ":")).encode()
 
 
 class Hit:
@@ -36,10 +95,10 @@ class Hit:
         self._query: dict[str, list[str]] | None = None
 
     def json(self) -> Any:
-        """The body parsed as JSON (once). HttpError 400 when it is not JSON."""
+        """The body parsed as JSON (once, :func:`loads`). HttpError 400 when it is not JSON."""
         if self._json is _UNSET:
             try:
-                self._json = orjson.loads(self.body)
+                self._json = loads(self.body)
             except orjson.JSONDecodeError as exc:
                 raise HttpError(400, f"body is not valid JSON: {exc}") from exc
         return self._json

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ingest.collector.errors import HttpError
-from ingest.collector.hit import Hit
+from ingest.collector.hit import Hit, loads, without_param
 from ingest.collector.unwrap import DECODED_HEADER, unwrap_posthog
 
 
@@ -106,7 +106,7 @@ def ga4_mp_key(hit: Hit) -> str:
     key = hit.param("measurement_id") or hit.param("firebase_app_id")
     if not key:
         raise HttpError(401, "no measurement id: add measurement_id=G-... to the URL")
-    hit.query_string = _without_param(hit.query_string, b"api_secret")
+    hit.query_string = without_param(hit.query_string, b"api_secret")
     return key
 
 
@@ -123,7 +123,7 @@ def posthog_key(hit: Hit) -> str:
     event's properties) inside the decoded payload, which replaces the body (see unwrap)."""
     hit.body = unwrap_posthog(hit, hit.limit)
     try:
-        doc = orjson.loads(hit.body)
+        doc = loads(hit.body)
     except orjson.JSONDecodeError as exc:
         steps = hit.headers.get(DECODED_HEADER)
         after = f" (after undoing {steps})" if steps else ""
@@ -173,7 +173,3 @@ def _body_lines_param(hit: Hit, name: str, what: str) -> str | None:
         raise HttpError(400, f"the lines of one request name {len(found)} different {what}s "
                         f"({name}); send each property's hits separately")
     return found.pop() if found else None
-
-
-def _without_param(query: bytes, name: bytes) -> bytes:
-    return b"&".join(p for p in query.split(b"&") if p.split(b"=", 1)[0] != name)

@@ -110,6 +110,8 @@ class SessionStateTable:
 
     def __init__(self, lake: LakeLocation) -> None:
         self.lake = lake
+        self._existed = False
+        """The table was there once: its disappearing is worth a warning, not silence."""
 
     def append(self, stream: str, rows: pa.Table, last: Mapping[int, int]) -> StateAppend:
         """Append the state rows of a batch whose records end at ``last[p]`` per partition.
@@ -124,6 +126,11 @@ class SessionStateTable:
         result = StateAppend()
         for _ in range(_ATTEMPTS):
             delta = open_state(self.lake)
+            if delta is None and self._existed:
+                log.warning("the session state table %s disappeared under this loader: it is "
+                            "created again, and visitors not seen since lose their session "
+                            "state at the next restart", state_uri(self.lake))
+            self._existed = True
             done = ({p: delta.transaction_version(loader_app_id(stream, p)) for p in last}
                     if delta is not None else {})
             todo = {p: o for p, o in last.items() if done.get(p) != o}
@@ -169,6 +176,7 @@ class SessionStateTable:
         empty = STATE_SCHEMA.empty_table().drop_columns(["stream", "as_of"])
         if delta is None:
             return empty
+        self._existed = True
         files = _files(self.lake, delta, stream, wanted)
         paths = [f for fs in files.values() for f in fs]
         if not paths:

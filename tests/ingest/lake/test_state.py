@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 from deltalake import DeltaTable
 
 from ingest.enrich.session_store import CHANGES_SCHEMA
@@ -82,6 +85,18 @@ def test_smaller_batches_after_a_crash_write_their_state(tmp_path: Path) -> None
                             {0: end})
         assert done.rows == 1 and done.skipped_partitions == 0
     assert _load(lake, {0: 60}) == {("a", f"a:w{e}"): f"t{e}" for e in (10, 20, 30, 40, 50, 60)}
+
+
+def test_a_state_table_deleted_under_the_loader_is_reported(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lake = LakeLocation.parse(tmp_path)
+    table = SessionStateTable(lake)
+    table.append(STREAM, _states([(0, "a", "a:v1", "s1", 1, 100)]), {0: 10})
+    assert "disappeared" not in caplog.text
+    shutil.rmtree(tmp_path / "_state" / "sessions")
+    with caplog.at_level(logging.WARNING, logger="ingest.lake.state"):
+        assert table.append(STREAM, _states([(0, "a", "a:v2", "s2", 1, 100)]), {0: 20}).rows == 1
+    assert "session state table" in caplog.text and "disappeared" in caplog.text
 
 
 def test_compaction_keeps_the_latest_row_per_visitor_up_to_raw_and_everything_after(

@@ -48,7 +48,7 @@ from analytics.stored_sessions import (
 )
 from analytics.views import DERIVED_VIEWS, derived_views, sessions_sql
 from schemas.columns import sql_type
-from schemas.delta import read_files_select, table_snapshot
+from schemas.delta import DataFile, read_files_select, table_snapshot
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
@@ -183,6 +183,7 @@ def connect(
     # the tables replace the stand-ins last.
     reads: dict[str, str] = {}
     event_dates: set[dt.date] = set()
+    event_files: Sequence[DataFile] = ()
     for table in TABLES:
         view = "events_all" if table == "events" else table
         paths: dict[str, int | None]
@@ -192,6 +193,7 @@ def connect(
             snapshot = table_snapshot(location, table, tenant).files
             paths = {f.uri: f.size for f in snapshot}
             if table == "events" and snapshot:
+                event_files = snapshot
                 event_dates = {f.date for f in snapshot}
                 oldest = min(event_dates)
         if paths:
@@ -207,6 +209,8 @@ def connect(
     con.unregister("fx_rates_input")
     store = (stored(location, tenant) if stored_sessions and tenant is not None
              and files is None and oldest is not None else None)
+    if store is not None and not store.covers(event_files):
+        store = None  # closed days got rows after the build: compute (maintenance rebuilds)
     recent = False
     if store is not None:
         # Sessions with an event received after the cutoff are computed at query time;

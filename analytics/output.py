@@ -132,6 +132,7 @@ def write_result(
         shown = _escaped_for_terminal(head.slice(0, max_rows))
         # Render with DuckDB's box drawing, on a private connection (no lake access needed).
         with duckdb.connect() as render:
+            render.execute("SET TimeZone = 'UTC'")  # as every other output, whatever TZ says
             render.from_arrow(shown).show(max_rows=max_rows,
                                           max_width=shutil.get_terminal_size().columns)
         if head.num_rows > max_rows:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -53,7 +53,7 @@ from analytics.views import (
     session_events_sql,
     sessions_sql,
 )
-from schemas.delta import lake_tenants, open_table, table_snapshot
+from schemas.delta import DataFile, lake_tenants, open_table, table_snapshot
 from schemas.derived import drop_stored_sessions
 from schemas.lake import (
     DERIVED_IDENTITIES_TABLE,
@@ -81,6 +81,31 @@ class Stored:
     uris: tuple[str, ...]
     cutoff: dt.date
     identity_uris: tuple[str, ...] = ()
+    closed_rows: int | None = None
+    """Events rows of dates up to ``cutoff`` the build read (None: not known)."""
+
+    def covers(self, files: Iterable[DataFile]) -> bool:
+        """Whether the build read every events row of a closed date among ``files`` (the
+        tenant's events now). A loader running behind appends rows to a closed date after
+        the build: their sessions are then not in the stored rows, which must not be used."""
+        return self.closed_rows is None or closed_rows(files, self.cutoff) in (
+            None, self.closed_rows)
+
+
+def closed_rows(files: Iterable[DataFile], cutoff: dt.date) -> int | None:
+    """Rows of the events ``files`` dated ``cutoff`` or before (None: a file without a
+    count in the log)."""
+    total = 0
+    for f in files:
+        if f.date <= cutoff:
+            if f.rows is None:
+                return None
+            total += f.rows
+    return total
+
+
+def _rows_app_id(tenant: str) -> str:
+    return derived_sessions_app_id(tenant) + "/closed-rows"
 
 
 @dataclass
@@ -129,7 +154,8 @@ def stored(lake: LakeLocation, tenant: str) -> Stored | None:
         return None
     return Stored(_tenant_uris(lake, DERIVED_SESSIONS_TABLE, sessions, tenant),
                   _EPOCH + dt.timedelta(days=days),
-                  _tenant_uris(lake, DERIVED_IDENTITIES_TABLE, identities, tenant))
+                  _tenant_uris(lake, DERIVED_IDENTITIES_TABLE, identities, tenant),
+                  sessions.transaction_version(_rows_app_id(tenant)))
 
 
 def stored_view_sql(uris: Sequence[str]) -> str:
@@ -176,7 +202,8 @@ def sessions_base_sql(stored_relation: str, cutoff: dt.date, oldest_event_date: 
     # events: a late event may have moved one's start (its id) or joined two, so the stored
     # ones of that visitor give way to all of the computed ones, not only to those with the
     # same id (which would count the moved session twice).
-    visitor = f"regexp_extract(session_id, {quote('^' + INFERRED_PREFIX + '(.*):[0-9]+$')}, 1)"
+    # (?s): a visitor id may hold a newline (ids are kept as sent)
+    visitor = f"regexp_extract(session_id, {quote('(?s)^' + INFERRED_PREFIX + '(.*):[0-9]+$')}, 1)"
     return f"""
     WITH fresh AS (
       SELECT * FROM ({computed}) WHERE last_received_date > {day} OR session_inferred
@@ -208,7 +235,8 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
                    tenants: Sequence[str] | None = None, max_tenants: int | None = None
                    ) -> BuildReport:
     """Rebuild the stored sessions of every tenant (or ``tenants``) whose newest closed date
-    moved since its last build; at most ``max_tenants`` per call.
+    moved since its last build, or whose closed dates got rows since (a loader that ran
+    behind); at most ``max_tenants`` per call.
 
     A build that overlapped a commit removing events files (forget, replay, compaction
     from another process: they carry the maintenance application id) is dropped again at
@@ -225,14 +253,27 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
         _drop(lake)
         delta = None
     todo = []
+    events: dict[str, list[DataFile]] = {}
+    for f in table_snapshot(lake, "events").files:
+        events.setdefault(f.tenant, []).append(f)
     for tenant in tenants if tenants is not None else lake_tenants(lake):
         built = delta.transaction_version(derived_sessions_app_id(tenant)) if delta else None
         if not built or _EPOCH + dt.timedelta(days=built) < cutoff:
             todo.append(tenant)
+        elif delta is not None and not Stored((), _EPOCH + dt.timedelta(days=built), (),
+                                              delta.transaction_version(_rows_app_id(tenant))
+                                              ).covers(events.get(tenant, ())):
+            log.info("closed days of %s got events after its stored sessions were built "
+                     "(a loader running behind): rebuilding them", tenant)
+            todo.append(tenant)
     for tenant in todo[:max_tenants]:
         before = _removals(lake)
-        if not table_snapshot(lake, "events", tenant).files:
+        files = table_snapshot(lake, "events", tenant).files
+        if not files:
             continue
+        # Counted before the build reads: rows arriving meanwhile make the count low, so
+        # readers then ignore the build (and the next pass makes another), never the reverse.
+        read_rows = closed_rows(files, cutoff)
         con = connect(lake, tenant, stored_sessions=False)
         day = f"DATE '{cutoff.isoformat()}'"
         try:
@@ -253,7 +294,8 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
         try:
             # identities first: readers take the cutoff from the sessions table's commit
             _write(lake, DERIVED_IDENTITIES_TABLE, tenant, parts, (cutoff - _EPOCH).days)
-            _write(lake, DERIVED_SESSIONS_TABLE, tenant, rows, (cutoff - _EPOCH).days)
+            _write(lake, DERIVED_SESSIONS_TABLE, tenant, rows, (cutoff - _EPOCH).days,
+                   read_rows)
         except CommitFailedError as exc:
             log.info("stored sessions of %s lost a race (%s); next pass", tenant, exc)
             report.skipped.append(tenant)
@@ -273,10 +315,12 @@ def _removals(lake: LakeLocation) -> int | None:
     return None if delta is None else delta.transaction_version(MAINTENANCE_APP_ID)
 
 
-def _write(lake: LakeLocation, table: str, tenant: str, rows: pa.Table, cutoff_days: int
-           ) -> None:
-    props = CommitProperties(app_transactions=[
-        Transaction(derived_sessions_app_id(tenant), cutoff_days)])
+def _write(lake: LakeLocation, table: str, tenant: str, rows: pa.Table, cutoff_days: int,
+           read_rows: int | None = None) -> None:
+    txns = [Transaction(derived_sessions_app_id(tenant), cutoff_days)]
+    if read_rows is not None:
+        txns.append(Transaction(_rows_app_id(tenant), read_rows))
+    props = CommitProperties(app_transactions=txns)
     uri = lake.join(table)
     options = dict(lake.storage_options) or None
     if _open(lake, table) is None:

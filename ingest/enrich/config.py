@@ -68,8 +68,9 @@ class ReferrerSettings(_Section):
 class TimestampSettings(_Section):
     """derive_timestamps: derived_ts (always on) and ts_flag."""
 
-    max_future_minutes: float = Field(10, ge=0, description="client_ts further than this ahead "
-                                      "of received_at is flagged 'future'.")
+    max_future_minutes: float = Field(10, ge=0, le=1440, description="client_ts further than "
+                                      "this ahead of received_at is flagged 'future'; at most "
+                                      "a day (analytics prunes a day's margin by it).")
     max_past_days: float = Field(30, ge=0, description="client_ts further than this behind "
                                  "received_at is flagged 'past'.")
     max_queue_days: float = Field(7, gt=0, description="Longest plausible wait on the device "

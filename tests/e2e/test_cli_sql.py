@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 import uuid
@@ -52,6 +53,17 @@ def test_table(lake: Path) -> None:
     out = driftnet("sql", "--lake", str(lake), "--tenant", "acme", QUERY)
     assert out.returncode == 0
     assert "anonymous_id" in out.stdout and "a2" in out.stdout and "│" in out.stdout
+
+
+def test_table_shows_times_in_utc_whatever_the_machines_zone(lake: Path) -> None:
+    """The table, like csv and json, writes UTC: a Tokyo terminal showed +09 beside the
+    UTC dates computed in the same query."""
+    query = "SELECT TIMESTAMPTZ '2026-03-04 23:30:00+00' AS t"
+    out = subprocess.run([sys.executable, "-m", "driftnet", "sql", "--lake", str(lake),
+                          "--tenant", "acme", query], capture_output=True, text=True,
+                         timeout=60, check=False, env={**os.environ, "TZ": "Asia/Tokyo"})
+    assert out.returncode == 0, out.stderr
+    assert "2026-03-04 23:30:00+00" in out.stdout, out.stdout
 
 
 def test_parquet_to_file(lake: Path, tmp_path: Path) -> None:

@@ -56,3 +56,16 @@ def test_thresholds_are_configurable() -> None:
         settings=settings,
     ) == [(NOW, "future"), (NOW, "past"), (NOW - dt.timedelta(hours=13), None),
           (NOW - dt.timedelta(hours=11), None)]
+
+
+def test_the_future_margin_is_at_most_a_day() -> None:
+    """Analytics prunes date partitions with a day's margin for derived_ts ahead of its
+    receive date: a larger margin would drop events from `--since` silently."""
+    import pytest
+    from pydantic import ValidationError
+
+    from ingest.enrich.config import TimestampSettings
+
+    assert TimestampSettings(max_future_minutes=1440).max_future_minutes == 1440
+    with pytest.raises(ValidationError):
+        TimestampSettings(max_future_minutes=1441)

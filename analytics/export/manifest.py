@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from analytics.connect import pinned_uris
 from analytics.export.errors import ExportError, InputChangedError
 from analytics.export.spec import ExportSpec
 from analytics.export.writers import sha256_stream
@@ -178,7 +179,14 @@ def _why_missing(lake: LakeLocation, manifest: Manifest, f: InputFile) -> str:
 
 def verify_inputs(lake: LakeLocation, manifest: Manifest,
                   on_bytes: Callable[[int], object] | None = None) -> None:
-    """Raise InputChangedError unless every input is present with its recorded checksum."""
+    """Raise InputChangedError unless every input is present with its recorded checksum.
+
+    Every path is first checked to lie in the scope of the manifest's tenant (the check
+    the pinned connection makes, TenantScopeError otherwise), before any file is looked
+    at: a crafted manifest must not learn whether a file elsewhere exists, its size or its
+    checksum."""
+    for table, paths in manifest.files_by_table().items():
+        pinned_uris(lake, table, manifest.parameters.tenant, paths)
     for f in manifest.inputs:
         exists, size = _exists(lake, f.path)
         if not exists:

@@ -377,3 +377,34 @@ def test_jsonl_writes_json_csv_names_any_column(tmp_path: Path) -> None:
     header, first, _ = (out / "csv" / "all.csv").read_text().splitlines()
     assert header == '"event_id","amount","nan","say ""hi""","pair"'
     assert first.endswith(',"[""Product Viewed""]","[1,2]"'), first
+
+
+def test_a_manifest_naming_a_file_out_of_scope_learns_nothing_about_it(
+        lake: Path, tmp_path: Path) -> None:
+    """Out-of-scope inputs are refused before any file is looked at: the error names
+    neither size nor checksum (another tenant's file, a file outside the lake, an absolute
+    path, a NUL, another table's scope)."""
+    export_to_dir(lake, _spec(), tmp_path / "a")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    globex = next((lake / "events/tenant=globex").rglob("*.parquet")).relative_to(lake)
+    original = json.loads((tmp_path / "a/manifest.json").read_text())
+    for n, (table, path) in enumerate([
+            ("events", globex.as_posix()), ("events", "../secret.txt"),
+            ("events", str(secret)), ("events", "events/tenant=acme/\0x"),
+            ("events", "events/tenant=acme/../tenant=globex/x.parquet"),
+            ("raw", original["inputs"][0]["path"])]):
+        crafted = json.loads(json.dumps(original))
+        crafted["inputs"].append({"table": table, "path": path,
+                                  "bytes": secret.stat().st_size, "sha256": "0" * 64})
+        path_to = tmp_path / f"crafted{n}.json"
+        path_to.write_text(json.dumps(crafted))
+        with pytest.raises(TenantScopeError, match="outside the scope") as err:
+            reproduce_from_manifest(path_to, tmp_path / f"out{n}")
+        assert "actual" not in str(err.value)
+        with pytest.raises(TenantScopeError):
+            tables_from_manifest(path_to)
+        result = CliRunner().invoke(main, ["export", "--from-manifest", str(path_to),
+                                           "--out", str(tmp_path / f"cli{n}")])
+        assert result.exit_code == 1 and "outside the scope" in result.output
+        assert "Traceback" not in result.output and "actual" not in result.output

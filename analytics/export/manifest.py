@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analytics.connect import pinned_uris
 from analytics.export.errors import ExportError, InputChangedError
@@ -105,6 +105,15 @@ class Manifest(BaseModel):
     inputs: list[InputFile]
     outputs: list[OutputFile] = Field(default_factory=list)
     code: CodeVersion
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.manifest_version != MANIFEST_VERSION:
+            raise ValueError(f"manifest_version {self.manifest_version} is not the one this "
+                             f"driftnet reads ({MANIFEST_VERSION})")
+        if (self.tenant, self.recipe) != (self.parameters.tenant, self.parameters.recipe):
+            raise ValueError("tenant and recipe differ from those in parameters")
+        return self
 
     def files_by_table(self) -> dict[Table, list[str]]:
         """Input paths grouped by table, for ``analytics.connect(files=...)``."""

@@ -18,7 +18,7 @@ from analytics.export import (
     reproduce_from_manifest,
     tables_from_manifest,
 )
-from analytics.export.errors import ExportSpecError, InputChangedError
+from analytics.export.errors import ExportError, ExportSpecError, InputChangedError
 from analytics.export.manifest import read_manifest
 from driftnet.cli import main
 from schemas.version import PIPELINE_VERSION
@@ -408,3 +408,17 @@ def test_a_manifest_naming_a_file_out_of_scope_learns_nothing_about_it(
                                            "--out", str(tmp_path / f"cli{n}")])
         assert result.exit_code == 1 and "outside the scope" in result.output
         assert "Traceback" not in result.output and "actual" not in result.output
+
+
+def test_a_manifest_at_odds_with_itself_or_of_another_version_is_refused(
+        lake: Path, tmp_path: Path) -> None:
+    export_to_dir(lake, _spec(), tmp_path / "a")
+    original = json.loads((tmp_path / "a/manifest.json").read_text())
+    for n, (key, value, why) in enumerate([("tenant", "globex", "differ"),
+                                           ("recipe", "intent", "differ"),
+                                           ("manifest_version", 999, "manifest_version")]):
+        crafted = {**original, key: value}
+        path = tmp_path / f"m{n}.json"
+        path.write_text(json.dumps(crafted))
+        with pytest.raises(ExportError, match=why):
+            read_manifest(path)

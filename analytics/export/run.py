@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from analytics.connect import connect
+from analytics.export.columns import written_as
 from analytics.export.errors import ExportError, NotReproducedError
 from analytics.export.manifest import (
     InputFile,
@@ -33,7 +34,6 @@ from analytics.export.progress import Progress
 from analytics.export.recipes import Query, prepare, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
 from analytics.export.writers import write_batches
-from analytics.output import as_json_text, is_nested
 from analytics.readonly import check_read_only
 from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
@@ -58,32 +58,24 @@ def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
 
 
 def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | None) -> str:
-    """The split's SQL, totally ordered, shaped for ``fmt`` (None: Arrow, as for parquet)."""
-    base = f"SELECT * FROM ({query.sql}) AS x"
-    order = query.order_by
+    """The split's SQL, totally ordered, shaped for ``fmt`` (None: Arrow, as for parquet).
+
+    The rows are ordered by the query's own values (its order keys, or all its columns),
+    then shaped (columns.py: JSON text, NaN as null...): ordering the shaped values instead
+    would sort a list by its JSON text, or a JSON line by its characters. Projections keep
+    the order (preserve_insertion_order)."""
+    source = f"({query.sql}) AS x"
+    if query.order_by is not None:
+        source = f"(SELECT * FROM {source} ORDER BY {query.order_by}) AS x"
+    rel = con.sql(f"SELECT * FROM {source}", params=query.params or None)
+    repl = {name: sql for name, kind in zip(rel.columns, rel.types, strict=True)
+            if (sql := written_as(name, kind, fmt)) is not None}
+    if repl:
+        items = ", ".join(f"{sql} AS {quote_ident(name)}" for name, sql in repl.items())
+        source = f"(SELECT * REPLACE ({items}) FROM {source}) AS x"
     if fmt == "jsonl":
-        # JSON has no NaN or infinity (DuckDB would write them bare): null, as `driftnet sql
-        # --format json` writes them.
-        rel = con.sql(base, params=query.params or None)
-        floats = [c for c, t in zip(rel.columns, rel.types, strict=True)
-                  if str(t) in ("DOUBLE", "FLOAT")]
-        source = f"({query.sql}) AS x"
-        if floats:
-            repl = ", ".join(f"CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END "
-                             f"AS {quote_ident(c)}" for c in floats)
-            source = f"(SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x) AS x"
-        # ORDER BY ALL over one JSON text column is still a total order of the rows.
-        if order is None:
-            return f"SELECT to_json(x)::VARCHAR AS line FROM {source}"
-        keys = "line" if order == "ALL" else ", ".join(f"x.{k.strip()}" for k in order.split(","))
-        return f"SELECT to_json(x)::VARCHAR AS line FROM {source} ORDER BY {keys}"
-    if fmt == "csv":
-        rel = con.sql(base, params=query.params or None)
-        nested = [c for c, t in zip(rel.columns, rel.types, strict=True) if is_nested(str(t))]
-        if nested:
-            repl = ", ".join(as_json_text(c) for c in nested)
-            base = f"SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x"
-    return base if order is None else f"{base} ORDER BY {order}"
+        return f"SELECT to_json(x)::VARCHAR AS line FROM {source}"
+    return f"SELECT * FROM {source}"
 
 
 def split_tables(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> dict[str, pa.Table]:

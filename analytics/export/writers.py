@@ -2,9 +2,9 @@
 
 Parquet settings are fixed here (zstd level 3, fixed row-group size cut independently of
 how DuckDB batches its output, format 2.6, statistics on) so a file depends only on its
-rows and the pyarrow version (recorded in the manifest). CSV cannot hold lists: list
-columns are written as JSON text. JSON Lines rows are rendered by DuckDB's ``to_json``
-(set-at-a-time, not per row in Python) before they reach this module.
+rows and the pyarrow version (recorded in the manifest). Columns a format cannot hold
+(CSV: lists, blobs...) and JSON Lines rows (DuckDB's ``to_json``) are shaped in SQL,
+set-at-a-time, before they reach this module (columns.py).
 """
 
 from __future__ import annotations

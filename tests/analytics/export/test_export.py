@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -422,3 +424,73 @@ def test_a_manifest_at_odds_with_itself_or_of_another_version_is_refused(
         path.write_text(json.dumps(crafted))
         with pytest.raises(ExportError, match=why):
             read_manifest(path)
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is no JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_non_finite_numbers_inside_lists_structs_and_maps_are_null_in_json(
+        tmp_path: Path) -> None:
+    write_events(tmp_path, [event(minute=0)])
+    query = ("SELECT ['NaN'::DOUBLE, 1.5, 'inf'::DOUBLE] AS l, "
+             "{'a': 'NaN'::DOUBLE, 'b': '-inf'::FLOAT, 'c': [{'d': 'inf'::DOUBLE}]} AS s, "
+             "map(['k', 'j'], ['nan'::DOUBLE, 2.0]) AS m, "
+             "['-inf'::DOUBLE, 3.0]::DOUBLE[2] AS pair FROM events")
+    expected = {"l": [None, 1.5, None], "s": {"a": None, "b": None, "c": [{"d": None}]},
+                "m": {"k": None, "j": 2.0}, "pair": [None, 3.0]}
+    for fmt in ("jsonl", "csv"):
+        export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                           format=fmt), tmp_path / fmt)
+    (line,) = (tmp_path / "jsonl/all.jsonl").read_text().splitlines()
+    assert _strict_json(line) == expected
+    (row,) = pacsv.read_csv(tmp_path / "csv/all.csv").to_pylist()
+    assert {k: _strict_json(v) for k, v in row.items()} == expected
+
+
+def test_sql_rows_are_ordered_by_their_values_in_every_format(tmp_path: Path) -> None:
+    """By all columns, as Parquet orders them: not by a JSON line's or cell's text (where
+    "10" sorts before "9" and [10] before [9])."""
+    write_events(tmp_path, [event(minute=m, quantity=q)
+                            for m, q in [(0, 9), (1, 10), (2, 100), (3, -5)]])
+    query = "SELECT quantity::INTEGER AS n, [quantity::INTEGER] AS l FROM events"
+    for fmt in ("parquet", "jsonl", "csv"):
+        export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                           format=fmt), tmp_path / fmt)
+    ordered = [-5, 9, 10, 100]
+    assert pq.read_table(tmp_path / "parquet/all.parquet").column("n").to_pylist() == ordered
+    lines = (tmp_path / "jsonl/all.jsonl").read_text().splitlines()
+    assert [_strict_json(line)["n"] for line in lines] == ordered
+    csv_rows = pacsv.read_csv(tmp_path / "csv/all.csv").to_pylist()
+    assert [r["n"] for r in csv_rows] == ordered
+    assert [r["l"] for r in csv_rows] == [f"[{n}]" for n in ordered]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_types_a_format_cannot_hold_are_written_as_documented(tmp_path: Path, fmt: str) -> None:
+    """INTERVAL as text everywhere; BLOB as base64 in CSV and JSON Lines; BIT and BIGNUM
+    as text in CSV; UNION as JSON text in Parquet and CSV."""
+    write_events(tmp_path, [event(minute=0)])
+    query = ("SELECT INTERVAL '1 month 2 days 3 seconds' AS i, '\\xAA\\x00b'::BLOB AS b, "
+             "'0101'::BIT AS bit, 123456789012345678901234567890::VARINT AS big, "
+             "union_value(k := 7) AS u FROM events")
+    export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                       format=fmt), tmp_path / "out")  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"all.{fmt}",
+                                                                     "manifest.json"]
+    if fmt == "parquet":
+        (row,) = pq.read_table(tmp_path / "out/all.parquet").to_pylist()
+        assert (row["i"], row["b"], row["u"]) == ("1 month 2 days 00:00:03", b"\xaa\x00b",
+                                                  '{"k":7}')
+    elif fmt == "csv":
+        as_text = pacsv.ConvertOptions(column_types={"bit": pa.string(), "big": pa.string()})
+        (row,) = pacsv.read_csv(tmp_path / "out/all.csv", convert_options=as_text).to_pylist()
+        assert row == {"i": "1 month 2 days 00:00:03", "b": "qgBi", "bit": "0101",
+                       "big": "123456789012345678901234567890", "u": '{"k":7}'}
+    else:
+        (line,) = (tmp_path / "out/all.jsonl").read_text().splitlines()
+        assert _strict_json(line) == {"i": "1 month 2 days 00:00:03", "b": "qgBi",
+                                      "bit": "0101", "big": 123456789012345678901234567890,
+                                      "u": {"k": 7}}

@@ -737,7 +737,10 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
               help="Longest session prefix (recipe intent).")
 @click.option("--from-manifest", "manifest", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Reproduce an earlier export byte for byte from its manifest.")
-@click.option("--overwrite", is_flag=True, help="Allow a non-empty --out directory.")
+@click.option("--overwrite", is_flag=True,
+              help="Allow a non-empty --out directory: its earlier export's files are "
+                   "replaced (only once the new export is complete; a reproduction only "
+                   "if identical), other files are kept.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on standard error [on when it is a terminal].")
 @click.option("--memory-limit", default=None,

@@ -12,6 +12,7 @@ wall-clock time: exporting the same spec over the same files gives the same mani
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from importlib.metadata import version
@@ -213,7 +214,10 @@ def verify_inputs(lake: LakeLocation, manifest: Manifest,
 def write_manifest(manifest: Manifest, out_dir: Path) -> Path:
     """Write ``manifest.json`` (stable key order, indented) into ``out_dir``."""
     path = out_dir / MANIFEST_NAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    with open(path, "w") as fh:
+        fh.write(manifest.model_dump_json(indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

@@ -20,7 +20,12 @@ from analytics.export import (
     reproduce_from_manifest,
     tables_from_manifest,
 )
-from analytics.export.errors import ExportError, ExportSpecError, InputChangedError
+from analytics.export.errors import (
+    ExportError,
+    ExportSpecError,
+    InputChangedError,
+    NotReproducedError,
+)
 from analytics.export.manifest import read_manifest
 from driftnet.cli import main
 from schemas.version import PIPELINE_VERSION
@@ -494,3 +499,58 @@ def test_types_a_format_cannot_hold_are_written_as_documented(tmp_path: Path, fm
         assert _strict_json(line) == {"i": "1 month 2 days 00:00:03", "b": "qgBi",
                                       "bit": "0101", "big": 123456789012345678901234567890,
                                       "u": {"k": 7}}
+
+
+def _tampered(manifest_path: Path) -> None:
+    """The manifest as another DuckDB or pyarrow would have recorded it: other bytes."""
+    data = json.loads(manifest_path.read_text())
+    data["outputs"][0]["sha256"] = "f" * 64
+    manifest_path.write_text(json.dumps(data, indent=2))
+
+
+def test_a_failed_reproduction_writes_nothing_and_never_replaces_the_original(
+        lake: Path, tmp_path: Path) -> None:
+    original = tmp_path / "orig"
+    export_to_dir(lake, _spec(), original)
+    _tampered(original / "manifest.json")
+    before = {p.name: p.read_bytes() for p in original.iterdir()}
+    with pytest.raises(NotReproducedError, match="nothing was written"):
+        reproduce_from_manifest(original / "manifest.json", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(NotReproducedError):
+        reproduce_from_manifest(original / "manifest.json", original, overwrite=True)
+    assert {p.name: p.read_bytes() for p in original.iterdir()} == before
+    result = CliRunner().invoke(main, ["export", "--from-manifest",
+                                       str(original / "manifest.json"), "--out",
+                                       str(original), "--overwrite", "--no-progress"])
+    assert result.exit_code == 1 and "differs" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in original.iterdir()} == before
+
+
+def test_a_column_no_writer_holds_is_a_one_line_error_and_leaves_nothing(
+        lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql", "--no-progress",
+        "--out", str(out), "--query", "SELECT 1 AS n, [INTERVAL 1 DAY] AS waits FROM events"])
+    assert result.exit_code == 1, result.output
+    assert "'waits'" in result.output and "interval" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []          # no *.tmp, no manifest: the next run can start
+    again = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql", "--no-progress",
+        "--out", str(out), "--query", "SELECT 1 AS n FROM events"])
+    assert again.exit_code == 0, again.output
+
+
+def test_overwrite_leaves_only_the_new_exports_files(lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    export_to_dir(lake, _spec(), out)
+    (out / "notes.txt").write_text("mine")
+    manifest = export_to_dir(lake, ExportSpec(tenant="acme", recipe="sessions", format="csv"),
+                             out, overwrite=True)
+    assert [o.file for o in manifest.outputs] == ["all.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]
+    reproduce_from_manifest(out / "manifest.json", out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]

@@ -323,7 +323,7 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     )
     SELECT session_id, anonymous_id,
            list_filter(user_ids[1:k], lambda u: u IS NOT NULL)[-1] AS user_id,
-           coalesce(known_user_id, list_filter(user_ids, lambda u: u IS NOT NULL)[-1])
+           coalesce(list_filter(user_ids, lambda u: u IS NOT NULL)[-1], known_user_id)
              AS stitched_user_id,
            session_index, start, k AS prefix_length,
            list_transform(steps[1:k], lambda x: x.action) AS actions,

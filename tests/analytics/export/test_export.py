@@ -554,3 +554,23 @@ def test_overwrite_leaves_only_the_new_exports_files(lake: Path, tmp_path: Path)
     assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]
     reproduce_from_manifest(out / "manifest.json", out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]
+
+
+def test_intent_stitches_a_session_to_its_own_user_before_the_devices_later_one(
+        tmp_path: Path) -> None:
+    """One device, two people: u1 signs in in S1, u2 in a later S2. S1's stitched user is
+    its own (as in `sessions` and the sessions view), not whom the device was identified as
+    last."""
+    d = {"anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="S1", event_name="Signed In", user_id="u1", **d),
+        event(minute=1, session_id="S1", product_id="p1", product_action="view", user_id="u1",
+              **d),
+        event(minute=100, session_id="S2", event_name="Signed In", user_id="u2", **d),
+        event(minute=101, session_id="S2", product_id="p2", product_action="view",
+              user_id="u2", **d),
+    ])
+    for recipe in ("intent", "sessions"):
+        rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe=recipe))["all"]  # type: ignore[arg-type]
+        assert {(r["session_id"], r["stitched_user_id"]) for r in rows.to_pylist()} == {
+            ("S1", "u1"), ("S2", "u2")}, recipe

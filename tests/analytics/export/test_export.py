@@ -574,3 +574,27 @@ def test_intent_stitches_a_session_to_its_own_user_before_the_devices_later_one(
         rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe=recipe))["all"]  # type: ignore[arg-type]
         assert {(r["session_id"], r["stitched_user_id"]) for r in rows.to_pylist()} == {
             ("S1", "u1"), ("S2", "u2")}, recipe
+
+
+def test_intent_steps_are_the_events_before_the_purchase_in_event_order(
+        tmp_path: Path) -> None:
+    """Events sent in one batch share a time: those before the purchase in event order
+    (lineage) are steps, with their context and landing page; those after it are not."""
+    s = {"session_id": "s", "anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, product_id="p1", product_action="view", source_offset=1, **s),
+        event(minute=5, event_type="page", event_name="page_view", page_path="/cart",
+              utm_source="mail", source_offset=99, **s),
+        event(minute=5, event_name="Product Added", product_id="p1", product_action="add",
+              price=3.0, ua_device="tablet", source_offset=100, **s),
+        event(minute=5, event_name="Order Completed", product_action="purchase",
+              source_offset=101, **s),
+        event(minute=5, event_name="Product Added", product_id="p2", product_action="add",
+              price=7.0, ua_os="after", source_offset=102, **s),
+    ])
+    rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent"))["all"]
+    by = {r["prefix_length"]: r for r in rows.to_pylist()}
+    assert by[3]["actions"] == ["view", "page_view", "add"] and sorted(by) == [1, 2, 3]
+    assert [by[k]["cart_value"] for k in (1, 2, 3)] == [0, 0, 3.0]
+    assert {(r["device"], r["os"], r["utm_source"], r["landing_path"], r["purchased"])
+            for r in by.values()} == {("tablet", None, "mail", "/cart", True)}

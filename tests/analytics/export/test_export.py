@@ -598,3 +598,19 @@ def test_intent_steps_are_the_events_before_the_purchase_in_event_order(
     assert [by[k]["cart_value"] for k in (1, 2, 3)] == [0, 0, 3.0]
     assert {(r["device"], r["os"], r["utm_source"], r["landing_path"], r["purchased"])
             for r in by.values()} == {("tablet", None, "mail", "/cart", True)}
+
+
+def test_from_manifest_refuses_every_parameter_given_with_it(lake: Path, tmp_path: Path) -> None:
+    """--format and --max-prefix have defaults, yet typed with --from-manifest they were
+    silently ignored."""
+    export_to_dir(lake, _spec("intent"), tmp_path / "a")
+    base = ["export", "--from-manifest", str(tmp_path / "a/manifest.json"), "--no-progress"]
+    for n, extra in enumerate([["--format", "csv"], ["--format", "parquet"],
+                               ["--max-prefix", "5"], ["--max-prefix", "20"],
+                               ["--tenant", "acme"], ["-p", "a=b"]]):
+        result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / f"o{n}"), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        flag = "--param" if extra[0] == "-p" else extra[0]
+        assert f"drop {flag}" in result.output and not (tmp_path / f"o{n}").exists()
+    ok = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--memory-limit", "1GB"])
+    assert ok.exit_code == 0, ok.output

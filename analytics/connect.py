@@ -67,14 +67,20 @@ def _empty_view(table: Table) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def _pinned(lake: LakeLocation, table: Table, tenant: str | None,
-            files: Sequence[str | Path]) -> list[str]:
-    """URIs of pinned files (paths relative to the lake), each inside the scope."""
+def pinned_uris(lake: LakeLocation, table: Table, tenant: str | None,
+                files: Sequence[str | Path]) -> list[str]:
+    """URIs of pinned files (paths relative to the lake), each inside the scope.
+
+    Raises TenantScopeError for any other path (absolute, ``..``, another tenant's or
+    table's, a URL, a NUL or other unprintable character) before any file is touched, so an
+    export manifest naming such a path learns nothing about it (verify_inputs calls this
+    before it checksums a file)."""
     scope = f"{table}/tenant={tenant}/" if tenant is not None else f"{table}/"
     out = []
     for f in files:
         relative = posixpath.normpath(str(f).replace("\\", "/"))
         if (relative.startswith(("/", "..")) or "://" in relative
+                or not relative.isprintable()
                 or not relative.startswith(scope)):
             raise TenantScopeError("pinned file outside the scope of the connection",
                                    file=str(f), scope=scope)
@@ -188,7 +194,7 @@ def connect(
         view = "events_all" if table == "events" else table
         paths: dict[str, int | None]
         if files is not None:
-            paths = dict.fromkeys(_pinned(location, table, tenant, files.get(table, ())))
+            paths = dict.fromkeys(pinned_uris(location, table, tenant, files.get(table, ())))
         else:
             snapshot = table_snapshot(location, table, tenant).files
             paths = {f.uri: f.size for f in snapshot}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from schemas.errors import DriftnetError
 
@@ -736,8 +737,13 @@ def discover(lake: str, tenant: str, event: str | None, since: str | None, until
 @click.option("--max-prefix", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="Longest session prefix (recipe intent).")
 @click.option("--from-manifest", "manifest", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Reproduce an earlier export byte for byte from its manifest.")
-@click.option("--overwrite", is_flag=True, help="Allow a non-empty --out directory.")
+              default=None, help="Reproduce an earlier export byte for byte from its manifest "
+                                 "(which gives every parameter: only --out, --lake, "
+                                 "--overwrite, --memory-limit and --progress go with it).")
+@click.option("--overwrite", is_flag=True,
+              help="Allow a non-empty --out directory: its earlier export's files are "
+                   "replaced (only once the new export is complete; a reproduction only "
+                   "if identical), other files are kept.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on standard error [on when it is a terminal].")
 @click.option("--memory-limit", default=None,
@@ -770,14 +776,17 @@ def export(lake: str | None, tenant: str | None, recipe: str | None, out_dir: Pa
 
     bars = Progress(progress)
     if manifest is not None:
-        given = [name for name, value in [("--tenant", tenant), ("--recipe", recipe),
-                                          ("--train-end", train_end), ("--valid-end", valid_end),
-                                          ("--query", query), ("--rates", rates_path),
-                                          ("--reporting-currency", reporting_currency)]
-                 if value is not None]
-        if given or params:
+        # --format and --max-prefix have defaults: what was typed is told by its source.
+        ctx = click.get_current_context()
+        spec_options = {"tenant": "--tenant", "recipe": "--recipe", "train_end": "--train-end",
+                        "valid_end": "--valid-end", "fmt": "--format", "query": "--query",
+                        "params": "--param", "max_prefix": "--max-prefix",
+                        "rates_path": "--rates", "reporting_currency": "--reporting-currency"}
+        given = [flag for name, flag in spec_options.items()
+                 if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+        if given:
             raise click.UsageError(f"--from-manifest takes its parameters from the manifest; "
-                                   f"drop {', '.join(given) or '--param'}")
+                                   f"drop {', '.join(given)}")
         result = reproduce(manifest, out_dir, lake=lake, overwrite=overwrite, progress=bars,
                            memory_limit=memory_limit)
         click.echo(f"reproduced {len(result.outputs)} file(s) identical to {manifest}", err=True)

@@ -2,7 +2,8 @@
 
 Recipes (recipes.py): ``sessions`` (ordered item sequences per session, for next-item
 recommendation), ``intent`` (session prefixes labelled by a later purchase) and ``sql``
-(any query over the views). Time splits never leak (spec.py); every export writes a
+(any query over the views). Time splits never leak (spec.py); columns a format cannot hold
+are converted the same way every time (columns.py); every export writes a
 manifest of its exact inputs and outputs (manifest.py) from which ``--from-manifest``
 reproduces the same bytes (run.py); api.py returns the splits as Arrow tables.
 """

@@ -12,6 +12,7 @@ wall-clock time: exporting the same spec over the same files gives the same mani
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from importlib.metadata import version
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analytics.connect import pinned_uris
 from analytics.export.errors import ExportError, InputChangedError
 from analytics.export.spec import ExportSpec
 from analytics.export.writers import sha256_stream
@@ -105,6 +107,15 @@ class Manifest(BaseModel):
     outputs: list[OutputFile] = Field(default_factory=list)
     code: CodeVersion
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.manifest_version != MANIFEST_VERSION:
+            raise ValueError(f"manifest_version {self.manifest_version} is not the one this "
+                             f"driftnet reads ({MANIFEST_VERSION})")
+        if (self.tenant, self.recipe) != (self.parameters.tenant, self.parameters.recipe):
+            raise ValueError("tenant and recipe differ from those in parameters")
+        return self
+
     def files_by_table(self) -> dict[Table, list[str]]:
         """Input paths grouped by table, for ``analytics.connect(files=...)``."""
         out: dict[Table, list[str]] = {}
@@ -178,7 +189,14 @@ def _why_missing(lake: LakeLocation, manifest: Manifest, f: InputFile) -> str:
 
 def verify_inputs(lake: LakeLocation, manifest: Manifest,
                   on_bytes: Callable[[int], object] | None = None) -> None:
-    """Raise InputChangedError unless every input is present with its recorded checksum."""
+    """Raise InputChangedError unless every input is present with its recorded checksum.
+
+    Every path is first checked to lie in the scope of the manifest's tenant (the check
+    the pinned connection makes, TenantScopeError otherwise), before any file is looked
+    at: a crafted manifest must not learn whether a file elsewhere exists, its size or its
+    checksum."""
+    for table, paths in manifest.files_by_table().items():
+        pinned_uris(lake, table, manifest.parameters.tenant, paths)
     for f in manifest.inputs:
         exists, size = _exists(lake, f.path)
         if not exists:
@@ -196,7 +214,10 @@ def verify_inputs(lake: LakeLocation, manifest: Manifest,
 def write_manifest(manifest: Manifest, out_dir: Path) -> Path:
     """Write ``manifest.json`` (stable key order, indented) into ``out_dir``."""
     path = out_dir / MANIFEST_NAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n")
+    with open(path, "w") as fh:
+        fh.write(manifest.model_dump_json(indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

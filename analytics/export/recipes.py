@@ -83,11 +83,13 @@ _INFERRED = "export_inferred"
 
 def _intent_steps_sql() -> str:
     """The rows of :data:`EXPORT_STEPS`: per session (by its integer key), its first
-    ``$max_prefix`` events as steps, in :data:`EVENT_ORDER`, and the points where the
-    lowest ``session_index`` seen so far drops, each with its time.
+    ``$max_prefix`` events as steps, in :data:`EVENT_ORDER`, the position of its first
+    purchase in that order, and the points where the lowest ``session_index`` seen so far
+    drops, each with its time and position.
 
-    A split's steps are the events before a time (its end, or the session's first
-    purchase), so they are a prefix of this list (``list_filter`` on ``ts``), and its
+    A split's steps are the events before its end (by time) and before the session's first
+    purchase (by position: an event of the same time that comes first is a step), so they
+    are a prefix of this list (``list_filter``), and its
     ``session_index``, the lowest over those events, is the last drop before that time:
     every split reads its sessions from this table, without touching the events again.
     One window (one sort) numbers the events; only the steps and the drops are kept."""
@@ -103,6 +105,7 @@ def _intent_steps_sql() -> str:
                               'ts': derived_ts, 'user_id': user_id, 'search': search,
                               'cart': cart}} END), 'ASC', 'NULLS LAST')[1:$max_prefix]
              AS steps,
+           min(CASE WHEN is_purchase THEN pos END) AS purchase_pos,
            list_filter(list_sort(list(CASE WHEN is_drop THEN
                                         {{'pos': pos, 'ts': derived_ts,
                                           'idx': session_index}} END)),
@@ -113,12 +116,12 @@ def _intent_steps_sql() -> str:
              e.session_index < coalesce(min(e.session_index) OVER (
                {window} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                e.session_index + 1) AS is_drop,
-             {ACTION} AS action,
+             {ACTION} AS action, product_action = 'purchase' AS is_purchase,
              (product_action = 'search' OR search_query IS NOT NULL)::INTEGER AS search,
              {CART_DELTA} AS cart
       FROM ({events}) e JOIN {EXPORT_SESSIONS} s USING (session_id)
     )
-    WHERE pos <= $max_prefix OR is_drop
+    WHERE pos <= $max_prefix OR is_drop OR is_purchase
     GROUP BY skey"""
 
 
@@ -143,7 +146,7 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
                         f"min(derived_ts) AS start FROM {EXPORT_EVENTS} GROUP BY session_id")
         else:
             firsts = "".join(
-                f",\n  arg_min(CASE WHEN {col} IS NOT NULL THEN {{'v': {col}, 'ts': derived_ts}} "
+                f",\n  arg_min(CASE WHEN {col} IS NOT NULL THEN {{'v': {col}, 'k': {ORDER_KEY}}} "
                 f"END, {ORDER_KEY}) AS first_{name}"
                 for name, col in {**SESSION_FEATURES, "anonymous_id": "anonymous_id"}.items())
             # CASE, not FILTER: DuckDB's filtered aggregates took 2.5x as long here.
@@ -154,10 +157,12 @@ def prepare(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> None:
               SELECT session_id, min(derived_ts) AS start,
                 min(CASE WHEN product_action = 'purchase' THEN derived_ts END)
                   AS first_purchase_at,
+                min(CASE WHEN product_action = 'purchase' THEN {ORDER_KEY} END)
+                  AS first_purchase_key,
                 arg_min({_INTENT_ACQUISITION}, {ORDER_KEY}) AS first_acq,
                 arg_min({_INTENT_ACQUISITION},
                         CASE WHEN event_type = 'page' THEN {ORDER_KEY} END) AS page_acq,
-                min(CASE WHEN event_type = 'page' THEN derived_ts END) AS page_at{firsts}
+                min(CASE WHEN event_type = 'page' THEN {ORDER_KEY} END) AS page_key{firsts}
               FROM ({narrow_session_events_sql(_CONTEXT_COLUMNS, inferred=_INFERRED)})
               GROUP BY session_id)""")
             con.execute(f"CREATE TEMP TABLE {EXPORT_STEPS} AS " + _intent_steps_sql(),
@@ -270,26 +275,38 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     events, starts, params = _window(split)
     # What a session's first purchase and landing are among the split's events (those
     # before its end), from the session row: the first purchase counts if it is before
-    # the end; the first page view is the landing when it is a step (before the end and
-    # the purchase), else the first event is. Each context field is its first value in
-    # the steps: the session's first one, if that is a step.
-    bound = "coalesce(s.purchase_at, $split_end)" if split.end is not None else "s.purchase_at"
-    purchase = ("CASE WHEN first_purchase_at < $split_end THEN first_purchase_at END"
-                if split.end is not None else "first_purchase_at")
+    # the end; the first page view is the landing when it is a step (before the end, and
+    # before the purchase in event order), else the first event is. Each context field is
+    # its first value in the steps: the session's first one, if that is a step. Events
+    # are compared with the purchase in EVENT_ORDER (ORDER_KEY, or a step's position), not
+    # by time alone: an event of the purchase's time that comes before it is a step.
+    in_split = "{ts} < $split_end" if split.end is not None else "true"
+    purchase = ("CASE WHEN first_purchase_at < $split_end THEN {col} END"
+                if split.end is not None else "{col}")
+
+    def known(key: str) -> str:
+        """Whether an event (its ORDER_KEY; the time first) is before the split's end and
+        the purchase."""
+        return (f"({key} IS NOT NULL AND {in_split.format(ts=f'{key}[1]')} AND "
+                f"(s.purchase_key IS NULL OR {key} < s.purchase_key))")
+
     firsts = ",\n             ".join(
-        f"CASE WHEN s.first_{name}.ts < {bound} OR {bound} IS NULL "
+        f"CASE WHEN {known(f's.first_{name}.k')} "
         f"THEN s.first_{name}.v END AS {name}" for name in SESSION_FEATURES)
     feature_cols = ", ".join(SESSION_FEATURES)
     acquisition = ", ".join(f"acq.{name} AS {name}" for name in ACQUISITION)
     assert set(ACQUISITION) <= set(ACQUISITION_FIELDS)
-    before = f"{bound} IS NULL OR x.ts < {bound}"
+    before = (f"{in_split.format(ts='x.ts')} AND "
+              f"(s.purchase_key IS NULL OR x.pos < st.purchase_pos)")
     sql = f"""
     WITH ident AS (
       SELECT anonymous_id, arg_max(user_id, {ORDER_KEY}) AS user_id
       FROM {EXPORT_IDENTITIES} WHERE {events} GROUP BY anonymous_id
     ),
     ss AS (
-      SELECT c.*, {purchase} AS purchase_at FROM {EXPORT_SESSIONS} c WHERE {starts}
+      SELECT c.*, {purchase.format(col="first_purchase_at")} AS purchase_at,
+             {purchase.format(col="first_purchase_key")} AS purchase_key
+      FROM {EXPORT_SESSIONS} c WHERE {starts}
     ),
     -- The split's steps of a session: its listed steps before the purchase and the end.
     cut AS (
@@ -299,11 +316,10 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     ),
     s AS (
       SELECT s.session_id, s.start, s.purchase_at IS NOT NULL AS purchased, s.steps,
-             CASE WHEN s.first_anonymous_id.ts < {bound} OR {bound} IS NULL
+             CASE WHEN {known("s.first_anonymous_id.k")}
                   THEN s.first_anonymous_id.v END AS anonymous_id,
              s.session_index,
-             CASE WHEN s.page_at < {bound} OR (s.page_at IS NOT NULL AND {bound} IS NULL)
-                  THEN s.page_acq
+             CASE WHEN {known("s.page_key")} THEN s.page_acq
                   ELSE s.first_acq END AS acq,
              {firsts}
       FROM cut AS s WHERE len(s.steps) > 0
@@ -323,7 +339,7 @@ def intent_query(split: Split, max_prefix: int) -> Query:
     )
     SELECT session_id, anonymous_id,
            list_filter(user_ids[1:k], lambda u: u IS NOT NULL)[-1] AS user_id,
-           coalesce(known_user_id, list_filter(user_ids, lambda u: u IS NOT NULL)[-1])
+           coalesce(list_filter(user_ids, lambda u: u IS NOT NULL)[-1], known_user_id)
              AS stitched_user_id,
            session_index, start, k AS prefix_length,
            list_transform(steps[1:k], lambda x: x.action) AS actions,

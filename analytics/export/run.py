@@ -8,15 +8,21 @@ the lake meanwhile change nothing.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from analytics.connect import connect
+from analytics.export.columns import written_as
 from analytics.export.errors import ExportError, NotReproducedError
 from analytics.export.manifest import (
+    MANIFEST_NAME,
     InputFile,
     Manifest,
     OutputFile,
@@ -32,8 +38,7 @@ from analytics.export.manifest import (
 from analytics.export.progress import Progress
 from analytics.export.recipes import Query, prepare, recipe_query
 from analytics.export.spec import EXTENSIONS, ExportFormat, ExportSpec, Split
-from analytics.export.writers import write_batches
-from analytics.output import as_json_text, is_nested
+from analytics.export.writers import unwritable_field, write_batches
 from analytics.readonly import check_read_only
 from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
@@ -58,32 +63,24 @@ def open_pinned(lake: LakeLocation, spec: ExportSpec, inputs: list[InputFile],
 
 
 def formatted(con: duckdb.DuckDBPyConnection, query: Query, fmt: ExportFormat | None) -> str:
-    """The split's SQL, totally ordered, shaped for ``fmt`` (None: Arrow, as for parquet)."""
-    base = f"SELECT * FROM ({query.sql}) AS x"
-    order = query.order_by
+    """The split's SQL, totally ordered, shaped for ``fmt`` (None: Arrow, as for parquet).
+
+    The rows are ordered by the query's own values (its order keys, or all its columns),
+    then shaped (columns.py: JSON text, NaN as null...): ordering the shaped values instead
+    would sort a list by its JSON text, or a JSON line by its characters. Projections keep
+    the order (preserve_insertion_order)."""
+    source = f"({query.sql}) AS x"
+    if query.order_by is not None:
+        source = f"(SELECT * FROM {source} ORDER BY {query.order_by}) AS x"
+    rel = con.sql(f"SELECT * FROM {source}", params=query.params or None)
+    repl = {name: sql for name, kind in zip(rel.columns, rel.types, strict=True)
+            if (sql := written_as(name, kind, fmt)) is not None}
+    if repl:
+        items = ", ".join(f"{sql} AS {quote_ident(name)}" for name, sql in repl.items())
+        source = f"(SELECT * REPLACE ({items}) FROM {source}) AS x"
     if fmt == "jsonl":
-        # JSON has no NaN or infinity (DuckDB would write them bare): null, as `driftnet sql
-        # --format json` writes them.
-        rel = con.sql(base, params=query.params or None)
-        floats = [c for c, t in zip(rel.columns, rel.types, strict=True)
-                  if str(t) in ("DOUBLE", "FLOAT")]
-        source = f"({query.sql}) AS x"
-        if floats:
-            repl = ", ".join(f"CASE WHEN isfinite({quote_ident(c)}) THEN {quote_ident(c)} END "
-                             f"AS {quote_ident(c)}" for c in floats)
-            source = f"(SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x) AS x"
-        # ORDER BY ALL over one JSON text column is still a total order of the rows.
-        if order is None:
-            return f"SELECT to_json(x)::VARCHAR AS line FROM {source}"
-        keys = "line" if order == "ALL" else ", ".join(f"x.{k.strip()}" for k in order.split(","))
-        return f"SELECT to_json(x)::VARCHAR AS line FROM {source} ORDER BY {keys}"
-    if fmt == "csv":
-        rel = con.sql(base, params=query.params or None)
-        nested = [c for c, t in zip(rel.columns, rel.types, strict=True) if is_nested(str(t))]
-        if nested:
-            repl = ", ".join(as_json_text(c) for c in nested)
-            base = f"SELECT * REPLACE ({repl}) FROM ({query.sql}) AS x"
-    return base if order is None else f"{base} ORDER BY {order}"
+        return f"SELECT to_json(x)::VARCHAR AS line FROM {source}"
+    return f"SELECT * FROM {source}"
 
 
 def split_tables(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> dict[str, pa.Table]:
@@ -96,8 +93,14 @@ def split_tables(con: duckdb.DuckDBPyConnection, spec: ExportSpec) -> dict[str, 
     return out
 
 
+STAGING_PREFIX = ".partial-"
+"""An export is written into a hidden directory of this prefix inside the output
+directory, and moved into place only once complete (and, for a reproduction, identical)."""
+
+
 def _prepare(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+    if (out_dir.exists() and not overwrite
+            and any(not p.name.startswith(STAGING_PREFIX) for p in out_dir.iterdir())):
         raise ExportError("output directory is not empty (use --overwrite)", out=str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -106,10 +109,12 @@ def _write_split(con: duckdb.DuckDBPyConnection, spec: ExportSpec, split: Split,
                  progress: Progress) -> OutputFile:
     q = recipe_query(spec, split)
     path = out_dir / f"{split.name}{EXTENSIONS[spec.format]}"
+    schema: list[pa.Schema] = []
 
     def work(on_rows: object) -> OutputFile:
         sql = formatted(con, q, spec.format)
         reader = con.sql(sql, params=q.params or None).to_arrow_reader(BATCH_ROWS)
+        schema.append(reader.schema)
         written = write_batches(reader, spec.format, path, on_rows)
         return OutputFile(split=split.name, file=path.name, start=_iso(split.start),
                           end=_iso(split.end), rows=written.rows, bytes=written.bytes,
@@ -120,20 +125,71 @@ def _write_split(con: duckdb.DuckDBPyConnection, spec: ExportSpec, split: Split,
     except duckdb.Error as exc:
         raise ExportError(f"export query failed: {exc}", recipe=spec.recipe,
                           split=split.name) from exc
+    except pa.ArrowException as exc:
+        culprit = unwritable_field(schema[0], spec.format) if schema else None
+        what = (f"column {culprit.name!r} of type {culprit.type}" if culprit is not None
+                else "a value")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"cannot write {what} as {spec.format}: {reason} (convert it in "
+                          f"the query, e.g. to text)", recipe=spec.recipe,
+                          split=split.name) from exc
+
+
+def _publish(staging: Path, out_dir: Path, manifest: Manifest) -> None:
+    """Move a complete export from ``staging`` into ``out_dir``, the manifest last.
+
+    The split files an earlier export in ``out_dir`` listed and this one does not (another
+    split or format) are removed, so the directory holds one export. The old manifest goes
+    first: a crash midway leaves no manifest describing files it does not match."""
+    old = out_dir / MANIFEST_NAME
+    earlier: set[str] = set()
+    if old.is_file():
+        try:
+            earlier = {o.file for o in read_manifest(old).outputs}
+        except ExportError:
+            earlier = set()
+    ours = {f"{name}{ext}" for name in ("all", "train", "valid", "test")
+            for ext in EXTENSIONS.values()}
+    old.unlink(missing_ok=True)
+    for out in manifest.outputs:
+        os.replace(staging / out.file, out_dir / out.file)
+    for name in (earlier & ours) - {o.file for o in manifest.outputs}:
+        (out_dir / name).unlink(missing_ok=True)
+    os.replace(staging / MANIFEST_NAME, old)
+
+
+def _check_reproduced(expected: Manifest, new: Manifest) -> None:
+    before = {o.split: o for o in expected.outputs}
+    if set(before) != {o.split for o in new.outputs}:
+        raise NotReproducedError("reproduced splits differ from the manifest's; nothing was "
+                                 "written", expected=sorted(before),
+                                 actual=[o.split for o in new.outputs])
+    for out in new.outputs:
+        was = before[out.split]
+        if (was.sha256, was.rows) != (out.sha256, out.rows):
+            raise NotReproducedError("reproduced file differs from the manifest; nothing was "
+                                     "written", split=out.split,
+                                     expected_sha256=was.sha256, actual_sha256=out.sha256,
+                                     expected_rows=was.rows, actual_rows=out.rows)
 
 
 def run_export(lake: str | Path | LakeLocation, spec: ExportSpec, out_dir: Path, *,
                pinned: tuple[list[TableVersion], list[InputFile]] | None = None,
                overwrite: bool = False, progress: Progress | None = None,
-               memory_limit: str | None = None) -> Manifest:
+               memory_limit: str | None = None, expected: Manifest | None = None) -> Manifest:
     """Export ``spec`` from ``lake`` into ``out_dir``; return (and write) the manifest.
 
     ``pinned`` (table versions and input files of an earlier manifest) replaces the tables'
     current versions. ``memory_limit`` (DuckDB syntax, e.g. ``4GB``) makes DuckDB spill
-    earlier; it does not change the output, so it is not part of the spec.
+    earlier; it does not change the output, so it is not part of the spec. With
+    ``expected`` (the manifest being reproduced), the outputs must be identical to its
+    own, else NotReproducedError. Files are written into a hidden directory in ``out_dir``
+    and moved into place only once complete (and identical): a failed export leaves
+    ``out_dir`` as it was.
     """
     location = LakeLocation.parse(lake)
     progress = progress or Progress()
+    created = not out_dir.exists()
     _prepare(out_dir, overwrite)
     if pinned is None:
         tables = tables_read(spec)
@@ -141,24 +197,40 @@ def run_export(lake: str | Path | LakeLocation, spec: ExportSpec, out_dir: Path,
         with progress.bytes_bar("checksum inputs", total) as bar:
             pinned = list_inputs(location, spec.tenant, tables, bar.update)
     versions, inputs = pinned
-    con = open_pinned(location, spec, inputs, memory_limit)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
     try:
-        if spec.query is not None:
-            check_read_only(con, spec.query)
-        outputs = [_write_split(con, spec, split, out_dir, progress) for split in spec.splits()]
-    finally:
-        con.close()
-    manifest = Manifest(tenant=spec.tenant, recipe=spec.recipe, parameters=spec,
-                        lake=location.uri, tables=versions, inputs=inputs, outputs=outputs,
-                        code=current_code())
-    write_manifest(manifest, out_dir)
+        con = open_pinned(location, spec, inputs, memory_limit)
+        try:
+            if spec.query is not None:
+                check_read_only(con, spec.query)
+            outputs = [_write_split(con, spec, split, staging, progress)
+                       for split in spec.splits()]
+        finally:
+            con.close()
+        manifest = Manifest(tenant=spec.tenant, recipe=spec.recipe, parameters=spec,
+                            lake=location.uri, tables=versions, inputs=inputs,
+                            outputs=outputs, code=current_code())
+        if expected is not None:
+            _check_reproduced(expected, manifest)
+        write_manifest(manifest, staging)
+        _publish(staging, out_dir, manifest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there
+                out_dir.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
 def reproduce(manifest_path: Path, out_dir: Path, *, lake: str | Path | None = None,
               overwrite: bool = False, progress: Progress | None = None,
               memory_limit: str | None = None) -> Manifest:
-    """Re-run a manifest; raise unless the inputs are unchanged and the outputs identical."""
+    """Re-run a manifest; raise unless the inputs are unchanged and the outputs identical.
+
+    Nothing is written to ``out_dir`` unless every output is identical (so reproducing
+    into the manifest's own directory with ``overwrite`` can never replace it)."""
     old = read_manifest(manifest_path)
     root = LakeLocation.parse(lake or old.lake)
     progress = progress or Progress()
@@ -168,17 +240,9 @@ def reproduce(manifest_path: Path, out_dir: Path, *, lake: str | Path | None = N
     if code != old.code:
         print(f"driftnet: warning: code versions differ from the manifest ({old.code} now "
               f"{code}); the bytes may differ", file=sys.stderr)
-    new = run_export(root, old.parameters, out_dir, pinned=(old.tables, old.inputs),
-                     overwrite=overwrite, progress=progress, memory_limit=memory_limit)
-    before = {o.split: o for o in old.outputs}
-    for out in new.outputs:
-        was = before.get(out.split)
-        if was is None or (was.sha256, was.rows) != (out.sha256, out.rows):
-            raise NotReproducedError("reproduced file differs from the manifest",
-                                     split=out.split, file=str(out_dir / out.file),
-                                     expected_sha256=was.sha256 if was else None,
-                                     actual_sha256=out.sha256)
-    return new
+    return run_export(root, old.parameters, out_dir, pinned=(old.tables, old.inputs),
+                      overwrite=overwrite, progress=progress, memory_limit=memory_limit,
+                      expected=old)
 
 
 def tables_of_manifest(manifest_path: Path, lake: str | Path | None = None

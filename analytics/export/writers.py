@@ -2,9 +2,9 @@
 
 Parquet settings are fixed here (zstd level 3, fixed row-group size cut independently of
 how DuckDB batches its output, format 2.6, statistics on) so a file depends only on its
-rows and the pyarrow version (recorded in the manifest). CSV cannot hold lists: list
-columns are written as JSON text. JSON Lines rows are rendered by DuckDB's ``to_json``
-(set-at-a-time, not per row in Python) before they reach this module.
+rows and the pyarrow version (recorded in the manifest). Columns a format cannot hold
+(CSV: lists, blobs...) and JSON Lines rows (DuckDB's ``to_json``) are shaped in SQL,
+set-at-a-time, before they reach this module (columns.py).
 """
 
 from __future__ import annotations
@@ -75,6 +75,31 @@ def write_batches(reader: pa.RecordBatchReader, fmt: ExportFormat, path: Path,
     ``on_rows(n)``, when given, is called after each chunk with the rows just written.
     """
     tmp = path.with_name(path.name + ".tmp")
+    try:
+        rows = _write(reader, fmt, tmp, on_rows)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return Written(path, rows, path.stat().st_size, sha256_file(path))
+
+
+def unwritable_field(schema: pa.Schema, fmt: ExportFormat) -> pa.Field | None:
+    """The first column of ``schema`` whose type ``fmt`` cannot hold (None: none is known
+    to fail; a value can still, e.g. bytes that are no UTF-8 in CSV)."""
+    for field in schema:
+        try:
+            if fmt == "parquet":
+                pq.ParquetWriter(pa.BufferOutputStream(), pa.schema([field])).close()
+            elif fmt == "csv":
+                one = pa.table([pa.nulls(1, field.type)], schema=pa.schema([field]))
+                pacsv.write_csv(one, pa.BufferOutputStream())
+        except pa.ArrowException:
+            return field
+    return None
+
+
+def _write(reader: pa.RecordBatchReader, fmt: ExportFormat, tmp: Path, on_rows: object) -> int:
     rows = 0
     with open(tmp, "wb") as fh:
         if fmt == "parquet":
@@ -101,5 +126,4 @@ def write_batches(reader: pa.RecordBatchReader, fmt: ExportFormat, path: Path,
                     on_rows(batch.num_rows)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return Written(path, rows, path.stat().st_size, sha256_file(path))
+    return rows

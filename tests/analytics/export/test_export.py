@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -18,7 +20,12 @@ from analytics.export import (
     reproduce_from_manifest,
     tables_from_manifest,
 )
-from analytics.export.errors import ExportSpecError, InputChangedError
+from analytics.export.errors import (
+    ExportError,
+    ExportSpecError,
+    InputChangedError,
+    NotReproducedError,
+)
 from analytics.export.manifest import read_manifest
 from driftnet.cli import main
 from schemas.version import PIPELINE_VERSION
@@ -377,3 +384,233 @@ def test_jsonl_writes_json_csv_names_any_column(tmp_path: Path) -> None:
     header, first, _ = (out / "csv" / "all.csv").read_text().splitlines()
     assert header == '"event_id","amount","nan","say ""hi""","pair"'
     assert first.endswith(',"[""Product Viewed""]","[1,2]"'), first
+
+
+def test_a_manifest_naming_a_file_out_of_scope_learns_nothing_about_it(
+        lake: Path, tmp_path: Path) -> None:
+    """Out-of-scope inputs are refused before any file is looked at: the error names
+    neither size nor checksum (another tenant's file, a file outside the lake, an absolute
+    path, a NUL, another table's scope)."""
+    export_to_dir(lake, _spec(), tmp_path / "a")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    globex = next((lake / "events/tenant=globex").rglob("*.parquet")).relative_to(lake)
+    original = json.loads((tmp_path / "a/manifest.json").read_text())
+    for n, (table, path) in enumerate([
+            ("events", globex.as_posix()), ("events", "../secret.txt"),
+            ("events", str(secret)), ("events", "events/tenant=acme/\0x"),
+            ("events", "events/tenant=acme/../tenant=globex/x.parquet"),
+            ("raw", original["inputs"][0]["path"])]):
+        crafted = json.loads(json.dumps(original))
+        crafted["inputs"].append({"table": table, "path": path,
+                                  "bytes": secret.stat().st_size, "sha256": "0" * 64})
+        path_to = tmp_path / f"crafted{n}.json"
+        path_to.write_text(json.dumps(crafted))
+        with pytest.raises(TenantScopeError, match="outside the scope") as err:
+            reproduce_from_manifest(path_to, tmp_path / f"out{n}")
+        assert "actual" not in str(err.value)
+        with pytest.raises(TenantScopeError):
+            tables_from_manifest(path_to)
+        result = CliRunner().invoke(main, ["export", "--from-manifest", str(path_to),
+                                           "--out", str(tmp_path / f"cli{n}")])
+        assert result.exit_code == 1 and "outside the scope" in result.output
+        assert "Traceback" not in result.output and "actual" not in result.output
+
+
+def test_a_manifest_at_odds_with_itself_or_of_another_version_is_refused(
+        lake: Path, tmp_path: Path) -> None:
+    export_to_dir(lake, _spec(), tmp_path / "a")
+    original = json.loads((tmp_path / "a/manifest.json").read_text())
+    for n, (key, value, why) in enumerate([("tenant", "globex", "differ"),
+                                           ("recipe", "intent", "differ"),
+                                           ("manifest_version", 999, "manifest_version")]):
+        crafted = {**original, key: value}
+        path = tmp_path / f"m{n}.json"
+        path.write_text(json.dumps(crafted))
+        with pytest.raises(ExportError, match=why):
+            read_manifest(path)
+
+
+def _strict_json(line: str) -> Any:
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is no JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_non_finite_numbers_inside_lists_structs_and_maps_are_null_in_json(
+        tmp_path: Path) -> None:
+    write_events(tmp_path, [event(minute=0)])
+    query = ("SELECT ['NaN'::DOUBLE, 1.5, 'inf'::DOUBLE] AS l, "
+             "{'a': 'NaN'::DOUBLE, 'b': '-inf'::FLOAT, 'c': [{'d': 'inf'::DOUBLE}]} AS s, "
+             "map(['k', 'j'], ['nan'::DOUBLE, 2.0]) AS m, "
+             "['-inf'::DOUBLE, 3.0]::DOUBLE[2] AS pair FROM events")
+    expected = {"l": [None, 1.5, None], "s": {"a": None, "b": None, "c": [{"d": None}]},
+                "m": {"k": None, "j": 2.0}, "pair": [None, 3.0]}
+    for fmt in ("jsonl", "csv"):
+        export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                           format=fmt), tmp_path / fmt)
+    (line,) = (tmp_path / "jsonl/all.jsonl").read_text().splitlines()
+    assert _strict_json(line) == expected
+    (row,) = pacsv.read_csv(tmp_path / "csv/all.csv").to_pylist()
+    assert {k: _strict_json(v) for k, v in row.items()} == expected
+
+
+def test_sql_rows_are_ordered_by_their_values_in_every_format(tmp_path: Path) -> None:
+    """By all columns, as Parquet orders them: not by a JSON line's or cell's text (where
+    "10" sorts before "9" and [10] before [9])."""
+    write_events(tmp_path, [event(minute=m, quantity=q)
+                            for m, q in [(0, 9), (1, 10), (2, 100), (3, -5)]])
+    query = "SELECT quantity::INTEGER AS n, [quantity::INTEGER] AS l FROM events"
+    for fmt in ("parquet", "jsonl", "csv"):
+        export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                           format=fmt), tmp_path / fmt)
+    ordered = [-5, 9, 10, 100]
+    assert pq.read_table(tmp_path / "parquet/all.parquet").column("n").to_pylist() == ordered
+    lines = (tmp_path / "jsonl/all.jsonl").read_text().splitlines()
+    assert [_strict_json(line)["n"] for line in lines] == ordered
+    csv_rows = pacsv.read_csv(tmp_path / "csv/all.csv").to_pylist()
+    assert [r["n"] for r in csv_rows] == ordered
+    assert [r["l"] for r in csv_rows] == [f"[{n}]" for n in ordered]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
+def test_types_a_format_cannot_hold_are_written_as_documented(tmp_path: Path, fmt: str) -> None:
+    """INTERVAL as text everywhere; BLOB as base64 in CSV and JSON Lines; BIT and BIGNUM
+    as text in CSV; UNION as JSON text in Parquet and CSV."""
+    write_events(tmp_path, [event(minute=0)])
+    query = ("SELECT INTERVAL '1 month 2 days 3 seconds' AS i, '\\xAA\\x00b'::BLOB AS b, "
+             "'0101'::BIT AS bit, 123456789012345678901234567890::VARINT AS big, "
+             "union_value(k := 7) AS u FROM events")
+    export_to_dir(tmp_path, ExportSpec(tenant="acme", recipe="sql", query=query,
+                                       format=fmt), tmp_path / "out")  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"all.{fmt}",
+                                                                     "manifest.json"]
+    if fmt == "parquet":
+        (row,) = pq.read_table(tmp_path / "out/all.parquet").to_pylist()
+        assert (row["i"], row["b"], row["u"]) == ("1 month 2 days 00:00:03", b"\xaa\x00b",
+                                                  '{"k":7}')
+    elif fmt == "csv":
+        as_text = pacsv.ConvertOptions(column_types={"bit": pa.string(), "big": pa.string()})
+        (row,) = pacsv.read_csv(tmp_path / "out/all.csv", convert_options=as_text).to_pylist()
+        assert row == {"i": "1 month 2 days 00:00:03", "b": "qgBi", "bit": "0101",
+                       "big": "123456789012345678901234567890", "u": '{"k":7}'}
+    else:
+        (line,) = (tmp_path / "out/all.jsonl").read_text().splitlines()
+        assert _strict_json(line) == {"i": "1 month 2 days 00:00:03", "b": "qgBi",
+                                      "bit": "0101", "big": 123456789012345678901234567890,
+                                      "u": {"k": 7}}
+
+
+def _tampered(manifest_path: Path) -> None:
+    """The manifest as another DuckDB or pyarrow would have recorded it: other bytes."""
+    data = json.loads(manifest_path.read_text())
+    data["outputs"][0]["sha256"] = "f" * 64
+    manifest_path.write_text(json.dumps(data, indent=2))
+
+
+def test_a_failed_reproduction_writes_nothing_and_never_replaces_the_original(
+        lake: Path, tmp_path: Path) -> None:
+    original = tmp_path / "orig"
+    export_to_dir(lake, _spec(), original)
+    _tampered(original / "manifest.json")
+    before = {p.name: p.read_bytes() for p in original.iterdir()}
+    with pytest.raises(NotReproducedError, match="nothing was written"):
+        reproduce_from_manifest(original / "manifest.json", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    with pytest.raises(NotReproducedError):
+        reproduce_from_manifest(original / "manifest.json", original, overwrite=True)
+    assert {p.name: p.read_bytes() for p in original.iterdir()} == before
+    result = CliRunner().invoke(main, ["export", "--from-manifest",
+                                       str(original / "manifest.json"), "--out",
+                                       str(original), "--overwrite", "--no-progress"])
+    assert result.exit_code == 1 and "differs" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in original.iterdir()} == before
+
+
+def test_a_column_no_writer_holds_is_a_one_line_error_and_leaves_nothing(
+        lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    result = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql", "--no-progress",
+        "--out", str(out), "--query", "SELECT 1 AS n, [INTERVAL 1 DAY] AS waits FROM events"])
+    assert result.exit_code == 1, result.output
+    assert "'waits'" in result.output and "interval" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []          # no *.tmp, no manifest: the next run can start
+    again = CliRunner().invoke(main, [
+        "export", "--lake", str(lake), "--tenant", "acme", "--recipe", "sql", "--no-progress",
+        "--out", str(out), "--query", "SELECT 1 AS n FROM events"])
+    assert again.exit_code == 0, again.output
+
+
+def test_overwrite_leaves_only_the_new_exports_files(lake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    export_to_dir(lake, _spec(), out)
+    (out / "notes.txt").write_text("mine")
+    manifest = export_to_dir(lake, ExportSpec(tenant="acme", recipe="sessions", format="csv"),
+                             out, overwrite=True)
+    assert [o.file for o in manifest.outputs] == ["all.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]
+    reproduce_from_manifest(out / "manifest.json", out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["all.csv", "manifest.json", "notes.txt"]
+
+
+def test_intent_stitches_a_session_to_its_own_user_before_the_devices_later_one(
+        tmp_path: Path) -> None:
+    """One device, two people: u1 signs in in S1, u2 in a later S2. S1's stitched user is
+    its own (as in `sessions` and the sessions view), not whom the device was identified as
+    last."""
+    d = {"anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, session_id="S1", event_name="Signed In", user_id="u1", **d),
+        event(minute=1, session_id="S1", product_id="p1", product_action="view", user_id="u1",
+              **d),
+        event(minute=100, session_id="S2", event_name="Signed In", user_id="u2", **d),
+        event(minute=101, session_id="S2", product_id="p2", product_action="view",
+              user_id="u2", **d),
+    ])
+    for recipe in ("intent", "sessions"):
+        rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe=recipe))["all"]  # type: ignore[arg-type]
+        assert {(r["session_id"], r["stitched_user_id"]) for r in rows.to_pylist()} == {
+            ("S1", "u1"), ("S2", "u2")}, recipe
+
+
+def test_intent_steps_are_the_events_before_the_purchase_in_event_order(
+        tmp_path: Path) -> None:
+    """Events sent in one batch share a time: those before the purchase in event order
+    (lineage) are steps, with their context and landing page; those after it are not."""
+    s = {"session_id": "s", "anonymous_id": "d1"}
+    write_events(tmp_path, [
+        event(minute=0, product_id="p1", product_action="view", source_offset=1, **s),
+        event(minute=5, event_type="page", event_name="page_view", page_path="/cart",
+              utm_source="mail", source_offset=99, **s),
+        event(minute=5, event_name="Product Added", product_id="p1", product_action="add",
+              price=3.0, ua_device="tablet", source_offset=100, **s),
+        event(minute=5, event_name="Order Completed", product_action="purchase",
+              source_offset=101, **s),
+        event(minute=5, event_name="Product Added", product_id="p2", product_action="add",
+              price=7.0, ua_os="after", source_offset=102, **s),
+    ])
+    rows = export_tables(tmp_path, ExportSpec(tenant="acme", recipe="intent"))["all"]
+    by = {r["prefix_length"]: r for r in rows.to_pylist()}
+    assert by[3]["actions"] == ["view", "page_view", "add"] and sorted(by) == [1, 2, 3]
+    assert [by[k]["cart_value"] for k in (1, 2, 3)] == [0, 0, 3.0]
+    assert {(r["device"], r["os"], r["utm_source"], r["landing_path"], r["purchased"])
+            for r in by.values()} == {("tablet", None, "mail", "/cart", True)}
+
+
+def test_from_manifest_refuses_every_parameter_given_with_it(lake: Path, tmp_path: Path) -> None:
+    """--format and --max-prefix have defaults, yet typed with --from-manifest they were
+    silently ignored."""
+    export_to_dir(lake, _spec("intent"), tmp_path / "a")
+    base = ["export", "--from-manifest", str(tmp_path / "a/manifest.json"), "--no-progress"]
+    for n, extra in enumerate([["--format", "csv"], ["--format", "parquet"],
+                               ["--max-prefix", "5"], ["--max-prefix", "20"],
+                               ["--tenant", "acme"], ["-p", "a=b"]]):
+        result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / f"o{n}"), *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        flag = "--param" if extra[0] == "-p" else extra[0]
+        assert f"drop {flag}" in result.output and not (tmp_path / f"o{n}").exists()
+    ok = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--memory-limit", "1GB"])
+    assert ok.exit_code == 0, ok.output

@@ -11,6 +11,7 @@
   "use strict";
   var VERSION = "1.0.0";
   var COOKIE = "_dn_id";
+  if (w.dn && w.dn.version) return;  // loaded twice: the first copy and its queue stay
   var MAX_QUEUE = 500;       // events kept while the collector is unreachable
   var BATCH = 20;            // events per request
   var MAX_BODY = 400000;     // bytes per request: the collector takes 500 KB (max_request_bytes)

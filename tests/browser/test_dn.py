@@ -511,3 +511,15 @@ def test_batches_are_cut_below_the_collectors_request_limit(
         [f"run={run}"])
     assert quarantined == [("size",)]
 
+def test_a_second_copy_of_dn_js_leaves_the_first_in_place(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    page, run = shop
+    page.goto(collector_url(pages, run, collector, flushMs=100))
+    loaded(page)
+    first = page.evaluate_handle("() => window.dn")
+    page.add_script_tag(url=f"{collector.url}/dn/{build().version}.js")  # a tag manager's copy
+    assert page.evaluate("first => window.dn === first", first)
+    page.evaluate("dn('track', 'After Second Copy')")
+    got = rows(collector, run, 2, "event_name <> 'Page Engaged'")
+    assert [r["event_name"] for r in got] == ["page_view", "After Second Copy"]
+

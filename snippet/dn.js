@@ -179,12 +179,12 @@
     }
   }
 
-  function page(name, props) {
+  function page(name, props, at) {
     var p = {}, k;
     current = here();
     for (k in current) p[k] = current[k];
     for (k in props) p[k] = props[k];
-    send("page", name ? { name: name, properties: p } : { properties: p });
+    send("page", name ? { name: name, properties: p } : { properties: p }, at);
   }
 
   function navigated() {
@@ -195,7 +195,7 @@
     if (cfg.auto) page();
   }
 
-  function setConsent(c) {
+  function setConsent(c, at) {
     consent = c;
     if (c && c.analytics && !gpcBlocks()) {
       anon = anon || cookie() || uuid();
@@ -204,7 +204,7 @@
       anon = null;
       cookie("", 0);
     }
-    send("track", { event: "Consent Updated", properties: c });
+    send("track", { event: "Consent Updated", properties: c }, at);
   }
 
   var ECOMMERCE = {
@@ -215,20 +215,20 @@
 
   function call(args, at) {
     var name = args[0];
-    if (name == "init") return init(args[1] || {});
+    if (name == "init") return init(args[1] || {}, at);
     if (!cfg) return held.push([args, at]);
-    if (name == "page") page(args[1], args[2]);
+    if (name == "page") page(args[1], args[2], at);
     else if (name == "track") send("track", { event: String(args[1]), properties: args[2] || {} }, at);
     else if (name == "identify") {
       userId = args[1] == null ? null : String(args[1]);
       send("identify", { traits: args[2] || {} }, at);
     }
-    else if (name == "consent") setConsent(args[1]);
+    else if (name == "consent") setConsent(args[1], at);
     else if (ECOMMERCE[name]) send("track", { event: ECOMMERCE[name], properties: typeof args[1] == "string" ? { query: args[1] } : args[1] || {} }, at);
     else if (w.console) console.warn("dn: unknown call " + name);
   }
 
-  function init(o) {
+  function init(o, at) {
     if (cfg) return;
     if (!o.key) throw new Error("dn: init needs {key}");
     cfg = {
@@ -246,7 +246,7 @@
         hist[f] = function () { var r = orig.apply(this, arguments); navigated(); return r; };
       });
       w.addEventListener("popstate", navigated);
-      page();
+      page(0, 0, at);
     }
     d.addEventListener("visibilitychange", function () {
       if (visible()) { shown = Date.now(); }

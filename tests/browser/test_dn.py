@@ -511,6 +511,7 @@ def test_batches_are_cut_below_the_collectors_request_limit(
         [f"run={run}"])
     assert quarantined == [("size",)]
 
+
 def test_a_second_copy_of_dn_js_leaves_the_first_in_place(
         shop: tuple[Page, str], pages: str, collector: Server) -> None:
     page, run = shop
@@ -523,3 +524,28 @@ def test_a_second_copy_of_dn_js_leaves_the_first_in_place(
     got = rows(collector, run, 2, "event_name <> 'Page Engaged'")
     assert [r["event_name"] for r in got] == ["page_view", "After Second Copy"]
 
+
+def test_a_page_view_keeps_the_time_it_was_called_at(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    """The script arrives late: the page view init queued keeps the time of its call, like
+    the product view the page called after init, so it comes first."""
+    page, run = shop
+    released: list[float] = []
+
+    def slow(route: Any) -> None:  # a slow network for the script
+        time.sleep(1.5)
+        released.append(time.time())
+        route.continue_()
+
+    page.route("**/dn/*.js", slow)
+    page.goto(collector_url(pages, run, collector, flushMs=100, product="sku-1"),
+              wait_until="commit")
+    page.wait_for_function("window.dn && window.dn.version", timeout=20_000)
+    rows(collector, run, 2, "event_name <> 'Page Engaged'")
+    (view, view_ts), (product, product_ts) = collector.query(
+        "dnshop", "SELECT event_name, client_ts FROM events_all WHERE contains(page_url, ?) "
+        "AND event_name <> 'Page Engaged' ORDER BY client_ts, event_name DESC",
+        [f"run={run}"])
+    assert (view, product) == ("page_view", "Product Viewed")
+    assert view_ts <= product_ts
+    assert view_ts.timestamp() < released[0] - 1.0

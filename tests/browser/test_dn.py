@@ -451,14 +451,18 @@ def test_a_hidden_page_sends_what_keepalive_allows_then_the_rest(
     assert len({r["event_id"] for r in got}) == 17
 
 
+@pytest.mark.parametrize("keepalive", [True, False], ids=["fetch", "beacon"])
 def test_leaving_with_more_than_keepalive_allows_sends_what_fits(
-        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+        shop: tuple[Page, str], pages: str, collector: Server, keepalive: bool) -> None:
     """A page that closes can hand the browser 64 KB with keepalive (Chromium refuses more):
     the oldest events that fit arrive, in order; before, the one oversized request was
-    refused whole."""
+    refused whole. Without fetch keepalive (Firefox before 133) sendBeacon does the same."""
     page, run = shop
+    if not keepalive:
+        page.add_init_script("delete Request.prototype.keepalive")
     page.goto(collector_url(pages, run, collector, flushMs=60_000))
     loaded(page)
+    assert page.evaluate("'keepalive' in Request.prototype") is keepalive
     page.evaluate(BIG)
     page.evaluate("document.getElementById('leave').click()")
     page.wait_for_url("**/pages/plain.html")

@@ -1,5 +1,6 @@
 /*! dn.js | driftnet | Apache-2.0 */
-// driftnet's own tracker: first-party, cookieless until consent, no event lost on unload.
+// driftnet's own tracker: first-party, cookieless until consent, what is queued sent on
+// hide and unload as far as the browser allows (64 KB of keepalive: docs/snippet.md).
 // Built by snippet/build.mjs into ingest/collector/static/dn.js (docs/snippet.md).
 //
 // Messages follow the Segment spec (docs/protocols.md), batched as

@@ -166,6 +166,9 @@ _ENGAGED_MS = """CASE
   WHEN protocol = 'posthog' AND event_name IN ('$pageview', '$pageleave')
   THEN 1000 * TRY_CAST(json_extract_string(properties, '$."$prev_pageview_duration"')
                        AS DOUBLE)
+  -- dn.js: the visible time since its last report, on `Page Engaged`
+  WHEN protocol = 'dn' AND event_name = 'Page Engaged'
+  THEN TRY_CAST(json_extract_string(properties, '$.engaged_ms') AS DOUBLE)
 END"""
 _PINGS = "protocol = 'snowplow' AND event_type IN ('page', 'page_ping')"
 _PING_MS = f"""list_sum(list_transform(range(2, len(s._ping_ts) + 1), lambda i:

@@ -267,7 +267,7 @@ def test_users_stitch_anonymous_ids_to_the_user_they_turned_out_to_be(tmp_path: 
     assert (orders["o1"]["revenue"], orders["o1"]["currency"]) == (9.0, "EUR")
 
 
-def test_engaged_time_from_page_pings_ga4_and_posthog(tmp_path: Path) -> None:
+def test_engaged_time_from_page_pings_ga4_posthog_and_dn_js(tmp_path: Path) -> None:
     sp = {"session_id": "sp", "protocol": "snowplow"}
     write_events(tmp_path, [
         event(minute=0, event_type="page", event_name="page_view", **sp),
@@ -282,10 +282,19 @@ def test_engaged_time_from_page_pings_ga4_and_posthog(tmp_path: Path) -> None:
               properties='{"$prev_pageview_duration": 42.5}'),
         event(minute=2, session_id="ph", protocol="posthog", event_name="$pageleave",
               properties='{"$prev_pageview_duration": 7.5}'),
+        event(minute=0, session_id="dn", protocol="dn", event_type="page",
+              event_name="page_view"),
+        event(minute=1, session_id="dn", protocol="dn", event_name="Page Engaged",
+              properties='{"engaged_ms": 61500, "url": "https://x/a"}'),
+        event(minute=2, session_id="dn", protocol="dn", event_name="Page Engaged",
+              properties='{"engaged_ms": 3500, "url": "https://x/b"}'),
+        event(minute=3, session_id="dn", protocol="dn", event_name="Other",
+              properties='{"engaged_ms": 99000}'),
         event(minute=0, session_id="none"),
     ])
     s = _sessions(tmp_path)
     assert s["sp"]["engaged_s"] == 75.0
+    assert s["dn"]["engaged_s"] == 65.0
     assert s["ga"]["engaged_s"] == 2.0
     assert s["ph"]["engaged_s"] == 50.0
     assert s["none"]["engaged_s"] is None

@@ -398,3 +398,158 @@ def test_first_party_aliases_behind_the_shops_proxy(shop: tuple[Page, str], page
     assert seen and all(u.startswith(origin + "/") for u in seen), seen
     assert f"{origin}/assets/app-7c1.js" in seen
     assert any(u == f"{origin}/api/v/e" for u in seen)
+
+
+def set_visibility(page: Page, state: str) -> None:
+    """Hide or show the page as a tab switch does (a headless page is never hidden itself):
+    dn.js's own handler runs on the visibilitychange."""
+    page.evaluate("""s => {
+        Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => s});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""", state)
+
+
+BIG = "for (let i = 0; i < 15; i++) dn('track', 'E' + i, {blob: 'x'.repeat(6000)})"
+"""15 events of about 6.7 KB: more than the 64 KB a page may have in flight with keepalive."""
+
+
+def test_events_queued_offline_survive_a_tab_switch(browser: Browser, pages: str,
+                                                     collector: Server) -> None:
+    """Hiding the tab sends the queue at once; offline that fails, and the events go back
+    into the queue and arrive once back online (sendBeacon took them and lost them)."""
+    with shop_context(browser) as (context, run):
+        page = context.new_page()
+        page.goto(collector_url(pages, run, collector, flushMs=100))
+        rows(collector, run, 1)
+        context.set_offline(True)
+        page.evaluate("dn('track', 'Offline One'); dn('track', 'Offline Two')")
+        page.wait_for_timeout(1500)  # the first flush fails and backs off
+        set_visibility(page, "hidden")
+        page.wait_for_timeout(500)
+        set_visibility(page, "visible")
+        context.set_offline(False)
+        got = rows(collector, run, 4)
+    assert [r["event_name"] for r in got] == [
+        "page_view", "Offline One", "Offline Two", "Page Engaged"]
+    assert len({r["event_id"] for r in got}) == 4
+
+
+def test_a_hidden_page_sends_what_keepalive_allows_then_the_rest(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    """More than 64 KB queued when the tab is hidden: what fits goes with keepalive, the rest
+    stays queued and follows (one beacon of everything was refused, and all of it lost)."""
+    page, run = shop
+    page.goto(collector_url(pages, run, collector, flushMs=60_000))  # nothing sent until hidden
+    loaded(page)
+    page.evaluate(BIG)
+    set_visibility(page, "hidden")
+    got = rows(collector, run, 17)
+    assert sorted(r["event_name"] for r in got) == sorted(
+        ["page_view", "Page Engaged", *(f"E{i}" for i in range(15))])
+    assert [r["event_name"] for r in got if r["event_name"].startswith("E")] == [
+        f"E{i}" for i in range(15)]
+    assert len({r["event_id"] for r in got}) == 17
+
+
+@pytest.mark.parametrize("keepalive", [True, False], ids=["fetch", "beacon"])
+def test_leaving_with_more_than_keepalive_allows_sends_what_fits(
+        shop: tuple[Page, str], pages: str, collector: Server, keepalive: bool) -> None:
+    """A page that closes can hand the browser 64 KB with keepalive (Chromium refuses more):
+    the oldest events that fit arrive, in order; before, the one oversized request was
+    refused whole. Without fetch keepalive (Firefox before 133) sendBeacon does the same."""
+    page, run = shop
+    if not keepalive:
+        page.add_init_script("delete Request.prototype.keepalive")
+    page.goto(collector_url(pages, run, collector, flushMs=60_000))
+    loaded(page)
+    assert page.evaluate("'keepalive' in Request.prototype") is keepalive
+    page.evaluate(BIG)
+    page.evaluate("document.getElementById('leave').click()")
+    page.wait_for_url("**/pages/plain.html")
+    drained(collector, run, 8)
+    names = [n for (n,) in collector.query(
+        "dnshop", "SELECT event_name FROM events_all WHERE contains(page_url, ?) AND "
+        "event_name LIKE 'E%' ORDER BY source_offset, source_index, item_index", [f"run={run}"])]
+    assert len(names) >= 7 and names == [f"E{i}" for i in range(len(names))]
+
+
+def test_an_event_json_cannot_write_is_dropped_alone(shop: tuple[Page, str], pages: str,
+                                                     collector: Server) -> None:
+    """A cycle or a BigInt in one event's properties: that event is dropped with a console
+    warning and counted in the next event's context.dropped; the events around it arrive."""
+    page, run = shop
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.goto(collector_url(pages, run, collector, flushMs=300))
+    loaded(page)
+    page.evaluate("""() => {
+        dn('add_to_cart', {product_id: 'sku-1', price: 10, quantity: 1});
+        const p = {product_id: 'sku-2'};
+        p.self = p;
+        dn('track', 'Circular', {p});
+        dn('track', 'Big Number', {n: 10n});
+        dn('track', 'After');
+    }""")
+    got = rows(collector, run, 3, "event_name <> 'Page Engaged'")
+    assert [r["event_name"] for r in got] == ["page_view", "Product Added", "After"]
+    assert got[2]["context"]["dropped"] == 2
+    assert [w.split(":")[:2] for w in warnings] == [
+        ["dn", " dropped Circular"], ["dn", " dropped Big Number"]]
+
+
+def test_batches_are_cut_below_the_collectors_request_limit(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    """20 events of 27 KB (one batch of them is over the collector's 500 KB) all arrive; an
+    event over the 32 KB event limit is still sent, and quarantined with reason size."""
+    page, run = shop
+    page.goto(collector_url(pages, run, collector, flushMs=100))
+    loaded(page)
+    page.evaluate("""() => {
+        for (let i = 0; i < 20; i++) dn('track', 'Big ' + i, {notes: 'x'.repeat(27000)});
+        dn('track', 'Too Big', {notes: 'x'.repeat(40000)});
+    }""")
+    got = rows(collector, run, 21, "event_name <> 'Page Engaged'")
+    assert [r["event_name"] for r in got] == ["page_view", *(f"Big {i}" for i in range(20))]
+    quarantined = collector.query(
+        "dnshop", "SELECT reason FROM quarantine WHERE contains(decode(payload), ?)",
+        [f"run={run}"])
+    assert quarantined == [("size",)]
+
+
+def test_a_second_copy_of_dn_js_leaves_the_first_in_place(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    page, run = shop
+    page.goto(collector_url(pages, run, collector, flushMs=100))
+    loaded(page)
+    first = page.evaluate_handle("() => window.dn")
+    page.add_script_tag(url=f"{collector.url}/dn/{build().version}.js")  # a tag manager's copy
+    assert page.evaluate("first => window.dn === first", first)
+    page.evaluate("dn('track', 'After Second Copy')")
+    got = rows(collector, run, 2, "event_name <> 'Page Engaged'")
+    assert [r["event_name"] for r in got] == ["page_view", "After Second Copy"]
+
+
+def test_a_page_view_keeps_the_time_it_was_called_at(
+        shop: tuple[Page, str], pages: str, collector: Server) -> None:
+    """The script arrives late: the page view init queued keeps the time of its call, like
+    the product view the page called after init, so it comes first."""
+    page, run = shop
+    released: list[float] = []
+
+    def slow(route: Any) -> None:  # a slow network for the script
+        time.sleep(1.5)
+        released.append(time.time())
+        route.continue_()
+
+    page.route("**/dn/*.js", slow)
+    page.goto(collector_url(pages, run, collector, flushMs=100, product="sku-1"),
+              wait_until="commit")
+    page.wait_for_function("window.dn && window.dn.version", timeout=20_000)
+    rows(collector, run, 2, "event_name <> 'Page Engaged'")
+    (view, view_ts), (product, product_ts) = collector.query(
+        "dnshop", "SELECT event_name, client_ts FROM events_all WHERE contains(page_url, ?) "
+        "AND event_name <> 'Page Engaged' ORDER BY client_ts, event_name DESC",
+        [f"run={run}"])
+    assert (view, product) == ("page_view", "Product Viewed")
+    assert view_ts <= product_ts
+    assert view_ts.timestamp() < released[0] - 1.0

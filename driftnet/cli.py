@@ -477,13 +477,15 @@ def status(lake: str, tenant: str | None, tenants_path: Path | None, fmt: str,
 @click.option("--with-linked", is_flag=True, help="Also forget the anonymous ids seen "
               "together with the given user ids.")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+@_tenants_option(required=False)
 def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tuple[str, ...],
-           with_linked: bool, as_json: bool) -> None:
+           with_linked: bool, as_json: bool, tenants_path: Path | None) -> None:
     """Delete one person's rows from raw, events and quarantine, and their session state.
 
     Files holding the person's rows are rewritten without them and the old files deleted
     at once; a receipt (the identifier only as a salted hash) is appended to the lake's
-    audit log (_audit).
+    audit log (_audit). A tenant the lake has no data of is refused (exit 2), unless
+    --tenants lists it.
 
     \b
     Examples:
@@ -499,7 +501,11 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
     ids += [Identifier("user_id", u) for u in user_ids]
     if not ids:
         raise click.UsageError("give --anonymous-id or --user-id")
-    forgetter = Forgetter(LakeLocation.parse(lake),
+    location = LakeLocation.parse(lake)
+    location.must_exist()
+    # A mistyped tenant would get a receipt of nothing removed, which reads as done.
+    _require_known_tenant(lake, tenant, tenants_path)
+    forgetter = Forgetter(location,
                           progress=lambda line: click.echo(line, err=True))
     try:
         receipt = forgetter.forget(tenant, ids, with_linked=with_linked)

@@ -27,7 +27,10 @@ from schemas.errors import ConfigError, toml_file_error, validation_problems
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TENANT_ID = re.compile(TENANT_ID_PATTERN)
-_ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:(\d+|\*))?")
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+# Exact host with an optional port or any port; or a subdomain wildcard with an optional
+# exact port (origin_allowed matches no wildcard host with any port).
+_ORIGIN = re.compile(rf"https?://(?:{_HOST}(:(\d+|\*))?|\*\.{_HOST}(:\d+)?)")
 
 IpMode = Literal["truncate", "hash", "none"]
 """How client IPs are stored: ``truncate`` (IPv4 /24, IPv6 /48), ``hash`` (keyed), or
@@ -53,8 +56,9 @@ class TenantEnrich(BaseModel):
 
     skip: tuple[EnrichStep, ...] = ()
     """Steps not run on this tenant's events (their columns stay as the protocol set them)."""
-    session_timeout_minutes: Annotated[float, Field(gt=0)] | None = None
-    """Inactivity that ends a server-side session, instead of the loader's default."""
+    session_timeout_minutes: Annotated[float, Field(gt=0, le=525_600)] | None = None
+    """Inactivity that ends a server-side session, instead of the loader's default (at most a
+    year)."""
     internal_hosts: tuple[str, ...] = ()
     """Hosts whose referrers count as internal, besides the page's own host."""
 
@@ -112,8 +116,8 @@ class Tenant(BaseModel):
     """How the client IP is anonymised before anything is written to the lake."""
     ip_salt: SecretStr | None = None
     """Secret salt for ``ip_mode = "hash"``; required in that mode."""
-    retention_days: Annotated[int, Field(ge=1)] = 400
-    """Days of data kept in the lake for this tenant."""
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
+    """Days of data kept in the lake for this tenant (at most 36,500: a hundred years)."""
     enrich: TenantEnrich = TenantEnrich()
     """Enrichment overrides for this tenant."""
     snippet: TenantSnippet = TenantSnippet()
@@ -185,6 +189,7 @@ class TenantsFile(BaseModel):
         seen_ids: set[str] = set()
         seen_keys: dict[str, str] = {}
         seen_paths: dict[str, str] = {}
+        seen_salts: dict[str, str] = {}
         for t in tenants:
             if t.id in seen_ids:
                 raise ValueError(f"tenant id {t.id!r} appears twice")
@@ -194,8 +199,16 @@ class TenantsFile(BaseModel):
                 if owner != t.id:
                     # Print the owners, never the key itself.
                     raise ValueError(f"a write key is shared by tenants {owner!r} and {t.id!r}")
-            if t.ip_mode == "hash" and t.ip_salt is None:
-                raise ValueError(f"tenant {t.id!r}: ip_mode 'hash' needs ip_salt")
+            if t.ip_mode == "hash":
+                salt = t.ip_salt.get_secret_value() if t.ip_salt is not None else ""
+                if not salt:
+                    raise ValueError(f"tenant {t.id!r}: ip_mode 'hash' needs a non-empty "
+                                     "ip_salt (an empty key lets anyone reverse the hashes)")
+                other = seen_salts.setdefault(salt, t.id)
+                if other != t.id:
+                    # Equal salts give equal hashes: the tenants' visitors could be linked.
+                    raise ValueError(f"tenants {other!r} and {t.id!r} share an ip_salt; give "
+                                     "each its own")
             for path in (t.snippet.script_path, t.snippet.ingest_path):
                 if path is None:
                     continue
@@ -243,7 +256,7 @@ class Tenants:
 
 def is_tenant_id(value: str) -> bool:
     """True when ``value`` is a syntactically valid tenant id."""
-    return bool(_TENANT_ID.match(value))
+    return bool(_TENANT_ID.fullmatch(value))  # match() let "acme\n" through ($)
 
 
 def load_tenants(path: str | Path) -> Tenants:

@@ -81,6 +81,9 @@ def files(tmp_path: Path) -> Path:
     (["forget", "--lake", "{tmp}/no-such-lake", "--tenant", "acme", "--user-id",
       "someone-12345678"], 1, "lake directory not found"),
     (["compact", "--lake", "{tmp}/no-such-lake"], 1, "lake directory not found"),
+    # a mistyped tenant's empty receipt read as a completed erasure
+    (["forget", "--lake", "{tmp}/lake", "--tenant", "acmee", "--user-id", "u"], 2,
+     "unknown tenant 'acmee'"),
     (["replay", "--lake", "{tmp}/no-such-lake", "--tenants", str(TENANTS), "--tenant", "acme",
       "--from", "2026-01-01", "--to", "2026-01-02"], 1, "lake directory not found"),
 ])

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from driftnet.cli import main
 
-BAD = ["acme/../../..", "*", "../globex", "acme/x", "", "a" * 200]
+BAD = ["acme/../../..", "*", "../globex", "acme/x", "", "a" * 200, "acme\n"]
 
 
 @pytest.mark.parametrize("bad", BAD)

@@ -151,7 +151,7 @@ class CollectorApp:
                                if t.snippet.script_path is not None)
         builtin = script_answers()
         for path in (*self._ingest_aliases, *script_aliases):
-            if path == "/healthz" or path in builtin or find_route(path) is not None:
+            if path in ("/healthz", "/metrics") or path in builtin or find_route(path) is not None:
                 raise ConfigError("a tenant's snippet path is a collector endpoint already; "
                                   "choose another", path=path)
         self._scripts = script_answers(script_aliases)

@@ -82,7 +82,8 @@ class SessionSettings(_Section):
     """sessionize: server-side session ids for events the client sent without one."""
 
     enabled: bool = Field(True, description="Assign session_id and session_index.")
-    timeout_minutes: float = Field(30, gt=0, description="Inactivity that ends a session.")
+    timeout_minutes: float = Field(30, gt=0, le=525_600, description="Inactivity that ends a "
+                                   "session (at most a year).")
     state_retention_days: float = Field(400, gt=0, description="Visitors unseen this long are "
                                         "forgotten (their next visit counts as session 1).")
 

@@ -68,6 +68,22 @@ def test_origin_rules(tmp_path: Path, allowed: str, origin: str, ok: bool) -> No
         ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nallowed_origins = ["shop.example"]\n',
          "must look like"),
         ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nunknown = 1\n', "unknown"),
+        # an empty salt is a key anyone has; a shared one links two tenants' visitors
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nip_mode = "hash"\nip_salt = ""\n',
+         "non-empty ip_salt"),
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nip_mode = "hash"\nip_salt = "s3cret"\n'
+         '[[tenant]]\nid = "b"\nwrite_keys = ["j"]\nip_mode = "hash"\nip_salt = "s3cret"\n',
+         "share an ip_salt"),
+        # values that broke every tenant's loading or maintenance
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\n[tenant.enrich]\n'
+         'session_timeout_minutes = inf\n', "session_timeout_minutes"),
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nretention_days = 1000000\n',
+         "retention_days"),
+        # origins no request could ever match
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nallowed_origins = ["https://*.a.example:*"]\n',
+         "must look like"),
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\nallowed_origins = ["https://-.example"]\n',
+         "must look like"),
         ("not toml [", "not valid TOML"),
     ],
 )

@@ -145,6 +145,7 @@ def test_bad_batches_are_refused_or_quarantined_never_500(dn: Server) -> None:
 @pytest.mark.parametrize(("snippet", "problem"), [
     ('script_path = "/v1/t"', "collector endpoint"),
     ('ingest_path = "/dn.js"', "collector endpoint"),
+    ('ingest_path = "/metrics"', "collector endpoint"),  # answered first: batches lost
     ('ingest_path = "/a/../b"', "absolute URL path"),
     ('script_path = "/x.js"\ningest_path = "/x.js"', "used twice"),
 ])

@@ -129,14 +129,20 @@ SAMPLE: Final = "_discover_sample"
 
 
 def _sampled_events(fraction: float) -> str:
-    """``events``, or the events of a fixed random share of visitors: whole visitors are
-    kept (all their sessions, so inferred sessions and the time since the previous session
-    are what they are in the whole data), chosen by a hash of the visitor id, so the same
-    lake gives the same sample."""
+    """``events``, or the events of a fixed random share of visitors, chosen by a hash of the
+    visitor id, so the same lake gives the same sample. Sessions are kept whole: a session
+    with an id by the visitor of its first event (its later events may name another id, an
+    order only the user id), the events without one by their own visitor (all of them: their
+    inactivity sessions are what they are in the whole data)."""
     if fraction >= 1:
         return "events"
-    return (f"(SELECT * FROM events WHERE hash({VISITOR}) % {SAMPLE_BUCKETS} "
-            f"< {max(1, round(fraction * SAMPLE_BUCKETS))})")
+    kept = f"% {SAMPLE_BUCKETS} < {max(1, round(fraction * SAMPLE_BUCKETS))}"
+    return f"""(
+      SELECT * FROM events WHERE session_id IS NULL AND hash({VISITOR}) {kept}
+      UNION ALL BY NAME
+      SELECT * FROM events WHERE session_id IN (
+        SELECT session_id FROM events WHERE session_id IS NOT NULL GROUP BY session_id
+        HAVING hash(arg_min({VISITOR}, {ORDER_KEY})) {kept}))"""
 
 
 def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
@@ -194,10 +200,18 @@ def build(con: duckdb.DuckDBPyConnection, features: Sequence[FieldStats],
       SELECT session_id, any_value(t_at) IS NOT NULL AS y, min(derived_ts) AS s_start,
              arg_min(visitor, {ORDER_KEY}) AS visitor{behaviour}{firsts}
       FROM ev GROUP BY session_id
+    ),
+    -- every session in scope, those that start with the target too: they are the previous
+    -- session of the visitor's next one, though they have no prefix
+    starts AS (
+      SELECT session_id, epoch(s_start - lag(s_start) OVER (
+               PARTITION BY visitor ORDER BY s_start, session_id)) AS since_previous_session_s
+      FROM (SELECT session_id, min(derived_ts) AS s_start,
+                   arg_min(visitor, {ORDER_KEY}) AS visitor
+            FROM {EVENTS} GROUP BY session_id)
     )
-    SELECT *, epoch(s_start - lag(s_start) OVER (PARTITION BY visitor ORDER BY s_start,
-                                                  session_id)) AS since_previous_session_s
-    FROM s""", {"event": opts.event} if opts.event is not None and exprs else {})
+    SELECT s.*, starts.since_previous_session_s FROM s JOIN starts USING (session_id)""",
+                {"event": opts.event} if opts.event is not None and exprs else {})
     # ($event is named only by the fields' first values: with no field, it is not there.)
     (excluded,), = con.execute(f"SELECT count(*) FROM {TARGETS} WHERE session_id NOT IN "
                                f"(SELECT session_id FROM {TABLE})").fetchall()

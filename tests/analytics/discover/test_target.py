@@ -290,9 +290,12 @@ def test_time_since_the_previous_session_is_the_same_visitors(tmp_path: Path) ->
                              ("b1", 0, {"anonymous_id": "bob"}),
                              ("b2", 45, {"anonymous_id": None, "user_id": "bob"}),
                              ("v1", 0, {"anonymous_id": "v1"}),
-                             ("v2", 60, {"anonymous_id": "v1"})):
-        rows.append(event(minute=minute, session_id=sid, product_id="p", product_action="view",
-                          **ids))
+                             ("v2", 60, {"anonymous_id": "v1"}),
+                             ("w0", 0, {"anonymous_id": "w"}),   # starts with the purchase
+                             ("w1", 60, {"anonymous_id": "w"})):
+        if sid != "w0":
+            rows.append(event(minute=minute, session_id=sid, product_id="p",
+                              product_action="view", **ids))
         rows.append(event(minute=minute + 1, session_id=sid, product_action="purchase",
                           order_id=f"o-{sid}", **ids))
     write_events(tmp_path, rows)
@@ -300,4 +303,25 @@ def test_time_since_the_previous_session_is_the_same_visitors(tmp_path: Path) ->
         prefix.build(con, [], DiscoverOptions(target="purchase"))
         got = dict(con.execute(f"SELECT session_id, since_previous_session_s "
                                f"FROM {prefix.TABLE}").fetchall())
-    assert got == {"n1": None, "n2": None, "b1": None, "b2": None, "v1": None, "v2": 3600.0}
+    # w0 has no prefix (it starts with the target) but is w1's previous session
+    assert got == {"n1": None, "n2": None, "b1": None, "b2": None, "v1": None, "v2": 3600.0,
+                   "w1": 3540.0}  # w0 is its purchase alone, at minute 1
+
+
+def test_a_sample_keeps_sessions_whole_when_their_events_name_other_ids(
+        tmp_path: Path) -> None:
+    """An order names only the user id, the session's views the anonymous id: the sample
+    keeps or drops the session whole (it cut sessions apart by each event's own id)."""
+    from analytics.discover import prefix
+
+    rows = []
+    for i in range(200):
+        rows.append(event(minute=i, session_id=f"s{i}", anonymous_id=f"a{i}",
+                          product_action="view"))
+        rows.append(event(minute=i + 0.5, session_id=f"s{i}", anonymous_id=None,
+                          user_id=f"u{i}", product_action="purchase", order_id=f"o{i}"))
+    write_events(tmp_path, rows)
+    with connect(tmp_path, "acme") as con:
+        counts = con.execute(f"SELECT session_id, count(*) FROM {prefix._sampled_events(0.5)} "
+                             "GROUP BY ALL").fetchall()
+    assert 50 < len(counts) < 150 and {n for _, n in counts} == {2}

@@ -56,7 +56,7 @@ from ingest.lake.maintain import maintenance_commit, remove_action
 from ingest.lake.state import forget_visitors
 from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
-from schemas.audit import RECEIPT_SCHEMA
+from schemas.audit import RECEIPT_SCHEMA, read_receipts
 from schemas.delta import DataFile, read_files_sql, snapshot_files, table_uri
 from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
@@ -443,7 +443,7 @@ class ForgetReceipts:
         if delta is None or delta.version() == self._version:
             return []
         self._version = delta.version()
-        rows = pa.table(delta.to_pyarrow_table(columns=["receipt_id", "event_keys"])).to_pylist()
+        rows = read_receipts(self.lake, delta, ["receipt_id", "event_keys"]).to_pylist()
         new = [r for r in rows if r["receipt_id"] not in self._seen]
         self._seen.update(str(r["receipt_id"]) for r in rows)
         return new

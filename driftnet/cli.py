@@ -85,7 +85,9 @@ def _require_known_tenant(lake: str, tenant: str, tenants_path: Path | None) -> 
     from schemas.storage import LakeLocation
     from schemas.tenants import load_tenants
 
-    in_lake = lake_tenants(LakeLocation.parse(lake))
+    location = LakeLocation.parse(lake)
+    location.must_exist()  # a mistyped lake is that (exit 1), not an unknown tenant
+    in_lake = lake_tenants(location)
     if tenant in in_lake:
         return
     configured = [t.id for t in load_tenants(tenants_path)] if tenants_path else []
@@ -501,11 +503,9 @@ def forget(lake: str, tenant: str, anonymous_ids: tuple[str, ...], user_ids: tup
     ids += [Identifier("user_id", u) for u in user_ids]
     if not ids:
         raise click.UsageError("give --anonymous-id or --user-id")
-    location = LakeLocation.parse(lake)
-    location.must_exist()
     # A mistyped tenant would get a receipt of nothing removed, which reads as done.
     _require_known_tenant(lake, tenant, tenants_path)
-    forgetter = Forgetter(location,
+    forgetter = Forgetter(LakeLocation.parse(lake),
                           progress=lambda line: click.echo(line, err=True))
     try:
         receipt = forgetter.forget(tenant, ids, with_linked=with_linked)

@@ -81,6 +81,13 @@ def files(tmp_path: Path) -> Path:
     (["forget", "--lake", "{tmp}/no-such-lake", "--tenant", "acme", "--user-id",
       "someone-12345678"], 1, "lake directory not found"),
     (["compact", "--lake", "{tmp}/no-such-lake"], 1, "lake directory not found"),
+    # without --tenants too: a mistyped lake is not an unknown tenant (exit 2)
+    (["sql", "--lake", "{tmp}/no-such-lake", "--tenant", "acme", "select 1"], 1,
+     "lake directory not found"),
+    (["discover", "--lake", "{tmp}/no-such-lake", "--tenant", "acme"], 1,
+     "lake directory not found"),
+    (["export", "--lake", "{tmp}/no-such-lake", "--tenant", "acme", "--recipe", "sessions",
+      "--out", "{tmp}/o"], 1, "lake directory not found"),
     # a mistyped tenant's empty receipt read as a completed erasure
     (["forget", "--lake", "{tmp}/lake", "--tenant", "acmee", "--user-id", "u"], 2,
      "unknown tenant 'acmee'"),

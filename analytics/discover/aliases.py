@@ -51,6 +51,8 @@ def candidates(paths: Sequence[FieldStats],
         if "[" in f.field or f.path is None:
             continue
         segments = [_snake(s) for s in f.field.split(".")[1:]]
+        if not segments:  # the whole document is a scalar ("promo"): no name to compare
+            continue
         joined, last = "_".join(segments), segments[-1]
         for col, sql_type in columns.items():
             if sql_type.split("(")[0] not in _COMPARABLE:

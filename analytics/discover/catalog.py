@@ -459,8 +459,11 @@ def _json_catalog(
         named = f"""
         SELECT src || chr(31) || path AS field, event_name, v, sum(w)::BIGINT AS n
         FROM (SELECT src, event_name, h, sum(w) AS w FROM {_DOCS} GROUP BY ALL)
-        JOIN {_LEAVES} USING (h)
-        WHERE v IS NOT NULL AND (src, path) IN (SELECT (s, p) FROM (VALUES {wanted}) t(s, p))
+        JOIN (  -- a value counts once per document: two array elements of X are one event
+          SELECT DISTINCT h, path, v FROM {_LEAVES}
+          WHERE v IS NOT NULL AND path IN (SELECT p FROM (VALUES {wanted}) t(s, p))
+        ) USING (h)
+        WHERE (src, path) IN (SELECT (s, p) FROM (VALUES {wanted}) t(s, p))
         GROUP BY ALL"""
         for (joined, name), values in _top_values(con, named, opts.top_k, {}).items():
             src, path = joined.split(chr(31), 1)

@@ -312,3 +312,24 @@ def test_the_same_lake_gives_the_same_report_byte_for_byte(tmp_path: Path) -> No
         with connect(tmp_path, "acme") as con:
             outputs.add(discover(con, DiscoverOptions(), tenant="acme").model_dump_json())
     assert len(outputs) == 1
+
+
+def test_a_value_in_an_array_counts_once_per_event(tmp_path: Path) -> None:
+    """Top values of a path in an array are events, as its fill is: X is on 20 of the 30
+    events (twice on 10 of them), not 30 times in 100%."""
+    docs = [[{"coupon": None}, {"coupon": "X"}], [{"coupon": "X"}, {"coupon": "X"}],
+            [{"coupon": "Y"}]]
+    write_events(tmp_path, [event(minute=i, properties=json.dumps({"products": docs[i % 3]}))
+                            for i in range(30)])
+    coupon = _field(_run(tmp_path), "properties.products[*].coupon")
+    assert coupon.filled == 30
+    assert [(v.value, v.count, round(v.share, 3)) for v in coupon.top_values] == [
+        ("X", 20, 0.667), ("Y", 10, 0.333)]
+
+
+def test_a_json_column_holding_a_scalar_is_a_field_not_a_crash(tmp_path: Path) -> None:
+    """A lake written by other tools may hold properties = "promo": discover lists it."""
+    write_events(tmp_path, [event(minute=0, properties=json.dumps("promo")),
+                            event(minute=1, properties='{"a": 1}')])
+    report = _run(tmp_path)
+    assert _field(report, "properties.a").filled == 1

@@ -127,7 +127,7 @@ def _mutual_information(groups: list[LiftValue], total: int, positives: int) -> 
 
 
 def _entropy(*probabilities: float) -> float:
-    return -sum(p * math.log2(p) for p in probabilities if p > 0)
+    return 0.0 - sum(p * math.log2(p) for p in probabilities if p > 0)  # never -0.0
 
 
 def _pool(counts: list[tuple[str, int, int]], k: int) -> list[tuple[str, int, int]]:

@@ -41,7 +41,7 @@ class FieldStats(_Model):
                                   "often.")
     events: int = Field(description="Events in scope (of this event name).")
     filled: int = Field(description="Of those, events where the field is not null. For a "
-                        "path inside an array: events whose first element has it.")
+                        "path inside an array: events where any element has it.")
     fill_rate: float
     distinct: int = Field(description="Approximate count of distinct values (HyperLogLog).")
     top_values: list[ValueCount] = Field(default_factory=list, description="Most frequent "

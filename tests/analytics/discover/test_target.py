@@ -325,3 +325,10 @@ def test_a_sample_keeps_sessions_whole_when_their_events_name_other_ids(
         counts = con.execute(f"SELECT session_id, count(*) FROM {prefix._sampled_events(0.5)} "
                              "GROUP BY ALL").fetchall()
     assert 50 < len(counts) < 150 and {n for _, n in counts} == {2}
+
+
+def test_a_target_no_session_reaches_has_zero_entropy_not_minus_zero() -> None:
+    """The report printed "H = -0.0000 bits" (and "entropy": -0.0) at a base rate of 0."""
+    from analytics.discover.lift import _entropy
+
+    assert f"{_entropy(1.0, 0.0):.4f}" == "0.0000" and f"{_entropy(0.0, 1.0)}" == "0.0"

@@ -572,8 +572,10 @@ def _scrub_credentials(hit: Hit, protocol: str) -> None:
     if hit.query_string:
         for name in names:
             hit.query_string = without_param(hit.query_string, name)
+    # (a name spelt with escapes is looked for only past a backslash: a one-byte search is
+    # memchr, "\\u" a scan of ~1 ns a byte, 25 µs on a 32 KB batch)
     if hit.method == "POST" and protocol != "pixel" and (
-            b'"writeKey"' in hit.body or b"\\u" in hit.body):
+            b'"writeKey"' in hit.body or (b"\\" in hit.body and b"\\u" in hit.body)):
         try:
             doc = hit.json()  # parsed once: the key finder or the router may have done it
         except HttpError:

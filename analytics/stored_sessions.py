@@ -88,8 +88,13 @@ class Stored:
         """Whether the build read every events row of a closed date among ``files`` (the
         tenant's events now). A loader running behind appends rows to a closed date after
         the build: their sessions are then not in the stored rows, which must not be used."""
-        return self.closed_rows is None or closed_rows(files, self.cutoff) in (
-            None, self.closed_rows)
+        return covers(self.closed_rows, files, self.cutoff)
+
+
+def covers(read_rows: int | None, files: Iterable[DataFile], cutoff: dt.date) -> bool:
+    """Whether a build that read ``read_rows`` closed-day rows (None: not known) read every
+    events row of ``files`` dated ``cutoff`` or before."""
+    return read_rows is None or closed_rows(files, cutoff) in (None, read_rows)
 
 
 def closed_rows(files: Iterable[DataFile], cutoff: dt.date) -> int | None:
@@ -260,9 +265,9 @@ def build_sessions(lake: LakeLocation, now: dt.datetime, closed_after_hours: flo
         built = delta.transaction_version(derived_sessions_app_id(tenant)) if delta else None
         if not built or _EPOCH + dt.timedelta(days=built) < cutoff:
             todo.append(tenant)
-        elif delta is not None and not Stored((), _EPOCH + dt.timedelta(days=built), (),
-                                              delta.transaction_version(_rows_app_id(tenant))
-                                              ).covers(events.get(tenant, ())):
+        elif delta is not None and not covers(delta.transaction_version(_rows_app_id(tenant)),
+                                              events.get(tenant, ()),
+                                              _EPOCH + dt.timedelta(days=built)):
             log.info("closed days of %s got events after its stored sessions were built "
                      "(a loader running behind): rebuilding them", tenant)
             todo.append(tenant)

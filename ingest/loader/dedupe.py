@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _KEY_INPUT = "tenant || chr(0) || event_id"
 KEY_SQL = f"md5_number_upper({_KEY_INPUT}) AS k_hi, md5_number_lower({_KEY_INPUT}) AS k_lo"
+_SLACK = dt.timedelta(hours=1)
 _ORDER = "received_at, source, source_partition, source_offset, source_index, item_index"
 
 
@@ -45,6 +46,12 @@ class Deduper:
         self.window = dt.timedelta(hours=window_hours)
         self.enabled = window_hours > 0
         self._last_prune = time.monotonic()
+        # The lake the window was seeded from, and since when the table holds every key the
+        # lake has (None: not seeded from a lake, e.g. a replay's own window).
+        self._lake: LakeLocation | None = None
+        self._since: dt.datetime | None = None
+        # The oldest event of the last batch flagged: pruning keeps its window.
+        self._position: dt.datetime | None = None
         con.execute("CREATE TABLE IF NOT EXISTS dedupe_seen "
                     "(k_hi UBIGINT, k_lo UBIGINT, received_at TIMESTAMPTZ)")
 
@@ -54,10 +61,28 @@ class Deduper:
         if not self.enabled:
             return 0
         self.con.execute("DELETE FROM dedupe_seen")
-        oldest = (dt.datetime.now(dt.UTC) - self.window).date()
-        files = [f.uri for f in table_snapshot(lake, "events").files if f.date >= oldest]
+        since = dt.datetime.now(dt.UTC) - self.window
+        files = [f.uri for f in table_snapshot(lake, "events").files if f.date >= since.date()]
         lake.register_duckdb(self.con)
-        return self.seed_files(files)
+        count = self.seed_files(files, until=since + self.window)
+        self._lake, self._since = lake, since
+        return count
+
+    def _extend(self, since: dt.datetime) -> None:
+        """Add the lake's keys received from ``since`` up to what the table already holds:
+        a batch older than the seed (a backlog) needs them to see its retries."""
+        assert self._lake is not None and self._since is not None
+        started = time.monotonic()
+        files = [f.uri for f in table_snapshot(self._lake, "events").files
+                 if since.date() <= f.date <= self._since.date()]
+        if files:
+            self.con.execute(
+                f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
+                "union_by_name = true, hive_partitioning = true) "
+                "WHERE received_at >= ? AND received_at < ?", [files, since, self._since])
+            log.info("dedupe window extended back to %s for a backlog: %d files in %.1fs",
+                     since.isoformat(), len(files), time.monotonic() - started)
+        self._since = since
 
     def seed_files(self, files: list[str], until: dt.datetime | None = None) -> int:
         """Load the keys of the events in ``files`` received in the window before ``until``
@@ -87,6 +112,13 @@ class Deduper:
         if not self.enabled:
             return events.set_column(index, "is_duplicate",
                                      pa.array([False] * events.num_rows)), None
+        oldest = pc.min(events["received_at"]).as_py()
+        if oldest is not None:
+            self._position = oldest
+            # A restart's first records are a little older than its seed: reading the lake
+            # again for minutes at the window's far edge is not worth it, an hour is.
+            if self._since is not None and oldest - self.window < self._since - _SLACK:
+                self._extend(oldest - self.window - _SLACK)
         narrow = events.select(["tenant", "event_id", "is_duplicate", *_ORDER.split(", ")])
         narrow = narrow.append_column("_row", pa.array(range(events.num_rows), pa.int64()))
         self.con.register("dedupe_narrow", narrow)
@@ -137,6 +169,12 @@ class Deduper:
             self.con.unregister("dedupe_new")
         if time.monotonic() - self._last_prune > 600:
             self._last_prune = time.monotonic()
-            # Relative to the newest key, not the clock, so a replay of old days keeps its window.
-            self.con.execute("DELETE FROM dedupe_seen WHERE received_at < "
-                             "(SELECT max(received_at) FROM dedupe_seen) - ?", [self.window])
+            # Relative to the keys and to the last batch, not the clock, so a replay of old
+            # days, or a loader catching up on a backlog, keeps its window.
+            newest = self.con.sql("SELECT max(received_at) FROM dedupe_seen").fetchall()[0][0]
+            if newest is None:
+                return
+            cutoff = min(newest, self._position or newest) - self.window
+            self.con.execute("DELETE FROM dedupe_seen WHERE received_at < ?", [cutoff])
+            if self._since is not None:
+                self._since = max(self._since, cutoff)

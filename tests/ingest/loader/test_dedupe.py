@@ -80,3 +80,44 @@ def test_a_retry_after_the_window_is_not_a_duplicate_however_long_the_keys_stay(
     later = [deduper.flag(at(t0 + dt.timedelta(days=d), 2 + d))[0]["is_duplicate"].to_pylist()
              for d in (1, 4)]
     assert later == [[True], [False]]   # within 48 hours: a retry; 4 days later: not
+
+
+def test_a_backlog_older_than_the_window_sees_its_retries(tmp_path: Path) -> None:
+    """A loader down for days starts with a window seeded from the last 48 hours; the
+    backlog's retries of events written before the outage must still be flagged."""
+    import datetime as dt
+
+    import duckdb
+    import pyarrow as pa
+
+    from ingest.loader.dedupe import Deduper
+    from schemas.event import EVENT_SCHEMA
+    from schemas.storage import LakeLocation
+    from tests.analytics.lakes import event, write_events
+
+    now = dt.datetime.now(dt.UTC)
+    before = now - dt.timedelta(days=5)          # written just before the outage
+    write_events(tmp_path, [event(event_id="old-1", received_at=before),
+                            event(event_id="old-2", received_at=before - dt.timedelta(days=3)),
+                            event(event_id="new-1", received_at=now - dt.timedelta(hours=1))])
+    deduper = Deduper(duckdb.connect(), window_hours=48)
+    assert deduper.seed(LakeLocation.parse(tmp_path)) == 1      # only new-1 is recent
+
+    def batch(*rows: tuple[str, dt.datetime]) -> list[bool]:
+        table = pa.Table.from_pylist(
+            [event(event_id=i, received_at=r, source_offset=n) for n, (i, r) in enumerate(rows)],
+            schema=EVENT_SCHEMA)
+        flagged, keys = deduper.flag(table)
+        if keys is not None:
+            deduper.remember(keys)
+        return [bool(f) for f in flagged["is_duplicate"].to_pylist()]
+
+    # The backlog, received an hour after the outage began: old-1 retried (a retry),
+    # old-2 retried (3 days after it: not one), a new event. The window is pruned after
+    # this batch (as every ten minutes): from the backlog's position, not the newest key.
+    deduper._last_prune = float("-inf")
+    backlog = before + dt.timedelta(hours=1)
+    assert batch(("old-1", backlog), ("old-2", backlog), ("fresh", backlog)) == [
+        True, False, False]
+    # Later backlog and live traffic still see what came before.
+    assert batch(("fresh", backlog + dt.timedelta(hours=5)), ("new-1", now)) == [True, True]

@@ -30,11 +30,18 @@ import duckdb
 import pyarrow as pa
 
 from ingest.enrich import Batch
-from ingest.enrich.session_store import SessionStore, VisitorKey, VisitorState
+from ingest.enrich.session_store import CHANGES_SCHEMA, SessionStore, VisitorKey, VisitorState
 from schemas.sql import quote
 
 _VISITOR = ("CASE WHEN anonymous_id IS NOT NULL THEN 'a:' || anonymous_id "
             "WHEN user_id IS NOT NULL THEN 'u:' || user_id END")
+
+
+def _session_id_sql(tenant: str, visitor: str, first_us: str) -> str:
+    """SQL: the id of a session this step opens (deterministic)."""
+    return f"md5({tenant} || chr(0) || {visitor} || chr(0) || {first_us}::VARCHAR)"
+
+
 _LINEAGE = ("source_partition", "source_offset", "source_index", "item_index", "event_id")
 # Both windows below must see rows in the same total order: with ties on lo (a retried
 # event has its original's timestamp) each window could order the tie its own way, and a row
@@ -101,7 +108,7 @@ class Sessionize:
                       OVER (PARTITION BY tenant, visitor ORDER BY {_ORDER}
                             ROWS UNBOUNDED PRECEDING) AS grp
             FROM w""")
-        con.execute("""
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE enrich_sess_groups AS
             WITH g AS (
                 SELECT tenant, visitor, grp, min(lo) AS first_us, max(hi) AS last_us,
@@ -110,7 +117,7 @@ class Sessionize:
             )
             SELECT g.*, coalesce(s.sessions, 0) AS base,
                    CASE WHEN has_state THEN s.session_id
-                        ELSE md5(g.tenant || chr(0) || g.visitor || chr(0) || g.first_us::VARCHAR)
+                        ELSE {_session_id_sql("g.tenant", "g.visitor", "g.first_us")}
                    END AS sid,
                    CASE WHEN has_state THEN s.session_index
                         ELSE coalesce(s.sessions, 0) + row_number() OVER (
@@ -167,3 +174,33 @@ class Sessionize:
             "SELECT tenant, visitor, max(source_partition) FROM enrich_sess_need "
             "WHERE source_partition IS NOT NULL GROUP BY ALL").fetchall()}
         batch.on_unit_success(lambda: self.store.stage(states, partitions))
+
+
+def states_from_events(con: duckdb.DuckDBPyConnection, events: str) -> pa.Table:
+    """Each visitor's state (CHANGES_SCHEMA, partition 0) as this step left it after the
+    events of the relation ``events`` (the lake's rows of earlier days: what ``driftnet
+    replay`` starts from, instead of an empty store).
+
+    Only sessions this step opened count: their id is the md5 of the visitor and one of
+    their events' time (the first, when it was opened); a client's session id never is.
+    """
+    return con.sql(f"""
+        WITH e AS (
+            SELECT tenant, {_VISITOR} AS visitor, session_id, session_index,
+                   epoch_us(derived_ts) AS ts
+            FROM {events}
+            WHERE length(session_id) = 32 AND session_index IS NOT NULL
+              AND derived_ts IS NOT NULL
+              AND (anonymous_id IS NOT NULL OR user_id IS NOT NULL)
+        ), s AS (
+            SELECT tenant, visitor, session_id, max(session_index) AS idx,
+                   min(ts) AS start_us, max(ts) AS last_us
+            FROM e GROUP BY ALL
+            HAVING bool_or(session_id = {_session_id_sql("tenant", "visitor", "ts")})
+        )
+        SELECT 0::INTEGER AS source_partition, tenant, visitor,
+               arg_max(session_id, last_us) AS session_id,
+               arg_max(idx, last_us)::BIGINT AS session_index,
+               arg_max(start_us, last_us) AS start_us, max(last_us) AS last_us,
+               max(idx)::BIGINT AS sessions
+        FROM s GROUP BY ALL""").to_arrow_table().cast(CHANGES_SCHEMA)

@@ -6,7 +6,8 @@ current pipeline over the day's raw rows (in transport order, as the loader read
 replaces the day's ``events`` and ``quarantine`` files with the rebuilt ones, one Delta
 commit per table: a reader sees the old day or the new day, never a mix. Rows carry the
 ``pipeline_version`` that produced them. Dedupe starts from the events of the days before
-``D1`` in the window.
+``D1`` in the window, sessions from each visitor's latest session and highest index in the
+events before ``D1`` (within the session state's retention), as the live loader had them.
 
 A day still being written must not be replayed (a batch landing during the replay would be
 replaced away): replay refuses today's UTC date unless forced, and gives up a day whose raw
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.enrich import default_chain
 from ingest.enrich.config import EnrichSettings
+from ingest.enrich.sessionize import states_from_events
 from ingest.lake.errors import ConcurrentCommitError
 from ingest.lake.files import FileWriter, WrittenFile
 from ingest.lake.maintain import maintenance_commit, remove_action
@@ -98,7 +101,7 @@ def replay(
     """Rebuild ``tenant``'s events and quarantine for every day from ``start`` to ``end``.
 
     Sessions are assigned with state kept in memory (never the live loader's session
-    store), so session indexes count from the replay's first day.
+    store), seeded from the tenant's events before ``start``.
     """
     if not is_tenant_id(tenant):
         raise ReplayError("not a valid tenant id", tenant=tenant)
@@ -119,6 +122,7 @@ def replay(
     day_replay = _DayReplay(location, tenant, pipeline, FileWriter(location, settings.zstd_level))
     try:
         day_replay.seed(start, settings.dedupe_window_hours)
+        day_replay.seed_sessions(start, enrich.sessions.state_retention_days)
         report = ReplayReport(tenant)
         for day in _days(start, end):
             day_report = day_replay.run(day)
@@ -153,6 +157,22 @@ class _DayReplay:
         until = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
         self.lake.register_duckdb(self.pipeline.con)
         self.pipeline.deduper.seed_files(files, until=until)
+
+    def seed_sessions(self, start: dt.date, retention_days: float) -> int:
+        """Give the replay's session store each visitor's state as the events before
+        ``start`` left it: a visit across midnight goes on, indexes go on from the highest."""
+        store = self.pipeline.session_store
+        if store is None:
+            return 0
+        first = start - dt.timedelta(days=math.ceil(retention_days))
+        files = [f.uri for f in snapshot_files(refresh(self.tables["events"]), self.lake,
+                                               "events", self.tenant)
+                 if first <= f.date < start]
+        if not files:
+            return 0
+        self.lake.register_duckdb(self.pipeline.con)
+        events = f"({read_files_sql(self.pipeline.con, 'events', files, partitions=True)})"
+        return store.replace([], states_from_events(self.pipeline.con, events))
 
     def _raw_chunks(self, files: list[DataFile]) -> Iterator[pa.Table]:
         con = duckdb.connect(config={"threads": 1})

@@ -123,3 +123,43 @@ def test_a_replay_that_fails_after_swapping_events_keeps_their_files(
     with connect(lake, "acme") as con:
         assert con.sql("SELECT count(*) FROM events").fetchall() == [(3,)]
         assert con.sql("SELECT count(*) FROM quarantine").fetchall() == [(1,)]
+
+
+def test_replaying_one_day_continues_the_sessions_of_the_days_before(tmp_path: Path) -> None:
+    """A replay of day D alone assigns the sessions a replay of the days up to D assigned
+    (as the live loader did): a visit across midnight goes on, indexes go on."""
+    from ingest.lake.writer import append_rows
+    from ingest.loader.config import LoaderSettings
+    from ingest.loader.replay import replay
+    from schemas.storage import LakeLocation
+    from tests.ingest.lake.rows import raw_row, table
+
+    day = dt.date(2026, 3, 10)
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    hits = [  # (visitor, minutes from D's midnight)
+        ("a", -2 * 1440 + 600), ("a", -1440 + 540),       # sessions 1 and 2
+        ("a", -10), ("a", 10),                            # session 3, across midnight
+        ("a", 300),                                       # session 4
+        ("b", 480),                                       # b's first
+        ("c", -1440 + 60), ("c", 60), ("c", 62)]          # c: 1 the day before, 2 on D
+    rows = []
+    for n, (visitor, minutes) in enumerate(hits):
+        at = midnight + dt.timedelta(minutes=minutes)
+        body = orjson.dumps({"type": "track", "event": "V", "anonymousId": visitor,
+                             "messageId": f"m{n}", "timestamp": at.isoformat()})
+        rows.append(raw_row("acme", n, at, body=body))
+    lake = LakeLocation.parse(tmp_path)
+    append_rows(lake, "raw", table("raw", rows))
+
+    def sessions() -> list[tuple[str, str, int]]:
+        with connect(tmp_path, "acme") as con:
+            return [(r[0], r[1], int(r[2])) for r in con.execute(
+                "SELECT event_id, session_id, session_index FROM events "
+                f"WHERE date = DATE '{day}' ORDER BY event_id").fetchall()]
+
+    settings = LoaderSettings()
+    replay(tmp_path, "acme", day - dt.timedelta(days=2), day, settings)
+    whole = sessions()
+    assert [r[2] for r in whole] == [3, 4, 1, 2, 2]  # m3, m4 (a), m5 (b), m7, m8 (c)
+    replay(tmp_path, "acme", day, day, settings)
+    assert sessions() == whole

@@ -107,12 +107,14 @@ def wilson(positives: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def _group(value: str, n: int, pos: int, base: float, min_support: int) -> LiftValue:
+    """A group's support, rate and lift; at a base rate of 0 (no session reaches the
+    target) the lift is undefined: None, never a number that could rank."""
     low, high = wilson(pos, n)
     rate = pos / n if n else 0.0
     return LiftValue(value=value, sessions=n, positives=pos, rate=rate, rate_low=low,
-                     rate_high=high, lift=rate / base if base else 0.0,
-                     lift_low=low / base if base else 0.0,
-                     lift_high=high / base if base else 0.0, small=n < min_support)
+                     rate_high=high, lift=rate / base if base else None,
+                     lift_low=low / base if base else None,
+                     lift_high=high / base if base else None, small=n < min_support)
 
 
 def _mutual_information(groups: list[LiftValue], total: int, positives: int) -> float:
@@ -158,8 +160,9 @@ def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue
     base = positives / total
     h = _entropy(base, 1 - base)
     mi = _mutual_information(groups, total, positives)
-    supported = [g for g in groups if not g.small]
-    best = max(supported, key=lambda g: (g.lift_low, g.sessions), default=None)
+    # lift_low is None for every group at a base rate of 0: no group is best, no score
+    supported = [g for g in groups if not g.small and g.lift_low is not None]
+    best = max(supported, key=lambda g: (g.lift_low or 0.0, g.sessions), default=None)
     for g in groups if not reasons else []:  # one reason of this kind is enough
         if g.value not in (MISSING, OTHER):
             reason = _exclusive(f"sessions with {field} = {g.value!r}", g, opts, base)
@@ -171,7 +174,7 @@ def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue
         groups.sort(key=lambda g: (-g.sessions, g.value))
     return FeatureScore(
         field=field, source=source, kind=kind,
-        aliases=aliases, score=best.lift_low if best else 0.0,
+        aliases=aliases, score=best.lift_low if best else (0.0 if base else None),
         best_value=best.value if best else None, mutual_information=mi,
         uncertainty_coefficient=mi / h if h else 0.0, distinct=distinct,
         coverage=1 - missing / total, suspect=bool(reasons), suspect_reasons=reasons,
@@ -304,7 +307,8 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
         distinct = len([g for g in groups if g.value != MISSING])
         scores.append(_score(name, "session", "numeric", groups, distinct, total, positives,
                              opts, [], []))
-    scores.sort(key=lambda s: (s.suspect, -s.score, -s.mutual_information, s.field))
+    scores.sort(key=lambda s: (s.suspect, s.score is None, -(s.score or 0.0),
+                               -s.mutual_information, s.field))
     return TargetReport(target=opts.target, sessions=total, positives=positives, base_rate=base,
                         entropy=_entropy(base, 1 - base), min_support=opts.min_support,
                         sampled_share=share, excluded_sessions=excluded, features=scores,

@@ -332,3 +332,35 @@ def test_a_target_no_session_reaches_has_zero_entropy_not_minus_zero() -> None:
     from analytics.discover.lift import _entropy
 
     assert f"{_entropy(1.0, 0.0):.4f}" == "0.0000" and f"{_entropy(0.0, 1.0)}" == "0.0"
+
+
+def test_a_lift_at_a_base_rate_of_zero_is_undefined_in_every_output(tmp_path: Path) -> None:
+    """No session reaches the target: a lift (rate / base rate) is undefined. It printed
+    ``x0.00 [0.00-0.00]`` everywhere and ranked as a score of 0; now it is null in the JSON,
+    ``n/a`` in the table and the HTML, and no feature has a score or a best group."""
+    rows = []
+    for i in range(80):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        rows.append(event(minute=10 * i, event_type="page", event_name="page_view",
+                          utm_source=("email", "google")[i % 2], **s))
+        rows += [event(minute=10 * i + k, product_action="view", product_id="p", **s)
+                 for k in range(1, 2 + i % 3)]
+    write_events(tmp_path, rows)
+    cli = CliRunner().invoke(main, ["discover", "--lake", str(tmp_path), "--tenant", "acme",
+                                    "--target", "purchase", "--format", "json"])
+    assert cli.exit_code == 0, cli.output
+    data = json.loads(cli.output)["target"]
+    assert (data["sessions"], data["positives"], data["base_rate"]) == (80, 0, 0.0)
+    features = data["features"]
+    assert {"utm_source", "events", "product_views"} <= {f["field"] for f in features}
+    assert all(f["score"] is None and f["best_value"] is None for f in features)
+    values = [v for f in features for v in f["values"]]
+    assert values and all((v["lift"], v["lift_low"], v["lift_high"]) == (None, None, None)
+                          for v in values)
+    report = _report(tmp_path)
+    assert Report.model_validate_json(report.model_dump_json()) == report
+    text = render_text(report)
+    assert "x0.00" not in text and "lift is undefined" in text
+    assert re.search(r"\d+\s+utm_source\s+categorical\s+n/a\s", text)
+    html = render_html(report)
+    assert "x0.00" not in html and "score n/a" in html and ">n/a</td>" in html

@@ -205,18 +205,27 @@ def _categorical(con: duckdb.DuckDBPyConnection, features: list[FieldStats],
     return counts, late
 
 
-def _label(lo: float | None, hi: float | None, integral: bool) -> str:
+def _label(lo: float | None, hi: float | None, integral: bool,
+           least: float | None, most: float | None) -> str:
+    """What a bucket ``[lo, hi)`` holds (None: open end), given the smallest and largest
+    values (None: not known): the lowest bucket starts at the smallest value (``0``, not
+    ``< 1``), a bucket of one value is that value, the highest stays open (``≥ 4``).
+    Integers as ranges (``2-3``; ``-5 to -4`` with a negative bound), other numbers as
+    intervals (``[0.5, 1.75)``)."""
     def num(x: float) -> str:
+        x += 0.0  # -0.0 -> 0.0
         return f"{x:.0f}" if integral or x == int(x) else f"{x:.4g}"
-    if lo is None:
+    start = least if lo is None else lo
+    if start is None:
         return "all" if hi is None else f"< {num(hi)}"
     if hi is None:
-        return f"≥ {num(lo)}"
-    if integral and hi - lo == 1:
-        return num(lo)
+        return num(start) if start == most else f"≥ {num(start)}"
     if integral:
-        return f"{num(lo)}-{num(hi - 1)}"
-    return f"[{num(lo)}, {num(hi)})"
+        last = hi - 1
+        if start == last:
+            return num(start)
+        return f"{num(start)}{' to ' if start < 0 or last < 0 else '-'}{num(last)}"
+    return f"[{num(start)}, {num(hi)})"
 
 
 def _numeric(con: duckdb.DuckDBPyConnection,
@@ -226,19 +235,22 @@ def _numeric(con: duckdb.DuckDBPyConnection,
     names = prefix.NUMERIC
     qs = [i / opts.buckets for i in range(1, opts.buckets)]
     row = prefix.rows(con, "SELECT " + ", ".join(
-        f"quantile_disc({n}, {qs}), bool_and({n} = round({n}))" for n in names)
-        + f" FROM {prefix.TABLE}")[0]
+        f"quantile_disc({n}, {qs}), bool_and({n} = round({n})), min({n}), max({n})"
+        for n in names) + f" FROM {prefix.TABLE}")[0]
     exprs, labels = [], []
     for i, name in enumerate(names):
-        integral = bool(row[2 * i + 1])
+        quantiles, integral, least, most = row[4 * i: 4 * i + 4]
+        integral = bool(integral)
         edges = sorted({float(math.ceil(e)) if integral else float(e)
-                        for e in (row[2 * i] or []) if e is not None and math.isfinite(e)})
+                        for e in (quantiles or []) if e is not None and math.isfinite(e)})
         # Edges are our own numbers, written as float literals.
         index = " + ".join(f"CASE WHEN {name} >= {e!r} THEN 1 ELSE 0 END" for e in edges) or "0"
         # -1: no value (no add, no product viewed, first session seen)
         exprs.append(f"CASE WHEN {name} IS NULL THEN -1 ELSE {index} END AS b{i}")
         bounds: list[float | None] = [None, *edges, None]
-        labels.append([_label(bounds[j], bounds[j + 1], integral)
+        least, most = (float(x) if x is not None and math.isfinite(x) else None
+                       for x in (least, most))
+        labels.append([_label(bounds[j], bounds[j + 1], integral, least, most)
                        for j in range(len(edges) + 1)])
     found: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
     for feature, bucket, n, pos in prefix.rows(con, f"""

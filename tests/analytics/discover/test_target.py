@@ -138,11 +138,11 @@ def test_session_numbers_are_ranked_in_quantile_buckets(leaky: Path) -> None:
     assert "duration_s" not in numeric       # 5.5 minutes in every prefix: says nothing
     adds = numeric["adds"]
     assert adds.source == "session"
-    # counted before the target: a buyer's prefix has exactly one add
+    # counted before the target: a buyer's prefix has exactly one add (and no one has more)
     assert {v.value: (v.sessions, v.positives) for v in adds.values} == {
-        "0": (405 - 125 - 180, 0), "≥ 1": (125 + 180, 125)}
+        "0": (405 - 125 - 180, 0), "1": (125 + 180, 125)}
     # the purchase is not in the prefix: buyers have 5 events before it, not 6
-    assert max(v.value for v in numeric["events"].values) == "≥ 5"
+    assert [v.value for v in numeric["events"].values] == ["4", "5"]
 
 
 def test_since_and_until_are_event_time(tmp_path: Path) -> None:
@@ -364,3 +364,31 @@ def test_a_lift_at_a_base_rate_of_zero_is_undefined_in_every_output(tmp_path: Pa
     assert re.search(r"\d+\s+utm_source\s+categorical\s+n/a\s", text)
     html = render_html(report)
     assert "x0.00" not in html and "score n/a" in html and ">n/a</td>" in html
+
+
+def test_bucket_labels_say_what_each_bucket_holds(tmp_path: Path) -> None:
+    """The lowest bucket of an integer read ``< 1`` where it held only 0 (the docs show
+    ``0``), ``< -5`` for -6, and negative ranges read ``-5--4`` and ``-1-0``; a float's
+    lowest bucket ``< 1.75`` for values from 0.5."""
+    rows = []
+    for i in range(100):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}", "session_index": i % 10 - 6}
+        rows.append(event(minute=10 * i, event_type="page", event_name="page_view", **s))
+        views = 0 if i % 10 == 0 else 1 + i % 5   # none in 10% of the sessions, else 1-5
+        rows += [event(minute=10 * i + 1 + k / 10, product_action="view", product_id="p",
+                       price=1.25 * (i % 7) + 0.5, **s) for k in range(views)]
+        if i % 2:
+            rows.append(event(minute=10 * i + 5, event_name="Order Completed",
+                              product_action="purchase", **s))
+    write_events(tmp_path, rows)
+    report = _report(tmp_path, min_support=5)
+    assert report.target is not None
+    labels = {f.field: [(v.value, v.sessions) for v in f.values]
+              for f in report.target.features if f.kind == "numeric"}
+    assert labels["product_views"] == [("0", 10), ("1", 10), ("2", 20), ("3", 20),
+                                       ("≥ 4", 40)]
+    assert labels["session_index"] == [("-6", 10), ("-5 to -4", 20), ("-3 to -2", 20),
+                                       ("-1 to 0", 20), ("≥ 1", 30)]
+    assert labels["max_price_viewed"] == [("[0.5, 1.75)", 13), ("[1.75, 3)", 14),
+                                          ("[3, 5.5)", 25), ("[5.5, 6.75)", 13),
+                                          ("≥ 6.75", 25), ("(missing)", 10)]

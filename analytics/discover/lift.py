@@ -278,7 +278,10 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     if catalog.events == 0:
         return empty
     try:
-        share = prefix.sample_fraction(catalog.events, opts)
+        # The catalog counts the --event events only; the sample bounds all the events read.
+        in_scope = (catalog.events if opts.event is None or not opts.target_sample_events
+                    else prefix.events_in_scope(con, opts))
+        share = prefix.sample_fraction(in_scope, opts)
         excluded = prefix.build(con, features, opts, share)
         total, positives = (int(x or 0) for x in prefix.rows(
             con, f"SELECT count(*), sum(CASE WHEN y THEN 1 ELSE 0 END) FROM {prefix.TABLE}")[0])

@@ -392,3 +392,19 @@ def test_bucket_labels_say_what_each_bucket_holds(tmp_path: Path) -> None:
     assert labels["max_price_viewed"] == [("[0.5, 1.75)", 13), ("[1.75, 3)", 14),
                                           ("[3, 5.5)", 25), ("[5.5, 6.75)", 13),
                                           ("≥ 6.75", 25), ("(missing)", 10)]
+
+
+def test_event_scope_samples_by_all_the_events_the_analysis_reads(leaky: Path) -> None:
+    """--event narrows the fields read, not the sessions: their numbers count every event.
+    The sample was sized by the --event events alone (405 page views of 2,050 events), so
+    past --sample-events it read every session; it is sized by all the events read."""
+    full = _report(leaky)
+    half = _report(leaky, target_sample_events=1_100)
+    scoped = _report(leaky, event="page_view", target_sample_events=1_100)
+    assert scoped.catalog.events == 405 < 1_100 < full.catalog.events == 2_050
+    t, h = scoped.target, half.target
+    assert t is not None and h is not None
+    assert t.sampled_share == h.sampled_share == pytest.approx(1_100 / 2_050)
+    # the same visitors as without --event: a share of the sessions, not all of them
+    assert (t.sessions, t.positives) == (h.sessions, h.positives)
+    assert full.target is not None and t.sessions < 0.7 * full.target.sessions

@@ -657,7 +657,8 @@ def _write_text(text: str, output: Path | None) -> None:
                    "decide a feature's rank.")
 @click.option("--sample-events", type=click.IntRange(min=0), default=2_000_000,
               show_default=True,
-              help="With --target, past this many events in scope: read the sessions of a "
+              help="With --target, past this many events in scope (every event name, "
+                   "also with --event): read the sessions of a "
                    "random share of visitors holding about this many events (whole "
                    "visitors, the same share on every run; the report says it). 0: all.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",

@@ -107,12 +107,14 @@ def wilson(positives: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def _group(value: str, n: int, pos: int, base: float, min_support: int) -> LiftValue:
+    """A group's support, rate and lift; at a base rate of 0 (no session reaches the
+    target) the lift is undefined: None, never a number that could rank."""
     low, high = wilson(pos, n)
     rate = pos / n if n else 0.0
     return LiftValue(value=value, sessions=n, positives=pos, rate=rate, rate_low=low,
-                     rate_high=high, lift=rate / base if base else 0.0,
-                     lift_low=low / base if base else 0.0,
-                     lift_high=high / base if base else 0.0, small=n < min_support)
+                     rate_high=high, lift=rate / base if base else None,
+                     lift_low=low / base if base else None,
+                     lift_high=high / base if base else None, small=n < min_support)
 
 
 def _mutual_information(groups: list[LiftValue], total: int, positives: int) -> float:
@@ -158,8 +160,9 @@ def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue
     base = positives / total
     h = _entropy(base, 1 - base)
     mi = _mutual_information(groups, total, positives)
-    supported = [g for g in groups if not g.small]
-    best = max(supported, key=lambda g: (g.lift_low, g.sessions), default=None)
+    # lift_low is None for every group at a base rate of 0: no group is best, no score
+    supported = [g for g in groups if not g.small and g.lift_low is not None]
+    best = max(supported, key=lambda g: (g.lift_low or 0.0, g.sessions), default=None)
     for g in groups if not reasons else []:  # one reason of this kind is enough
         if g.value not in (MISSING, OTHER):
             reason = _exclusive(f"sessions with {field} = {g.value!r}", g, opts, base)
@@ -171,7 +174,7 @@ def _score(field: str, source: FeatureSource, kind: Kind, groups: list[LiftValue
         groups.sort(key=lambda g: (-g.sessions, g.value))
     return FeatureScore(
         field=field, source=source, kind=kind,
-        aliases=aliases, score=best.lift_low if best else 0.0,
+        aliases=aliases, score=best.lift_low if best else (0.0 if base else None),
         best_value=best.value if best else None, mutual_information=mi,
         uncertainty_coefficient=mi / h if h else 0.0, distinct=distinct,
         coverage=1 - missing / total, suspect=bool(reasons), suspect_reasons=reasons,
@@ -202,18 +205,27 @@ def _categorical(con: duckdb.DuckDBPyConnection, features: list[FieldStats],
     return counts, late
 
 
-def _label(lo: float | None, hi: float | None, integral: bool) -> str:
+def _label(lo: float | None, hi: float | None, integral: bool,
+           least: float | None, most: float | None) -> str:
+    """What a bucket ``[lo, hi)`` holds (None: open end), given the smallest and largest
+    values (None: not known): the lowest bucket starts at the smallest value (``0``, not
+    ``< 1``), a bucket of one value is that value, the highest stays open (``≥ 4``).
+    Integers as ranges (``2-3``; ``-5 to -4`` with a negative bound), other numbers as
+    intervals (``[0.5, 1.75)``)."""
     def num(x: float) -> str:
+        x += 0.0  # -0.0 -> 0.0
         return f"{x:.0f}" if integral or x == int(x) else f"{x:.4g}"
-    if lo is None:
+    start = least if lo is None else lo
+    if start is None:
         return "all" if hi is None else f"< {num(hi)}"
     if hi is None:
-        return f"≥ {num(lo)}"
-    if integral and hi - lo == 1:
-        return num(lo)
+        return num(start) if start == most else f"≥ {num(start)}"
     if integral:
-        return f"{num(lo)}-{num(hi - 1)}"
-    return f"[{num(lo)}, {num(hi)})"
+        last = hi - 1
+        if start == last:
+            return num(start)
+        return f"{num(start)}{' to ' if start < 0 or last < 0 else '-'}{num(last)}"
+    return f"[{num(start)}, {num(hi)})"
 
 
 def _numeric(con: duckdb.DuckDBPyConnection,
@@ -223,19 +235,22 @@ def _numeric(con: duckdb.DuckDBPyConnection,
     names = prefix.NUMERIC
     qs = [i / opts.buckets for i in range(1, opts.buckets)]
     row = prefix.rows(con, "SELECT " + ", ".join(
-        f"quantile_disc({n}, {qs}), bool_and({n} = round({n}))" for n in names)
-        + f" FROM {prefix.TABLE}")[0]
+        f"quantile_disc({n}, {qs}), bool_and({n} = round({n})), min({n}), max({n})"
+        for n in names) + f" FROM {prefix.TABLE}")[0]
     exprs, labels = [], []
     for i, name in enumerate(names):
-        integral = bool(row[2 * i + 1])
+        quantiles, integral, least, most = row[4 * i: 4 * i + 4]
+        integral = bool(integral)
         edges = sorted({float(math.ceil(e)) if integral else float(e)
-                        for e in (row[2 * i] or []) if e is not None and math.isfinite(e)})
+                        for e in (quantiles or []) if e is not None and math.isfinite(e)})
         # Edges are our own numbers, written as float literals.
         index = " + ".join(f"CASE WHEN {name} >= {e!r} THEN 1 ELSE 0 END" for e in edges) or "0"
         # -1: no value (no add, no product viewed, first session seen)
         exprs.append(f"CASE WHEN {name} IS NULL THEN -1 ELSE {index} END AS b{i}")
         bounds: list[float | None] = [None, *edges, None]
-        labels.append([_label(bounds[j], bounds[j + 1], integral)
+        least, most = (float(x) if x is not None and math.isfinite(x) else None
+                       for x in (least, most))
+        labels.append([_label(bounds[j], bounds[j + 1], integral, least, most)
                        for j in range(len(edges) + 1)])
     found: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
     for feature, bucket, n, pos in prefix.rows(con, f"""
@@ -263,7 +278,10 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
     if catalog.events == 0:
         return empty
     try:
-        share = prefix.sample_fraction(catalog.events, opts)
+        # The catalog counts the --event events only; the sample bounds all the events read.
+        in_scope = (catalog.events if opts.event is None or not opts.target_sample_events
+                    else prefix.events_in_scope(con, opts))
+        share = prefix.sample_fraction(in_scope, opts)
         excluded = prefix.build(con, features, opts, share)
         total, positives = (int(x or 0) for x in prefix.rows(
             con, f"SELECT count(*), sum(CASE WHEN y THEN 1 ELSE 0 END) FROM {prefix.TABLE}")[0])
@@ -304,7 +322,8 @@ def target_report(con: duckdb.DuckDBPyConnection, catalog: Catalog,
         distinct = len([g for g in groups if g.value != MISSING])
         scores.append(_score(name, "session", "numeric", groups, distinct, total, positives,
                              opts, [], []))
-    scores.sort(key=lambda s: (s.suspect, -s.score, -s.mutual_information, s.field))
+    scores.sort(key=lambda s: (s.suspect, s.score is None, -(s.score or 0.0),
+                               -s.mutual_information, s.field))
     return TargetReport(target=opts.target, sessions=total, positives=positives, base_rate=base,
                         entropy=_entropy(base, 1 - base), min_support=opts.min_support,
                         sampled_share=share, excluded_sessions=excluded, features=scores,

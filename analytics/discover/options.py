@@ -62,7 +62,8 @@ class DiscoverOptions(BaseModel):
         "within 5.3 points per event name, median 0.16: a rare event name has few rows in "
         "the sample). 1M cost 30% more CPU for the whole catalog at 1M events.")
     target_sample_events: int = Field(
-        2_000_000, ge=0, description="Past this many events in scope, the target analysis "
+        2_000_000, ge=0, description="Past this many events in scope (of every event name, "
+        "also with `event`: a session's numbers count all its events), the target analysis "
         "reads the sessions of a random share of visitors holding about this many events "
         "(whole visitors, chosen by a hash of their id: the same lake gives the same "
         "sample); the report says the share, and the intervals are those of the sessions "

@@ -113,8 +113,18 @@ def field_exprs(features: Sequence[FieldStats]) -> tuple[list[str], list[str]]:
     return lists, exprs
 
 
+def events_in_scope(con: duckdb.DuckDBPyConnection, opts: DiscoverOptions) -> int:
+    """Events in the target analysis's scope: the time window's, of every event name, as
+    :func:`build` reads them (``--event`` only picks the events whose fields are read; a
+    session's numbers count all its events), so the count the sample bounds."""
+    where, params = opts.model_copy(update={"event": None}).where()
+    (n,), = con.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchall()
+    return int(n)
+
+
 def sample_fraction(events_in_scope: int, opts: DiscoverOptions) -> float:
-    """Share of visitors whose sessions the target analysis reads (1.0: all of them)."""
+    """Share of visitors whose sessions the target analysis reads (1.0: all of them), from
+    the :func:`events_in_scope`."""
     if not opts.target_sample_events or events_in_scope <= opts.target_sample_events:
         return 1.0
     return opts.target_sample_events / events_in_scope

@@ -15,6 +15,10 @@ Source = Literal["column", "items", "properties", "traits", "context", "extra"]
 FeatureSource = Literal["column", "items", "properties", "traits", "context", "extra", "session"]
 """Where a ranked feature comes from; ``session``: computed from the session's events."""
 
+UNDEFINED = "n/a"
+"""How the table and HTML show an undefined lift or score (None: base rate 0, no session
+reaches the target)."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -90,9 +94,11 @@ class LiftValue(_Model):
     rate: float = Field(description="positives / sessions.")
     rate_low: float = Field(description="Wilson 95% interval of the rate, lower bound.")
     rate_high: float = Field(description="Wilson 95% interval of the rate, upper bound.")
-    lift: float = Field(description="rate / base rate of all sessions.")
-    lift_low: float = Field(description="rate_low / base rate.")
-    lift_high: float = Field(description="rate_high / base rate.")
+    lift: float | None = Field(description="rate / base rate of all sessions; None (null) "
+                               "when the base rate is 0: no session reaches the target, "
+                               "and a lift is undefined.")
+    lift_low: float | None = Field(description="rate_low / base rate (None: undefined).")
+    lift_high: float | None = Field(description="rate_high / base rate (None: undefined).")
     small: bool = Field(description="Fewer sessions than min_support: shown, never ranked on.")
 
 
@@ -104,8 +110,10 @@ class FeatureScore(_Model):
     kind: Literal["categorical", "numeric"] = Field(
         description="numeric: values are quantile buckets like `[3, 7)`.")
     aliases: list[str] = Field(default_factory=list, description="Other names of the field.")
-    score: float = Field(description="Ranking key: the highest lift_low among the groups "
-                         "with enough support (0 when none has).")
+    score: float | None = Field(description="Ranking key: the highest lift_low among the "
+                                "groups with enough support (0 when none has; None when lift "
+                                "is undefined, at a base rate of 0, ranked after every "
+                                "score).")
     best_value: str | None = Field(description="The group that gives the score.")
     mutual_information: float = Field(description="I(feature; target) in bits.")
     uncertainty_coefficient: float = Field(description="I / H(target): share of the "

@@ -12,7 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 
-from analytics.discover.report import FeatureScore, FieldStats, Report, TargetReport
+from analytics.discover.report import (
+    UNDEFINED,
+    FeatureScore,
+    FieldStats,
+    LiftValue,
+    Report,
+    TargetReport,
+)
 from analytics.discover.svg import bars, sparkline
 
 CSS = """
@@ -63,6 +70,17 @@ def _interval(low: float, high: float, fmt: str) -> str:
     return f"[{fmt.format(low)}, {fmt.format(high)}]"
 
 
+def _lift(v: LiftValue) -> str:
+    """``x1.85 [1.52, 2.19]``, or ``n/a`` when the lift is undefined (base rate 0)."""
+    if v.lift is None or v.lift_low is None or v.lift_high is None:
+        return UNDEFINED
+    return f"x{v.lift:.2f} {_interval(v.lift_low, v.lift_high, '{:.2f}')}"
+
+
+def _score(s: FeatureScore) -> str:
+    return UNDEFINED if s.score is None else f"{s.score:.2f}"
+
+
 def _group_rows(s: FeatureScore) -> str:
     rows = []
     for v in s.values:
@@ -72,8 +90,7 @@ def _group_rows(s: FeatureScore) -> str:
             f"<tr><td><code>{escape(v.value)}</code>{best}{small}</td>"
             f'<td class="num">{v.positives}/{v.sessions}</td>'
             f'<td class="num">{_pct(v.rate)} {_interval(v.rate_low, v.rate_high, "{:.1%}")}</td>'
-            f'<td class="num">x{v.lift:.2f} {_interval(v.lift_low, v.lift_high, "{:.2f}")}'
-            "</td></tr>")
+            f'<td class="num">{_lift(v)}</td></tr>')
     return ("<table><tr><th>value</th><th>target / sessions</th><th>rate [95%]</th>"
             f"<th>lift [95%]</th></tr>{''.join(rows)}</table>")
 
@@ -93,13 +110,14 @@ def _target_section(t: TargetReport) -> str:
                 if t.sampled_share < 1 else "")
              + (f" {t.excluded_sessions} sessions start with the target (nothing observable "
                 "before it) and are left out." if t.excluded_sessions else "")
+             + (f" No session reaches the target: lift is undefined ({UNDEFINED})."
+                if t.sessions and not t.positives else "")
              + f'</p><p class="muted">{escape(t.method)}</p>']
     rows = []
     for i, s in enumerate(t.features, 1):
         best = next((v for v in s.values if v.value == s.best_value), None)
         best_cell = (f"<code>{escape(best.value)}</code>: {best.positives}/{best.sessions}, "
-                     f"x{best.lift:.2f} {_interval(best.lift_low, best.lift_high, '{:.2f}')}"
-                     if best else "")
+                     f"{_lift(best)}" if best else "")
         aliases = (f"<br><span class='muted'>also {escape(', '.join(s.aliases))}</span>"
                    if s.aliases else "")
         suspect = ("<span class='warn'>suspect</span>: " + escape("; ".join(s.suspect_reasons))
@@ -107,7 +125,7 @@ def _target_section(t: TargetReport) -> str:
         rows.append(
             f"<tr><td class='num'>{i}</td><td><a href='#{_feature_id(i)}'><code>"
             f"{escape(s.field)}</code></a>{aliases}</td><td>{s.kind}</td>"
-            f"<td class='num'>{s.score:.2f}</td><td>{best_cell}</td>"
+            f"<td class='num'>{_score(s)}</td><td>{best_cell}</td>"
             f"<td class='num'>{s.mutual_information:.5f}</td>"
             f"<td class='num'>{_pct(s.coverage)}</td><td>{suspect}</td></tr>")
     parts.append(
@@ -117,14 +135,15 @@ def _target_section(t: TargetReport) -> str:
         "<th>best group: target/support, lift [95%]</th><th>MI bits</th><th>coverage</th>"
         f"<th>suspect</th></tr>{''.join(rows)}</table>")
     for i, s in enumerate(t.features, 1):
-        lift = bars([(v.value, v.lift,
-                      f"x{v.lift:.2f} {_interval(v.lift_low, v.lift_high, '{:.2f}')} "
-                      f"({v.positives}/{v.sessions}{', small' if v.small else ''})")
-                     for v in s.values], width=640, label_width=220, reference=1.0)
+        defined = all(v.lift is not None for v in s.values)
+        lift = bars([(v.value, v.lift or 0.0,
+                      f"{_lift(v)} ({v.positives}/{v.sessions}{', small' if v.small else ''})")
+                     for v in s.values], width=640, label_width=220,
+                    reference=1.0 if defined else None)
         flag = " <span class='warn'>suspect</span>" if s.suspect else ""
         parts.append(
             f"<details id='{_feature_id(i)}'><summary>{i}. <code>{escape(s.field)}</code>{flag}: "
-            f"score {s.score:.2f}, {s.mutual_information:.5f} bits, "
+            f"score {_score(s)}, {s.mutual_information:.5f} bits, "
             f"coverage {_pct(s.coverage)}, {s.distinct} values</summary>"
             + "".join(f"<p class='warn'>{escape(r)}</p>" for r in s.suspect_reasons)
             + "<p>Lift per value (rate of the target among sessions with the value, over the "

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-from analytics.discover.report import FieldStats, LiftValue, Report, TargetReport
+from analytics.discover.report import UNDEFINED, FieldStats, LiftValue, Report, TargetReport
 from analytics.output import REORDERING
 
 MAX_CELL = 48
@@ -100,9 +100,15 @@ def render_text(report: Report, show_empty: bool = False) -> str:
     return "\n".join(parts) + "\n"
 
 
+def lift_text(v: LiftValue) -> str:
+    """``x1.85 [1.52-2.19]``: the lift and its 95% bounds, or ``n/a`` when undefined."""
+    if v.lift is None or v.lift_low is None or v.lift_high is None:
+        return UNDEFINED
+    return f"x{v.lift:.2f} [{v.lift_low:.2f}-{v.lift_high:.2f}]"
+
+
 def _group(v: LiftValue) -> str:
-    return (f"{v.value}: {v.positives}/{v.sessions} x{v.lift:.2f} "
-            f"[{v.lift_low:.2f}-{v.lift_high:.2f}]")
+    return f"{v.value}: {v.positives}/{v.sessions} {lift_text(v)}"
 
 
 def target_lines(t: TargetReport) -> list[str]:
@@ -116,12 +122,15 @@ def target_lines(t: TargetReport) -> list[str]:
     if t.excluded_sessions:
         lines.append(f"({t.excluded_sessions} sessions start with the target: nothing to "
                      "read before it, left out)")
+    if t.sessions and not t.positives:
+        lines.append(f"(no session reaches the target: lift is undefined, shown {UNDEFINED})")
     rows = []
     for i, s in enumerate(t.features, 1):
         best = next((v for v in s.values if v.value == s.best_value), None)
-        supported = [v for v in s.values if not v.small]
-        worst = min(supported, key=lambda v: v.lift_high, default=None)
-        rows.append([i, s.field, s.kind, round(s.score, 2), _group(best) if best else "",
+        supported = [v for v in s.values if not v.small and v.lift_high is not None]
+        worst = min(supported, key=lambda v: v.lift_high or 0.0, default=None)
+        score = UNDEFINED if s.score is None else round(s.score, 2)
+        rows.append([i, s.field, s.kind, score, _group(best) if best else "",
                      _group(worst) if worst and worst is not best else "",
                      round(s.mutual_information, 5), _pct(s.coverage),
                      "suspect" if s.suspect else ""])

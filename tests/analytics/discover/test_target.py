@@ -138,11 +138,11 @@ def test_session_numbers_are_ranked_in_quantile_buckets(leaky: Path) -> None:
     assert "duration_s" not in numeric       # 5.5 minutes in every prefix: says nothing
     adds = numeric["adds"]
     assert adds.source == "session"
-    # counted before the target: a buyer's prefix has exactly one add
+    # counted before the target: a buyer's prefix has exactly one add (and no one has more)
     assert {v.value: (v.sessions, v.positives) for v in adds.values} == {
-        "0": (405 - 125 - 180, 0), "≥ 1": (125 + 180, 125)}
+        "0": (405 - 125 - 180, 0), "1": (125 + 180, 125)}
     # the purchase is not in the prefix: buyers have 5 events before it, not 6
-    assert max(v.value for v in numeric["events"].values) == "≥ 5"
+    assert [v.value for v in numeric["events"].values] == ["4", "5"]
 
 
 def test_since_and_until_are_event_time(tmp_path: Path) -> None:
@@ -332,3 +332,79 @@ def test_a_target_no_session_reaches_has_zero_entropy_not_minus_zero() -> None:
     from analytics.discover.lift import _entropy
 
     assert f"{_entropy(1.0, 0.0):.4f}" == "0.0000" and f"{_entropy(0.0, 1.0)}" == "0.0"
+
+
+def test_a_lift_at_a_base_rate_of_zero_is_undefined_in_every_output(tmp_path: Path) -> None:
+    """No session reaches the target: a lift (rate / base rate) is undefined. It printed
+    ``x0.00 [0.00-0.00]`` everywhere and ranked as a score of 0; now it is null in the JSON,
+    ``n/a`` in the table and the HTML, and no feature has a score or a best group."""
+    rows = []
+    for i in range(80):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}"}
+        rows.append(event(minute=10 * i, event_type="page", event_name="page_view",
+                          utm_source=("email", "google")[i % 2], **s))
+        rows += [event(minute=10 * i + k, product_action="view", product_id="p", **s)
+                 for k in range(1, 2 + i % 3)]
+    write_events(tmp_path, rows)
+    cli = CliRunner().invoke(main, ["discover", "--lake", str(tmp_path), "--tenant", "acme",
+                                    "--target", "purchase", "--format", "json"])
+    assert cli.exit_code == 0, cli.output
+    data = json.loads(cli.output)["target"]
+    assert (data["sessions"], data["positives"], data["base_rate"]) == (80, 0, 0.0)
+    features = data["features"]
+    assert {"utm_source", "events", "product_views"} <= {f["field"] for f in features}
+    assert all(f["score"] is None and f["best_value"] is None for f in features)
+    values = [v for f in features for v in f["values"]]
+    assert values and all((v["lift"], v["lift_low"], v["lift_high"]) == (None, None, None)
+                          for v in values)
+    report = _report(tmp_path)
+    assert Report.model_validate_json(report.model_dump_json()) == report
+    text = render_text(report)
+    assert "x0.00" not in text and "lift is undefined" in text
+    assert re.search(r"\d+\s+utm_source\s+categorical\s+n/a\s", text)
+    html = render_html(report)
+    assert "x0.00" not in html and "score n/a" in html and ">n/a</td>" in html
+
+
+def test_bucket_labels_say_what_each_bucket_holds(tmp_path: Path) -> None:
+    """The lowest bucket of an integer read ``< 1`` where it held only 0 (the docs show
+    ``0``), ``< -5`` for -6, and negative ranges read ``-5--4`` and ``-1-0``; a float's
+    lowest bucket ``< 1.75`` for values from 0.5."""
+    rows = []
+    for i in range(100):
+        s = {"session_id": f"s{i}", "anonymous_id": f"v{i}", "session_index": i % 10 - 6}
+        rows.append(event(minute=10 * i, event_type="page", event_name="page_view", **s))
+        views = 0 if i % 10 == 0 else 1 + i % 5   # none in 10% of the sessions, else 1-5
+        rows += [event(minute=10 * i + 1 + k / 10, product_action="view", product_id="p",
+                       price=1.25 * (i % 7) + 0.5, **s) for k in range(views)]
+        if i % 2:
+            rows.append(event(minute=10 * i + 5, event_name="Order Completed",
+                              product_action="purchase", **s))
+    write_events(tmp_path, rows)
+    report = _report(tmp_path, min_support=5)
+    assert report.target is not None
+    labels = {f.field: [(v.value, v.sessions) for v in f.values]
+              for f in report.target.features if f.kind == "numeric"}
+    assert labels["product_views"] == [("0", 10), ("1", 10), ("2", 20), ("3", 20),
+                                       ("≥ 4", 40)]
+    assert labels["session_index"] == [("-6", 10), ("-5 to -4", 20), ("-3 to -2", 20),
+                                       ("-1 to 0", 20), ("≥ 1", 30)]
+    assert labels["max_price_viewed"] == [("[0.5, 1.75)", 13), ("[1.75, 3)", 14),
+                                          ("[3, 5.5)", 25), ("[5.5, 6.75)", 13),
+                                          ("≥ 6.75", 25), ("(missing)", 10)]
+
+
+def test_event_scope_samples_by_all_the_events_the_analysis_reads(leaky: Path) -> None:
+    """--event narrows the fields read, not the sessions: their numbers count every event.
+    The sample was sized by the --event events alone (405 page views of 2,050 events), so
+    past --sample-events it read every session; it is sized by all the events read."""
+    full = _report(leaky)
+    half = _report(leaky, target_sample_events=1_100)
+    scoped = _report(leaky, event="page_view", target_sample_events=1_100)
+    assert scoped.catalog.events == 405 < 1_100 < full.catalog.events == 2_050
+    t, h = scoped.target, half.target
+    assert t is not None and h is not None
+    assert t.sampled_share == h.sampled_share == pytest.approx(1_100 / 2_050)
+    # the same visitors as without --event: a share of the sessions, not all of them
+    assert (t.sessions, t.positives) == (h.sessions, h.positives)
+    assert full.target is not None and t.sessions < 0.7 * full.target.sessions

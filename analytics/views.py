@@ -297,6 +297,12 @@ def identity_parts_sql(events: str = "events") -> str:
       SELECT tenant, json_extract_string(extra, '$.previousId'), user_id, {EVENT_ORDER}
       FROM {events} WHERE event_type = 'alias' AND user_id IS NOT NULL
         AND json_extract_string(extra, '$.previousId') IS NOT NULL
+      UNION ALL
+      -- PostHog has one id space: a user id it named (an $identify, an identified event) is
+      -- that user wherever it comes as the anonymous id (SDKs without $device_id send
+      -- distinct_id = the user id after an identify, server SDKs send nothing else)
+      SELECT tenant, user_id, user_id, {EVENT_ORDER}
+      FROM {events} WHERE protocol = 'posthog' AND user_id IS NOT NULL
     )
     GROUP BY tenant, anonymous_id"""
 
@@ -312,8 +318,9 @@ def identities_sql(parts: str = f"({identity_parts_sql()})") -> str:
 
 
 IDENTITIES: Final = identities_sql()
-"""One row per anonymous id ever seen with a user id: the user it belongs to (the latest
-one when a device was shared)."""
+"""One row per anonymous id ever seen with a user id (and per user id PostHog named, which
+is that user where it comes as an anonymous id): the user it belongs to (the latest one when
+a device was shared)."""
 
 
 def _person(user: str, anonymous: str) -> str:

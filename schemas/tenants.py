@@ -107,7 +107,8 @@ class Tenant(BaseModel):
     id: Annotated[str, Field(pattern=TENANT_ID_PATTERN)]
     """Tenant id; names the lake partition ``tenant=<id>``."""
     write_keys: Annotated[tuple[SecretStr, ...], Field(min_length=1)]
-    """Keys that authenticate hits as this tenant (also Snowplow app ids, GA4 measurement ids)."""
+    """Keys that authenticate hits as this tenant (also Snowplow app ids, GA4 measurement ids);
+    none empty or blank, none shared with another tenant."""
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed to send with this tenant's keys: exact ``https://shop.example``,
     a subdomain wildcard ``https://*.shop.example``, any port ``http://localhost:*``, or
@@ -122,6 +123,16 @@ class Tenant(BaseModel):
     """Enrichment overrides for this tenant."""
     snippet: TenantSnippet = TenantSnippet()
     """dn.js settings for this tenant: first-party path aliases, Global Privacy Control."""
+
+    @field_validator("write_keys")
+    @classmethod
+    def _check_write_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for n, key in enumerate(keys, 1):
+            if not key.get_secret_value().strip():
+                # A typo, not a secret: no sender can authenticate with it (an empty key
+                # is refused by every key finder) and a blank one is guessed at once.
+                raise ValueError(f"write key {n} of {len(keys)} is empty or only whitespace")
+        return keys
 
     @field_validator("allowed_origins")
     @classmethod

@@ -100,7 +100,11 @@ def serving(workdir: Path, tenants_toml: str) -> Iterator[Server]:
     """`driftnet up` for the tenants of ``tenants_toml``; stopped after, and it must exit 0."""
     (workdir / "tenants.toml").write_text(tenants_toml)
     server = Server(workdir, workdir / "tenants.toml").start()
-    yield server
+    try:
+        yield server
+    except BaseException:
+        server.stop()  # a failed test leaves no `driftnet up` running behind it
+        raise
     assert server.stop() == 0, server.logs()[-3000:]
 
 

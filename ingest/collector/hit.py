@@ -118,9 +118,15 @@ class Hit:
         return values[0] if values else None
 
     def basic_auth_user(self) -> str | None:
-        """The user part of ``Authorization: Basic base64(user:password)``."""
+        """The user part of ``Authorization: Basic base64(user:password)``: everything before
+        the last colon. SDKs send a write key as the user with an empty password
+        (``base64(key + ":")``) and do not escape a colon in the key, so a key ``a:b`` comes
+        as ``a:b:``; credentials without a colon are the user alone."""
         credentials = self.basic_auth()
-        return credentials.partition(":")[0] or None if credentials is not None else None
+        if credentials is None:
+            return None
+        user, colon, _ = credentials.rpartition(":")
+        return (user if colon else credentials) or None
 
     def basic_auth(self) -> str | None:
         """The decoded ``user:password`` of ``Authorization: Basic ...``, else None."""

@@ -60,6 +60,9 @@ def test_origin_rules(tmp_path: Path, allowed: str, origin: str, ok: bool) -> No
     [
         ('[[tenant]]\nid = "Bad Id"\nwrite_keys = ["k"]\n', "tenant.0.id"),
         ('[[tenant]]\nid = "a"\nwrite_keys = []\n', "write_keys"),
+        # an empty key is a typo, not a secret (the key finders refuse an empty one)
+        ('[[tenant]]\nid = "a"\nwrite_keys = [""]\n', r"tenant\.0\.write_keys.*empty"),
+        ('[[tenant]]\nid = "a"\nwrite_keys = ["k", " \\t"]\n', "write key 2 of 2 is empty"),
         ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\n[[tenant]]\nid = "a"\nwrite_keys = ["j"]\n',
          "appears twice"),
         ('[[tenant]]\nid = "a"\nwrite_keys = ["k"]\n[[tenant]]\nid = "b"\nwrite_keys = ["k"]\n',

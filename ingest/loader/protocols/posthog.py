@@ -59,6 +59,7 @@ _PROPS_SPEC = orjson.dumps({
     **dict.fromkeys(("$screen_width", "$screen_height", "$viewport_width",
                      "$viewport_height"), "BIGINT"),
     "$time": "DOUBLE", "$set": "JSON", "$set_once": "JSON", "$group_set": "JSON",
+    "$is_identified": "JSON",
     "revenue": "DOUBLE", "total": "DOUBLE", "products": [SEGMENT_PRODUCT], **SEGMENT_PRODUCT,
 }).decode()
 # Kinds checked before the values above are trusted (1-based positions in `t`); values of
@@ -71,6 +72,11 @@ _PATHS = "[" + ", ".join(quote(k) for k in _KINDS) + "]"
 _DEVICE = ("coalesce(nullif(p.\"$device_id\", ''), CASE WHEN e.event = '$identify' THEN "
            "nullif(p.\"$anon_distinct_id\", '') END)")
 """The visitor's device id: $device_id, else on $identify the anonymous id it links."""
+_IDENTIFIED = (f"coalesce({_DEVICE}, '') NOT IN ('', distinct_id) OR e.event = '$identify' "
+               "OR p.\"$is_identified\" = 'true'")
+"""distinct_id is a user id: the device is another id, the event is an $identify (its
+distinct_id is the user it names, also from server SDKs, which send no anonymous id), or
+posthog-js says it was sent after an identify (``$is_identified``, the JSON boolean true)."""
 _TOKENS = orjson.dumps(dict.fromkeys(("token", "$token", "api_key"))).decode()
 _DROP_TOP = orjson.dumps(dict.fromkeys((
     "event", "properties", "uuid", "timestamp", "offset", "distinct_id", "$distinct_id",
@@ -209,8 +215,8 @@ _EVENTS = {
     # An $identify names the anonymous id it links in $anon_distinct_id (posthog-js without
     # $device_id): that is the visitor, and distinct_id the user.
     "anonymous_id": f"coalesce({_DEVICE}, distinct_id)",
-    "user_id": f"coalesce(nullif(p.\"$user_id\", ''), CASE WHEN coalesce({_DEVICE}, '') "
-               "NOT IN ('', distinct_id) THEN distinct_id END)",
+    "user_id": f"coalesce(nullif(p.\"$user_id\", ''), "
+               f"CASE WHEN {_IDENTIFIED} THEN distinct_id END)",
     "session_id": "nullif(p.\"$session_id\", '')",
     "page_url": "nullif(p.\"$current_url\", '')",
     "page_path": "nullif(p.\"$pathname\", '')",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +14,7 @@ import orjson
 import pytest
 
 from analytics import connect
-from tests.support import Server, basic
+from tests.support import Server, basic, responses, serving
 
 
 def _track(**extra: Any) -> dict[str, Any]:
@@ -69,6 +72,62 @@ def test_write_keys_are_not_kept_in_raw(shared_server: Server) -> None:
         rows = con.execute("SELECT query, decode(body), headers FROM raw").fetchall()
     assert rows and not any("globex-key" in str(value) for row in rows for value in row)
     assert any("x=1" in row[0] for row in rows)  # the rest of the query stays
+
+
+COLON_TENANTS = """
+[[tenant]]
+id = "colon"
+write_keys = ["shop:live:7", "plain-key"]
+allowed_origins = ["*"]
+ip_mode = "none"
+
+[[tenant]]
+id = "decoy"
+write_keys = ["shop", "shop:live"]
+allowed_origins = ["*"]
+ip_mode = "none"
+"""
+
+
+def test_a_write_key_with_colons_works_in_basic_auth_on_both_paths(tmp_path: Path) -> None:
+    """Segment's and RudderStack's SDKs send ``Basic base64(<key>:)``, the key unescaped: the
+    key is everything before the last colon (not the first: that named another tenant's key
+    here). Checked on the fast path (a POST whose body came with its headers, over a raw
+    socket) and the ASGI app (a gzip body, which the fast path leaves to it); the key is
+    kept nowhere in raw."""
+    ids = {name: str(uuid.uuid4()) for name in ("fast", "fast-batch", "app", "plain", "body")}
+
+    def request(path: str, body: bytes, auth: str) -> bytes:
+        head = [f"POST {path} HTTP/1.1", "Host: collector", "Content-Type: application/json",
+                f"Authorization: {auth}", f"Content-Length: {len(body)}"]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    with serving(tmp_path, COLON_TENANTS) as srv:
+        fast = [request("/v1/track", orjson.dumps(_track(messageId=ids["fast"])),
+                        basic("shop:live:7")),
+                request("/v1/batch", orjson.dumps({"batch": [_track(messageId=ids["fast-batch"])]}),
+                        basic("shop:live:7")),
+                # no colon at all: the whole credential is the key
+                request("/v1/track", orjson.dumps(_track(messageId=ids["plain"])),
+                        "Basic " + base64.b64encode(b"plain-key").decode())]
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            for one in fast:  # one write each, its answer awaited: a body with its headers
+                sock.sendall(one)
+                ((status, _, answer),) = responses(sock, 1)
+                assert (status, answer) == (b"HTTP/1.1 200 OK", b'{"success":true}')
+        r = httpx.post(f"{srv.url}/v1/track",
+                       content=gzip.compress(orjson.dumps(_track(messageId=ids["app"]))),
+                       headers={"Authorization": basic("shop:live:7"),
+                                "Content-Encoding": "gzip"})
+        assert r.status_code == 200, r.text
+        r = srv.post("/v1/t", {**_track(messageId=ids["body"]), "writeKey": "shop:live:7"})
+        assert r.status_code == 200, r.text
+        assert sorted(_events(srv, "colon", "list_contains(?, event_id)", [list(ids.values())])
+                      ) == sorted((i, "Product Viewed") for i in ids.values())
+        assert srv.query("decoy", "SELECT count(*) FROM events") == [(0,)]
+        with connect(srv.lake, "colon") as con:
+            raw = con.execute("SELECT query, decode(body), headers FROM raw").fetchall()
+    assert len(raw) == 5 and not any("shop:live" in str(value) for row in raw for value in row)
 
 
 def test_a_body_key_is_cut_from_the_text_and_the_rest_kept_as_sent(

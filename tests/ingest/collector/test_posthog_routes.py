@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.connect import connect
 from tests.support import Server, serving
 
 TOKEN = "phc_qgUFp5wz2BjC4RsFjMGpQ3PGDrsi6Q0CG0CP4NAac0I"
@@ -220,6 +221,51 @@ def test_token_names_the_tenant(hog: Server) -> None:
     assert rows(hog, "SELECT event_id FROM events WHERE event_id = 'other-1'",
                 tenant="other") == [("other-1",)]
     assert rows(hog, "SELECT count(*) FROM events WHERE event_id = 'other-1'") == [(0,)]
+
+
+def test_orders_sent_with_the_user_id_as_distinct_id_are_the_users(hog: Server) -> None:
+    """After an identify, SDKs without $device_id (posthog-js before it, server SDKs) send
+    distinct_id = the user id: `users` counts those orders under the user. The same id sent
+    anonymously to another tenant stays that tenant's anonymous visitor."""
+    def ev(name: str, uuid: str, distinct_id: str, minute: int,
+           **props: Any) -> dict[str, Any]:
+        return {"event": name, "uuid": uuid, "distinct_id": distinct_id,
+                "timestamp": f"2026-03-02T10:{minute:02}:00Z", "properties": props}
+
+    def order(uuid: str, distinct_id: str, **props: Any) -> dict[str, Any]:
+        return ev("Order Completed", uuid, distinct_id, 30, order_id=uuid, revenue=30,
+                  currency="EUR", **props)
+
+    server = {"$lib": "posthog-python"}
+    hogshop = [
+        # posthog-js from before $device_id and $is_identified: only the $identify links
+        ev("$pageview", "st-a1", "st-anon-a", 0, **{"$session_id": "st-sa"}),
+        ev("$identify", "st-a2", "st-user-a", 1, **{"$anon_distinct_id": "st-anon-a",
+                                                    "$session_id": "st-sa"}),
+        order("st-a3", "st-user-a", **{"$session_id": "st-sa"}),
+        # posthog-js with $device_id in the browser, the order from the server
+        ev("$identify", "st-b1", "st-user-b", 2, **{"$device_id": "st-dev-b",
+                                                    "$anon_distinct_id": "st-dev-b"}),
+        order("st-b2", "st-user-b", **server),
+        # a server SDK only: its $identify names the user, no anonymous id
+        ev("$identify", "st-c1", "st-user-c", 3, **server),
+        order("st-c2", "st-user-c", **server),
+        # posthog-js without $device_id, with $is_identified
+        order("st-d1", "st-user-d", **{"$is_identified": True}),
+    ]
+    for key, batch in (("phc_other", [order("st-o1", "st-user-a")]), (TOKEN, hogshop)):
+        r = httpx.post(f"{hog.url}/batch/", content=orjson.dumps({"api_key": key,
+                                                                  "batch": batch}))
+        assert r.status_code == 200, r.text
+
+    people = ("SELECT tenant, person_id, user_id, orders FROM users "
+              "WHERE person_id LIKE '%:st-%' ORDER BY ALL")
+    ours = [("hogshop", f"u:st-user-{v}", f"st-user-{v}", 1) for v in "abcd"]
+    theirs = [("other", "a:st-user-a", None, 1)]
+    assert rows(hog, people) == ours
+    assert rows(hog, people, tenant="other") == theirs
+    with connect(hog.lake_location, all_tenants=True) as con:  # an operator's view
+        assert con.sql(people).fetchall() == ours + theirs
 
 
 @pytest.mark.parametrize(

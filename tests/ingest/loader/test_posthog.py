@@ -44,7 +44,8 @@ def test_real_posthog_js_batch(pipeline: Pipeline) -> None:
 def test_identify_without_device_id_links_its_anonymous_distinct_id(pipeline: Pipeline
                                                                      ) -> None:
     """posthog-js before $device_id: $identify carries the anonymous id it links in
-    $anon_distinct_id, distinct_id is the user. Other events keep distinct_id as visitor."""
+    $anon_distinct_id, distinct_id is the user. Other events that do not say they are
+    identified keep distinct_id as visitor (analytics stitches it to the user)."""
     body = [{"event": "$identify", "uuid": "i-1", "distinct_id": "user-42",
              "properties": {"$anon_distinct_id": "anon-42"}},
             {"event": "Order Completed", "uuid": "o-1", "distinct_id": "user-42",
@@ -52,6 +53,25 @@ def test_identify_without_device_id_links_its_anonymous_distinct_id(pipeline: Pi
     ident, order = events(run(pipeline, hit(body)))
     assert (ident["anonymous_id"], ident["user_id"]) == ("anon-42", "user-42")
     assert (order["anonymous_id"], order["user_id"]) == ("user-42", None)
+
+
+def test_distinct_id_is_the_user_when_the_event_says_it_is_identified(pipeline: Pipeline
+                                                                     ) -> None:
+    """Without $device_id, distinct_id is the user on an $identify (server SDKs send no
+    anonymous id) and on events posthog-js marks `$is_identified: true` (the JSON boolean)."""
+    body = [{"event": "$identify", "uuid": "i-1", "distinct_id": "user-1",
+             "properties": {"$lib": "posthog-python"}},
+            {"event": "Order Completed", "uuid": "o-1", "distinct_id": "user-2",
+             "properties": {"$is_identified": True}},
+            {"event": "Order Completed", "uuid": "o-2", "distinct_id": "anon-3",
+             "properties": {"$is_identified": False}},
+            {"event": "Order Completed", "uuid": "o-3", "distinct_id": "anon-4",
+             "properties": {"$is_identified": "true"}},
+            {"event": "Order Completed", "uuid": "o-4", "distinct_id": "user-5",
+             "properties": {"$is_identified": True, "$device_id": "dev-5"}}]
+    got = [(e["anonymous_id"], e["user_id"]) for e in events(run(pipeline, hit(body)))]
+    assert got == [("user-1", "user-1"), ("user-2", "user-2"), ("anon-3", None),
+                   ("anon-4", None), ("dev-5", "user-5")]
 
 
 def test_identify_set_and_ecommerce(pipeline: Pipeline) -> None:

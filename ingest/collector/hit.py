@@ -46,30 +46,87 @@ def without_param(query: bytes, name: bytes) -> bytes:
     return b"&".join(p for p in query.split(b"&") if param_name(p) != name)
 
 
-_WRITE_KEY_MEMBER = re.compile(rb'"writeKey"\s*:\s*"(?:[^"\\]|\\.)*"')
+# A member named ``writeKey`` whose value is a string; and (looked for only in a body with a
+# backslash) a member whose name holds an escape, decoded to compare. Either is matched from
+# a quote: in a body with escapes, whether it opens a name (not an escaped quote inside a
+# string) is checked by the backslashes before it.
+_KEY_MEMBER = re.compile(rb'"writeKey"\s*:\s*("(?:[^"\\]|\\.)*")')
+_ESCAPED_MEMBER = re.compile(
+    rb'"([^"\\]*\\(?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*")')
+_WS = b" \t\r\n"
+
+
+def _members_holding(body: bytes, key: str) -> list[tuple[int, int]]:
+    """Spans of the members named ``writeKey`` whose value is ``key``, at any depth, in
+    order."""
+    value = orjson.dumps(key)
+    if b"\\" not in body:  # no escapes: every quote opens or closes a string
+        return [m.span() for m in _KEY_MEMBER.finditer(body) if m.group(1) == value]
+    spans = []
+    for pattern, named in ((_KEY_MEMBER, True), (_ESCAPED_MEMBER, False)):
+        pos = 0
+        while (m := pattern.search(body, pos)) is not None:
+            start = slashes = m.start()
+            while slashes > 0 and body[slashes - 1] == 0x5C:  # a backslash
+                slashes -= 1
+            if (start - slashes) % 2:  # a quote inside a string: look on from the next byte
+                pos = start + 1
+                continue
+            if (named or _decoded(b'"' + m.group(1) + b'"') == "writeKey") and (
+                    _decoded(m.group(m.lastindex or 1)) == key):
+                spans.append(m.span())
+            pos = m.end()
+    return sorted(spans)
+
+
+def _decoded(token: bytes) -> Any:
+    try:
+        return orjson.loads(token)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _cut(body: bytes, start: int, end: int) -> bytes:
+    """``body`` without the member at [start, end) and one comma beside it."""
+    after = end
+    while after < len(body) and body[after] in _WS:
+        after += 1
+    if body[after:after + 1] == b",":
+        after += 1
+        while after < len(body) and body[after] in _WS:
+            after += 1
+        return body[:start] + body[after:]
+    before = start
+    while before > 0 and body[before - 1] in _WS:
+        before -= 1
+    if body[before - 1:before] == b",":
+        return body[:before - 1] + body[end:]
+    return body[:start] + body[end:]
 
 
 def without_write_key(body: bytes, doc: dict[str, Any]) -> bytes:
-    """The JSON object ``body`` (parsed: ``doc``) without its top-level ``writeKey``, the
-    rest byte for byte (its numbers, escapes and key order as sent).
+    """The JSON object ``body`` (parsed: ``doc``) without its write key: every member named
+    ``writeKey`` whose value is the top-level one's (analytics.js in batching mode repeats
+    it in each message), cut from the text; the rest byte for byte (numbers, escapes, key
+    order and duplicate names as sent).
 
-    Where the text alone cannot show which member is the top-level one (the name written
-    twice or with escapes), the document is written again from ``doc`` by the standard
-    library, which keeps integers of any size and ``NaN`` as they were read."""
-    found = list(_WRITE_KEY_MEMBER.finditer(body))
-    if len(found) == 1 and body.count(b'"writeKey"') == 1 and b"\\u" not in body:
-        start, end = found[0].span()
-        after = end
-        while after < len(body) and body[after] in b" \t\r\n":
-            after += 1
-        if after < len(body) and body[after:after + 1] == b",":
-            return body[:start] + body[after + 1:].lstrip(b" \t\r\n")
-        before = start
-        while before > 0 and body[before - 1] in b" \t\r\n":
-            before -= 1
-        if before > 0 and body[before - 1:before] == b",":
-            return body[:before - 1] + body[end:]
-        return body[:start] + body[end:]
+    Only a body the text cannot be cut in (the top-level value not a string, or a member
+    the cut leaves behind: names duplicated in one object with other values) is written
+    again from ``doc`` by the standard library, which keeps integers of any size and
+    ``NaN`` as they were read."""
+    key = doc.get("writeKey")
+    if isinstance(key, str) and (spans := _members_holding(body, key)):
+        cut = body
+        for start, end in reversed(spans):
+            cut = _cut(cut, start, end)
+        if body.count(b'"writeKey"') == len(spans) and b"\\" not in body:
+            return cut  # no escapes: every "writeKey" in the text was a member, and is cut
+        try:
+            rest = loads(cut)
+        except (orjson.JSONDecodeError, RecursionError):
+            rest = None
+        if isinstance(rest, dict) and "writeKey" not in rest:
+            return cut
     rest = {k: v for k, v in doc.items() if k != "writeKey"}
     return json.dumps(rest, separators=(",", ":")).encode()
 

@@ -443,10 +443,11 @@ class CollectorApp:
         ip = None if anonymous else self._client_ip(scope, headers)
         if anonymous:
             headers.pop("x-forwarded-for", None)
+        cookieless = None
         if route is DN:
             # Computed here, from the IP before the loader anonymises it (docs/snippet.md).
-            headers[VISITOR_HEADER] = visitor_id(self._salt.today(), tenant.id, ip,
-                                                 headers.get("user-agent"))
+            cookieless = headers[VISITOR_HEADER] = visitor_id(
+                self._salt.today(), tenant.id, ip, headers.get("user-agent"))
             if tenant.snippet.honor_gpc and headers.get("sec-gpc", "").strip() == "1":
                 headers[GPC_HEADER] = "1"
         answer = route.answer if route.respond is None else route.respond(hit, cookie)
@@ -463,7 +464,8 @@ class CollectorApp:
         }
         assert self.committer is not None
         # One visitor's hits go to one partition, so one loader sessionizes them all.
-        lane = (routing_hash(tenant.id, route.protocol, hit, ip)
+        lane = (routing_hash(tenant.id, route.protocol, hit, ip, cookieless,
+                             GPC_HEADER in headers)
                 if self.committer.partitions > 1 else 0)
         # hit.body: a key finder that had to decode the body (PostHog) left the decoded one.
         return _Envelope(encode_frame(header, hit.body), lane, answer, tenant.id)

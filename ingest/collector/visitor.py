@@ -11,14 +11,19 @@ else its user id), taken from the cheapest place each tracker puts it:
 
 - Segment, RudderStack, Jitsu, dn.js: the body's (first event's) ``anonymousId``, else ``userId``;
   RudderStack's pixel: the same query parameters.
-- Snowplow: ``duid`` (domain user id) of the query, else of the body's first event.
+- Snowplow: ``duid`` (domain user id), else ``uid``, of the query, else of the body's first
+  event.
 - GA4 (gtag) and Universal Analytics: ``cid``, from the query, else the body's first line.
-- GA4 Measurement Protocol: ``client_id`` / ``app_instance_id``, else ``user_id``.
+- GA4 Measurement Protocol: ``client_id`` (``app_instance_id`` when it is absent), else
+  ``user_id``.
 - PostHog: the first event's ``$device_id`` property, else its ``distinct_id``.
-- driftnet's pixel: ``a``.
+- driftnet's pixel: ``a``, else ``u``.
+- dn.js: the collector's cookieless visitor id when the event names no anonymous id, or
+  when the tenant honours Global Privacy Control and the browser sends it (the loader's
+  visitor then).
 
-A request that names none (a cookieless dn.js hit, or a body the collector cannot read: the
-loader quarantines it) falls back to the client IP and User-Agent. A request whose events
+A request that names none (a body the collector cannot read: the loader quarantines it)
+falls back to the client IP and User-Agent. A request whose events
 name several visitors (a server-side Segment batch) goes where its first event's visitor
 goes; its other visitors' events may then be sessionized by another loader than the rest of
 their events.
@@ -163,9 +168,9 @@ def _segment(hit: Hit) -> str | None:
 def _snowplow(hit: Hit) -> str | None:
     duid = hit.param("duid")
     if duid or hit.method != "POST":
-        return _ids(duid, None)
+        return _ids(duid, hit.param("uid"))
     event = _first_item(hit, "data")
-    return _ids(event.get("duid"), None) if event else None
+    return _ids(event.get("duid"), event.get("uid")) if event else None
 
 
 def _cid(hit: Hit) -> str | None:
@@ -181,7 +186,9 @@ def _ga4_mp(hit: Hit) -> str | None:
     doc = _json(hit)
     if not isinstance(doc, dict):
         return None
-    return _ids(doc.get("client_id") or doc.get("app_instance_id"), doc.get("user_id"))
+    # As the loader reads it: an empty client_id is taken, then counts as none.
+    client = doc.get("client_id")
+    return _ids(doc.get("app_instance_id") if client is None else client, doc.get("user_id"))
 
 
 def _posthog(hit: Hit) -> str | None:
@@ -194,7 +201,7 @@ def _posthog(hit: Hit) -> str | None:
 
 
 def _pixel(hit: Hit) -> str | None:
-    return _ids(hit.param("a"), None)
+    return _ids(hit.param("a"), hit.param("u"))
 
 
 def _ids(anonymous_id: Any, user_id: Any) -> str | None:
@@ -219,9 +226,16 @@ def visitor_of(protocol: str, hit: Hit) -> str | None:
     return find(hit) if find is not None else None
 
 
-def routing_hash(tenant: str, protocol: str, hit: Hit, ip: str | None) -> int:
-    """A stable 32-bit hash of the request's visitor (fallback: client IP and User-Agent)."""
-    visitor = visitor_of(protocol, hit)
+def routing_hash(tenant: str, protocol: str, hit: Hit, ip: str | None,
+                 cookieless: str | None = None, gpc: bool = False) -> int:
+    """A stable 32-bit hash of the request's visitor (fallback: client IP and User-Agent).
+
+    ``cookieless``: a dn.js hit's cookieless visitor id, which the loader takes as the
+    visitor when the event names no anonymous id, or when ``gpc`` (the tenant honours the
+    browser's Global Privacy Control and it is on)."""
+    visitor = None if gpc and cookieless else visitor_of(protocol, hit)
+    if cookieless and (visitor is None or not visitor.startswith("a:")):
+        visitor = "a:" + cookieless
     if visitor is None:
         visitor = f"ip:{ip or ''}\0{hit.headers.get('user-agent', '')}"
     return zlib.crc32(f"{tenant}\0{visitor}".encode())

@@ -42,6 +42,15 @@ def _hit(method: str, path: str, query: str = "", body: object = b"",
                                           "properties": {"$device_id": "DEV"}}), "a:DEV"),
     ("posthog", _hit("POST", "/batch", body={"batch": [{"distinct_id": "P2"}]}), "a:P2"),
     ("pixel", _hit("GET", "/p.gif", "k=key&a=PX"), "a:PX"),
+    # signed-in users known only by their user id (server-side trackers send no device id)
+    ("snowplow", _hit("GET", "/i", "e=pv&uid=U1&aid=k"), "u:U1"),
+    ("snowplow", _hit("POST", "/com.snowplowanalytics.snowplow/tp2",
+                      body={"data": [{"e": "pv", "uid": "U2"}]}), "u:U2"),
+    ("pixel", _hit("GET", "/p.gif", "k=key&u=PU"), "u:PU"),
+    # an empty client_id is taken by the loader, then counts as none: the user id
+    ("ga4", _hit("POST", "/mp/collect", "measurement_id=G-1",
+                 {"client_id": "", "app_instance_id": "APP", "user_id": "U3", "events": []}),
+     "u:U3"),
 ])
 def test_each_tracker_names_its_visitor_where_the_loader_finds_it(
         protocol: str, hit: Hit, visitor: str) -> None:
@@ -59,6 +68,18 @@ def test_requests_without_a_visitor_route_by_ip_and_user_agent() -> None:
     other = routing_hash("acme", "segment", _hit("POST", "/v1/track", body=b"{", headers=ua),
                          "203.0.113.10")
     assert one == two != other
+
+
+def test_a_dn_hit_routes_by_the_visitor_the_loader_takes() -> None:
+    """dn.js: the cookieless id when the event names no anonymous id or Global Privacy
+    Control is honoured, else the anonymous id (the loader's visitor each time)."""
+    def lane(body: dict[str, str], gpc: bool = False) -> int:
+        return routing_hash("acme", "dn", _hit("POST", "/dn/e", body=body), "198.51.100.7",
+                            "cookieless-1", gpc)
+    by_cookieless = lane({"anonymousId": "cookieless-1"})
+    assert lane({"userId": "U"}) == by_cookieless
+    assert lane({"anonymousId": "A"}, gpc=True) == by_cookieless
+    assert lane({"anonymousId": "A"}) == lane({"anonymousId": "A", "userId": "U"})
 
 
 def test_the_same_visitor_always_routes_the_same_and_tenants_apart() -> None:

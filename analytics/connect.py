@@ -27,6 +27,7 @@ export manifest's inputs instead.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import posixpath
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
+import pyarrow.fs as pafs
 
 from analytics.errors import AnalyticsError, TenantScopeError
 from analytics.money import RATES_SCHEMA, FxRates
@@ -53,6 +55,8 @@ from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.sql import quote_ident
 from schemas.storage import LakeLocation
 from schemas.tenants import is_tenant_id
+
+log = logging.getLogger(__name__)
 
 VIEWS: tuple[str, ...] = (*TABLES, "events_all", *(name for name, _ in DERIVED_VIEWS))
 
@@ -123,6 +127,13 @@ def _stored_view(snapfs: SnapshotFileSystem, lake: LakeLocation, uris: Sequence[
     relative = [_relative(lake, u) for u in uris]
     snapfs.allow(dict.fromkeys(relative))
     return stored_view_sql([f"{SCHEME}://{r}" for r in relative])
+
+
+def _on_storage(fs: pafs.FileSystem, root: str, lake: LakeLocation, uris: Sequence[str]
+                ) -> bool:
+    """Whether every file of ``uris`` (of the lake) is on storage."""
+    infos = fs.get_file_info([f"{root}/{_relative(lake, u)}" for u in uris])
+    return all(i.type == pafs.FileType.File for i in infos)
 
 
 def connect(
@@ -217,6 +228,11 @@ def connect(
              and files is None and oldest is not None else None)
     if store is not None and not store.covers(event_files):
         store = None  # closed days got rows after the build: compute (maintenance rebuilds)
+    if store is not None and not _on_storage(fs, root, location,
+                                             (*store.uris, *store.identity_uris)):
+        # A forget deleted them after `stored` read the log: compute, as without them.
+        log.info("stored sessions of %s are gone from storage: computing them", tenant)
+        store = None
     recent = False
     if store is not None:
         # Sessions with an event received after the cutoff are computed at query time;

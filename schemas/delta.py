@@ -10,12 +10,15 @@ files with its own Parquet reader), never from a glob.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -24,6 +27,14 @@ from schemas.errors import LakeError
 from schemas.lake import ROW_SCHEMAS, TABLES, Table
 from schemas.sql import quote
 from schemas.storage import LakeLocation
+
+UNCOMMITTED_GRACE_S: Final = 3600.0
+"""How old a data file that no commit added must be before forget (or a drop of stored
+sessions) deletes it. A younger one may be a writer's between its write and its commit (a
+loader's flush writes every file of a batch, then commits; a state append, a merge, a build
+of stored sessions do the same): deleting it would make that commit name a missing file,
+and the table unreadable. An hour is far beyond any commit's latency; vacuum deletes the
+files of a writer that died before committing."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,33 @@ def table_snapshot(lake: LakeLocation, table: Table, tenant: str | None = None,
     if delta is None:
         return Snapshot(table, None, ())
     return Snapshot(table, delta.version(), tuple(snapshot_files(delta, lake, table, tenant)))
+
+
+def unreferenced_files(delta: DeltaTable, fs: pafs.FileSystem, table_dir: str, under: str,
+                       now: float | None = None) -> list[str]:
+    """Data files on storage below ``under`` (a folder of the table whose storage path is
+    ``table_dir``) that the table's current version does not hold and that no writer can
+    still commit, relative to ``table_dir``, sorted: files a commit removed (superseded,
+    expired, dropped) at any age, and files no commit added once they are
+    :data:`UNCOMMITTED_GRACE_S` old. ``delta`` must be loaded after the caller's own commit;
+    a file committed after that is young, so it is kept too."""
+    adds = pa.table(delta.get_add_actions(flatten=True))
+    active = set(adds["path"].to_pylist()) if adds.num_rows else set()
+    # Lite vacuum's dry run lists the log's tombstones (files a commit removed): none of
+    # them can be added again, whatever their age.
+    removed = set(delta.vacuum(retention_hours=0, dry_run=True,
+                               enforce_retention_duration=False))
+    oldest_ns = round(((time.time() if now is None else now) - UNCOMMITTED_GRACE_S) * 1e9)
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(under, recursive=True,
+                                                   allow_not_found=True)):
+        relative = info.path[len(table_dir) + 1:]
+        if (info.type != pafs.FileType.File or not relative.endswith(".parquet")
+                or relative.startswith("_delta_log/") or relative in active):
+            continue
+        if relative in removed or (info.mtime_ns is not None and info.mtime_ns <= oldest_ns):
+            found.append(relative)
+    return sorted(found)
 
 
 def lake_tenants(lake: LakeLocation) -> list[str]:

@@ -19,12 +19,15 @@ only (searching payloads for "42" would match everything).
 Each table is rewritten in one Delta commit: every data file holding a matching row is
 replaced by a copy without those rows (``dataChange = true``), under the maintenance
 application id (a concurrent compaction cannot resurrect the rows; a conflicting one makes
-forget re-scan). The replaced files, and any superseded or uncommitted file still on
-storage that holds a matching row, are then deleted at once (not after the vacuum
-retention): older table versions that needed them can no longer be read, which export
-reproduction reports. The Delta log never holds identifiers (statistics are timestamps
-only, commit information names the operation only). Finally a receipt goes to ``_audit``
-with the identifier as a salted hash (the salt is ``_loader/forget.salt`` in the lake).
+forget re-scan). The replaced files, and any superseded file still on storage that holds a
+matching row, are then deleted at once (not after the vacuum retention): older table
+versions that needed them can no longer be read, which export reproduction reports. A file
+no commit added is deleted only once older than
+:data:`~schemas.delta.UNCOMMITTED_GRACE_S`: a younger one may be a loader's flush about to
+commit it (then it is new data, like an event received after the forget). The Delta log
+never holds identifiers (statistics are timestamps only, commit information names the
+operation only). Finally a receipt goes to ``_audit`` with the identifier as a salted hash
+(the salt is ``_loader/forget.salt`` in the lake).
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from urllib.parse import quote_plus as url_quote_plus
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, RemoveAction
@@ -57,7 +59,13 @@ from ingest.lake.state import forget_visitors
 from ingest.lake.tables import open_for_write, refresh
 from ingest.loader.dedupe import KEY_SQL
 from schemas.audit import RECEIPT_SCHEMA, read_receipts
-from schemas.delta import DataFile, read_files_sql, snapshot_files, table_uri
+from schemas.delta import (
+    DataFile,
+    read_files_sql,
+    snapshot_files,
+    table_uri,
+    unreferenced_files,
+)
 from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
 from schemas.lake import AUDIT_TABLE, LOADER_STATE_DIR, ROW_SCHEMAS, Table
@@ -338,15 +346,12 @@ class Forgetter:
 
     def _purge_history(self, table: Table, tenant: str, predicate: str, delta: DeltaTable
                        ) -> list[str]:
-        """Delete files on storage that are not in the table (superseded by compaction,
-        removed by retention, never committed) and hold the person's rows."""
-        active = {f.path for f in snapshot_files(refresh(delta), self.lake, table)}
+        """Delete files on storage that are not in the table and hold the person's rows:
+        superseded by compaction or removed by retention (at any age), and never committed
+        once older than UNCOMMITTED_GRACE_S (a younger one may be a loader's flush between
+        its write and its commit: deleting it would break the table)."""
         base = f"{self._root}/{table}"
-        selector = pafs.FileSelector(f"{base}/tenant={tenant}", recursive=True,
-                                     allow_not_found=True)
-        stale = [info.path[len(base) + 1:] for info in self._fs.get_file_info(selector)
-                 if info.type == pafs.FileType.File and info.path.endswith(".parquet")
-                 and info.path[len(base) + 1:] not in active]
+        stale = unreferenced_files(refresh(delta), self._fs, base, f"{base}/tenant={tenant}")
         return [self._delete(table, relative) for relative in stale
                 if self._holds_match(table, self.lake.join(table, relative), predicate)]
 

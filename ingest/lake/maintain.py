@@ -42,10 +42,10 @@ from ingest.lake.retention import expired
 from ingest.lake.state import StateCompaction, compact_state, open_state
 from ingest.lake.tables import commit, open_for_write, refresh
 from ingest.metrics.lake import MaintainMetrics
-from schemas.delta import DataFile, snapshot_files
+from schemas.delta import DataFile, open_table, snapshot_files
 from schemas.derived import drop_stored_sessions
 from schemas.errors import DriftnetError
-from schemas.lake import MAINTENANCE_APP_ID, TABLES, Table, loader_app_id
+from schemas.lake import DERIVED_TABLES, MAINTENANCE_APP_ID, TABLES, Table, loader_app_id
 from schemas.storage import LakeLocation
 from schemas.tenants import Tenants
 
@@ -114,6 +114,7 @@ class Maintainer:
         self._tables: dict[Table, DeltaTable] = {}
         self._housekeeping = {t: Housekeeping(self.settings) for t in TABLES}
         self._state_keeping = Housekeeping(self.settings)
+        self._derived_keeping: dict[str, Housekeeping] = {}
         self._con: duckdb.DuckDBPyConnection | None = None
         self.passes = 0
 
@@ -158,6 +159,7 @@ class Maintainer:
         for name in TABLES:
             report.tables[name] = self._maintain_table(name, vacuum)
         report.state = self._maintain_state(vacuum)
+        self._maintain_derived(vacuum)
         for hook in self.after_pass:
             hook(self._clock())
         self.passes += 1
@@ -186,6 +188,19 @@ class Maintainer:
                 self._state_keeping.vacuum(delta, time.monotonic(), force=bool(vacuum))
         return report
 
+    def _maintain_derived(self, vacuum: bool | None) -> None:
+        """Checkpoint and vacuum the stored sessions' tables (analytics/stored_sessions.py):
+        the files their builds supersede, and those retention and replay drop, stay until
+        then."""
+        for table in DERIVED_TABLES:
+            delta = open_table(self.lake, table)
+            if delta is None:
+                continue
+            keeper = self._derived_keeping.setdefault(table, Housekeeping(self.settings))
+            keeper.checkpoint(delta)
+            if vacuum is not False:
+                keeper.vacuum(delta, time.monotonic(), force=bool(vacuum))
+
     def _maintain_table(self, name: Table, vacuum: bool | None) -> TableReport:
         rep = TableReport()
         delta = self._table(name)
@@ -201,9 +216,10 @@ class Maintainer:
                 if name == "events":
                     # Stored sessions and identities summarise the expired days too (an
                     # identity link seen only there): dropped, the next pass rebuilds them
-                    # from the events left; queries compute them meanwhile.
+                    # from the events left; queries compute them meanwhile. Their files stay
+                    # until vacuum, as the expired ones do: open connections read them.
                     for tenant in sorted({f.tenant for f in gone}):
-                        drop_stored_sessions(self.lake, tenant)
+                        drop_stored_sessions(self.lake, tenant, delete_files=False)
             except ConcurrentCommitError as exc:
                 rep.conflicts += 1
                 log.info("retention of %s deferred: %s", name, exc)

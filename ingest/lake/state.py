@@ -16,11 +16,17 @@ it resumes). Re-reading the batch recomputes the same sessions from the same sta
 
 Maintenance compacts the table: per partition, the rows up to the raw table's offset collapse
 to each visitor's latest row (visitors idle for longer than the state retention are dropped);
-rows beyond it stay as they are. ``driftnet forget`` removes a person's rows.
+rows beyond it stay as they are. ``driftnet forget`` removes a person's rows. Both commits
+carry the maintenance application id (as the data tables' maintenance commits do), so Delta
+refuses the later of a compaction and a forget that overlapped: otherwise a compaction that
+read a person's rows before a forget would write them back, or commit a file the forget had
+just deleted. Forget then scans again; the compaction deletes its file and waits for the
+next pass. Loaders' appends carry no such id and never conflict with either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +36,6 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -38,7 +43,8 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 
 from ingest.enrich.session_store import CHANGES_SCHEMA
 from ingest.lake.errors import LakeWriteError
-from schemas.lake import loader_app_id
+from schemas.delta import unreferenced_files
+from schemas.lake import MAINTENANCE_APP_ID, loader_app_id
 from schemas.storage import LakeLocation
 
 log = logging.getLogger(__name__)
@@ -259,9 +265,14 @@ def _write_file(lake: LakeLocation, f: _StateFile, kind: str, rows: pa.Table,
 
 
 def _commit(delta: DeltaTable, actions: list[AddAction | RemoveAction], operation: str) -> None:
+    """Commit a rewrite (compaction, forget) against ``delta``'s version, under the
+    maintenance application id: CommitFailedError when another rewrite committed since."""
+    done = delta.transaction_version(MAINTENANCE_APP_ID) or 0
     delta.create_write_transaction(
         actions, "append", STATE_SCHEMA, partition_by=STATE_PARTITIONS,
-        commit_properties=CommitProperties(custom_metadata={"driftnet.operation": operation}))
+        commit_properties=CommitProperties(
+            custom_metadata={"driftnet.operation": operation},
+            app_transactions=[Transaction(MAINTENANCE_APP_ID, done + 1)]))
 
 
 def compact_state(lake: LakeLocation, con: duckdb.DuckDBPyConnection,
@@ -274,14 +285,16 @@ def compact_state(lake: LakeLocation, con: duckdb.DuckDBPyConnection,
     delta = open_state(lake)
     if delta is None:
         return result
-    groups: dict[tuple[str, int], list[_StateFile]] = {}
-    for f in _actions(delta):
-        groups.setdefault((f.stream, f.partition), []).append(f)
     cutoff = (now_us if now_us is not None else time.time_ns() // 1000) - round(
         retention_days * 86_400e6)
     lake.register_duckdb(con)
     root = state_uri(lake)
-    for (stream, p), files in sorted(groups.items()):
+    fs, base = lake.filesystem()
+    for stream, p in sorted({(f.stream, f.partition) for f in _actions(delta)}):
+        # Read and commit against one version: a forget committed after it makes Delta
+        # refuse this commit (the rows read may hold the person).
+        delta.update_incremental()
+        files = [f for f in _actions(delta) if (f.stream, f.partition) == (stream, p)]
         if len(files) < min_files:
             continue
         upto = held(stream, p)
@@ -313,7 +326,10 @@ def compact_state(lake: LakeLocation, con: duckdb.DuckDBPyConnection,
             _commit(delta, actions, "compact_state")
         except CommitFailedError as exc:
             log.info("state compaction of partition %d lost a race, next pass: %s", p, exc)
-            delta.update_incremental()
+            for a in actions:
+                if isinstance(a, AddAction):
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.delete_file(f"{base}/{STATE_TABLE}/{a.path}")
             continue
         result.partitions += 1
         result.files_in += len(files)
@@ -375,6 +391,11 @@ def forget_visitors(lake: LakeLocation, con: duckdb.DuckDBPyConnection, tenant: 
                 if isinstance(a, RemoveAction):
                     fs.delete_file(f"{folder}/{a.path}")
             return removed + _purge_stale(lake, con, delta, folder)
+        else:
+            # a compaction commits at most once per partition and pass: this many
+            # conflicts in a row is not a race forget can wait out
+            raise LakeWriteError("gave up removing session state after repeated "
+                                 "conflicting commits; run forget again", lake=lake.uri)
         return _purge_stale(lake, con, delta, folder)
     finally:
         con.unregister("forget_visitors")
@@ -382,15 +403,13 @@ def forget_visitors(lake: LakeLocation, con: duckdb.DuckDBPyConnection, tenant: 
 
 def _purge_stale(lake: LakeLocation, con: duckdb.DuckDBPyConnection, delta: DeltaTable,
                  folder: str) -> int:
-    """Delete state files that are no part of the table (replaced by compaction, awaiting
-    vacuum) and hold a visitor being forgotten. Returns 0: their rows were not live."""
+    """Delete state files that are no part of the table and hold a visitor being forgotten:
+    replaced by compaction (awaiting vacuum), and files no commit added that are older than
+    UNCOMMITTED_GRACE_S (younger, a loader's append may still commit one: it is either
+    committed, new state, or deleted by vacuum). Returns 0: their rows were not live."""
     fs, _ = lake.filesystem()
     delta.update_incremental()
-    active = {f"{folder}/{f.path}" for f in _actions(delta)}
-    selector = pafs.FileSelector(folder, recursive=True, allow_not_found=True)
-    stale = [i.path for i in fs.get_file_info(selector)
-             if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-             and "/_delta_log/" not in i.path and i.path not in active]
+    stale = [f"{folder}/{r}" for r in unreferenced_files(delta, fs, folder, folder)]
     scheme = "" if lake.is_local else lake.uri.split("://", 1)[0] + "://"
     for path in stale:
         try:

@@ -129,7 +129,7 @@ def replay(
             report.days.append(day_report)
             if progress is not None:
                 progress(day_report)
-        drop_stored_sessions(location, tenant)   # derived from the events just rebuilt
+        drop_stored_sessions(location, tenant, delete_files=False)  # from the events rebuilt
         return report
     finally:
         pipeline.close()

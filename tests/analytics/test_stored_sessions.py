@@ -315,3 +315,100 @@ def test_forget_leaves_no_byte_of_the_person_in_the_stored_rows(lake: Path) -> N
                                    or b"u-person" in p.read_bytes())]
     assert holding == []
     assert stored(location, "globex") is not None  # the other tenant's rows stay
+
+
+def test_dropping_stored_rows_keeps_a_build_committed_meanwhile(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forget (or replay, retention) drops the stored rows while maintenance's next build
+    commits: the drop's clean-up after its commit must not delete the build's files, which
+    the table now holds (it did: every query of the tenant failed, and builds did not
+    repair it)."""
+    import pyarrow.fs as pafs
+
+    from schemas.derived import drop_stored_sessions
+
+    write_events(lake, [at(0, 9.5, session_id="closed1", anonymous_id="a1", user_id="u1",
+                           event_type="identify", event_name="identify")])
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    real = pafs.FileSelector
+    built: list[dict[str, int]] = []
+
+    def build_first(path: str, *args: Any, **kwargs: Any) -> Any:
+        if "_derived/identities/tenant=acme" in path and not built:
+            built.append(build_sessions(location, NOW + dt.timedelta(days=1), HOURS).rebuilt)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pafs, "FileSelector", build_first)
+    assert drop_stored_sessions(location, "acme") > 0
+    monkeypatch.setattr(pafs, "FileSelector", real)
+    assert built and "acme" in built[0]
+    store = stored(location, "acme")
+    assert store is not None and store.identity_uris
+    assert all(Path(u).exists() for u in (*store.uris, *store.identity_uris))
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)
+
+
+def test_stored_files_missing_from_storage_are_computed_instead(lake: Path) -> None:
+    """A forget deletes the stored files right after a connection read the log (or a lake
+    damaged by hand): the connection computes the sessions, as without stored ones, rather
+    than failing on a missing file."""
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    store = stored(location, "acme")
+    assert store is not None and store.uris
+    Path(store.uris[0]).unlink()
+    rows = _sessions(lake)
+    assert rows and rows == _sessions(lake, stored_sessions=False)
+
+
+def test_retention_keeps_stored_files_for_open_connections_until_vacuum(lake: Path) -> None:
+    """A connection reading stored sessions outlives a retention pass (its views stay on
+    their snapshot, as they do for the events retention removes); vacuum deletes the files
+    later."""
+    from ingest.lake.config import MaintainSettings
+    from ingest.lake.maintain import Maintainer
+    from schemas.tenants import Tenant, Tenants
+
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    store = stored(location, "acme")
+    assert store is not None
+    tenants = Tenants([Tenant(id="acme", write_keys=("k",), retention_days=2),
+                       Tenant(id="globex", write_keys=("g",), retention_days=400)])
+    today = DAY0 + dt.timedelta(days=3, hours=12)
+    with connect(lake, "acme") as con:
+        before = con.sql("SELECT count(*) FROM sessions").fetchall()
+        report = Maintainer(location, MaintainSettings(), tenants,
+                            clock=lambda: today).run_once(vacuum=False)
+        assert report.tables["events"].expired_files > 0 and stored(location, "acme") is None
+        assert con.sql("SELECT count(*) FROM sessions").fetchall() == before
+    assert all(Path(u).exists() for u in store.uris)
+    Maintainer(location, MaintainSettings(vacuum_retention_hours=0), tenants,
+               clock=lambda: today).run_once(vacuum=True)
+    assert not any(Path(u).exists() for u in store.uris)
+
+
+def test_a_build_committed_before_the_drop_commits_is_dropped_too(
+        lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build commits between the drop's read of the table and its commit: Delta refuses
+    the drop (same application id), which reads again and drops the new rows too."""
+    from deltalake import DeltaTable
+
+    from schemas.derived import drop_stored_sessions
+
+    location = LakeLocation.parse(lake)
+    build_sessions(location, NOW, HOURS)
+    real = DeltaTable.delete
+    built: list[dict[str, int]] = []
+
+    def build_first(self: DeltaTable, *args: Any, **kwargs: Any) -> Any:
+        if not built:
+            built.append(build_sessions(location, NOW + dt.timedelta(days=1), HOURS).rebuilt)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "delete", build_first)
+    assert drop_stored_sessions(location, "acme") > 0
+    assert built and "acme" in built[0]
+    assert stored(location, "acme") is None
+    assert _sessions(lake) == _sessions(lake, stored_sessions=False)

@@ -144,3 +144,97 @@ def test_no_state_table_means_no_state(tmp_path: Path) -> None:
     assert open_state(lake) is None
     assert _load(lake, {0: 5}) == {}
     assert forget_visitors(lake, duckdb.connect(), "a", ["a:x"]) == 0
+
+
+def _flushes(lake: LakeLocation, n: int) -> None:
+    """``n`` appends of partition 0, each with the state of a:person and a:other."""
+    table = SessionStateTable(lake)
+    for i in range(1, n + 1):
+        table.append(STREAM, _states([(0, "a", "a:person", f"p{i}", i, 10**16 - 100 + i),
+                                      (0, "a", "a:other", f"o{i}", i, 10**16 - 100 + i)]),
+                     {0: i})
+
+
+def _holding(folder: Path, visitor: str) -> list[Path]:
+    return [p for p in folder.rglob("*.parquet") if "_delta_log" not in p.parts
+            and visitor.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("moment", ["_write_file", "_commit"])
+def test_a_forget_during_a_state_compaction_stays_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """Forget commits while a compaction collapses rows it read before (``_write_file``:
+    its file would bring the person back), or between the compaction's file write and its
+    commit (``_commit``: forget's purge deleted that file, the commit named a missing file
+    and no loader could load the state). The compaction must lose, and clean up."""
+    import ingest.lake.state as state
+
+    lake = LakeLocation.parse(tmp_path)
+    _flushes(lake, 8)
+    real = getattr(state, moment)
+    forgot: list[int] = []
+
+    def forget_first(*args: object, **kwargs: object) -> object:
+        if not forgot and args[2] in ("c", "compact_state"):
+            forgot.append(forget_visitors(lake, duckdb.connect(), "a", ["a:person"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state, moment, forget_first)
+    done = compact_state(lake, duckdb.connect(), lambda s, p: 100, min_files=8,
+                         now_us=10**16)
+    assert _load(lake, {0: 100}) == {("a", "a:other"): "o8"}
+    assert forgot == [8] and done.partitions == 0
+    folder = tmp_path / "_state" / "sessions"
+    assert _holding(folder, "a:person") == []      # the compaction deleted its file
+    monkeypatch.setattr(state, moment, real)
+    assert compact_state(lake, duckdb.connect(), lambda s, p: 100, min_files=8,
+                         now_us=10**16).partitions == 1     # the next pass compacts
+    assert _load(lake, {0: 100}) == {("a", "a:other"): "o8"}
+
+
+def test_forget_retries_when_a_compaction_committed_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compaction commits between forget's scan and its commit: forget scans again (the
+    compacted file holds the person too) and completes."""
+    import ingest.lake.state as state
+
+    lake = LakeLocation.parse(tmp_path)
+    _flushes(lake, 8)
+    real = state._commit
+    compacted: list[int] = []
+
+    def compact_first(delta: DeltaTable, actions: list[object], operation: str) -> None:
+        if operation == "forget" and not compacted:
+            compacted.append(compact_state(lake, duckdb.connect(), lambda s, p: 100,
+                                           min_files=8, now_us=10**16).partitions)
+        real(delta, actions, operation)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state, "_commit", compact_first)
+    assert forget_visitors(lake, duckdb.connect(), "a", ["a:person"]) == 1
+    assert compacted == [1]
+    assert _load(lake, {0: 100}) == {("a", "a:other"): "o8"}
+    assert _holding(tmp_path / "_state" / "sessions", "a:person") == []
+
+
+def test_forget_leaves_a_young_uncommitted_state_file_to_its_writer(tmp_path: Path) -> None:
+    """A file no commit added may be a loader's append between its write and its commit:
+    forget deletes it only once it is older than the grace period (an abandoned one)."""
+    import os
+    import time
+
+    import pyarrow.parquet as pq
+
+    from schemas.delta import UNCOMMITTED_GRACE_S
+
+    lake = LakeLocation.parse(tmp_path)
+    _flushes(lake, 1)
+    partition = tmp_path / "_state" / "sessions" / f"stream={STREAM}" / "source_partition=0"
+    in_flight = partition / "part-in-flight.parquet"
+    pq.write_table(pa.table({"tenant": ["a"], "visitor": ["a:person"]}), in_flight)
+    assert forget_visitors(lake, duckdb.connect(), "a", ["a:person"]) == 1
+    assert in_flight.exists()
+    old = time.time() - UNCOMMITTED_GRACE_S - 60
+    os.utime(in_flight, (old, old))
+    assert forget_visitors(lake, duckdb.connect(), "a", ["a:person"]) == 0
+    assert not in_flight.exists()
+    assert _load(lake, {0: 1}) == {("a", "a:other"): "o1"}

@@ -74,10 +74,11 @@ def jitsu_key(hit: Hit) -> str:
     """Jitsu (@jitsu/js): the ``X-Write-Key`` header, else Basic auth, else ``writekey`` in the
     query, else as for Segment (the key @jitsu/js puts in the body is masked, ``id:***``).
 
-    A Jitsu key is ``id:secret``, so Basic auth carries it whole (``user:password``).
+    A Jitsu key is ``id:secret``, so Basic auth carries it whole (``user:password``); sent
+    as a Segment SDK sends a key (``key:``, an empty password), its one trailing colon goes.
     """
     basic = hit.basic_auth()
-    return (hit.headers.get("x-write-key") or (basic.rstrip(":") if basic else None)
+    return (hit.headers.get("x-write-key") or (basic.removesuffix(":") if basic else None)
             or hit.param("writekey") or segment_key(hit))
 
 

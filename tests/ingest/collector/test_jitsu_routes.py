@@ -105,3 +105,16 @@ def test_refusals(js: Server, headers: dict[str, str], status: int, reason: str)
         jitsu_event("track", "jr", event="E")), headers=headers)
     assert r.status_code == status, r.text
     assert reason in r.json()["error"]
+
+
+@pytest.mark.parametrize(("credentials", "key"), [
+    ("id:secret", "id:secret"), ("id:secret:", "id:secret"), ("id:se:cret::", "id:se:cret:")])
+def test_basic_auth_carries_the_key_whole_or_with_an_empty_password(credentials: str,
+                                                                     key: str) -> None:
+    import base64
+
+    from ingest.collector.hit import Hit
+    from ingest.collector.keys import jitsu_key
+    auth = "Basic " + base64.b64encode(credentials.encode()).decode()
+    hit = Hit("POST", "/api/s/page", b"", {"authorization": auth}, b"{}", 1 << 20)
+    assert jitsu_key(hit) == key

@@ -79,7 +79,8 @@ class Deduper:
             self.con.execute(
                 f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
                 "union_by_name = true, hive_partitioning = true) "
-                "WHERE received_at >= ? AND received_at < ?", [files, since, self._since])
+                "WHERE received_at >= ? AND received_at < ? AND NOT coalesce(is_duplicate, false)",
+                [files, since, self._since])
             log.info("dedupe window extended back to %s for a backlog: %d files in %.1fs",
                      since.isoformat(), len(files), time.monotonic() - started)
         self._since = since
@@ -93,8 +94,8 @@ class Deduper:
         since = (until or dt.datetime.now(dt.UTC)) - self.window
         self.con.execute(
             f"INSERT INTO dedupe_seen SELECT {KEY_SQL}, received_at FROM read_parquet(?, "
-            "union_by_name = true, hive_partitioning = true) WHERE received_at >= ?",
-            [files, since])
+            "union_by_name = true, hive_partitioning = true) WHERE received_at >= ? "
+            "AND NOT coalesce(is_duplicate, false)", [files, since])
         count = int(self.con.sql("SELECT count(*) FROM dedupe_seen").fetchall()[0][0])
         log.info("dedupe window seeded with %d event keys from %d files in %.1fs", count,
                  len(files), time.monotonic() - started)
@@ -137,10 +138,12 @@ class Deduper:
             f"  AND s.received_at >= b.received_at - ?::INTERVAL) "
             f"SELECT b._row, b.k_hi, b.k_lo, b.received_at, b.source_partition, "
             f"  coalesce(b.is_duplicate, false) OR h._row IS NOT NULL "
-            f"  OR row_number() OVER (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) > 1 "
+            f"  OR (row_number() OVER k > 1 "
+            f"      AND first_value(b.received_at) OVER k >= b.received_at - ?::INTERVAL) "
             f"  AS is_duplicate "
             f"FROM dedupe_batch b LEFT JOIN hits h ON b._row = h._row "
-            f"ORDER BY b._row", params=[self.window]).to_arrow_table()
+            f"WINDOW k AS (PARTITION BY b.k_hi, b.k_lo ORDER BY {_ORDER}) "
+            f"ORDER BY b._row", params=[self.window, self.window]).to_arrow_table()
         flags = out["is_duplicate"]
         keys = out.filter(pc.invert(flags)).select(["k_hi", "k_lo", "received_at",
                                                     "source_partition"])

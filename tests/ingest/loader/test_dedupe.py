@@ -121,3 +121,38 @@ def test_a_backlog_older_than_the_window_sees_its_retries(tmp_path: Path) -> Non
         True, False, False]
     # Later backlog and live traffic still see what came before.
     assert batch(("fresh", backlog + dt.timedelta(hours=5)), ("new-1", now)) == [True, True]
+
+
+def test_the_window_holds_what_a_running_loader_remembers(tmp_path: Path) -> None:
+    """A loader remembers the keys of the rows it keeps, not of the retries it flags, and a
+    retry within one batch is a duplicate only within the window: a seed from the lake and a
+    batch holding a day (a replay) flag what batches of one row flag."""
+    import datetime as dt
+
+    import duckdb
+    import pyarrow as pa
+
+    from ingest.loader.dedupe import Deduper
+    from schemas.event import EVENT_SCHEMA
+    from tests.analytics.lakes import event, write_events
+
+    t0 = dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)
+    hours = dt.timedelta(hours=1)
+
+    def table(*received: dt.datetime) -> pa.Table:
+        return pa.Table.from_pylist([event(event_id="m1", received_at=r, source_offset=n)
+                                     for n, r in enumerate(received)], schema=EVENT_SCHEMA)
+
+    # m1 kept at t0, its retry flagged at t0 + 25 h: a copy at t0 + 50 h is past the
+    # window of the only key the loader remembered
+    write_events(tmp_path, [event(event_id="m1", received_at=t0, is_duplicate=False),
+                            event(event_id="m1", received_at=t0 + 25 * hours,
+                                  is_duplicate=True)])
+    deduper = Deduper(duckdb.connect(), window_hours=48)
+    files = [str(p) for p in sorted(tmp_path.glob("events/**/*.parquet"))]
+    assert deduper.seed_files(files, until=t0 + 50 * hours) == 0
+    assert deduper.flag(table(t0 + 50 * hours))[0]["is_duplicate"].to_pylist() == [False]
+
+    six = Deduper(duckdb.connect(), window_hours=6)
+    assert six.flag(table(t0, t0 + 9 * hours))[0]["is_duplicate"].to_pylist() == [False, False]
+    assert six.flag(table(t0, t0 + 5 * hours))[0]["is_duplicate"].to_pylist() == [False, True]

@@ -48,6 +48,7 @@ ON CONFLICT (tenant, visitor) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in (*_COLS, "source_partition"))}
 """
 _PRUNE_EVERY_S = 3600.0
+_REPLACE_ROWS = 65_536
 
 CHANGES_SCHEMA = pa.schema([
     pa.field("source_partition", pa.int32(), nullable=False),
@@ -193,8 +194,7 @@ class SessionStore:
     def replace(self, partitions: Iterable[int], states: pa.Table) -> int:
         """Hold ``states`` (CHANGES_SCHEMA) as the state of these transport partitions,
         dropping what was held for them: what a loader loads from the lake on assignment."""
-        rows = zip(*(states[c].to_pylist()
-                     for c in ("tenant", "visitor", *_COLS, "source_partition")), strict=True)
+        columns = ("tenant", "visitor", *_COLS, "source_partition")
         wanted = sorted(set(partitions))
         with self._lock:
             db = self._db
@@ -202,7 +202,10 @@ class SessionStore:
             try:
                 db.executemany("DELETE FROM visitor_session WHERE source_partition = ?",
                                [(p,) for p in wanted])
-                db.executemany(_UPSERT, rows)
+                # In slices: Python objects for millions of visitors at once took ~0.5 KB each
+                for part in states.select(list(columns)).to_batches(_REPLACE_ROWS):
+                    db.executemany(_UPSERT, zip(*(c.to_pylist() for c in part.columns),
+                                                strict=True))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -1,16 +1,23 @@
-"""uvicorn's httptools protocol with a header deadline.
+"""uvicorn's httptools protocol with a header deadline and bounded pipelining.
 
 uvicorn bounds idle keep-alive connections but not a request's headers: a client that opens
 a connection and sends nothing, or trickles a header byte every few seconds (slowloris),
 would hold it forever. Here each request's headers must be complete within
 ``header_timeout_s`` of the connection opening (or of the previous response); otherwise the
 connection is closed. Bodies have their own deadline in the app (408).
+
+uvicorn also reads on while requests wait behind the one being answered (it resumes reading
+after every response), so a client pipelining requests without reading the answers grows the
+server's memory without bound; here a connection is read only while at most one request read
+from it waits to start and its unsent answers are under the transport's high-water mark
+(:class:`BoundedFlow`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol, cast
@@ -18,6 +25,7 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn._types import HTTPScope
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -105,6 +113,45 @@ class ResponseWriter:
         return getattr(self._transport, name)
 
 
+class BoundedFlow(FlowControl):
+    """uvicorn's flow control for a connection, with a bound on what it holds unanswered.
+
+    uvicorn pauses reading when a request arrives behind one still being answered, but resumes
+    after every response (and whenever the running request asks for its body), while the
+    requests read ahead still wait: a client pipelining without reading its answers grew the
+    queue of parsed requests, and the answers no one reads, without bound. Here reading
+    resumes only while at most one request waits (the one about to start: uvicorn resumes
+    before it starts the next), the transport's unsent answers are under its high-water mark
+    (asyncio's ``pause_writing``/``resume_writing``, which now pause and resume reading too).
+    A connection so holds its running request, the requests of one read (the event loop's
+    reads are 256 KB at most) and about 64 KB of answers.
+
+    Pipelined requests are answered one after the other in any case, so reading further ahead
+    would not answer them sooner; a client that neither reads its answers nor stops sending
+    finds its writes blocked (TCP's own flow control).
+    """
+
+    def __init__(self, transport: asyncio.Transport, waiting: deque[Any]) -> None:
+        super().__init__(transport)
+        self._waiting = waiting  # the protocol's ``pipeline``: requests read, not started
+
+    def resume_reading(self) -> None:
+        """Read again, unless requests wait or answers are unsent."""
+        if self.read_paused and not self.write_paused and len(self._waiting) <= 1:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        """The transport's unsent answers are over its high-water mark: stop reading too."""
+        super().pause_writing()
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The answers drained: read again if nothing else holds it."""
+        super().resume_writing()
+        self.resume_reading()
+
+
 class _NoEvent:
     """What a light request has for uvicorn's ``message_event``: nothing waits on it."""
 
@@ -186,6 +233,7 @@ def guarded_protocol(header_timeout_s: float,
         _timer_at = 0.0
         _writer: ResponseWriter | None = None
         _deferred: _Pending | None = None
+        flow: BoundedFlow
 
         def data_received(self, data: bytes) -> None:
             self._idle_deadline = None
@@ -366,6 +414,7 @@ def guarded_protocol(header_timeout_s: float,
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self.flow = BoundedFlow(transport, self.pipeline)
             self._writer = ResponseWriter(transport)
             self._arm()
 

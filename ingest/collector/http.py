@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with a header deadline and bounded pipelining.
+"""uvicorn's httptools protocol with a header deadline, bounded pipelining and half-closes.
 
 uvicorn bounds idle keep-alive connections but not a request's headers: a client that opens
 a connection and sends nothing, or trickles a header byte every few seconds (slowloris),
@@ -10,7 +10,8 @@ uvicorn also reads on while requests wait behind the one being answered (it resu
 after every response), so a client pipelining requests without reading the answers grows the
 server's memory without bound; here a connection is read only while at most one request read
 from it waits to start and its unsent answers are under the transport's high-water mark
-(:class:`BoundedFlow`).
+(:class:`BoundedFlow`). A client that half-closes its side after its requests still gets
+their answers (uvicorn closes the connection at the end of its input).
 """
 
 from __future__ import annotations
@@ -122,9 +123,10 @@ class BoundedFlow(FlowControl):
     queue of parsed requests, and the answers no one reads, without bound. Here reading
     resumes only while at most one request waits (the one about to start: uvicorn resumes
     before it starts the next), the transport's unsent answers are under its high-water mark
-    (asyncio's ``pause_writing``/``resume_writing``, which now pause and resume reading too).
-    A connection so holds its running request, the requests of one read (the event loop's
-    reads are 256 KB at most) and about 64 KB of answers.
+    (asyncio's ``pause_writing``/``resume_writing``, which now pause and resume reading too)
+    and the client has not ended its input. A connection so holds its running request, the
+    requests of one read (the event loop's reads are 256 KB at most) and about 64 KB of
+    answers.
 
     Pipelined requests are answered one after the other in any case, so reading further ahead
     would not answer them sooner; a client that neither reads its answers nor stops sending
@@ -134,10 +136,13 @@ class BoundedFlow(FlowControl):
     def __init__(self, transport: asyncio.Transport, waiting: deque[Any]) -> None:
         super().__init__(transport)
         self._waiting = waiting  # the protocol's ``pipeline``: requests read, not started
+        self.input_ended = False
+        """The client half-closed: nothing more to read (uvloop must not read again)."""
 
     def resume_reading(self) -> None:
-        """Read again, unless requests wait or answers are unsent."""
-        if self.read_paused and not self.write_paused and len(self._waiting) <= 1:
+        """Read again, unless requests wait, answers are unsent or the input has ended."""
+        if (self.read_paused and not self.write_paused and len(self._waiting) <= 1
+                and not self.input_ended):
             self.read_paused = False
             self._transport.resume_reading()
 
@@ -374,6 +379,8 @@ def guarded_protocol(header_timeout_s: float,
             if self.pipeline:  # its headers are complete: no deadline for them
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
+            elif self.flow.input_ended:
+                self.transport.close()  # the client half-closed: this was its last answer
             else:
                 self._arm()  # the next request's headers
                 self._idle_until(self.loop.time() + self.timeout_keep_alive)
@@ -418,6 +425,21 @@ def guarded_protocol(header_timeout_s: float,
             self._writer = ResponseWriter(transport)
             self._arm()
 
+        def eof_received(self) -> bool:  # type: ignore[override]
+            """The client half-closed its side: answer the requests it sent, then close (with
+            False the transport closes at once, and uvicorn returns False: their answers were
+            lost). A last request that is not whole can no longer be: not yet started, it is
+            dropped; being answered (reading its body), the connection closes at once."""
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:
+                return False  # nothing to answer
+            if cycle.more_body:
+                if not (self.pipeline and self.pipeline[0][0] is cycle):
+                    return False  # the request being answered: none before it waits
+                self.pipeline.popleft()  # never started: the requests before it are answered
+            self.flow.input_ended = True
+            return True
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._header_deadline = None
             self._idle_deadline = None
@@ -429,8 +451,13 @@ def guarded_protocol(header_timeout_s: float,
         def on_response_complete(self) -> None:
             if self._writer is not None:
                 self._writer.flush()
+            last = not self.pipeline
             super().on_response_complete()
-            if not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            if last and self.flow.input_ended:
+                self.transport.close()  # the client half-closed: this was its last answer
+            else:
                 self._arm()  # the next request's headers, on a kept-alive connection
 
     return GuardedHttpToolsProtocol

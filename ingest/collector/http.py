@@ -10,8 +10,9 @@ uvicorn also reads on while requests wait behind the one being answered (it resu
 after every response), so a client pipelining requests without reading the answers grows the
 server's memory without bound; here a connection is read only while at most one request read
 from it waits to start and its unsent answers are under the transport's high-water mark
-(:class:`BoundedFlow`). A client that half-closes its side after its requests still gets
-their answers (uvicorn closes the connection at the end of its input).
+(:class:`BoundedFlow`), and it is closed when they wait unsent for ``header_timeout_s``. A
+client that half-closes its side after its requests still gets their answers (uvicorn
+closes the connection at the end of its input).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class BoundedFlow(FlowControl):
 
     Pipelined requests are answered one after the other in any case, so reading further ahead
     would not answer them sooner; a client that neither reads its answers nor stops sending
-    finds its writes blocked (TCP's own flow control).
+    finds its writes blocked (TCP's own flow control), and if its answers wait unsent for
+    ``header_timeout_s``, the connection is closed (the protocol's ``pause_writing``).
     """
 
     def __init__(self, transport: asyncio.Transport, waiting: deque[Any]) -> None:
@@ -236,6 +238,7 @@ def guarded_protocol(header_timeout_s: float,
         _header_deadline: float | None = None
         _idle_deadline: float | None = None
         _timer_at = 0.0
+        _write_deadline: float | None = None
         _writer: ResponseWriter | None = None
         _deferred: _Pending | None = None
         flow: BoundedFlow
@@ -398,6 +401,10 @@ def guarded_protocol(header_timeout_s: float,
             """Close the connection at ``deadline`` unless a byte arrives before (the
             keep-alive deadline of a fast-path response; uvicorn arms a timer per response)."""
             self._idle_deadline = deadline
+            self._check_by(deadline)
+
+        def _check_by(self, deadline: float) -> None:
+            """Have the connection's timer fire by ``deadline``."""
             if self._header_timer is not None and self._timer_at <= deadline:
                 return  # it fires in time, and re-checks
             if self._header_timer is not None:
@@ -405,19 +412,33 @@ def guarded_protocol(header_timeout_s: float,
             self._timer_at = deadline
             self._header_timer = self.loop.call_at(deadline, self._check)
 
+        def pause_writing(self) -> None:
+            # The client does not read its answers (or too slowly): they may wait unsent for
+            # ``header_timeout_s``, then the connection goes (a slow read, slowloris's mirror).
+            super().pause_writing()
+            self._write_deadline = self.loop.time() + header_timeout_s
+            self._check_by(self._write_deadline)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._write_deadline = None
+
         def _check(self) -> None:
             self._header_timer = None
-            if self.transport.is_closing():
-                return
-            now = self.loop.time()
-            pending = [d for d in (self._header_deadline, self._idle_deadline) if d is not None]
+            if self.transport.is_closing():  # closed: unless answers wait for a client that
+                deadlines = [self._write_deadline]  # does not read them, it is gone at once
+            else:
+                deadlines = [self._header_deadline, self._idle_deadline, self._write_deadline]
+            pending = [d for d in deadlines if d is not None]
             if not pending:
                 return
-            if now >= min(pending):
-                self.transport.close()
-            else:
+            if self.loop.time() < min(pending):
                 self._timer_at = min(pending)
                 self._header_timer = self.loop.call_at(self._timer_at, self._check)
+            elif self.flow.write_paused:
+                self.transport.abort()  # close() would wait for the unsent answers forever
+            else:
+                self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -443,6 +464,7 @@ def guarded_protocol(header_timeout_s: float,
         def connection_lost(self, exc: Exception | None) -> None:
             self._header_deadline = None
             self._idle_deadline = None
+            self._write_deadline = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None

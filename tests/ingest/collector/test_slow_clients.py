@@ -156,3 +156,29 @@ def test_a_client_that_never_reads_its_answers_holds_a_bounded_backlog(
     finally:
         assert server.stop() == 0, server.logs()[-3000:]
 
+
+def test_a_client_that_never_reads_its_answers_is_disconnected(tmp_path: Path,
+                                                               tenants_file: Path) -> None:
+    """Slow read: pipelined GETs of dn.js (5 KB answers) from a client that reads nothing.
+    Once its answers wait unsent for the header deadline, the connection is closed (uvicorn
+    kept it, with the request whose answer waits to be written, for as long as the client
+    stayed), and the others are served as before."""
+    server = Server(tmp_path, tenants_file, extra_env={
+        "DRIFTNET_COLLECTOR__HEADER_TIMEOUT_S": "2"}).start()
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+            sock.connect(("127.0.0.1", server.port))
+            sock.settimeout(3)
+            with contextlib.suppress(TimeoutError):  # the server may stop reading first
+                sock.sendall(b"GET /dn.js HTTP/1.1\r\nHost: x\r\n\r\n" * 3000)
+            client_port = sock.getsockname()[1]
+            started = time.monotonic()
+            while _sockets(server.port, client_port).get("server", (0,))[0] == 1:
+                assert time.monotonic() - started < 30, "the server keeps the connection"
+                time.sleep(0.5)
+        with httpx.Client(timeout=30) as client:
+            assert client.get(f"{server.url}/healthz").status_code == 200
+    finally:
+        assert server.stop() == 0, server.logs()[-3000:]
+    assert "Exception in ASGI application" not in server.logs(), server.logs()[-3000:]

@@ -20,7 +20,8 @@ class CollectorSettings(BaseModel):
                                   "request's headers (names and values), bytes; larger "
                                   "requests get 431.")
     header_timeout_s: float = Field(10.0, gt=0, description="Time a request's headers may take "
-                                    "to arrive; slower connections are closed.")
+                                    "to arrive, and answers may wait unsent for a client "
+                                    "that does not read them; slower connections are closed.")
     body_timeout_s: float = Field(10.0, gt=0, description="Time a request's whole body may take "
                                   "to arrive; slower requests get 408 and are closed.")
     max_connections: int = Field(4096, ge=16, description="Open connections (and requests) "

@@ -1,16 +1,25 @@
-"""uvicorn's httptools protocol with a header deadline.
+"""uvicorn's httptools protocol with a header deadline, bounded pipelining and half-closes.
 
 uvicorn bounds idle keep-alive connections but not a request's headers: a client that opens
 a connection and sends nothing, or trickles a header byte every few seconds (slowloris),
 would hold it forever. Here each request's headers must be complete within
 ``header_timeout_s`` of the connection opening (or of the previous response); otherwise the
 connection is closed. Bodies have their own deadline in the app (408).
+
+uvicorn also reads on while requests wait behind the one being answered (it resumes reading
+after every response), so a client pipelining requests without reading the answers grows the
+server's memory without bound; here a connection is read only while at most one request read
+from it waits to start and its unsent answers are under the transport's high-water mark
+(:class:`BoundedFlow`), and it is closed when they wait unsent for ``header_timeout_s``. A
+client that half-closes its side after its requests still gets their answers (uvicorn
+closes the connection at the end of its input).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol, cast
@@ -18,6 +27,7 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn._types import HTTPScope
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -105,6 +115,50 @@ class ResponseWriter:
         return getattr(self._transport, name)
 
 
+class BoundedFlow(FlowControl):
+    """uvicorn's flow control for a connection, with a bound on what it holds unanswered.
+
+    uvicorn pauses reading when a request arrives behind one still being answered, but resumes
+    after every response (and whenever the running request asks for its body), while the
+    requests read ahead still wait: a client pipelining without reading its answers grew the
+    queue of parsed requests, and the answers no one reads, without bound. Here reading
+    resumes only while at most one request waits (the one about to start: uvicorn resumes
+    before it starts the next), the transport's unsent answers are under its high-water mark
+    (asyncio's ``pause_writing``/``resume_writing``, which now pause and resume reading too)
+    and the client has not ended its input. A connection so holds its running request, the
+    requests of one read (the event loop's reads are 256 KB at most) and about 64 KB of
+    answers.
+
+    Pipelined requests are answered one after the other in any case, so reading further ahead
+    would not answer them sooner; a client that neither reads its answers nor stops sending
+    finds its writes blocked (TCP's own flow control), and if its answers wait unsent for
+    ``header_timeout_s``, the connection is closed (the protocol's ``pause_writing``).
+    """
+
+    def __init__(self, transport: asyncio.Transport, waiting: deque[Any]) -> None:
+        super().__init__(transport)
+        self._waiting = waiting  # the protocol's ``pipeline``: requests read, not started
+        self.input_ended = False
+        """The client half-closed: nothing more to read (uvloop must not read again)."""
+
+    def resume_reading(self) -> None:
+        """Read again, unless requests wait, answers are unsent or the input has ended."""
+        if (self.read_paused and not self.write_paused and len(self._waiting) <= 1
+                and not self.input_ended):
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        """The transport's unsent answers are over its high-water mark: stop reading too."""
+        super().pause_writing()
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The answers drained: read again if nothing else holds it."""
+        super().resume_writing()
+        self.resume_reading()
+
+
 class _NoEvent:
     """What a light request has for uvicorn's ``message_event``: nothing waits on it."""
 
@@ -184,8 +238,10 @@ def guarded_protocol(header_timeout_s: float,
         _header_deadline: float | None = None
         _idle_deadline: float | None = None
         _timer_at = 0.0
+        _write_deadline: float | None = None
         _writer: ResponseWriter | None = None
         _deferred: _Pending | None = None
+        flow: BoundedFlow
 
         def data_received(self, data: bytes) -> None:
             self._idle_deadline = None
@@ -326,6 +382,8 @@ def guarded_protocol(header_timeout_s: float,
             if self.pipeline:  # its headers are complete: no deadline for them
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
+            elif self.flow.input_ended:
+                self.transport.close()  # the client half-closed: this was its last answer
             else:
                 self._arm()  # the next request's headers
                 self._idle_until(self.loop.time() + self.timeout_keep_alive)
@@ -343,6 +401,10 @@ def guarded_protocol(header_timeout_s: float,
             """Close the connection at ``deadline`` unless a byte arrives before (the
             keep-alive deadline of a fast-path response; uvicorn arms a timer per response)."""
             self._idle_deadline = deadline
+            self._check_by(deadline)
+
+        def _check_by(self, deadline: float) -> None:
+            """Have the connection's timer fire by ``deadline``."""
             if self._header_timer is not None and self._timer_at <= deadline:
                 return  # it fires in time, and re-checks
             if self._header_timer is not None:
@@ -350,28 +412,59 @@ def guarded_protocol(header_timeout_s: float,
             self._timer_at = deadline
             self._header_timer = self.loop.call_at(deadline, self._check)
 
+        def pause_writing(self) -> None:
+            # The client does not read its answers (or too slowly): they may wait unsent for
+            # ``header_timeout_s``, then the connection goes (a slow read, slowloris's mirror).
+            super().pause_writing()
+            self._write_deadline = self.loop.time() + header_timeout_s
+            self._check_by(self._write_deadline)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._write_deadline = None
+
         def _check(self) -> None:
             self._header_timer = None
-            if self.transport.is_closing():
-                return
-            now = self.loop.time()
-            pending = [d for d in (self._header_deadline, self._idle_deadline) if d is not None]
+            if self.transport.is_closing():  # closed: unless answers wait for a client that
+                deadlines = [self._write_deadline]  # does not read them, it is gone at once
+            else:
+                deadlines = [self._header_deadline, self._idle_deadline, self._write_deadline]
+            pending = [d for d in deadlines if d is not None]
             if not pending:
                 return
-            if now >= min(pending):
-                self.transport.close()
-            else:
+            if self.loop.time() < min(pending):
                 self._timer_at = min(pending)
                 self._header_timer = self.loop.call_at(self._timer_at, self._check)
+            elif self.flow.write_paused:
+                self.transport.abort()  # close() would wait for the unsent answers forever
+            else:
+                self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self.flow = BoundedFlow(transport, self.pipeline)
             self._writer = ResponseWriter(transport)
             self._arm()
+
+        def eof_received(self) -> bool:  # type: ignore[override]
+            """The client half-closed its side: answer the requests it sent, then close (with
+            False the transport closes at once, and uvicorn returns False: their answers were
+            lost). A last request that is not whole can no longer be: not yet started, it is
+            dropped; being answered (reading its body), the connection closes at once."""
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:
+                return False  # nothing to answer
+            if cycle.more_body:
+                if not (self.pipeline and self.pipeline[0][0] is cycle):
+                    return False  # the request being answered: none before it waits
+                self.pipeline.popleft()  # never started: the requests before it are answered
+            self.flow.input_ended = True
+            return True
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._header_deadline = None
             self._idle_deadline = None
+            self._write_deadline = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
@@ -380,8 +473,13 @@ def guarded_protocol(header_timeout_s: float,
         def on_response_complete(self) -> None:
             if self._writer is not None:
                 self._writer.flush()
+            last = not self.pipeline
             super().on_response_complete()
-            if not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            if last and self.flow.input_ended:
+                self.transport.close()  # the client half-closed: this was its last answer
+            else:
                 self._arm()  # the next request's headers, on a kept-alive connection
 
     return GuardedHttpToolsProtocol

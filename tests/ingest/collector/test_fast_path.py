@@ -188,13 +188,61 @@ def test_clients_gone_before_their_ack_are_still_stored_and_counted(server: Serv
     assert by_label(m, "driftnet_collector_hits_total", "tenant") == {"acme": 21}
 
 
+def _count_stored(server: Server, ids: list[str]) -> dict[str, int]:
+    """How many rows each of ``ids`` has in ``events_all`` (duplicates included)."""
+    server.wait_loaded()
+    marks = ", ".join("?" for _ in ids)
+    return dict(server.query("acme", "SELECT event_id, count(*) FROM events_all "
+                             f"WHERE event_id IN ({marks}) GROUP BY event_id", ids))
+
+
+def test_a_client_that_half_closes_after_its_requests_gets_their_answers(
+        shared_server: Server) -> None:
+    """The client shuts its side of the connection right after its requests (a beacon alone;
+    a beacon, a gzip body the app answers and a beacon, pipelined): each is answered, in
+    order, then the server closes the connection. uvicorn closed it at the end of the input,
+    so a hit still waiting for its group commit was stored but never answered."""
+    ids = []
+    for kinds in (("beacon",), ("beacon", "gzip", "beacon")):
+        requests = [_mixed_request(kind, "half-closed") for kind in kinds]
+        with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+            sock.sendall(b"".join(request for request, _, _ in requests))
+            sock.shutdown(socket.SHUT_WR)
+            answers = responses(sock, len(requests))
+            assert sock.recv(100) == b""  # then closed by the server
+        assert [(a[0], a[2]) for a in answers] == [
+            (b"HTTP/1.1 200 OK", b'{"success":true}')] * len(requests)
+        ids += [i for _, _, stored in requests for i in stored]
+    assert _count_stored(shared_server, ids) == dict.fromkeys(ids, 1)
+
+
+def test_a_half_close_inside_a_request_closes_the_connection(shared_server: Server) -> None:
+    """The client shuts its side in the middle of a request, which can then never be whole:
+    the connection is closed at once (not at the body's 10 s deadline), after the answers of
+    the whole requests before it."""
+    message_id, body = _track("half-closed-whole")
+    whole = _request(body)
+    gzipped, _, (gzip_id,) = _mixed_request("gzip", "half-closed-whole")
+    for sent, answered in ((whole[:-5], 0),  # in the body
+                           (whole + whole[:30], 1),  # after a whole beacon, in the headers
+                           (gzipped + whole[:-5], 1)):  # after a body the app reads, in the body
+        with socket.create_connection(("127.0.0.1", shared_server.port), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(sent)
+            sock.shutdown(socket.SHUT_WR)
+            answers = responses(sock, answered)
+            assert sock.recv(100) == b""
+            assert time.monotonic() - started < 5
+        assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * answered
+    assert _count_stored(shared_server, [message_id, gzip_id]) == {message_id: 1, gzip_id: 1}
+
+
 def test_a_client_that_half_closes_behind_pipelined_requests_leaves_no_error(
         shared_server: Server) -> None:
-    """Requests the app answers, pipelined, then the client's end of the connection shut:
-    uvicorn closes the connection at that end of input and stops the response of the last
-    request only; the first one's answer, due once its hit is durable, must be dropped
-    quietly (uvloop's transport raises on a write once closed), not logged as an exception
-    in the app. The server goes on answering."""
+    """Requests the app answers, pipelined, then the client's end of the connection shut,
+    ten times: nothing is logged as an exception in the app (uvloop's transport raises on a
+    write once closed, and uvicorn closed the connection at that end of input while the
+    first answer was still due), and the server goes on answering."""
     errors = shared_server.logs().count("Exception in ASGI application")
     for n in range(10):
         first, _, _ = _mixed_request("gzip", f"half-closed{n}")

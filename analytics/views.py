@@ -448,7 +448,11 @@ id never identified."""
 
 _PRODUCT_LINE_COLUMNS = ("tenant", "session_id", "product_action", "product_id", "product_name",
                          "product_category", "price", "quantity", "currency", "items",
-                         "derived_ts")
+                         *EVENT_ORDER_COLUMNS)
+# A line's place in the total order: its event's (ORDER_KEY), then its place in the event's
+# items. A name or category is the latest by it: by time alone, lines of one instant tied,
+# and the tie went to the row read first, which compaction reorders.
+_LINE_KEY = f"({EVENT_ORDER}, line)"
 
 PRODUCTS: Final = f"""
 WITH se AS (
@@ -457,18 +461,20 @@ WITH se AS (
 ),
 lines AS (
   -- one line per product an event is about: each element of items, else product_id
-  SELECT tenant, session_id, product_action, derived_ts, it.product_id, it.name,
+  SELECT tenant, session_id, product_action, {EVENT_ORDER}, line, it.product_id, it.name,
          it.category, it.price, it.quantity, coalesce(it.currency, currency) AS currency
-  FROM (SELECT *, unnest(items) AS it FROM se WHERE len(items) > 0)
+  FROM (SELECT *, unnest(items) AS it, unnest(range(len(items))) AS line
+        FROM se WHERE len(items) > 0)
   UNION ALL
-  SELECT tenant, session_id, product_action, derived_ts, product_id, product_name,
-         product_category, price, quantity, currency
+  SELECT tenant, session_id, product_action, {EVENT_ORDER}, 0 AS line, product_id,
+         product_name, product_category, price, quantity, currency
   FROM se WHERE coalesce(len(items), 0) = 0
 ),
 per_session AS (
   SELECT tenant, product_id, session_id,
-         arg_max(name, derived_ts) AS name, arg_max(category, derived_ts) AS category,
-         max(derived_ts) AS last_seen,
+         arg_max(name, {_LINE_KEY}) AS name, arg_max(category, {_LINE_KEY}) AS category,
+         max({_LINE_KEY}) FILTER (name IS NOT NULL) AS name_key,
+         max({_LINE_KEY}) FILTER (category IS NOT NULL) AS category_key,
          count(*) FILTER (product_action = 'list_view') AS list_views,
          count(*) FILTER (product_action = 'click') AS clicks,
          count(*) FILTER (product_action = 'view') AS views,
@@ -491,8 +497,8 @@ money AS (
         GROUP BY ALL)
   GROUP BY tenant, product_id
 )
-SELECT p.tenant, p.product_id, arg_max(p.name, p.last_seen) AS name,
-       arg_max(p.category, p.last_seen) AS category,
+SELECT p.tenant, p.product_id, arg_max(p.name, p.name_key) AS name,
+       arg_max(p.category, p.category_key) AS category,
        sum(p.list_views)::BIGINT AS list_views, sum(p.clicks)::BIGINT AS clicks,
        sum(p.views)::BIGINT AS views, sum(p.adds)::BIGINT AS adds,
        sum(p.units_added) AS units_added, sum(p.removes)::BIGINT AS removes,

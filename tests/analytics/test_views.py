@@ -391,3 +391,22 @@ def test_an_order_in_two_sessions_of_one_person_counts_once(tmp_path: Path) -> N
         users = con.sql("SELECT person_id, sessions, orders, revenue_by_currency, "
                         "revenue_converted FROM users").fetchall()
     assert users == [("u:u1", 2, 1, {"EUR": 10.0}, 10.0)]
+
+
+def test_a_products_name_is_the_latest_by_the_total_event_order(tmp_path: Path) -> None:
+    """Names of one instant tied on time alone, and the tie went to the row read first: the
+    same lake answered differently before and after compaction reordered its rows."""
+    first = event(minute=0, session_id="s1", product_id="P", product_action="view",
+                  product_name="Old name", source_offset=1)
+    later = event(minute=0, session_id="s2", product_id="P", product_action="view",
+                  product_name="New name", source_offset=2)
+    write_events(tmp_path, [first])
+    write_events(tmp_path, [later])
+    # lines of one event: the later line is the later one
+    write_events(tmp_path, [event(minute=0, session_id="s3", product_action="list_view",
+                                  source_offset=3,
+                                  items=[{**_item("Q", 1.0), "name": "first line"},
+                                         {**_item("Q", 1.0), "name": "second line"}])])
+    with connect(tmp_path, "acme") as con:
+        names = dict(con.sql("SELECT product_id, name FROM products").fetchall())
+    assert names == {"P": "New name", "Q": "second line"}

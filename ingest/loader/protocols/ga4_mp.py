@@ -23,6 +23,7 @@ from ingest.loader.protocols.kit import (
     SCHEMA,
     SIZE,
     json_body_checks,
+    merge_keeping_nulls,
     not_a,
     reject,
     too_big_event,
@@ -48,6 +49,8 @@ _PARAMS = ("page_location", "page_title", "page_referrer", "session_id", "ga_ses
            "screen_resolution", "source", "medium", "campaign", "term", "content")
 _PARAMS_SPEC = orjson.dumps({**dict.fromkeys(_PARAMS, "VARCHAR"), "items": "JSON"}).decode()
 _DROP_TOP = orjson.dumps(dict.fromkeys(_TOP)).decode()
+_DROP_TOP_BUT_TIME = orjson.dumps(dict.fromkeys(t for t in _TOP
+                                                if t != "timestamp_micros")).decode()
 _DROP_EVENT = orjson.dumps(dict.fromkeys(("name", "params", "timestamp_micros"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
@@ -63,7 +66,10 @@ _STAGES = f"""
 CREATE OR REPLACE TEMP TABLE mp_hits AS
 SELECT {_HIT_COLS}, query, text, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS bad_body,
   CASE WHEN hit_q IS NULL THEN json_transform(text, {quote(_TOP_SPEC)}) END AS top,
-  CASE WHEN hit_q IS NULL THEN json_merge_patch(text, {quote(_DROP_TOP)}) END AS top_extra
+  CASE WHEN hit_q IS NULL THEN json_merge_patch(text, {quote(_DROP_TOP)}) END AS top_extra,
+  -- the request's time, for the events that have their own: it is then no column's
+  CASE WHEN hit_q IS NULL AND NOT {_absent('k[6]')} THEN
+    json_merge_patch(text, {quote(_DROP_TOP_BUT_TIME)}) END AS top_extra_timed
 FROM (
   SELECT *,
     CASE
@@ -123,7 +129,7 @@ FROM (
     SELECT *, try(json_type(item, ['$', '$.name', '$.params', '$.timestamp_micros',
                                    '$.params.items'])) AS t
     FROM (
-      SELECT {_HIT_COLS}, query, top, top_extra, unnest(d.events) AS item,
+      SELECT {_HIT_COLS}, query, top, top_extra, top_extra_timed, unnest(d.events) AS item,
              unnest(range(len(d.events))) AS item_index
       FROM (SELECT *, json_transform(text, '{{"events": ["JSON"]}}') AS d
             FROM mp_hits WHERE hit_q IS NULL)
@@ -145,6 +151,17 @@ FROM (
 
 _MEASUREMENT_ID = decode(
     "regexp_extract(query, '(?:^|&)(?:measurement_id|firebase_app_id)=([^&]*)', 1)")
+_OWN = f"json_merge_patch(item, {quote(_DROP_EVENT)})"
+"""SQL: the event's own fields that no column takes (nulls kept: the item is the target)."""
+_REQUEST_EXTRA = ("CASE WHEN e.timestamp_micros IS NOT NULL AND top_extra_timed IS NOT NULL "
+                  "THEN top_extra_timed ELSE top_extra END")
+"""SQL: the request's fields that no column of the event takes."""
+_MERGED = merge_keeping_nulls(_REQUEST_EXTRA, _OWN)
+"""SQL: the event's fields over the request's, key by key (objects merged), nulls kept."""
+_REQUEST = "json_object('request', top_extra)"
+"""SQL: the request's fields as sent, kept whole beside an event that sends one of them too
+(the event's ``consent`` replaces the request's ``consent.ad_user_data``)."""
+
 _EVENTS = {
     "tenant": "tenant",
     "event_id": "'dn:' || md5(concat_ws(chr(10), coalesce(top.client_id, top.app_instance_id, "
@@ -181,8 +198,8 @@ _EVENTS = {
     "search_query": "nullif(p.search_term, '')",
     "properties": "item->'$.params'",
     "traits": "top.user_properties",
-    "extra": f"nullif(json_merge_patch(top_extra, json_merge_patch(item, "
-             f"{quote(_DROP_EVENT)})), '{{}}')",
+    "extra": f"nullif(CASE WHEN list_has_any(json_keys(top_extra), json_keys({_OWN})) "
+             f"THEN {merge_keeping_nulls(_MERGED, _REQUEST)} ELSE {_MERGED} END, '{{}}')",
     **LINEAGE,
     "item_index": "item_index",
     "pipeline_version": quote(PIPELINE_VERSION),

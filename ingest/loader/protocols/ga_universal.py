@@ -219,7 +219,10 @@ _EVENTS = {
     "revenue": "try_cast(f.tr AS DOUBLE)",
     "properties": f"CASE WHEN items IS NULL THEN {_PROPERTIES} ELSE json_merge_patch("
                   f"coalesce({_PROPERTIES}, '{{}}'), json_object('products', items)) END",
-    "extra": merge_json("q_extra", "l_extra"),
+    # click_id takes gclid: a dclid beside it stays in extra
+    "extra": f"CASE WHEN coalesce(f.gclid, '') <> '' AND coalesce(f.dclid, '') <> '' THEN "
+             f"json_merge_patch(coalesce({merge_json('q_extra', 'l_extra')}, '{{}}'), "
+             f"json_object('dclid', f.dclid)) ELSE {merge_json('q_extra', 'l_extra')} END",
     **LINEAGE,
     "item_index": "item_index",
     "pipeline_version": quote(PIPELINE_VERSION),

@@ -27,6 +27,7 @@ __all__ = [
     "Check",
     "first_rejection",
     "json_body_checks",
+    "merge_keeping_nulls",
     "not_a",
     "reject",
     "too_big_event",
@@ -127,3 +128,37 @@ def too_many_events(count: str, what: str, unit: str = "event") -> str:
     :data:`MAX_BATCH_ITEMS`."""
     return reject(SIZE, f"{quote(what + ' of ')} || {count} || {quote(f' {unit}s exceeds the ')}"
                         f" || {MAX_BATCH_ITEMS} || {quote(f'-{unit} limit')}")
+
+
+_JSON_TOKEN = quote(r'"(?:[^"\\]|\\.)*"|[^"]+')
+"""RE2: a JSON text as its tokens: each string (keys too), and the runs of text between
+strings (punctuation, numbers, ``true``, ``false``, ``null``)."""
+
+
+def _tokens(json_text: str, string: str, other: str) -> str:
+    """SQL: JSON text ``json_text`` rewritten token by token: ``string`` and ``other`` are SQL
+    expressions of ``tok``, a string token (``"..."`` as written) or the text between two."""
+    return (f"array_to_string(list_transform(regexp_extract_all({json_text}, {_JSON_TOKEN}), "
+            f"lambda tok: CASE WHEN starts_with(tok, '\"') THEN {string} ELSE {other} END), "
+            f"'')")
+
+
+def merge_keeping_nulls(target: str, patch: str) -> str:
+    """SQL: JSON object ``patch`` merged over JSON object ``target`` key by key, as
+    ``json_merge_patch`` (RFC 7386) merges (objects merged, any other value of ``patch``
+    replaces ``target``'s), except that a null is a value like any other: a null of
+    ``patch`` replaces and is kept, a null of either stays wherever it is.
+
+    ``json_merge_patch`` reads a null of the patch as "delete this key", and drops the nulls
+    of a patch's object that ``target`` lacks: a tracker's ``"coupon": null`` disappeared.
+    Here, when either text holds ``null`` at all, every string is marked (``"x"`` becomes
+    ``"sx"``) and every null becomes the string ``"n"``, which no marked string can be; the
+    patch merges; and the marks are undone. Both must be valid JSON (as DuckDB writes it).
+    """
+    encoded = [_tokens(x, "'\"s' || substr(tok, 2)", "replace(tok, 'null', '\"n\"')")
+               for x in (target, patch)]
+    merged = f"json_merge_patch({encoded[0]}, {encoded[1]})"
+    decoded = _tokens(merged, "CASE WHEN tok = '\"n\"' THEN 'null' ELSE '\"' || "
+                              "substr(tok, 3) END", "tok")
+    return (f"(CASE WHEN contains({target}, 'null') OR contains({patch}, 'null') "
+            f"THEN json({decoded}) ELSE json_merge_patch({target}, {patch}) END)")

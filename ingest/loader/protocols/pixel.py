@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 import re
 from typing import Any
@@ -72,6 +73,8 @@ def _number(value: Any) -> float | None:
     read them: ``float()`` alone would take other scripts' digits, ``"١٢٣"``)."""
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, orjson.Fragment):  # an integer past 64 bits (see _json)
+        value = orjson.dumps(value).decode()
     if isinstance(value, str) and not value.isascii():
         return None
     try:
@@ -109,6 +112,24 @@ def _pn(key: str, value: str) -> int | float:
     return number
 
 
+def _exact_int(text: str) -> int | orjson.Fragment:
+    """A JSON integer: as an int when orjson can write it, else kept as written."""
+    return int(text) if len(text) <= 20 and int(text) in _INT64_RANGE else orjson.Fragment(text)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{20}")
+
+
+def _json(text: str) -> Any:
+    """JSON ``text`` as orjson reads it (it refuses ``NaN`` and lone surrogates, which its
+    writer could not write back), but an integer past 64 bits exact, as the SQL adapters
+    keep it: orjson reads ``12345678901234567890123`` as a float."""
+    value = orjson.loads(text)
+    if _LONG_DIGITS.search(text):
+        value = json.loads(text, parse_int=_exact_int)
+    return value
+
+
 def _item(product: dict[str, Any], currency: str | None) -> dict[str, Any]:
     """A Segment-spec product -> an element of ``items``."""
     item: dict[str, Any] = {
@@ -131,7 +152,7 @@ def _ecommerce(name: str | None, kind: str, props: dict[str, Any]) -> dict[str, 
     if products is not None:
         if isinstance(products, str):
             try:
-                products = orjson.loads(products)
+                products = _json(products)
             except orjson.JSONDecodeError:
                 products = None
         if not isinstance(products, list):
@@ -173,15 +194,16 @@ def parse_pixel(hit: dict[str, Any]) -> dict[str, Any]:
     first: dict[str, str] = {}
     props: dict[str, Any] = {}
     extra: dict[str, str] = {}
-    for key, value in params:
+    for key, value in params:  # a repeated parameter keeps its first value
         if key.startswith("p."):
-            props[key[2:]] = value
+            props.setdefault(key[2:], value)
         elif key.startswith("pn."):
-            props[key[3:]] = _pn(key, value)
+            if key[3:] not in props:
+                props[key[3:]] = _pn(key, value)
         elif key in _COLUMNS:
             first.setdefault(key, value)
         else:
-            extra[key] = value
+            extra.setdefault(key, value)
     name = first.get("e") or None
     kind = first.get("t") or ("track" if name and name != "page_view" else "page")
     if kind not in ("page", "track"):

@@ -29,6 +29,7 @@ from ingest.loader.protocols.kit import (
     SCHEMA,
     first_rejection,
     json_body_checks,
+    merge_keeping_nulls,
     not_a,
     reject,
     too_big_event,
@@ -83,6 +84,15 @@ _DROP_TOP = orjson.dumps(dict.fromkeys((
     "token", "$token", "api_key"))).decode()
 _HIT_COLS = ("tenant, received_at, protocol, headers, ip, source, source_partition, "
              "source_offset, source_index")
+# A batch's fields that are not its events': the events, the token (a credential), the send
+# time (read into sent_ts, when it is a date).
+_BATCH_READ = ("batch", "api_key", "token", "$token", "sent_at")
+_BATCH_READ_LIST = "[" + ", ".join(quote(f) for f in _BATCH_READ) + "]"
+_DROP_BATCH_READ = orjson.dumps(dict.fromkeys(_BATCH_READ)).decode()
+_DROP_BATCH_BUT_SENT = orjson.dumps(dict.fromkeys(_BATCH_READ[:-1])).decode()
+_SENT_AT_READ = ("(k[3] = 'VARCHAR' AND "
+                 f"{usable_time('try_cast(text->>' + quote('$.sent_at') + ' AS TIMESTAMPTZ)')} "
+                 "IS NOT NULL)")
 
 
 def _kind(path: str) -> str:
@@ -133,7 +143,15 @@ _SENT = usable_time(
 _STAGES = f"""
 CREATE OR REPLACE TEMP TABLE ph_hits AS
 SELECT {_HIT_COLS}, text, k, hit_q, CASE WHEN hit_q IS NOT NULL THEN body END AS bad_body,
-  {_SENT} AS sent
+  {_SENT} AS sent,
+  -- a batch's other fields (historical_migration, a sent_at that is no date, ...) go to the
+  -- extra of each of its events (listing the keys first: a merge patch copies the body)
+  CASE WHEN hit_q IS NULL AND k[1] = 'OBJECT' AND k[2] = 'ARRAY'
+            AND len(list_filter(json_keys(text), lambda x: NOT list_contains(
+                  {_BATCH_READ_LIST}, x) OR (x = 'sent_at' AND NOT {_SENT_AT_READ}))) > 0
+       THEN nullif(json_merge_patch(text, CASE WHEN {_SENT_AT_READ}
+                   THEN {quote(_DROP_BATCH_READ)} ELSE {quote(_DROP_BATCH_BUT_SENT)} END), '{{}}')
+  END AS batch_rest
 FROM (
   SELECT *,
     CASE
@@ -165,10 +183,11 @@ FROM (
     FROM (
       SELECT *, try(json_type(item, {_PATHS})) AS t
       FROM (
-        SELECT {_HIT_COLS}, sent, text AS item, 0 AS item_index
+        SELECT {_HIT_COLS}, sent, batch_rest, text AS item, 0 AS item_index
         FROM ph_hits WHERE hit_q IS NULL AND k[1] = 'OBJECT' AND k[2] IS NULL
         UNION ALL
-        SELECT {_HIT_COLS}, sent, unnest(items) AS item, unnest(range(len(items))) AS item_index
+        SELECT {_HIT_COLS}, sent, batch_rest, unnest(items) AS item,
+               unnest(range(len(items))) AS item_index
         FROM (SELECT *, CASE WHEN k[1] = 'ARRAY' THEN json_transform(text, '["JSON"]')
                         ELSE json_transform(text, '{{"batch": ["JSON"]}}').batch END AS items
               FROM ph_hits WHERE hit_q IS NULL AND (k[1] = 'ARRAY' OR k[2] = 'ARRAY'))
@@ -193,6 +212,8 @@ FROM (
 _SET = ("CASE WHEN coalesce(e.\"$set\", p.\"$set\") IS NULL THEN coalesce(e.\"$set_once\", "
         "p.\"$set_once\") ELSE json_merge_patch(coalesce(e.\"$set_once\", p.\"$set_once\", '{}'), "
         "coalesce(e.\"$set\", p.\"$set\")) END")
+_OWN_EXTRA = f"nullif(json_merge_patch(item, {quote(_DROP_TOP)}), '{{}}')"
+_OWN_EXTRA_OR_EMPTY = f"json_merge_patch(item, {quote(_DROP_TOP)})"
 _EVENTS = {
     "tenant": "tenant",
     "event_id": "coalesce(nullif(e.uuid, ''), 'dn:' || md5(item))",
@@ -239,7 +260,8 @@ _EVENTS = {
     "search_query": "p.query",
     "properties": f"nullif(json_merge_patch(item->'$.properties', {quote(_TOKENS)}), '{{}}')",
     "traits": f"nullif(CASE WHEN etype = 'group' THEN p.\"$group_set\" ELSE {_SET} END, '{{}}')",
-    "extra": f"nullif(json_merge_patch(item, {quote(_DROP_TOP)}), '{{}}')",
+    "extra": f"CASE WHEN batch_rest IS NULL THEN {_OWN_EXTRA} ELSE nullif("
+             f"{merge_keeping_nulls('batch_rest', _OWN_EXTRA_OR_EMPTY)}, '{{}}') END",
     **LINEAGE,
     "item_index": "item_index",
     "pipeline_version": quote(PIPELINE_VERSION),

@@ -285,6 +285,13 @@ FROM (
 """
 
 
+_NUID_KEPT = ("(f.nuid IS NOT NULL AND NOT sp_anonymous "
+              "AND f.nuid IS DISTINCT FROM coalesce(f.tnuid, header_nuid, f.nuid))")
+"""SQL: the tracker's ``nuid`` is not the event's ``network_user_id``: the collector cannot see
+it inside a POST body and set the ``sp`` cookie's id, or ``tnuid`` was sent too. It stays in
+``extra`` (with ``SP-Anonymous`` it is dropped, as the column is)."""
+
+
 def _json_drop(params: tuple[str, ...]) -> str:
     return quote(orjson.dumps(dict.fromkeys(params)).decode())
 
@@ -349,11 +356,14 @@ def _event_columns() -> dict[str, str]:
                    "WHEN 'ue' THEN coalesce(ord.revenue, ord.refund_amount) END",
         "search_query": "CASE WHEN iglu.name = 'site_search' THEN array_to_string(try("
                         "json_transform(ue_data->'$.terms', '[\"VARCHAR\"]')), ' ') END",
-        # json_merge_patch drops the nulls: only the fields the tracker sent are kept.
-        "properties": f"nullif(json_merge_patch('{{}}', {properties}), '{{}}')",
+        # A self-describing event's data as sent (nulls too); the other types' properties
+        # are built of parameters, where json_merge_patch drops the ones the tracker left out.
+        "properties": f"CASE WHEN f.e = 'ue' THEN ue_data "
+                      f"ELSE nullif(json_merge_patch('{{}}', {properties}), '{{}}') END",
         "context": "json_extract(ctx_text, '$.data')",
         "extra": f"nullif(json_merge_patch(item, {drop}, CASE WHEN f.e = 'ue' THEN "
-                 f"json_object('event_schema', ue_text->>'$.data.schema') ELSE '{{}}' END), "
+                 f"json_object('event_schema', ue_text->>'$.data.schema') ELSE '{{}}' END, "
+                 f"CASE WHEN {_NUID_KEPT} THEN json_object('nuid', f.nuid) ELSE '{{}}' END), "
                  f"'{{}}')",
         **LINEAGE,
         "item_index": "item_index",

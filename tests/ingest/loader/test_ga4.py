@@ -112,6 +112,30 @@ def test_measurement_protocol(pipeline: Pipeline) -> None:
     assert (purchase["order_id"], purchase["revenue"]) == ("T1", 19.0)
     assert orjson.loads(view["extra"]) == {"non_personalized_ads": False}
     assert orjson.loads(view["traits"]) == {"tier": {"value": "gold"}}
+    # the request's time is the purchase's column no more: it stays in extra
+    assert orjson.loads(purchase["extra"]) == {"non_personalized_ads": False,
+                                               "timestamp_micros": "1767225600000000"}
+
+
+def test_measurement_protocol_keeps_request_and_event_fields_nulls_included(
+        pipeline: Pipeline) -> None:
+    """An event's fields were merge-patched over the request's: the request's consent value
+    was replaced, and the event's nulls deleted."""
+    body = {"client_id": "c1", "consent": {"ad_user_data": "GRANTED",
+                                           "ad_personalization": "DENIED"},
+            "user_data": {"sha256_email_address": None}, "user_location": None,
+            "events": [{"name": "a", "consent": {"ad_user_data": "DENIED"},
+                        "x": {"n": None, "m": 1}, "y": None},
+                       {"name": "b", "params": {"p": None}}]}
+    a, b = events(run(pipeline, hit("measurement_id=G-MP", orjson.dumps(body),
+                                    path="/mp/collect")))
+    request = {k: v for k, v in body.items() if k not in ("client_id", "events")}
+    assert orjson.loads(a["extra"]) == {
+        "consent": {"ad_user_data": "DENIED", "ad_personalization": "DENIED"},
+        "user_data": {"sha256_email_address": None}, "user_location": None,
+        "x": {"n": None, "m": 1}, "y": None, "request": request}
+    assert orjson.loads(b["extra"]) == request
+    assert orjson.loads(b["properties"]) == {"p": None}
 
 
 def test_measurement_protocol_time_past_year_9999_is_left_out(pipeline: Pipeline) -> None:

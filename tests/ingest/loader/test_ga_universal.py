@@ -66,6 +66,17 @@ def test_a_queue_time_past_ten_years_leaves_the_client_time_unknown(pipeline: Pi
     assert e["client_ts"] is None and e["derived_ts"] == e["received_at"]
 
 
+def test_a_dclid_beside_a_gclid_stays_in_extra(pipeline: Pipeline) -> None:
+    """click_id takes the gclid; the dclid, a column parameter, was dropped."""
+    both, alone = events(run(pipeline,
+                             hit("v=1&tid=UA-1-1&cid=c&t=pageview&gclid=G&dclid=D", method="GET"),
+                             hit("v=1&tid=UA-1-1&cid=c&t=pageview&dclid=D", method="GET")))
+    assert (both["click_id"], both["click_id_type"]) == ("G", "gclid")
+    assert orjson.loads(both["extra"]) == {"v": "1", "dclid": "D"}
+    assert (alone["click_id"], alone["click_id_type"]) == ("D", "dclid")
+    assert orjson.loads(alone["extra"]) == {"v": "1"}
+
+
 def test_body_hit_overrides_query_and_impressions(pipeline: Pipeline) -> None:
     [e] = events(run(pipeline, hit("tid=UA-1-1&cid=q&dt=Query", "t=pageview&dt=Body"
                                    "&il1nm=Results&il1pi1id=P1&il1pi1nm=Shoe&cd3=gold&cm1=7")))

@@ -60,3 +60,36 @@ def test_header_values_that_are_not_strings_are_not_read(pipeline: Pipeline) -> 
     out = run(pipeline, encode_frame(header, b""))
     row = only(out.events)
     assert (row["user_agent"], row["page_url"], row["language"]) == (None, None, "de-DE")
+
+
+def test_a_repeated_parameter_keeps_its_first_value(pipeline: Pipeline) -> None:
+    """As documented (and as the columns did): properties and extra kept the last."""
+    query = urlencode([("e", "Order Completed"), ("a", "a"), ("p.coupon", "FIRST"),
+                       ("p.coupon", "SECOND"), ("pn.coupon", "3"), ("pn.n", "1"),
+                       ("pn.n", "not a number"), ("src", "newsletter"), ("src", "banner"),
+                       ("e", "Other")])
+    frame = envelope("pixel", b"", "/p.gif", query, "GET", {})
+    event = only(run(pipeline, frame).events)
+    assert event["event_name"] == "Order Completed"
+    assert orjson.loads(event["properties"]) == {"coupon": "FIRST", "n": 1}
+    assert orjson.loads(event["extra"]) == {"src": "newsletter"}
+
+
+def test_integers_past_64_bits_in_products_are_kept_exact(pipeline: Pipeline) -> None:
+    """orjson read them as floats: 12345678901234567890123 became 1.2345678901234568e+22."""
+    products = ('[{"product_id": 12345678901234567890123, "ean": 12345678901234567890123, '
+                '"price": 5, "quantity": 18446744073709551615, "n": -9223372036854775809}]')
+    event = only(run(pipeline, pixel(e="Order Completed", a="a",
+                                     **{"p.products": products})).events)
+    assert event["properties"] == (
+        '{"products":[{"product_id":12345678901234567890123,"ean":12345678901234567890123,'
+        '"price":5,"quantity":18446744073709551615,"n":-9223372036854775809}]}')
+    # as the SQL adapters read them: the id as its digits, the number as a float
+    assert (event["product_id"], event["quantity"]) == (
+        "12345678901234567890123", 18446744073709551615.0)
+    # what orjson refuses stays refused (NaN, a lone surrogate): no JSON list
+    for bad in ('[{"price": NaN, "ean": 12345678901234567890123}]',
+                '[{"name": "\\ud800", "ean": 12345678901234567890123}]'):
+        q = only(run(pipeline, pixel(e="Order Completed", a="a",
+                                     **{"p.products": bad})).quarantine)
+        assert q["detail"] == "p.products is not a JSON list"

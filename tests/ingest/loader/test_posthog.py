@@ -108,6 +108,26 @@ def test_batch_object_and_single_event(pipeline: Pipeline) -> None:
         "d", "2026-01-01T00:00:00.500000+00:00")
 
 
+def test_a_batchs_other_fields_go_to_each_events_extra(pipeline: Pipeline) -> None:
+    """Batch-level fields but the events and the token were kept on no event."""
+    batch = {"api_key": "phc_x", "sent_at": "2026-05-01T12:00:10Z", "historical_migration": True,
+             "lib": {"name": "posthog-python", "beta": None},
+             "batch": [{"event": "a", "distinct_id": "d", "type": "capture"},
+                       {"event": "b", "distinct_id": "d", "lib": {"name": "own", "x": None}}]}
+    a, b = events(run(pipeline, hit(batch, path="/batch/")))
+    assert orjson.loads(a["extra"]) == {"historical_migration": True, "type": "capture",
+                                        "lib": {"name": "posthog-python", "beta": None}}
+    # the event's own fields win, key by key, nulls included
+    assert orjson.loads(b["extra"]) == {"historical_migration": True,
+                                        "lib": {"name": "own", "beta": None, "x": None}}
+    assert a["sent_ts"].isoformat() == "2026-05-01T12:00:10+00:00"
+    # a sent_at that is no date is no sent_ts: it stays in extra; the token does not
+    (c,) = events(run(pipeline, hit({"api_key": "phc_x", "sent_at": "soon",
+                                     "batch": [{"event": "c", "distinct_id": "d"}]},
+                                    path="/batch/")))
+    assert (c["sent_ts"], orjson.loads(c["extra"])) == (None, {"sent_at": "soon"})
+
+
 @pytest.mark.parametrize(
     ("body", "reason", "detail"),
     [

@@ -116,6 +116,52 @@ def test_batch_context_merges_under_item_context() -> None:
     assert all(r["sent_ts"] is not None for r in rows)
 
 
+def test_a_messages_context_wins_over_the_batchs_key_by_key_nulls_included() -> None:
+    """json_merge_patch read a message's nulls as deletions: ``"locale": null`` deleted the
+    batch's locale, and every other null of the message's context was gone."""
+    body = {"context": {"locale": "fr-FR", "shared": "s", "n": None,
+                        "library": {"name": "analytics.js", "beta": None}},
+            "batch": [{"type": "track", "event": "E", "anonymousId": "a",
+                       "context": {"campaign_id": None, "locale": None,
+                                   "library": {"version": "1.0", "build": None},
+                                   "traits": {"email": None, "plan": "pro"},
+                                   "note": 'a "null" in text'}},
+                      {"type": "track", "event": "F", "anonymousId": "a"}]}
+    rows = sorted(run(hit(body, path="/v1/batch")).events.to_pylist(),
+                  key=lambda r: r["item_index"])
+    assert orjson.loads(rows[0]["context"]) == {
+        "locale": None, "shared": "s", "n": None, "campaign_id": None,
+        "library": {"name": "analytics.js", "beta": None, "version": "1.0", "build": None},
+        "traits": {"email": None, "plan": "pro"}, "note": 'a "null" in text'}
+    assert rows[0]["language"] is None
+    assert orjson.loads(rows[1]["context"]) == body["context"]
+    assert rows[1]["language"] == "fr-FR"
+
+
+def test_a_batchs_other_fields_apply_to_each_message_in_extra() -> None:
+    """A batch's integrations (and any field it has no column for) were dropped."""
+    body = {"integrations": {"Mixpanel": False, "All": True, "Amplitude": None},
+            "channel": "server", "context": "not an object",
+            "sentAt": "2026-01-01T00:00:00Z", "writeKey": "k",
+            "batch": [{"type": "track", "event": "E", "anonymousId": "a",
+                       "integrations": {"Mixpanel": True, "Braze": None}},
+                      {"type": "track", "event": "F", "anonymousId": "a",
+                       "sentAt": "2026-01-01T00:00:01Z", "channel": None}]}
+    rows = sorted(run(hit(body, path="/v1/batch")).events.to_pylist(),
+                  key=lambda r: r["item_index"])
+    assert orjson.loads(rows[0]["extra"]) == {
+        "integrations": {"Mixpanel": True, "All": True, "Amplitude": None, "Braze": None},
+        "channel": "server", "context": "not an object"}
+    assert orjson.loads(rows[1]["extra"]) == {
+        "integrations": {"Mixpanel": False, "All": True, "Amplitude": None},
+        "channel": None, "context": "not an object"}
+    assert [r["sent_ts"].second for r in rows] == [0, 1]
+    # a batch of nothing but its messages, context and sentAt adds nothing
+    plain = {"context": {"locale": "de"}, "sentAt": "2026-01-01T00:00:00Z",
+             "batch": [{"type": "track", "event": "E", "anonymousId": "a"}]}
+    assert only(run(hit(plain, path="/v1/batch")).events)["extra"] is None
+
+
 def test_one_bad_item_does_not_cost_the_batch() -> None:
     body = {"batch": [{"type": "track", "event": "Good", "anonymousId": "a"},
                       {"type": "track", "event": "Bad"},
@@ -197,6 +243,8 @@ def test_a_batch_sent_at_out_of_range_leaves_sent_ts_empty() -> None:
             "sentAt": "99999-01-01T00:00:00Z"}
     (event,) = run(hit(body, path="/v1/batch")).events.to_pylist()
     assert event["sent_ts"] is None and event["client_ts"] is not None
+    # what no column could take stays in extra
+    assert orjson.loads(event["extra"]) == {"sentAt": "99999-01-01T00:00:00Z"}
 
 
 def test_a_record_whose_envelope_header_is_not_utf8_is_quarantined_not_fatal() -> None:

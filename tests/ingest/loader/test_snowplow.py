@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import re
 import tomllib
 from typing import Any
@@ -152,6 +153,19 @@ def test_self_describing_event_base64_in_any_alphabet(alphabet: str, pad: bool) 
     assert orjson.loads(e["extra"])["event_schema"] == doc["data"]["schema"]
 
 
+def test_self_describing_event_data_is_kept_as_sent_nulls_included() -> None:
+    """json_merge_patch('{}', data) dropped every null of the event's data, at any depth."""
+    data = {"coupon": None, "step": 2, "address": {"line2": None, "city": "X"},
+            "tags": [None, {"k": None}], "big": 12345678901234567890123}
+    doc = ue("iglu:com.acme/form_submit/jsonschema/1-0-0", data)
+    out = run(post([event(e="ue", eid="n1", ue_pr=json.dumps(doc))]),  # orjson: 64 bits
+              get(event(e="ue", eid="n2", ue_px=b64(
+                  ue("iglu:com.acme/empty/jsonschema/1-0-0", {"x": None})))))
+    rows = {r["event_id"]: r for r in out.events.to_pylist()}
+    assert json.loads(rows["n1"]["properties"]) == data
+    assert orjson.loads(rows["n2"]["properties"]) == {"x": None}
+
+
 def test_self_describing_event_as_json_with_json_contexts() -> None:
     ctx = contexts(("iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0",
                     {"id": "pv-1"}), ("iglu:com.acme/user/jsonschema/1-0-0", {"tier": "gold"}))
@@ -255,6 +269,16 @@ def test_network_user_id_precedence() -> None:
     )
     got = {r["event_id"]: r["network_user_id"] for r in out.events.to_pylist()}
     assert got == {"tn": "from-tracker", "col": "n-1", "nu": "param", "none": None}
+    # the tracker's nuid, where the column took another id, stays in extra (it was in the
+    # raw archive only); where the column took it, it is not repeated
+    kept = {r["event_id"]: orjson.loads(r["extra"]).get("nuid")
+            for r in out.events.to_pylist()}
+    assert kept == {"tn": "param", "col": "param", "nu": None, "none": None}
+
+
+def test_a_get_nuid_that_the_collector_took_is_not_repeated_in_extra() -> None:
+    e = only(run(get(event(e="pv", eid="g", nuid="n-1"))).events)
+    assert e["network_user_id"] == "n-1" and "nuid" not in orjson.loads(e["extra"])
 
 
 def test_sp_anonymous_stores_no_network_id_and_no_ip_whoever_sent_them() -> None:
@@ -262,6 +286,7 @@ def test_sp_anonymous_stores_no_network_id_and_no_ip_whoever_sent_them() -> None
                    **{"user-agent": "UA", "sp-anonymous": "*", "x-driftnet-nuid": "n-1"}))
     e = only(out.events)
     assert (e["network_user_id"], e["ip"]) == (None, None)
+    assert not {"nuid", "tnuid", "ip"} & set(orjson.loads(e["extra"]))
 
 
 def test_event_without_eid_gets_a_stable_content_hash() -> None:

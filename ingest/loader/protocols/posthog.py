@@ -209,9 +209,12 @@ FROM (
 );
 """
 
+# $set over $set_once, key by key; a null of $set is a value set to null (PostHog sets it so),
+# not a deletion as json_merge_patch reads it
 _SET = ("CASE WHEN coalesce(e.\"$set\", p.\"$set\") IS NULL THEN coalesce(e.\"$set_once\", "
-        "p.\"$set_once\") ELSE json_merge_patch(coalesce(e.\"$set_once\", p.\"$set_once\", '{}'), "
-        "coalesce(e.\"$set\", p.\"$set\")) END")
+        "p.\"$set_once\") ELSE " + merge_keeping_nulls(
+            "coalesce(e.\"$set_once\", p.\"$set_once\", '{}')",
+            "coalesce(e.\"$set\", p.\"$set\")") + " END")
 _OWN_EXTRA = f"nullif(json_merge_patch(item, {quote(_DROP_TOP)}), '{{}}')"
 _OWN_EXTRA_OR_EMPTY = f"json_merge_patch(item, {quote(_DROP_TOP)})"
 _EVENTS = {

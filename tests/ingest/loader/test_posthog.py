@@ -199,3 +199,14 @@ def test_times_no_python_datetime_holds_are_refused_or_left_out(pipeline: Pipeli
                                           f"timestamp is not an ISO-8601 date: {far}")
     (event,) = events(out)
     assert event["sent_ts"] is None and event["client_ts"].year == 2026
+
+
+def test_a_null_in_set_is_a_trait_set_to_null(pipeline: Pipeline) -> None:
+    """PostHog sets a person property to null when $set says null: the traits keep it (a
+    merge patch read it as a deletion, and the $set_once value showed instead)."""
+    body = {"event": "$identify", "uuid": "i-null", "distinct_id": "user@y",
+            "$set": {"plan": None, "email": "user@y"},
+            "$set_once": {"plan": "free", "first_seen": "2026"}}
+    ident, = events(run(pipeline, hit(body)))
+    assert orjson.loads(ident["traits"]) == {"plan": None, "email": "user@y",
+                                             "first_seen": "2026"}

@@ -29,6 +29,7 @@ __all__ = [
     "json_body_checks",
     "merge_keeping_nulls",
     "not_a",
+    "other_keys",
     "reject",
     "too_big_event",
     "too_many_events",
@@ -162,3 +163,12 @@ def merge_keeping_nulls(target: str, patch: str) -> str:
                               "substr(tok, 3) END", "tok")
     return (f"(CASE WHEN contains({target}, 'null') OR contains({patch}, 'null') "
             f"THEN json({decoded}) ELSE json_merge_patch({target}, {patch}) END)")
+
+
+def other_keys(json_text: str, names: Sequence[str]) -> str:
+    """SQL: how many top-level keys of the JSON object ``json_text`` are not in ``names`` (a
+    look at its keys spares the rows holding no others a merge patch, which copies the
+    whole object)."""
+    listed = "[" + ", ".join(quote(n) for n in names) + "]"
+    return (f"len(list_filter(json_keys({json_text}), "
+            f"lambda k: NOT list_contains({listed}, k)))")

@@ -36,6 +36,7 @@ from ingest.loader.protocols.kit import (
     json_body_checks,
     merge_keeping_nulls,
     not_a,
+    other_keys,
     reject,
     too_big_event,
     too_many_events,
@@ -104,13 +105,11 @@ _PROPS_SPEC = orjson.dumps({
 _DROP_MAPPED = orjson.dumps(dict.fromkeys(MAPPED_FIELDS)).decode()
 _DROP_BESIDE_TIMESTAMP = orjson.dumps(
     dict.fromkeys(f for f in MAPPED_FIELDS if f != "originalTimestamp")).decode()
-_MAPPED_LIST = "[" + ", ".join(quote(f) for f in MAPPED_FIELDS) + "]"
 _ORIGINAL_KEPT = "(e.timestamp IS NOT NULL AND e.originalTimestamp IS NOT NULL)"
 """SQL: the message has both times; originalTimestamp, not read, stays in ``extra``."""
 # A batch's fields that are not its messages' own: read by the batch, or a credential.
 _BATCH_READ = ("batch", "context", "sentAt", "writeKey")
 _DROP_BATCH_READ = orjson.dumps(dict.fromkeys(_BATCH_READ)).decode()
-_BATCH_READ_LIST = "[" + ", ".join(quote(f) for f in _BATCH_READ) + "]"
 _DROP_BATCH_SENT = orjson.dumps(dict.fromkeys(f for f in _BATCH_READ if f != "context")).decode()
 _BATCH_SENT_KEPT = (f"(batch_sent IS NOT NULL AND "
                     f"{usable_time('try_cast(batch_sent AS TIMESTAMPTZ)')} IS NULL)")
@@ -227,9 +226,9 @@ FROM (
     -- integrations and any other field of no column apply to each message (its extra); so
     -- does a context that is no object, which no context can merge with
     -- (listing the keys first: a merge patch copies the whole body)
-    CASE WHEN batch_type = 'ARRAY' AND len(list_filter(json_keys(text), lambda k:
-                NOT list_contains({_BATCH_READ_LIST}, k))) + (CASE WHEN b.context IS NULL
-                OR json_type(b.context) = 'OBJECT' THEN 0 ELSE 1 END) > 0 THEN
+    CASE WHEN batch_type = 'ARRAY' AND {other_keys('text', _BATCH_READ)}
+                + (CASE WHEN b.context IS NULL OR json_type(b.context) = 'OBJECT'
+                   THEN 0 ELSE 1 END) > 0 THEN
       nullif(json_merge_patch(text, CASE WHEN b.context IS NULL
         OR json_type(b.context) = 'OBJECT' THEN {quote(_DROP_BATCH_READ)}
         ELSE {quote(_DROP_BATCH_SENT)} END), '{{}}')
@@ -297,8 +296,7 @@ FROM (
 # Most messages hold only mapped fields: a look at the keys spares them the merge patch.
 _OWN_EXTRA = (f"CASE WHEN {_ORIGINAL_KEPT} THEN json_merge_patch(item, "
               f"{quote(_DROP_BESIDE_TIMESTAMP)}) "
-              f"WHEN len(list_filter(json_keys(item), lambda k: NOT list_contains("
-              f"{_MAPPED_LIST}, k))) > 0 THEN nullif(json_merge_patch(item, "
+              f"WHEN {other_keys('item', MAPPED_FIELDS)} > 0 THEN nullif(json_merge_patch(item, "
               f"{quote(_DROP_MAPPED)}), '{{}}') END")
 """SQL: the message's own fields that no column takes."""
 _OWN_EXTRA_OR_EMPTY = f"coalesce({_OWN_EXTRA}, '{{}}')"
